@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up mri_oes in ./.venv on a fresh machine (idempotent; safe to re-run).
+# - torch is pinned to 2.13.0: on these machines that is a CPU wheel already on disk; an unpinned
+#   torch would download a multi-GB CUDA build. On a GPU machine, install your CUDA torch first and set
+#   MRI_OES_TORCH="" to keep it.
+# - fastmri is installed with --no-deps: its metadata pulls torchvision + pytorch-lightning, which do not
+#   work beside the CPU torch; the parts we use (data.subsample, data.transforms, evaluate, fftc,
+#   coil_combine) only need the light dependencies in the "fastmri-deps" extra.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+TORCH_SPEC=${MRI_OES_TORCH-torch==2.13.0}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+if [ -n "$TORCH_SPEC" ]; then python -m pip install -q "$TORCH_SPEC"; fi
+python -m pip install -q --no-deps "fastmri==0.3.0"
+python -m pip install -q -e ".[test,fastmri-deps]"
+python -c "import torch, sigpy, fastmri.data.subsample, mri_oes, operators; print('mri_oes ready: torch', torch.__version__, '| sigpy', sigpy.__version__)"

@@ -1,0 +1,108 @@
+"""Multi-coil Cartesian MRI: ``A x = M · F · (S_c x)``.
+
+* ``x``: complex image ``(H, W)``; ``y``: multi-coil k-space ``(coils, H, W)``, zero where not sampled.
+* ``F``: centred, orthonormal 2-D FFT (``fftshift(fft2(ifftshift(.), norm="ortho"))``), the fastMRI
+  convention (``fastmri.fft2c``); DC sits at the array centre.
+* ``S_c``: coil sensitivity maps (e.g. ESPIRiT); ``M``: binary sampling mask broadcast over coils
+  (``(W,)`` line mask, ``(H, W)`` or ``(coils, H, W)``).
+* Adjoint: ``A^H y = Σ_c conj(S_c) · F^H (M · y_c)`` (M is binary, so ``M^H M = M``).
+* Generators produce 2 channels (real, imaginary) on a grid that may be larger than ``(H, W)``
+  (a multiple of ``2**levels``); :meth:`from_network` centre-crops and forms the complex image.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import LinearOperator, OperatorInputError, center_crop
+from .registry import register
+
+
+def fft2c(x: torch.Tensor) -> torch.Tensor:
+    """Centred orthonormal 2-D FFT over the last two dims of a complex tensor."""
+    x = torch.fft.ifftshift(x, dim=(-2, -1))
+    return torch.fft.fftshift(torch.fft.fft2(x, norm="ortho"), dim=(-2, -1))
+
+
+def ifft2c(k: torch.Tensor) -> torch.Tensor:
+    """Centred orthonormal 2-D inverse FFT over the last two dims."""
+    k = torch.fft.ifftshift(k, dim=(-2, -1))
+    return torch.fft.fftshift(torch.fft.ifft2(k, norm="ortho"), dim=(-2, -1))
+
+
+def _as_tensor(a, name):
+    if isinstance(a, torch.Tensor):
+        return a
+    return torch.as_tensor(np.asarray(a)) if a is not None else None
+
+
+@register("mri")
+class MultiCoilMRI(LinearOperator):
+    """``A = M F S``. ``maps``: complex ``(coils, H, W)``; ``mask``: ``(W,)``, ``(H, W)`` or
+    ``(coils, H, W)``, nonzero = sampled (values are binarised)."""
+
+    name = "mri"
+    in_dtype = torch.complex64
+    out_dtype = torch.complex64
+
+    def __init__(self, maps, mask, noise=None):
+        maps = _as_tensor(maps, "maps")
+        if maps.dim() == 2:
+            maps = maps.unsqueeze(0)
+        if maps.dim() != 3:
+            raise OperatorInputError(f"mri: maps must be (coils, H, W), got shape {tuple(maps.shape)}")
+        if not maps.is_complex():
+            raise OperatorInputError(f"mri: maps must be complex, got dtype {maps.dtype}")
+        if not torch.isfinite(torch.view_as_real(maps)).all():
+            raise OperatorInputError("mri: maps contain NaN or Inf")
+        C, H, W = maps.shape
+        mask = _as_tensor(mask, "mask")
+        if mask.dim() == 1:
+            if mask.shape[0] != W:
+                raise OperatorInputError(
+                    f"mri: line mask has {mask.shape[0]} entries but k-space has W={W} phase-encode lines")
+            mask = mask.reshape(1, 1, W).expand(1, H, W)
+        elif mask.dim() == 2:
+            mask = mask.unsqueeze(0)
+        if mask.dim() != 3 or tuple(mask.shape[-2:]) != (H, W) or mask.shape[0] not in (1, C):
+            raise OperatorInputError(
+                f"mri: mask shape {tuple(mask.shape)} does not match maps (coils, H, W)=({C}, {H}, {W})")
+        if mask.is_complex():
+            mask = mask.abs()
+        self.maps = maps.to(torch.complex64 if maps.dtype != torch.complex128 else maps.dtype)
+        self.mask = (mask != 0).to(self.maps.real.dtype).contiguous()
+        if self.mask.sum() == 0:
+            raise OperatorInputError("mri: sampling mask samples nothing")
+        super().__init__((H, W), (C, H, W), noise=noise)
+
+    @property
+    def acceleration(self) -> float:
+        return float(self.mask.numel() / self.mask.sum()) if self.mask.shape[0] == 1 else \
+            float(self.mask.numel() / self.mask.sum())
+
+    def _cast(self, t):
+        maps = self.maps.to(t.dtype) if self.maps.dtype != t.dtype else self.maps
+        return maps, self.mask.to(t.real.dtype)
+
+    def _forward(self, x):
+        maps, mask = self._cast(x)
+        return mask * fft2c(maps * x.unsqueeze(1))
+
+    def _adjoint(self, y):
+        maps, mask = self._cast(y)
+        return (maps.conj() * ifft2c(mask * y)).sum(1)
+
+    def from_network(self, out):
+        if out.shape[1] != 2:
+            raise OperatorInputError(
+                f"mri: a generator for MRI must output 2 channels (real, imag), got {out.shape[1]}")
+        out = center_crop(out, self.in_shape)
+        return torch.complex(out[:, 0], out[:, 1])
+
+    @property
+    def network_channels(self):
+        return 2
+
+    def describe(self):
+        return {**super().describe(), "coils": int(self.maps.shape[0]),
+                "acceleration": self.acceleration}
