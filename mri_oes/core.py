@@ -1,0 +1,297 @@
+"""The masked-generator core: ONE fitting loop for every method.
+
+    minimise  loss(A(G(theta ∘ m, z)), y)  [+ penalty]
+
+Methods differ only in the :class:`Parametrization` — what is optimised and how the weights that
+enter ``G`` are formed — never in the loop:
+
+* :class:`TrainWeights` — dense DIP (no mask), Sparse-DIP / IMP rounds / pruning-at-init (fixed
+  mask: the network sees ``theta ∘ m``, so pruned weights get zero gradient and stay at their init),
+  GP-DIP (``sgld_std`` > 0: Gaussian noise added to the weights after each Adam step).
+* :class:`ConcreteMask` — OES mask learning: ``theta_in`` frozen, Bernoulli logits ``v`` trained
+  through Concrete (Gumbel-sigmoid) samples with a KL penalty to the prior ``p0 = density``.
+
+The network is evaluated with :func:`torch.func.functional_call` on the masked tensors, so no copy
+of the network is ever made (the authors' code deep-copies the net each step).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+from torch.func import functional_call
+
+from .io import atomic_path
+from .masks import Mask, check_density, maskable_parameters
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """Independent, reproducible seeds from the one user seed: ``init``, ``z``, ``noise``, ``mask``..."""
+    h = hashlib.sha256(f"{int(seed)}:{stream}".encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def data_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over all measurement entries (|.|² for complex data), as in the OES code;
+    λ = 1e-9 of the KL term is calibrated for this per-entry mean."""
+    d = pred - y
+    if d.is_complex():
+        d = torch.view_as_real(d)
+    return d.pow(2).mean()
+
+
+# ---------------------------------------------------------------------------------- parametrizations
+class Parametrization:
+    """What the loop optimises and which tensors replace the generator's parameters."""
+
+    def trainable(self) -> List[torch.Tensor]:
+        raise NotImplementedError
+
+    def weights(self) -> Dict[str, torch.Tensor]:
+        """``{param name: tensor}`` passed to ``functional_call`` for one forward pass."""
+        raise NotImplementedError
+
+    def penalty(self) -> torch.Tensor:
+        return torch.zeros(())
+
+    def after_step(self, lr: float) -> None:
+        pass
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
+
+
+class TrainWeights(Parametrization):
+    """Train ``theta`` of ``net`` (all parameters), the network seeing ``theta ∘ m`` when a mask is set."""
+
+    def __init__(self, net: nn.Module, mask: Optional[Mask] = None, sgld_std: float = 0.0, seed: int = 0):
+        self.net, self.sgld_std = net, float(sgld_std)
+        self.params = dict(net.named_parameters())
+        self.masks = {}
+        if mask is not None:
+            mask.check_compatible(net)
+            dev = next(net.parameters()).device
+            self.masks = {k: m.to(dev) for k, m in mask.keep.items() if not m.all()}
+        self._gen = None
+        if self.sgld_std > 0:
+            dev = next(net.parameters()).device
+            self._gen = torch.Generator(device=dev).manual_seed(derive_seed(seed, "sgld"))
+
+    def trainable(self):
+        return list(self.params.values())
+
+    def weights(self):
+        return {k: self.params[k] * m.to(self.params[k].dtype) for k, m in self.masks.items()}
+
+    def after_step(self, lr):
+        # GP-DIP / SGLD (Cheng et al. 2019): theta += N(0, sgld_std²) after each step, masked weights
+        # stay pruned.
+        if self.sgld_std > 0:
+            with torch.no_grad():
+                for k, p in self.params.items():
+                    noise = torch.randn(p.shape, generator=self._gen, device=p.device, dtype=p.dtype)
+                    if k in self.masks:
+                        noise = noise * self.masks[k]
+                    p.add_(noise, alpha=self.sgld_std)
+
+    def state(self):
+        return {"gen": self._gen.get_state()} if self._gen is not None else {}
+
+    def load_state(self, state):
+        if self._gen is not None and "gen" in state:
+            self._gen.set_state(state["gen"])
+
+
+class ConcreteMask(Parametrization):
+    """OES mask learning (SPEC §4). Keep-probabilities ``p = sigmoid(v)``, ``v`` initialised at 0.
+    Relaxed sample ``m̂ = sigmoid((v + g1 − g2) / T)``, ``g1, g2 ~ Gumbel(0, 1)`` (``v = log p − log(1−p)``).
+    Penalty ``λ Σ KL(Bern(p) || Bern(p0))``. ``theta_in`` is frozen (no gradient)."""
+
+    def __init__(self, net: nn.Module, density: float, temperature: float = 0.2, lam: float = 1e-9,
+                 scope: str = "weights", seed: int = 0):
+        self.net, self.p0 = net, check_density(density)
+        if not self.p0 < 1:
+            raise ValueError("OES mask learning needs density < 1 (density 1 is the dense network)")
+        self.temperature, self.lam, self.scope = float(temperature), float(lam), scope
+        self.frozen = {k: p.detach() for k, p in maskable_parameters(net, scope).items()}
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.logits = {k: torch.zeros_like(p, requires_grad=True) for k, p in self.frozen.items()}
+        dev = next(net.parameters()).device
+        self._gen = torch.Generator(device=dev).manual_seed(derive_seed(seed, "concrete"))
+
+    def trainable(self):
+        return list(self.logits.values())
+
+    def probabilities(self) -> Dict[str, torch.Tensor]:
+        return {k: torch.sigmoid(v.detach()) for k, v in self.logits.items()}
+
+    def weights(self):
+        out = {}
+        for k, v in self.logits.items():
+            u = torch.rand(v.shape, generator=self._gen, device=v.device, dtype=v.dtype)
+            u = u.clamp(1e-7, 1 - 1e-7)
+            logistic = torch.log(u) - torch.log1p(-u)   # g1 − g2 for Gumbel g1, g2
+            out[k] = self.frozen[k] * torch.sigmoid((v + logistic) / self.temperature)
+        return out
+
+    def penalty(self):
+        p0 = self.p0
+        kl = 0.0
+        for v in self.logits.values():
+            p = torch.sigmoid(v)
+            # p log(p/p0) + (1-p) log((1-p)/(1-p0)), with log p = logsigmoid(v) for stability
+            kl = kl + (p * (nn.functional.logsigmoid(v) - math.log(p0))
+                       + (1 - p) * (nn.functional.logsigmoid(-v) - math.log(1 - p0))).sum()
+        return self.lam * kl
+
+    def state(self):
+        return {"logits": {k: v.detach().cpu() for k, v in self.logits.items()}, "gen": self._gen.get_state()}
+
+    def load_state(self, state):
+        with torch.no_grad():
+            for k, v in state["logits"].items():
+                self.logits[k].copy_(v)
+        self._gen.set_state(state["gen"])
+
+
+# -------------------------------------------------------------------------------------------- loop
+@dataclass
+class FitResult:
+    """What a fit returns. ``output``/``best_output``: operator-domain images (CPU tensors)."""
+
+    history: List[dict] = field(default_factory=list)
+    output: Optional[torch.Tensor] = None
+    best_output: Optional[torch.Tensor] = None
+    best_step: Optional[int] = None
+    best_metrics: dict = field(default_factory=dict)
+    final_metrics: dict = field(default_factory=dict)
+    steps: int = 0
+    wall_time_s: float = 0.0
+    diverged: bool = False
+    resumed_from: Optional[int] = None
+
+    def summary(self) -> dict:
+        return {"steps": self.steps, "wall_time_s": self.wall_time_s, "best_step": self.best_step,
+                "final": self.final_metrics, "best": self.best_metrics, "diverged": self.diverged,
+                "final_loss": self.history[-1]["loss"] if self.history else None,
+                "resumed_from": self.resumed_from}
+
+
+def generate(net: nn.Module, z: torch.Tensor, weights: Optional[Dict[str, torch.Tensor]] = None):
+    """``G(theta', z)`` with ``weights`` replacing the named parameters (no copy of the network)."""
+    return functional_call(net, weights or {}, (z,), strict=False) if weights else net(z)
+
+
+def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Parametrization, *,
+        steps: int, lr: float = 1e-2, samples: int = 1, evaluate: Optional[Callable] = None,
+        log_every: int = 50, input_noise_std: float = 0.0, seed: int = 0,
+        checkpoint: Optional[Path] = None, checkpoint_every: int = 500, fingerprint: str = "",
+        progress: bool = False, desc: str = "fit", callback: Optional[Callable] = None) -> FitResult:
+    """Fit ``operator(G(·, z)) ≈ y`` with Adam for ``steps`` steps.
+
+    ``evaluate(x_hat) -> dict`` (optional; e.g. PSNR against a clean reference) is called every
+    ``log_every`` steps and at the end on the current output; it never influences the fit. The
+    output with the highest ``evaluate()["psnr"]`` is kept as ``best_output`` (oracle early stop, for
+    reporting only). ``checkpoint``: a file to save progress to every ``checkpoint_every`` steps and
+    resume from (only if its ``fingerprint`` matches). ``input_noise_std``: LIP/DIP input-noise
+    regularisation (``z + N(0, std²)`` each step). ``samples``: K forward passes per step (OES K).
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    net.train()   # DIP/OES use batch statistics throughout (batch of one)
+    opt = torch.optim.Adam(param.trainable(), lr=lr)
+    res = FitResult()
+    noise_gen = torch.Generator(device=z.device).manual_seed(derive_seed(seed, "input-noise"))
+    start = 0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        ck = torch.load(checkpoint, map_location=z.device, weights_only=False)
+        if ck.get("fingerprint") == fingerprint:
+            net.load_state_dict(ck["net"])
+            opt.load_state_dict(ck["opt"])
+            param.load_state(ck["param"])
+            noise_gen.set_state(ck["noise_gen"].cpu() if z.device.type == "cpu" else ck["noise_gen"])
+            res.history, res.best_step, res.best_metrics = ck["history"], ck["best_step"], ck["best_metrics"]
+            res.best_output = ck["best_output"]
+            start = res.resumed_from = ck["step"]
+        else:
+            warnings.warn(f"checkpoint {checkpoint} belongs to another run; starting fresh")
+
+    def save_checkpoint(step):
+        with atomic_path(checkpoint, suffix=".pt") as tmp:
+            torch.save({"fingerprint": fingerprint, "step": step, "net": net.state_dict(),
+                        "opt": opt.state_dict(), "param": param.state(), "noise_gen": noise_gen.get_state(),
+                        "history": res.history, "best_step": res.best_step,
+                        "best_metrics": res.best_metrics, "best_output": res.best_output}, tmp)
+
+    def record(step, loss, dloss, x_hat):
+        row = {"step": step, "loss": loss, "data_loss": dloss}
+        if evaluate is not None:
+            with torch.no_grad():
+                m = evaluate(x_hat.detach())
+            row.update(m)
+            if "psnr" in m and (res.best_step is None or m["psnr"] > res.best_metrics.get("psnr", -math.inf)):
+                res.best_step, res.best_metrics = step, dict(m)
+                res.best_output = x_hat.detach().cpu().clone()
+        res.history.append(row)
+        if callback is not None:
+            callback(row)
+        return row
+
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=steps, initial=start, desc=desc, leave=False, dynamic_ncols=True)
+    x_hat, loss_v = None, float("nan")
+    for step in range(start, steps):
+        opt.zero_grad(set_to_none=True)
+        zin = z if input_noise_std <= 0 else \
+            z + input_noise_std * torch.randn(z.shape, generator=noise_gen, device=z.device, dtype=z.dtype)
+        dl = 0.0
+        for _ in range(samples):
+            x_hat = operator.from_network(generate(net, zin, param.weights()))
+            dl = dl + data_loss(operator(x_hat), y) / samples
+        loss = dl + param.penalty().to(dl.device)
+        loss_v, dl_v = float(loss.detach()), float(dl.detach())
+        if not math.isfinite(loss_v):
+            res.diverged = True
+            warnings.warn(f"{desc}: loss became {loss_v} at step {step}; stopping")
+            record(step, loss_v, dl_v, x_hat)
+            break
+        if step % log_every == 0:
+            row = record(step, loss_v, dl_v, x_hat)
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("loss", "psnr")})
+        loss.backward()
+        opt.step()
+        param.after_step(lr)
+        if bar is not None:
+            bar.update(1)
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            save_checkpoint(step + 1)
+    if bar is not None:
+        bar.close()
+    # final iterate: the output of the trained parameters (one more forward, no update)
+    if not res.diverged:
+        with torch.no_grad():
+            x_hat = operator.from_network(generate(net, z, param.weights()))
+            final_loss = float(data_loss(operator(x_hat), y))
+        row = record(steps, final_loss + float(param.penalty().detach()), final_loss, x_hat)
+        res.final_metrics = {k: v for k, v in row.items() if k not in ("step",)}
+    res.output = x_hat.detach().cpu() if x_hat is not None else None
+    res.steps = steps
+    res.wall_time_s = time.perf_counter() - t0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        Path(checkpoint).unlink()   # finished: the result files replace the checkpoint
+    return res

@@ -1,0 +1,312 @@
+"""fastMRI multi-coil HDF5 files: reading slices and Cartesian undersampling.
+
+File layout (as fastMRI stores it; https://github.com/facebookresearch/fastMRI):
+
+* ``kspace``: complex64 ``[slices, coils, H, W]`` — H = readout (frequency encode, fully sampled),
+  W = phase encode (the axis fastMRI's line masks undersample); DC at the array centre.
+* ``reconstruction_rss`` (train/val only): float32 ``[slices, h, w]``, the root-sum-of-squares of the
+  fully sampled coil images centre-cropped to the recon size (knee 320×320).
+* ``ismrmrd_header``: ISMRMRD XML; ``encodedSpace`` / ``reconSpace`` matrix sizes (``x`` = readout =
+  H, ``y`` = phase encode = W), parsed with :func:`fastmri.data.mri_data.et_query` as in
+  ``fastmri.data.SliceDataset._retrieve_metadata``.
+* ``mask`` (test/challenge files only): ``[W]`` line mask of an already undersampled ``kspace``.
+* attrs: ``acquisition``, ``max``, ``norm``, ``patient_id``, ``acceleration``, ``num_low_frequency``...
+
+Every bad input raises :class:`mri_oes.errors.UserError` naming the file and the field.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import xml.etree.ElementTree as etree
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import h5py
+import numpy as np
+
+from ..errors import UserError
+
+#: fastMRI's centre fractions per acceleration (fastMRI challenge: 4× → 0.08, 8× → 0.04)
+CENTER_FRACTIONS = {4: 0.08, 8: 0.04}
+MASK_TYPES = ("random", "equispaced", "equispaced-fraction")
+
+
+# --------------------------------------------------------------------------------------- the slice
+@dataclass
+class MRISlice:
+    """One multi-coil slice.
+
+    ``kspace``: complex64 ``(coils, H, W)`` numpy array (as stored; possibly already undersampled);
+    ``reference``: fully sampled RSS image ``(h, w)`` float32 from ``reconstruction_rss`` or ``None``;
+    ``recon_size``: ``(h, w)`` from the header (readout, phase encode), clipped to the k-space size;
+    ``mask``: ``(W,)`` float32 line mask when the file is already undersampled (``mask`` dataset, or
+    inferred from all-zero phase-encode lines), else ``None``;
+    ``metadata``: ``file``, ``slice``, ``attrs``, ``encoding_size``, header notes.
+    """
+
+    kspace: np.ndarray
+    reference: Optional[np.ndarray]
+    recon_size: Tuple[int, int]
+    mask: Optional[np.ndarray] = None
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        return tuple(self.kspace.shape)
+
+    @property
+    def fully_sampled(self) -> bool:
+        return self.mask is None
+
+    @property
+    def file(self) -> str:
+        return self.metadata.get("file", "?")
+
+    @property
+    def index(self) -> int:
+        return int(self.metadata.get("slice", 0))
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def file_fingerprint(path) -> str:
+    """A short hash of (absolute path, size, mtime): changes when the file is replaced or edited."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def _attrs(obj) -> dict:
+    out = {}
+    for k, v in obj.attrs.items():
+        if isinstance(v, bytes):
+            v = v.decode(errors="replace")
+        elif isinstance(v, np.generic):
+            v = v.item()
+        elif isinstance(v, np.ndarray):
+            v = v.tolist()
+        out[k] = v
+    return out
+
+
+def parse_header(xml, path="?") -> dict:
+    """Encoded / recon matrix sizes and the phase-encode limits from an ISMRMRD header, the way
+    ``fastmri.data.SliceDataset._retrieve_metadata`` reads them (``x`` = readout, ``y`` = phase
+    encode). Returns ``{}`` when there is no header; a header that does not parse is a UserError."""
+    from fastmri.data.mri_data import et_query
+    if isinstance(xml, (bytes, np.bytes_)):
+        xml = bytes(xml)
+    try:
+        root = etree.fromstring(xml)
+        enc = ["encoding", "encodedSpace", "matrixSize"]
+        rec = ["encoding", "reconSpace", "matrixSize"]
+        out = {"encoding_size": tuple(int(et_query(root, enc + [a])) for a in "xyz"),
+               "recon_size": tuple(int(et_query(root, rec + [a])) for a in "xyz")}
+    except Exception as e:  # ParseError, RuntimeError("Element ... not found"), ValueError
+        raise UserError(f"{path}: field 'ismrmrd_header' is not a readable ISMRMRD header ({e})") from None
+    try:
+        lims = ["encoding", "encodingLimits", "kspace_encoding_step_1"]
+        center = int(et_query(root, lims + ["center"]))
+        maximum = int(et_query(root, lims + ["maximum"])) + 1
+        out["padding_left"] = out["encoding_size"][1] // 2 - center
+        out["padding_right"] = out["padding_left"] + maximum
+    except Exception:
+        pass
+    return out
+
+
+def _open(path) -> h5py.File:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: file not found")
+    if not p.is_file():
+        raise UserError(f"{p}: not a file")
+    try:
+        return h5py.File(p, "r")
+    except OSError as e:
+        raise UserError(f"{p}: not a readable HDF5 file (truncated or wrong format: {e})") from None
+
+
+def _check_kspace_dataset(f, path):
+    if "kspace" not in f:
+        raise UserError(f"{path}: no 'kspace' dataset (found: {sorted(f.keys())}); "
+                        "expected fastMRI multi-coil layout kspace[slices, coils, H, W]")
+    ds = f["kspace"]
+    if not isinstance(ds, h5py.Dataset):
+        raise UserError(f"{path}: 'kspace' is a group, not a dataset")
+    if ds.ndim == 3:
+        raise UserError(f"{path}: 'kspace' has shape {ds.shape} = [slices, H, W], a single-coil file; "
+                        "the multi-coil path needs kspace[slices, coils, H, W]")
+    if ds.ndim != 4:
+        raise UserError(f"{path}: 'kspace' has shape {ds.shape}; expected [slices, coils, H, W]")
+    if ds.dtype.kind != "c":
+        raise UserError(f"{path}: 'kspace' has dtype {ds.dtype}; expected complex64 (fastMRI layout)")
+    if min(ds.shape) < 1:
+        raise UserError(f"{path}: 'kspace' has an empty dimension, shape {ds.shape}")
+    return ds
+
+
+def num_slices(path) -> int:
+    """Number of slices in a multi-coil fastMRI file (validates the ``kspace`` dataset)."""
+    with _open(path) as f:
+        return int(_check_kspace_dataset(f, path).shape[0])
+
+
+def infer_mask(kspace: np.ndarray) -> Optional[np.ndarray]:
+    """Line mask ``(W,)`` of phase-encode lines that hold data; ``None`` if every line holds data."""
+    sampled = np.any(np.abs(kspace) > 0, axis=tuple(range(kspace.ndim - 1)))
+    return None if sampled.all() else sampled.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------ reading
+def load_slices(path, slices: Optional[Sequence[int]] = None) -> List[MRISlice]:
+    """Read slices (default: all) of a multi-coil fastMRI file; validates everything before returning.
+
+    Negative slice indices are not accepted (a typo should not silently pick the last slice)."""
+    path = str(path)
+    with _open(path) as f:
+        ds = _check_kspace_dataset(f, path)
+        n, C, H, W = ds.shape
+        idx = list(range(n)) if slices is None else [int(s) for s in slices]
+        for s in idx:
+            if not 0 <= s < n:
+                raise UserError(f"{path}: slice {s} out of range: 'kspace' has {n} slice(s) (0..{n - 1})")
+        header = parse_header(f["ismrmrd_header"][()], path) if "ismrmrd_header" in f else {}
+        attrs = _attrs(f)
+        recon_size, notes = _recon_size(header, H, W, path)
+        rss = f.get("reconstruction_rss")
+        if rss is not None:
+            if not isinstance(rss, h5py.Dataset) or rss.ndim != 3 or rss.shape[0] != n:
+                raise UserError(f"{path}: 'reconstruction_rss' has shape {getattr(rss, 'shape', None)}; "
+                                f"expected [{n}, h, w] (one image per kspace slice)")
+            if rss.shape[1] > H or rss.shape[2] > W:
+                raise UserError(f"{path}: 'reconstruction_rss' images {rss.shape[1:]} are larger than "
+                                f"the k-space grid {(H, W)}")
+        file_mask = None
+        if "mask" in f:
+            file_mask = np.asarray(f["mask"][()]).astype(np.float32).reshape(-1)
+            if file_mask.shape[0] != W:
+                raise UserError(f"{path}: 'mask' has {file_mask.shape[0]} entries but kspace has "
+                                f"W={W} phase-encode lines")
+        out = []
+        for s in idx:
+            try:
+                k = np.asarray(ds[s]).astype(np.complex64, copy=False)
+                ref = None if rss is None else np.asarray(rss[s], dtype=np.float32)
+            except OSError as e:
+                raise UserError(f"{path}: cannot read 'kspace' slice {s} (truncated file? {e})") from None
+            if not np.isfinite(k.view(np.float32)).all():
+                raise UserError(f"{path}: 'kspace' slice {s} contains NaN or Inf")
+            if ref is not None and not np.isfinite(ref).all():
+                raise UserError(f"{path}: 'reconstruction_rss' slice {s} contains NaN or Inf")
+            if not np.any(k):
+                raise UserError(f"{path}: 'kspace' slice {s} is all zeros")
+            mask = file_mask if file_mask is not None else infer_mask(k)
+            meta = {"file": path, "slice": s, "attrs": attrs, "num_slices": n,
+                    "mask_source": "file" if file_mask is not None else ("inferred" if mask is not None else None),
+                    **{k_: v for k_, v in header.items() if k_ != "recon_size"}, **notes}
+            out.append(MRISlice(k, ref, recon_size, mask, meta))
+    return out
+
+
+def load_slice(path, index: int = 0) -> MRISlice:
+    return load_slices(path, [index])[0]
+
+
+def _recon_size(header: dict, H: int, W: int, path) -> Tuple[Tuple[int, int], dict]:
+    """Recon size ``(h, w)`` in k-space axis order, clipped to ``(H, W)``.
+
+    fastMRI headers give ``x`` = readout = H, ``y`` = phase encode = W. Some hand-made files write
+    the matrix transposed (x = W, y = H); when the encoded size matches ``(W, H)`` but not ``(H, W)``
+    the header is read transposed and ``header_transposed`` is recorded."""
+    notes = {}
+    if not header:
+        return (H, W), {"recon_size_source": "kspace shape (no ismrmrd_header)"}
+    ex, ey = header["encoding_size"][:2]
+    rx, ry = header["recon_size"][:2]
+    if (ex, ey) != (H, W) and (ex, ey) == (W, H):
+        rx, ry = ry, rx
+        notes["header_transposed"] = True
+    notes["recon_size_source"] = "ismrmrd_header reconSpace"
+    return (min(rx, H), min(ry, W)), notes
+
+
+# ------------------------------------------------------------------------------------ undersampling
+def mask_function(accel: int, mask_type: str = "equispaced", center_fraction: Optional[float] = None):
+    """fastMRI mask function for one acceleration.
+
+    ``random`` → :class:`fastmri.data.subsample.RandomMaskFunc`; ``equispaced`` →
+    :class:`~fastmri.data.subsample.EquiSpacedMaskFunc` (what ``create_mask_for_mask_type('equispaced')``
+    gives, and what the fastMRI challenge used); ``equispaced-fraction`` →
+    :class:`~fastmri.data.subsample.EquispacedMaskFractionFunc` (exact overall acceleration).
+    Centre fraction: 0.08 at 4×, 0.04 at 8× (fastMRI), otherwise ``0.32 / accel`` unless given."""
+    from fastmri.data import subsample
+    if mask_type not in MASK_TYPES:
+        raise UserError(f"mask type must be one of {MASK_TYPES}, got {mask_type!r}")
+    if isinstance(accel, float) and not float(accel).is_integer():
+        raise UserError(f"acceleration must be a whole number (fastMRI line masks), got {accel}")
+    accel = int(accel)
+    if accel < 2:
+        raise UserError(f"acceleration must be >= 2, got {accel}")
+    cf = CENTER_FRACTIONS.get(accel, 0.32 / accel) if center_fraction is None else float(center_fraction)
+    if not 0 < cf < 1:
+        raise UserError(f"center fraction must be in (0, 1), got {cf}")
+    cls = {"random": subsample.RandomMaskFunc, "equispaced": subsample.EquiSpacedMaskFunc,
+           "equispaced-fraction": subsample.EquispacedMaskFractionFunc}[mask_type]
+    return cls([cf], [accel]), cf
+
+
+def make_mask(W: int, accel: int, mask_type: str = "equispaced", seed: int = 0,
+              center_fraction: Optional[float] = None, H: int = 1) -> Tuple[np.ndarray, dict]:
+    """A seeded fastMRI line mask ``(W,)`` (float32 0/1) and info (``num_low_frequencies``,
+    ``center_fraction``, actual ``acceleration``). Raises UserError when the mask function cannot
+    make the requested acceleration on ``W`` lines (centre alone already exceeds ``W / accel``)."""
+    func, cf = mask_function(accel, mask_type, center_fraction)
+    n_low = round(W * cf)
+    if n_low < 1:
+        raise UserError(f"acceleration {accel}: centre fraction {cf} of W={W} lines is no line at all")
+    if n_low * accel >= W or W / accel < 2:
+        raise UserError(f"acceleration {accel} with centre fraction {cf} is not possible on W={W} "
+                        f"phase-encode lines ({n_low} centre lines already give >= 1/{accel})")
+    m, n_low = func((1, H, W, 2), seed=int(seed))
+    m = m.numpy().reshape(-1).astype(np.float32)
+    return m, {"num_low_frequencies": int(n_low), "center_fraction": cf, "mask_type": mask_type,
+               "acceleration_nominal": int(accel), "acceleration": float(W / m.sum()), "seed": int(seed)}
+
+
+def acs_lines(mask: np.ndarray) -> Tuple[int, int]:
+    """``(start, width)`` of the contiguous block of sampled lines around the k-space centre
+    ``W // 2`` (the auto-calibration signal). Width 0 if the centre line is not sampled."""
+    m = np.asarray(mask).reshape(-1) > 0
+    c = m.shape[0] // 2
+    if not m[c]:
+        return c, 0
+    lo = c
+    while lo > 0 and m[lo - 1]:
+        lo -= 1
+    hi = c
+    while hi + 1 < m.shape[0] and m[hi + 1]:
+        hi += 1
+    return lo, hi - lo + 1
+
+
+def undersample(sl: MRISlice, accel: Optional[int] = None, mask_type: str = "equispaced", seed: int = 0,
+                center_fraction: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray, dict]:
+    """Undersampled k-space ``(coils, H, W)``, its line mask ``(W,)`` and mask info.
+
+    Fully sampled slice: apply a seeded fastMRI mask (``accel`` required). Already undersampled slice
+    (``sl.mask`` set): its own mask is used; asking for a different acceleration is a UserError."""
+    C, H, W = sl.kspace.shape
+    if sl.mask is not None:
+        own = float(W / max(sl.mask.sum(), 1))
+        if accel is not None and abs(own - accel) > 0.5 * accel:
+            raise UserError(f"{sl.file}: slice {sl.index} is already undersampled (mask from "
+                            f"{sl.metadata.get('mask_source')}, acceleration {own:.2f}); cannot apply {accel}x")
+        info = {"mask_type": f"from-{sl.metadata.get('mask_source')}", "acceleration": own,
+                "num_low_frequencies": acs_lines(sl.mask)[1], "seed": None}
+        return sl.kspace * sl.mask[None, None, :], sl.mask.astype(np.float32), info
+    if accel is None:
+        raise UserError(f"{sl.file}: slice {sl.index} is fully sampled: give an acceleration (--accel)")
+    mask, info = make_mask(W, accel, mask_type, seed, center_fraction, H=H)
+    return (sl.kspace * mask[None, None, :]).astype(np.complex64), mask, info
