@@ -105,10 +105,11 @@ def learn_oes_mask(net, z, operator, y, density: float, *, steps: int, lr: float
 def train_generator(net, z, operator, y, *, steps: int, mask: Optional[Mask] = None, lr: float = 1e-2,
                     sgld_std: float = 0.0, evaluate: Optional[Callable] = None, log_every: int = 50,
                     input_noise_std: float = 0.0, seed: int = 0, progress: bool = False,
-                    checkpoint=None, fingerprint: str = "", desc: str = "fit",
-                    callback: Optional[Callable] = None) -> core.FitResult:
+                    checkpoint=None, checkpoint_every: int = 500, fingerprint: str = "",
+                    desc: str = "fit", callback: Optional[Callable] = None) -> core.FitResult:
     """Train the weights of ``G(theta ∘ m, z)`` (dense when ``mask`` is None)."""
     param = core.TrainWeights(net, mask, sgld_std=sgld_std, seed=seed)
     return core.fit(net, z, operator, y, param, steps=steps, lr=lr, evaluate=evaluate,
                     log_every=log_every, input_noise_std=input_noise_std, seed=seed, progress=progress,
-                    checkpoint=checkpoint, fingerprint=fingerprint, desc=desc, callback=callback)
+                    checkpoint=checkpoint, checkpoint_every=checkpoint_every, fingerprint=fingerprint,
+                    desc=desc, callback=callback)

@@ -228,6 +228,8 @@ def _recon_size(header: dict, H: int, W: int, path) -> Tuple[Tuple[int, int], di
     if (ex, ey) != (H, W) and (ex, ey) == (W, H):
         rx, ry = ry, rx
         notes["header_transposed"] = True
+        header.pop("padding_left", None)   # computed from the transposed sizes: meaningless
+        header.pop("padding_right", None)
     notes["recon_size_source"] = "ismrmrd_header reconSpace"
     return (min(rx, H), min(ry, W)), notes
 

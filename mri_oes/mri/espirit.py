@@ -1,0 +1,130 @@
+"""ESPIRiT coil sensitivity maps (SigPy's :class:`sigpy.mri.app.EspiritCalib`) with an HDF5 cache.
+
+Maps are calibrated from the auto-calibration (ACS) lines of the UNDERSAMPLED k-space only — never
+from fully sampled data the reconstruction would not have.
+
+``EspiritCalib`` takes a square ``calib_width × calib_width`` centre region. The phase-encode
+extent of the ACS block limits it: at 8× (centre fraction 0.04) a 180-line brain has only 7 ACS
+lines, so the default is ``calib_width = min(ACS width, 24)`` and
+``kernel_width = clip(calib_width // 2, 3, 6)`` (7 ACS lines → 7×7 calibration, 3×3 kernels; 6×6
+kernels there leave too few calibration rows and the eigenvalue crop removes everything).
+
+Cache: one HDF5 file (default ``espirit_cache.h5`` beside the outputs); each entry is a group named
+by a hash of (file fingerprint = path + size + mtime, slice, ESPIRiT parameters, ACS block position,
+a hash of the calibration k-space itself). A second run with the same inputs reads the maps.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Optional, Tuple
+
+import h5py
+import numpy as np
+
+from ..errors import UserError
+from .data import acs_lines
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {"calib_width": None, "kernel_width": None, "thresh": 0.02, "crop": 0.95, "max_iter": 100}
+MAX_CALIB_WIDTH = 24
+MIN_ACS = 5
+
+
+def espirit_params(mask: np.ndarray, calib_width: Optional[int] = None, kernel_width: Optional[int] = None,
+                   thresh: float = 0.02, crop: float = 0.95, max_iter: int = 100) -> dict:
+    """Resolve ESPIRiT parameters for a line mask (``calib_width``/``kernel_width`` ``None`` = auto)."""
+    _, acs = acs_lines(mask)
+    if acs < MIN_ACS:
+        raise UserError(f"mask has only {acs} fully sampled centre (ACS) lines; ESPIRiT needs >= {MIN_ACS} "
+                        "(use a larger centre fraction or give coil maps another way)")
+    cw = min(acs, MAX_CALIB_WIDTH) if calib_width is None else int(calib_width)
+    if not 3 <= cw <= acs:
+        raise UserError(f"ESPIRiT calib_width {cw} must be in 3..{acs} (the ACS width of the mask): "
+                        "calibrating on unsampled lines would use zeros as data")
+    kw = int(np.clip(cw // 2, 3, 6)) if kernel_width is None else int(kernel_width)
+    if not 2 <= kw < cw:
+        raise UserError(f"ESPIRiT kernel_width {kw} must be in 2..{cw - 1} (below calib_width {cw})")
+    if not 0 < thresh < 1:
+        raise UserError(f"ESPIRiT thresh must be in (0, 1), got {thresh}")
+    if not 0 <= crop < 1:
+        raise UserError(f"ESPIRiT crop must be in [0, 1), got {crop}")
+    return {"calib_width": cw, "kernel_width": kw, "thresh": float(thresh), "crop": float(crop),
+            "max_iter": int(max_iter), "acs_width": int(acs)}
+
+
+def espirit_maps(kspace: np.ndarray, mask: np.ndarray, device=-1, **params) -> Tuple[np.ndarray, dict]:
+    """ESPIRiT maps ``(coils, H, W)`` complex64 from undersampled k-space ``(coils, H, W)`` and its
+    line mask ``(W,)``. Only the ACS region enters (``EspiritCalib`` crops the centre). Returns the
+    maps and the resolved parameters. ``device``: SigPy device id (-1 = CPU)."""
+    import sigpy as sp
+    import sigpy.mri as mr
+    p = espirit_params(mask, **params)
+    k = np.asarray(kspace, np.complex64) * (np.asarray(mask).reshape(1, 1, -1) > 0)
+    dev = sp.Device(device)
+    maps = mr.app.EspiritCalib(sp.to_device(k, dev), calib_width=p["calib_width"],
+                               kernel_width=p["kernel_width"], thresh=p["thresh"], crop=p["crop"],
+                               max_iter=p["max_iter"], device=dev, show_pbar=False).run()
+    maps = np.asarray(sp.to_device(maps, sp.cpu_device), dtype=np.complex64)
+    support = float((np.sum(np.abs(maps) ** 2, 0) > 0.25).mean())
+    if support < 0.01:
+        raise UserError(f"ESPIRiT (calib {p['calib_width']}, kernel {p['kernel_width']}, crop {p['crop']}) "
+                        "cropped away the whole image; lower --espirit-crop or the kernel width")
+    p["support_fraction"] = support
+    return maps, p
+
+
+def _calib_hash(kspace, mask, cw) -> str:
+    """Hash of the centre ``cw × cw`` region of the masked k-space (what EspiritCalib sees)."""
+    C, H, W = kspace.shape
+    t, l = H // 2 - cw // 2, W // 2 - cw // 2   # sigpy.resize centre convention
+    m = (np.asarray(mask).reshape(-1) > 0)[l:l + cw]
+    region = np.ascontiguousarray(kspace[:, t:t + cw, l:l + cw] * m, dtype=np.complex64)
+    return hashlib.sha1(region.tobytes()).hexdigest()
+
+
+def cache_key(kspace, mask, params: dict, fingerprint: Optional[str] = None, slice_index: int = 0) -> str:
+    """Key of a cache entry: (file fingerprint, slice, resolved parameters, ACS block, calib data)."""
+    acs = acs_lines(mask)
+    parts = {"file": fingerprint, "slice": int(slice_index),
+             "params": {k: params[k] for k in ("calib_width", "kernel_width", "thresh", "crop", "max_iter")},
+             "acs": [int(a) for a in acs], "shape": list(kspace.shape),
+             "calib": _calib_hash(kspace, mask, params["calib_width"])}
+    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def cached_espirit_maps(kspace: np.ndarray, mask: np.ndarray, cache: Optional[Path] = None,
+                        fingerprint: Optional[str] = None, slice_index: int = 0, device=-1,
+                        **params) -> Tuple[np.ndarray, dict]:
+    """:func:`espirit_maps` through an HDF5 cache file (``None``: no cache). The returned info has
+    ``cache_hit`` (bool) and ``cache_key``. A damaged cache file is ignored (recomputed, not fatal)."""
+    p = espirit_params(mask, **params)
+    if cache is None:
+        maps, p = espirit_maps(kspace, mask, device=device, **params)
+        return maps, {**p, "cache_hit": False, "cache_key": None}
+    key = cache_key(kspace, mask, p, fingerprint, slice_index)
+    cache = Path(cache)
+    if cache.exists():
+        try:
+            with h5py.File(cache, "r") as f:
+                if key in f and tuple(f[key]["maps"].shape) == tuple(kspace.shape):
+                    info = json.loads(f[key].attrs["info"])
+                    return np.asarray(f[key]["maps"][()], np.complex64), {**info, "cache_hit": True,
+                                                                          "cache_key": key}
+        except (OSError, KeyError, ValueError) as e:
+            log.warning("ESPIRiT cache %s unreadable (%s); recomputing", cache, e)
+    maps, p = espirit_maps(kspace, mask, device=device, **params)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(cache, "a") as f:
+            if key in f:
+                del f[key]
+            g = f.create_group(key)
+            g.create_dataset("maps", data=maps, compression="gzip", compression_opts=1)
+            g.attrs["info"] = json.dumps({**p, "file_fingerprint": fingerprint, "slice": int(slice_index)})
+    except OSError as e:
+        log.warning("could not write ESPIRiT cache %s (%s)", cache, e)
+    return maps, {**p, "cache_hit": False, "cache_key": key}

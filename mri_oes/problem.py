@@ -1,0 +1,77 @@
+"""A reconstruction problem: everything a method needs besides the generator.
+
+``operator`` (any :class:`operators.LinearOperator`), measurements ``y``, the image grid ``image_hw``,
+an optional ``evaluate(x_hat) -> dict`` against a reference (never used by the fit), and
+``to_display(x_hat) -> ndarray`` for PNGs (CHW/HW float in [0, 1]). Natural-image tasks are built
+here; MRI problems come from :mod:`mri_oes.mri.problem`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+import operators as O
+
+from .errors import UserError
+
+TASKS = ("denoise", "inpaint", "super-resolution")
+
+
+@dataclass
+class Problem:
+    operator: O.LinearOperator
+    y: torch.Tensor
+    image_hw: tuple
+    evaluate: Optional[Callable] = None
+    reference: Optional[torch.Tensor] = None
+    kind: str = "natural"
+    info: dict = field(default_factory=dict)
+    to_display: Optional[Callable] = None
+    measurements_display: Optional[np.ndarray] = None
+
+    @property
+    def out_channels(self) -> int:
+        return self.operator.network_channels
+
+    @property
+    def n_measurements(self) -> int:
+        """Real-valued measured numbers (complex counts twice; unsampled entries excluded)."""
+        y = self.y
+        n = int((y != 0).sum()) if self.kind == "mri" else y.numel()
+        return 2 * n if y.is_complex() else n
+
+    def to(self, device):
+        self.operator.to(device)
+        self.y = self.y.to(device)
+        return self
+
+
+def natural_problem(image: np.ndarray, task: str, *, sigma255: float = 25.0, keep_fraction: float = 0.5,
+                    factor: int = 4, seed: int = 0, clip: bool = True) -> Problem:
+    """Degrade a clean CHW image in [0, 1] for ``task`` (noise std ``sigma255/255``; the OES protocol
+    clips noisy images to [0, 1]). The noise is seeded."""
+    from .core import derive_seed
+    from .methods import natural_evaluator
+    if task not in TASKS:
+        raise UserError(f"task must be one of {TASKS}, got {task!r}")
+    if not np.isfinite(image).all():
+        raise UserError("image contains NaN or Inf")
+    if sigma255 < 0:
+        raise UserError(f"sigma must be >= 0 (0-255 scale), got {sigma255}")
+    x = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)
+    noise = O.GaussianNoise(sigma255 / 255.0, clip=(0.0, 1.0) if clip else None) if sigma255 > 0 else None
+    shape = tuple(x.shape)
+    if task == "denoise":
+        A = O.Denoise(shape, noise=noise)
+    elif task == "inpaint":
+        A = O.Inpaint(shape, keep_fraction=keep_fraction, seed=derive_seed(seed, "inpaint-mask"), noise=noise)
+    else:
+        A = O.SuperResolution(shape, factor=factor, noise=noise)
+    y = A.measure(x[None], seed=derive_seed(seed, "noise"))
+    info = {"task": task, "sigma_255": sigma255, "image_shape": list(shape), "operator": A.describe()}
+    disp = y[0].numpy() if task != "super-resolution" else y[0].numpy()
+    return Problem(A, y, shape[-2:], evaluate=natural_evaluator(x), reference=x, kind="natural", info=info,
+                   to_display=lambda xh: xh.detach().cpu()[0].clamp(0, 1).numpy(), measurements_display=disp)

@@ -1,0 +1,592 @@
+"""Pruning baselines: pruning at initialisation (SPEC §6) and IMP / Lottery Image Prior (SPEC §5).
+
+Every mask here is made at ``theta_in`` and then trained through the ONE fitting loop
+(:func:`mri_oes.methods.train_generator` → :func:`mri_oes.core.fit`); nothing here trains by itself.
+
+Pruning at initialisation — scores, all computed at ``theta_in`` with the DIP loss
+``L = data_loss(A(G(theta, z)), y)`` (the core's per-entry mean squared error; a positive constant
+factor does not change any ranking), network in train mode (batch statistics, as DIP uses it; BN
+running statistics are restored afterwards). **Sign convention: every score function returns
+"keep-scores" — the mask keeps the HIGHEST values** (exactly ``round(density·d)`` of them via
+:func:`mri_oes.masks.topk_mask`, ties broken by a seeded random order):
+
+* ``random``: i.i.d. U[0, 1) scores from the seed (uniform random mask at the given density);
+* ``magnitude``: ``|theta|``;
+* ``snip`` (Lee et al. 2019): ``|theta ⊙ ∂L/∂theta|``;
+* ``grasp`` (Wang et al. 2020): the paper's score is ``S = −theta ⊙ (H g)`` with ``g = ∂L/∂theta``
+  and ``H g`` the Hessian-gradient product (double backward of ``gᵀ stopgrad(g)``); GraSP REMOVES the
+  highest ``S``. We return the keep-score ``−S = theta ⊙ (H g)`` so that keeping the highest keep-score
+  is removing the highest ``S`` (:func:`grasp_scores` returns ``S`` itself, :func:`pai_scores` the
+  keep-score). The Hessian is taken w.r.t. the maskable tensors only;
+* ``synflow`` (Tanaka et al. 2020): data-free. On a deep copy of the network (made once per scoring
+  round, never per training step) all parameters are replaced by their absolute values, BatchNorm is
+  put in eval mode, an output sigmoid is switched off (it would saturate and zero every gradient), the
+  input is all ones and the computation runs in float64 (overflow). ``R = Σ G(|theta| ⊙ m, 1)``, score
+  ``|theta| ⊙ ∂R/∂theta`` (non-negative), keep the highest. Applied iteratively: ``rounds`` (100)
+  rounds with the exponential schedule ``density^(k/rounds)``, k = 1..rounds, re-scoring with the
+  current mask each round.
+
+IMP (:func:`run_imp`): train N steps → prune ``prune_fraction`` (20%) of the remaining weights by
+global magnitude of the trained weights → rewind survivors to ``theta_0`` (or to the weights at step
+``j`` of the first, dense round) → repeat. The mask of round ``i`` keeps exactly
+``round(0.8^i · d)`` weights (computed from ``d`` directly, so rounding errors never accumulate).
+
+Multi-image IMP (LIP): one network, loss over several degraded images. Two variants:
+
+* ``shared_z=False`` (default): one ``z`` per image, stacked into a batch ``(B, C, H, W)`` that goes
+  through the one network; the operator is block-diagonal over the batch (:class:`Stacked`).
+  **BatchNorm semantics**: the network runs in train mode (as every DIP fit does), so BN statistics
+  are computed over the whole batch, i.e. pooled over the B images (not per image). With B = 1 this is
+  exactly single-image DIP.
+* ``shared_z=True`` (SPEC §5 wording "one network, one z"): one ``z``, one output image, every
+  operator applied to that same output (the network fits all measurements with one image).
+
+The loss is the core's mean over all measurement entries of all images, i.e. the sum over the images
+divided by the total number of entries (proportional to the sum; equal weights per entry).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from torch.func import functional_call
+
+from operators.base import LinearOperator, OperatorInputError
+from operators.natural import Denoise
+
+from . import core, methods
+from .errors import UserError
+from .generators import GeneratorConfig, make_input
+from .io import atomic_path, write_json
+from .masks import Mask, check_density, maskable_parameters, topk_mask
+
+PAI_METHODS = ("random", "magnitude", "snip", "grasp", "synflow")
+
+
+# ====================================================================================== operators
+class Stacked(LinearOperator):
+    """Several operators over one generator output batch.
+
+    * ``shared_input=False``: input ``(B, *in_shape_i)`` — image ``i`` goes to operator ``i``
+      (block-diagonal); :meth:`from_network` maps a generator batch ``(B, C, Hg, Wg)`` (one ``z`` per
+      image) to ``(1, B, *in_shape_i)``.
+    * ``shared_input=True``: input ``in_shape_i`` — the same image goes to every operator; the adjoint
+      sums the operators' adjoints.
+
+    Output: the flattened measurements of all operators concatenated (:meth:`stack_measurements`).
+    The adjoint is exact (tested against ``<Ax, y> = <x, A^H y>``)."""
+
+    name = "stacked"
+
+    def __init__(self, ops: Sequence[LinearOperator], shared_input: bool = False):
+        ops = list(ops)
+        if not ops:
+            raise OperatorInputError("stacked: needs at least one operator")
+        s0 = ops[0].in_shape
+        for op in ops[1:]:
+            if op.in_shape != s0:
+                raise OperatorInputError(f"stacked: operators take different image shapes "
+                                         f"({s0} vs {op.in_shape}); one network needs one image grid")
+            if op.in_dtype != ops[0].in_dtype or op.out_dtype != ops[0].out_dtype:
+                raise OperatorInputError("stacked: operators must share input and output dtypes")
+        self.ops, self.shared_input = ops, bool(shared_input)
+        self.in_dtype, self.out_dtype = ops[0].in_dtype, ops[0].out_dtype
+        self._sizes = [math.prod(op.out_shape) for op in ops]
+        in_shape = s0 if self.shared_input else (len(ops),) + s0
+        super().__init__(in_shape, (sum(self._sizes),))
+
+    def _forward(self, x):
+        n = x.shape[0]
+        parts = [op._forward(x if self.shared_input else x[:, i]).reshape(n, -1)
+                 for i, op in enumerate(self.ops)]
+        return torch.cat(parts, dim=1)
+
+    def _adjoint(self, y):
+        n = y.shape[0]
+        outs = [op._adjoint(part.reshape(n, *op.out_shape))
+                for op, part in zip(self.ops, torch.split(y, self._sizes, dim=1))]
+        return torch.stack(outs, 0).sum(0) if self.shared_input else torch.stack(outs, 1)
+
+    def from_network(self, out):
+        if self.shared_input:
+            return self.ops[0].from_network(out)
+        if out.shape[0] != len(self.ops):
+            raise OperatorInputError(f"stacked: generator batch {out.shape[0]} != {len(self.ops)} images "
+                                     "(one z per image)")
+        return torch.stack([op.from_network(out[i:i + 1])[0] for i, op in enumerate(self.ops)], 0)[None]
+
+    @property
+    def network_channels(self):
+        return self.ops[0].network_channels
+
+    def stack_measurements(self, ys: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Concatenate per-operator measurements (each ``out_shape_i``, optional leading 1) into ``y``."""
+        if len(ys) != len(self.ops):
+            raise OperatorInputError(f"stacked: {len(ys)} measurements for {len(self.ops)} operators")
+        parts = []
+        for op, y in zip(self.ops, ys):
+            if tuple(y.shape[-len(op.out_shape):]) != op.out_shape or y.numel() != math.prod(op.out_shape):
+                raise OperatorInputError(f"stacked: measurement shape {tuple(y.shape)} does not match "
+                                         f"operator output {op.out_shape}")
+            parts.append(y.reshape(-1))
+        return torch.cat(parts)
+
+    def to(self, device):
+        for op in self.ops:
+            op.to(device)
+        return self
+
+    @property
+    def device(self):
+        return self.ops[0].device
+
+    def describe(self):
+        return {**super().describe(), "shared_input": self.shared_input,
+                "ops": [op.describe() for op in self.ops]}
+
+
+def stacked_evaluator(evaluators: Sequence[Optional[Callable]], shared_input: bool = False) -> Callable:
+    """``evaluate`` for a :class:`Stacked` output: the mean of each metric over the images (plus
+    ``psnr_i``... per image)."""
+    evaluators = list(evaluators)
+
+    def evaluate(x_hat):
+        rows = []
+        for i, ev in enumerate(evaluators):
+            if ev is None:
+                continue
+            rows.append((i, ev(x_hat if shared_input else x_hat[:, i])))
+        out = {}
+        if rows:
+            for k in rows[0][1]:
+                out[k] = float(sum(r[k] for _, r in rows) / len(rows))
+            for i, r in rows:
+                for k, v in r.items():
+                    out[f"{k}_{i}"] = v
+        return out
+
+    return evaluate
+
+
+# ================================================================================ PAI score functions
+def _restore_buffers(net):
+    return {k: v.detach().clone() for k, v in net.named_buffers()}
+
+
+def _load_buffers(net, saved):
+    with torch.no_grad():
+        for k, b in net.named_buffers():
+            b.copy_(saved[k])
+
+
+def _dip_loss_fn(net, z, operator, y, scope):
+    """``(params, loss(weights))``: the DIP loss as a function of replacement maskable tensors."""
+    params = maskable_parameters(net, scope)
+
+    def loss(weights):
+        x = operator.from_network(core.generate(net, z, weights))
+        return core.data_loss(operator(x), y)
+
+    return params, loss
+
+
+def random_scores(net, scope: str = "weights", seed: int = 0) -> Dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(core.derive_seed(seed, "pai-random"))
+    return {k: torch.rand(p.shape, generator=g, dtype=torch.float64)
+            for k, p in maskable_parameters(net, scope).items()}
+
+
+def magnitude_scores(net, scope: str = "weights") -> Dict[str, torch.Tensor]:
+    return {k: p.detach().abs().cpu() for k, p in maskable_parameters(net, scope).items()}
+
+
+def snip_scores(net, z, operator, y, scope: str = "weights") -> Dict[str, torch.Tensor]:
+    """SNIP keep-score ``|theta ⊙ ∂L/∂theta|`` at the current weights (keep the highest)."""
+    saved = _restore_buffers(net)
+    was = net.training
+    net.train()
+    try:
+        params, loss_fn = _dip_loss_fn(net, z, operator, y, scope)
+        w = {k: p.detach().clone().requires_grad_(True) for k, p in params.items()}
+        grads = torch.autograd.grad(loss_fn(w), list(w.values()), allow_unused=True)
+        out = {k: (w[k].detach() * (g if g is not None else torch.zeros_like(w[k]))).abs().cpu()
+               for k, g in zip(w, grads)}
+    finally:
+        _load_buffers(net, saved)
+        net.train(was)
+    return out
+
+
+def grasp_scores(net, z, operator, y, scope: str = "weights") -> Dict[str, torch.Tensor]:
+    """GraSP score ``S = −theta ⊙ (H g)`` as in the paper (REMOVE the highest; the keep-score used
+    for ranking is ``−S``). ``H g`` = ∂/∂theta [g(theta)ᵀ stopgrad(g)] by double backward."""
+    saved = _restore_buffers(net)
+    was = net.training
+    net.train()
+    try:
+        params, loss_fn = _dip_loss_fn(net, z, operator, y, scope)
+        w = {k: p.detach().clone().requires_grad_(True) for k, p in params.items()}
+        ws = list(w.values())
+        g = torch.autograd.grad(loss_fn(w), ws, create_graph=True, allow_unused=True)
+        g = [gi if gi is not None else torch.zeros_like(wi) for gi, wi in zip(g, ws)]
+        gz = sum((gi * gi.detach()).sum() for gi in g if gi.requires_grad)
+        if not isinstance(gz, torch.Tensor) or not gz.requires_grad:
+            hg = [torch.zeros_like(wi) for wi in ws]
+        else:
+            hg = torch.autograd.grad(gz, ws, allow_unused=True)
+            hg = [h if h is not None else torch.zeros_like(wi) for h, wi in zip(hg, ws)]
+        out = {k: (-(w[k].detach() * h)).cpu() for k, h in zip(w, hg)}
+    finally:
+        _load_buffers(net, saved)
+        net.train(was)
+    return out
+
+
+def _synflow_net(net):
+    """Linearised copy: |theta| everywhere, BN eval, no output sigmoid, float64."""
+    lin = copy.deepcopy(net).double().eval()
+    with torch.no_grad():
+        for p in lin.parameters():
+            p.abs_()
+            p.requires_grad_(False)
+    if hasattr(lin, "sigmoid") and isinstance(getattr(lin, "sigmoid"), bool):
+        lin.sigmoid = False
+    return lin
+
+
+def synflow_scores(net, input_shape: Sequence[int], scope: str = "weights",
+                   keep: Optional[Dict[str, torch.Tensor]] = None, _lin=None) -> Dict[str, torch.Tensor]:
+    """One SynFlow scoring pass: ``|theta| ⊙ ∂R/∂theta`` with ``R = Σ G(|theta| ⊙ keep, 1)`` (BN eval,
+    all-ones input of ``input_shape``, float64, no output sigmoid). Keep the highest."""
+    lin = _lin if _lin is not None else _synflow_net(net)
+    names = list(maskable_parameters(net, scope))
+    lparams = dict(lin.named_parameters())
+    w = {}
+    for k in names:
+        t = lparams[k].detach().clone()
+        if keep is not None:
+            t = t * keep[k].to(t.device, t.dtype)
+        w[k] = t.requires_grad_(True)
+    ones = torch.ones(tuple(input_shape), dtype=torch.float64, device=lparams[names[0]].device)
+    R = functional_call(lin, w, (ones,), strict=False).sum()
+    grads = torch.autograd.grad(R, list(w.values()), allow_unused=True)
+    return {k: (w[k].detach() * (g if g is not None else torch.zeros_like(w[k]))).cpu()
+            for k, g in zip(w, grads)}
+
+
+def synflow_mask(net, input_shape, density: float, rounds: int = 100, scope: str = "weights",
+                 seed: int = 0, min_layer_density: float = 0.0, meta=None) -> Mask:
+    """Iterative SynFlow: ``rounds`` rounds, density ``density^(k/rounds)``; pruned weights are
+    ranked below every kept one (they never come back)."""
+    density = check_density(density)
+    lin = _synflow_net(net)
+    keep = None
+    mask = None
+    for k in range(1, int(rounds) + 1):
+        s = synflow_scores(net, input_shape, scope, keep=keep, _lin=lin)
+        if keep is not None:
+            s = {n: torch.where(keep[n], v, torch.full_like(v, -1.0)) for n, v in s.items()}
+        dk = density if k == rounds else density ** (k / rounds)
+        mask = topk_mask(s, dk, seed=core.derive_seed(seed, f"synflow-{k}"),
+                         min_layer_density=min(min_layer_density, dk), meta=meta)
+        keep = mask.keep
+    return mask
+
+
+def pai_scores(method: str, net, z, operator=None, y=None, *, seed: int = 0,
+               scope: str = "weights") -> Dict[str, torch.Tensor]:
+    """Keep-scores (keep the highest) for the one-shot methods (not ``synflow``, which is iterative)."""
+    if method == "random":
+        return random_scores(net, scope, seed)
+    if method == "magnitude":
+        return magnitude_scores(net, scope)
+    if method == "snip":
+        return snip_scores(net, z, operator, y, scope)
+    if method == "grasp":
+        return {k: -v for k, v in grasp_scores(net, z, operator, y, scope).items()}
+    if method == "synflow":
+        return synflow_scores(net, z.shape, scope)
+    raise UserError(f"pruning-at-init method must be one of {PAI_METHODS}, got {method!r}")
+
+
+def prune_at_init(method: str, net, z, operator, y, density: float, *, seed: int = 0,
+                  scope: str = "weights", min_layer_density: float = 0.0, synflow_rounds: int = 100,
+                  meta: Optional[dict] = None) -> Mask:
+    """A pruning-at-init mask at ``theta_in`` (``net`` unchanged) keeping exactly ``round(density·d)``
+    maskable weights. Always runs :func:`mri_oes.methods.collapse_report`; the report is stored in
+    ``mask.meta["collapse"]`` and a collapse is printed to stderr as well as warned."""
+    if method not in PAI_METHODS:
+        raise UserError(f"pruning-at-init method must be one of {PAI_METHODS}, got {method!r}")
+    density = check_density(density)
+    m = dict(meta or {})
+    m.update({"method": method, "scope": scope, "requested_density": density,
+              "min_layer_density": min_layer_density, "pai_seed": seed,
+              "sign_convention": "keep highest keep-score" + (" (= remove highest GraSP S = -theta*Hg)"
+                                                               if method == "grasp" else "")})
+    tie_seed = core.derive_seed(seed, "pai-ties")
+    if method == "synflow":
+        m["synflow_rounds"] = int(synflow_rounds)
+        mask = synflow_mask(net, z.shape, density, rounds=synflow_rounds, scope=scope, seed=tie_seed,
+                            min_layer_density=min_layer_density, meta=m)
+    else:
+        scores = pai_scores(method, net, z, operator, y, seed=seed, scope=scope)
+        mask = topk_mask(scores, density, seed=tie_seed, min_layer_density=min_layer_density, meta=m)
+    rep = report_collapse(net, z, operator, mask, what=f"{method} mask at density {density:g}")
+    mask.meta["collapse"] = rep
+    return mask
+
+
+def report_collapse(net, z, operator, mask, what: str = "mask") -> dict:
+    """:func:`methods.collapse_report` plus a console line on stderr when it fires."""
+    saved = _restore_buffers(net)
+    rep = methods.collapse_report(net, z, operator, mask)
+    _load_buffers(net, saved)   # finding1 runs in train mode and moves BN running stats
+    if rep["collapsed"]:
+        print(f"WARNING: layer collapse for {what}: {len(rep['empty_layers'])} empty layer(s) "
+              f"{rep['empty_layers'][:4]}{', constant output' if rep['constant_output'] else ''}",
+              file=sys.stderr)
+    return rep
+
+
+# ============================================================================================== IMP
+def should_stop(losses: Sequence[float], k: Optional[int]) -> bool:
+    """Clean-image-free IMP stopping rule: True when the loss rose in each of the last ``k`` rounds
+    (``losses[-k-1] < losses[-k] < ... < losses[-1]``). ``k`` None/0 never stops."""
+    if not k or k < 1 or len(losses) < k + 1:
+        return False
+    tail = [float(v) for v in losses[-(k + 1):]]
+    return all(b > a for a, b in zip(tail, tail[1:]))
+
+
+def imp_keep_count(n_total: int, round_i: int, prune_fraction: float = 0.2) -> int:
+    """Weights kept by the mask of IMP round ``i``: ``round((1 − prune_fraction)^i · d)`` (≥ 1)."""
+    return max(1, int(round((1.0 - prune_fraction) ** round_i * n_total)))
+
+
+def imp_rounds_for(target_density: float, prune_fraction: float = 0.2) -> int:
+    """Number of prune rounds to reach ``target_density`` (the first round at or below it)."""
+    check_density(target_density)
+    return max(0, int(math.ceil(math.log(target_density) / math.log(1.0 - prune_fraction) - 1e-9)))
+
+
+def magnitude_prune(net, mask: Mask, n_keep: int, seed: int = 0, min_layer_density: float = 0.0,
+                    meta=None) -> Mask:
+    """Keep the ``n_keep`` largest ``|theta|`` among the currently kept weights (global ranking)."""
+    params = maskable_parameters(net, mask.meta.get("scope", "weights"))
+    scores = {k: torch.where(mask.keep[k], params[k].detach().abs().cpu().double(),
+                             torch.full(mask.keep[k].shape, -1.0, dtype=torch.float64))
+              for k in mask.keep}
+    return topk_mask(scores, n_keep / mask.n_total, seed=seed, min_layer_density=min_layer_density,
+                     meta=meta)
+
+
+def _tensor_digest(ts) -> str:
+    h = hashlib.sha256()
+    for t in ts:
+        t = t.detach().cpu().contiguous()
+        if t.is_complex():
+            t = torch.view_as_real(t)
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def build_imp_problem(problems, cfg: GeneratorConfig, image_hw, seed: int, shared_z: bool = False,
+                      evaluate=None, device=None):
+    """``(net, z, operator, y, evaluate, seeds)`` for IMP: one problem → itself; several → a
+    :class:`Stacked` operator with one ``z`` per image (batch) or a shared ``z``."""
+    net, z, seeds = methods.setup_generator(cfg, image_hw, seed, device=device)
+    problems = list(problems)
+    if not problems:
+        raise UserError("IMP needs at least one (operator, y) problem")
+    evs = evaluate if isinstance(evaluate, (list, tuple)) else [evaluate] * len(problems)
+    if len(evs) != len(problems):
+        raise UserError(f"{len(evs)} evaluators for {len(problems)} problems")
+    if len(problems) == 1:
+        op, y = problems[0]
+        return net, z, op, y, evs[0], seeds
+    op = Stacked([p[0] for p in problems], shared_input=shared_z)
+    y = op.stack_measurements([p[1] for p in problems])
+    if not shared_z:
+        zs = [z] + [make_input(cfg, image_hw, core.derive_seed(seed, f"z{i}"), device=device)
+                    for i in range(1, len(problems))]
+        z = torch.cat(zs, 0)
+        seeds["z_seeds"] = [seeds["z_seed"]] + [core.derive_seed(seed, f"z{i}") for i in range(1, len(problems))]
+    ev = stacked_evaluator(evs, shared_z) if any(e is not None for e in evs) else None
+    return net, z, op, y, ev, seeds
+
+
+def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[LinearOperator, torch.Tensor]],
+            steps_per_round: int, rounds: Optional[int] = None, target_density: Optional[float] = None, *,
+            prune_fraction: float = 0.2, rewind: Union[str, int] = "init", scope: str = "weights",
+            out_dir=None, evaluate=None, oracle_clean_target=None, stop_rising: Optional[int] = None,
+            resume: bool = True, shared_z: bool = False, lr: float = 1e-2, input_noise_std: float = 0.0,
+            min_layer_density: float = 0.0, log_every: int = 50, progress: bool = False,
+            device=None, verbose: bool = True) -> dict:
+    """Iterative magnitude pruning with rewinding (LIP Alg. 1–2; SPEC §5).
+
+    Round ``r`` (r = 0..R) trains the mask ``m_r`` (``m_0`` dense, density ``0.8^r``) for
+    ``steps_per_round`` steps from the rewind point, records its final DIP loss (vs ``y``), saves
+    ``round_{r:02d}.safetensors``, then (r < R) prunes ``prune_fraction`` of ``m_r``'s kept weights by
+    global magnitude of the trained weights to give ``m_{r+1}``.
+
+    ``rounds``: R (number of prunings), or ``target_density``: the first round at/below it.
+    ``rewind``: ``"init"`` (theta_0) or an int ``j`` (the weights at step j of round 0).
+    ``oracle_clean_target``: list of clean images (one per problem): train against them with the
+    identity operator instead of ``y`` — the LIP authors' oracle; labelled as such everywhere.
+    ``stop_rising``: stop when the final loss rose that many rounds in a row (:func:`should_stop`).
+    ``out_dir``: saves every round plus ``imp_state.json``; with ``resume`` a rerun continues after
+    the last finished round and yields the same masks as an uninterrupted run.
+
+    Returns ``{"rounds": [per-round dict], "masks": [Mask], "stopped_early": bool,
+    "recommended_round": int, "out_dir": str|None}``."""
+    if steps_per_round < 0:
+        raise UserError("steps_per_round must be >= 0")
+    if not 0 < prune_fraction < 1:
+        raise UserError(f"prune_fraction must be in (0, 1), got {prune_fraction}")
+    if rounds is None and target_density is None:
+        raise UserError("give rounds or target_density")
+    R = int(rounds) if rounds is not None else imp_rounds_for(target_density, prune_fraction)
+    if R < 0:
+        raise UserError("rounds must be >= 0")
+    if rewind != "init":
+        try:
+            rewind = int(rewind)
+        except (TypeError, ValueError):
+            raise UserError(f"rewind must be 'init' or a step number, got {rewind!r}") from None
+        if not 0 <= rewind <= steps_per_round:
+            raise UserError(f"rewind step {rewind} outside [0, {steps_per_round}]")
+    problems = list(problems)
+    target = "y"
+    if oracle_clean_target is not None:
+        clean = list(oracle_clean_target)
+        if len(clean) != len(problems):
+            raise UserError("oracle_clean_target needs one clean image per problem")
+        problems = []
+        for c in clean:
+            c = c[0] if c.dim() == 4 else c
+            problems.append((Denoise(tuple(c.shape)), c))
+        target = "oracle-clean"
+        warnings.warn("IMP is training against the CLEAN image (oracle_clean_target): the resulting "
+                      "masks are an oracle baseline, not a blind method")
+    net, z, op, y, ev, seeds = build_imp_problem(problems, cfg, image_hw, seed, shared_z, evaluate, device)
+    theta0 = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    fp_src = {"cfg": cfg.to_dict(), "hw": list(image_hw), "seed": int(seed), "steps": int(steps_per_round),
+              "prune_fraction": prune_fraction, "rewind": rewind, "scope": scope, "shared_z": shared_z,
+              "lr": lr, "input_noise_std": input_noise_std, "min_layer_density": min_layer_density,
+              "target": target, "data": _tensor_digest([y, z]), "operator": op.describe(),
+              "rounds": R, "stop_rising": stop_rising}
+    fingerprint = hashlib.sha256(json.dumps(fp_src, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    base_meta = {"generator": cfg.to_dict(), "init_seed": seeds["init_seed"], "z_seed": seeds["z_seed"],
+                 "seed": int(seed), "image_hw": list(image_hw), "scope": scope, "method": "imp",
+                 "prune_fraction": prune_fraction, "rewind": rewind, "steps_per_round": steps_per_round,
+                 "imp_target": target, "shared_z": shared_z, "n_images": len(problems), "lr": lr,
+                 "input_noise_std": input_noise_std, "fingerprint": fingerprint}
+    if "z_seeds" in seeds:
+        base_meta["z_seeds"] = seeds["z_seeds"]
+
+    out = Path(out_dir) if out_dir is not None else None
+    state_path = out / "imp_state.json" if out else None
+    rows: List[dict] = []
+    masks: List[Mask] = []
+    mask = Mask.ones(net, scope)
+    rewind_state = theta0 if rewind == "init" else None
+    start = 0
+    if out and resume and state_path.is_file():
+        st = json.loads(state_path.read_text())
+        if st.get("fingerprint") == fingerprint:
+            rows = st["rounds"]
+            masks = [Mask.load(out / r["mask_file"]) for r in rows]
+            start = len(rows)
+            if st.get("next_mask"):
+                mask = Mask.load(out / st["next_mask"])
+            if rewind != "init" and rows:
+                rewind_state = torch.load(out / "rewind_weights.pt", map_location="cpu", weights_only=False)
+            if verbose and start:
+                print(f"IMP: resuming after round {start - 1} from {state_path}", file=sys.stderr)
+            if st.get("finished"):
+                return _imp_return(rows, masks, st.get("stopped_early", False), stop_rising, out)
+        else:
+            warnings.warn(f"{state_path} belongs to another IMP run (different settings/data); starting fresh")
+    n_total = mask.n_total
+    stopped = False
+    for r in range(start, R + 1):
+        # rewind survivors (and everything else) to the rewind point; pruned weights are masked
+        net.load_state_dict(theta0 if r == 0 or rewind_state is None else rewind_state)
+        snap = {}
+        le = log_every
+        cb = None
+        if r == 0 and rewind != "init":
+            le = math.gcd(log_every, rewind) if rewind > 0 else log_every
+
+            def cb(row, _snap=snap):
+                if row["step"] == rewind and "w" not in _snap:
+                    _snap["w"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        ck = out / f"round_{r:02d}.ckpt.pt" if out else None
+        res = methods.train_generator(net, z, op, y, steps=steps_per_round, mask=None if r == 0 else mask,
+                                      lr=lr, evaluate=ev, log_every=le, input_noise_std=input_noise_std,
+                                      seed=core.derive_seed(seed, "imp-train"), progress=progress,
+                                      checkpoint=ck, fingerprint=f"{fingerprint}-r{r}",
+                                      desc=f"IMP round {r}", callback=cb)
+        if r == 0 and rewind != "init":
+            rewind_state = snap.get("w", theta0) if rewind > 0 else theta0
+            if out:
+                with atomic_path(out / "rewind_weights.pt", suffix=".pt") as tmp:
+                    torch.save(rewind_state, tmp)
+        summ = res.summary()
+        row = {"round": r, "density": mask.density, "sparsity": mask.sparsity, "kept_weights": mask.n_kept,
+               "final_loss": summ["final"].get("data_loss", summ["final_loss"]), "diverged": res.diverged,
+               "final": summ["final"], "best": summ["best"], "best_step": summ["best_step"],
+               "wall_time_s": summ["wall_time_s"]}
+        # collapse check of this round's mask at its rewind point
+        trained = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        net.load_state_dict(theta0 if r == 0 or rewind_state is None else rewind_state)
+        row["collapse"] = report_collapse(net, z, op, mask, what=f"IMP round {r} mask") if r else \
+            {"collapsed": False, "empty_layers": [], "constant_output": False}
+        net.load_state_dict(trained)
+        mask.meta = {**base_meta, **{k: v for k, v in row.items()}, "round": r}
+        fname = f"round_{r:02d}.safetensors"
+        row["mask_file"] = fname
+        masks.append(mask)
+        rows.append(row)
+        if verbose:
+            ps = row["final"].get("psnr")
+            print(f"IMP round {r:2d}: density {row['density']:.4f} kept {row['kept_weights']:,} "
+                  f"final loss {row['final_loss']:.5g}" + (f" final PSNR {ps:.2f}" if ps is not None else ""),
+                  file=sys.stderr)
+        stopped = should_stop([rw["final_loss"] for rw in rows], stop_rising)
+        last = r == R or stopped
+        nxt = None
+        if not last:
+            nxt = magnitude_prune(net, mask, imp_keep_count(n_total, r + 1, prune_fraction),
+                                  seed=core.derive_seed(seed, f"imp-ties-{r + 1}"),
+                                  min_layer_density=min_layer_density, meta={"scope": scope})
+        if out:
+            mask.save(out / fname)
+            if nxt is not None:
+                nxt.save(out / "next_mask.safetensors")
+            elif (out / "next_mask.safetensors").is_file():
+                (out / "next_mask.safetensors").unlink()
+            write_json(state_path, {"fingerprint": fingerprint, "settings": fp_src, "rounds": rows,
+                                    "next_mask": "next_mask.safetensors" if nxt is not None else None,
+                                    "finished": last, "stopped_early": stopped, "planned_rounds": R})
+        if last:
+            break
+        mask = nxt
+    net.load_state_dict(theta0)
+    return _imp_return(rows, masks, stopped, stop_rising, out)
+
+
+def _imp_return(rows, masks, stopped, stop_rising, out):
+    rec = len(rows) - 1 - (int(stop_rising) if stopped else 0)
+    return {"rounds": rows, "masks": masks, "stopped_early": bool(stopped),
+            "recommended_round": max(rec, 0), "out_dir": str(out) if out else None}

@@ -1,0 +1,314 @@
+"""Mask transfer (OES appendix H; OES Table 5; LIP transfer): learn a mask on one source problem, reuse
+it on other images / scans / accelerations / tasks, with dense DIP and an IMP mask of equal density
+beside it.
+
+One generic driver, :func:`run_transfer`, takes a source :class:`Problem` and named target problems;
+:func:`natural_transfer` and :func:`mri_transfer` only build those problems.
+
+* Masks: for every density ``d``: an OES mask (:func:`methods.learn_oes_mask`) and an IMP mask
+  (:func:`pruning.run_imp`) learned on the source at the source's ``theta_in``. The IMP mask has
+  exactly the OES mask's density: the IMP run uses ``R = imp_rounds_for(d, 0.2)`` rounds (or
+  ``imp_rounds``) with the per-round prune fraction ``1 − d^(1/R)`` (≈ 20%), so round ``R`` keeps
+  ``round(d·n)`` weights. Masks are saved to ``masks/`` and reused on a rerun.
+* Every case (target × method × density) trains the network from the mask's own ``theta_in`` and
+  ``z`` (rebuilt at the target's image size: hourglass weights do not depend on the size) through
+  :func:`methods.train_generator` and writes ``cases/<id>.json`` atomically; a rerun skips finished
+  cases.
+* Outputs: ``table.csv`` + ``table.json`` (scenario × method × density → final/best PSNR/SSIM, step of
+  best, kept weights, kept-weights-per-measurement ratio), ``psnr_<scenario>.png`` curves and
+  ``layer_density_d<d>.png`` (per-layer density, OES vs IMP).
+
+The kept-weights-per-measurement ratio is ``kept / m`` with ``m`` the number of real-valued measured
+entries (nonzero entries of ``A(1)``, ×2 for complex data) — SPEC §8: scale this ratio, not the
+density, when shrinking an experiment.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from . import core, methods, pruning
+from .errors import UserError
+from .generators import GeneratorConfig
+from .io import atomic_path, versions, write_json
+from .masks import Mask, check_density
+
+DEFAULT_DENSITIES = (0.5, 0.2, 0.1, 0.03)
+METHODS = ("dense", "oes", "imp")
+
+
+@dataclass
+class Problem:
+    """``operator``, ``y``, ``evaluate`` (psnr/ssim callback or None), ``image_hw``, ``info``."""
+
+    operator: object
+    y: torch.Tensor
+    evaluate: Optional[Callable]
+    image_hw: tuple
+    info: dict = field(default_factory=dict)
+
+
+def measurement_count(operator) -> int:
+    """Real-valued measured entries: nonzero entries of ``A(1)`` (×2 for complex data)."""
+    ones = torch.ones((1, *operator.in_shape), dtype=operator.in_dtype)
+    with torch.no_grad():
+        out = operator(ones)
+    n = int((out != 0).sum())
+    return n * (2 if out.is_complex() else 1)
+
+
+def _fmt_d(d: float) -> str:
+    return f"{d:g}".replace(".", "p")
+
+
+def _case_id(scenario: str, method: str, density: float) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in scenario)
+    return f"{safe}__{method}" + ("" if method == "dense" else f"__d{_fmt_d(density)}")
+
+
+def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Path, *, mask_steps,
+                  imp_steps_per_round, imp_rounds, lr, scope, min_layer_density, log_every, progress):
+    masks: Dict[tuple, Mask] = {}
+    for d in densities:
+        if "oes" in methods_:
+            path = mask_dir / f"oes_d{_fmt_d(d)}.safetensors"
+            if path.is_file():
+                masks[("oes", d)] = Mask.load(path)
+            else:
+                net, z, seeds = methods.setup_generator(cfg, source.image_hw, seed)
+                meta = {"generator": cfg.to_dict(), **seeds, "image_hw": list(source.image_hw),
+                        "source": source.info}
+                print(f"transfer: learning OES mask d={d:g} on the source ({mask_steps} steps)", file=sys.stderr)
+                m, _ = methods.learn_oes_mask(net, z, source.operator, source.y, d, steps=mask_steps, lr=lr,
+                                              scope=scope, min_layer_density=min_layer_density,
+                                              seed=core.derive_seed(seed, "oes"), meta=meta,
+                                              log_every=log_every, progress=progress,
+                                              checkpoint=mask_dir / f"oes_d{_fmt_d(d)}.ckpt.pt",
+                                              fingerprint=f"oes-{d}-{seed}-{mask_steps}")
+                m.meta["collapse"] = pruning.report_collapse(net, z, source.operator, m, what=f"OES mask d={d:g}")
+                m.save(path)
+                masks[("oes", d)] = m
+        if "imp" in methods_:
+            path = mask_dir / f"imp_d{_fmt_d(d)}.safetensors"
+            if path.is_file():
+                masks[("imp", d)] = Mask.load(path)
+            else:
+                R = imp_rounds if imp_rounds is not None else max(1, pruning.imp_rounds_for(d, 0.2))
+                frac = 1.0 - d ** (1.0 / R)
+                print(f"transfer: IMP to d={d:g}: {R} rounds x {imp_steps_per_round} steps, "
+                      f"prune fraction {frac:.4f}", file=sys.stderr)
+                res = pruning.run_imp(cfg, source.image_hw, seed, [(source.operator, source.y)],
+                                      imp_steps_per_round, rounds=R, prune_fraction=frac, scope=scope,
+                                      out_dir=mask_dir / f"imp_d{_fmt_d(d)}", lr=lr,
+                                      min_layer_density=min_layer_density, log_every=log_every,
+                                      progress=progress, evaluate=source.evaluate)
+                m = res["masks"][-1]
+                m.meta.update({"source": source.info, "image_hw": list(source.image_hw), "requested_density": d})
+                m.save(path)
+                masks[("imp", d)] = m
+    return masks
+
+
+def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorConfig, out_dir, *,
+                 seed: int = 0, densities: Sequence[float] = DEFAULT_DENSITIES,
+                 methods_: Sequence[str] = METHODS, mask_steps: int = 2000, train_steps: int = 2000,
+                 imp_steps_per_round: int = 500, imp_rounds: Optional[int] = None, lr: float = 1e-2,
+                 dense_lr: Optional[float] = None, scope: str = "weights", min_layer_density: float = 0.0,
+                 log_every: int = 50, progress: bool = False, extra_info: Optional[dict] = None) -> dict:
+    """Run every (target, method, density) case; returns ``{"rows": [...], "out_dir": ...}``."""
+    out = Path(out_dir)
+    (out / "cases").mkdir(parents=True, exist_ok=True)
+    densities = [check_density(d) for d in densities]
+    for m in methods_:
+        if m not in METHODS:
+            raise UserError(f"transfer method must be one of {METHODS}, got {m!r}")
+    masks = _source_masks(source, cfg, seed, densities, methods_, out / "masks", mask_steps=mask_steps,
+                          imp_steps_per_round=imp_steps_per_round, imp_rounds=imp_rounds, lr=lr,
+                          scope=scope, min_layer_density=min_layer_density, log_every=log_every,
+                          progress=progress)
+    rows = []
+    for scen, prob in targets.items():
+        n_meas = measurement_count(prob.operator)
+        cases = ([("dense", 1.0)] if "dense" in methods_ else []) + \
+                [(m, d) for d in densities for m in ("oes", "imp") if m in methods_]
+        for method, d in cases:
+            cid = _case_id(scen, method, d)
+            path = out / "cases" / f"{cid}.json"
+            if path.is_file():
+                rows.append(json.loads(path.read_text()))
+                continue
+            if method == "dense":
+                net, z, _ = methods.setup_generator(cfg, prob.image_hw, seed)
+                mask, n_kept = None, sum(p.numel() for p in
+                                         pruning.maskable_parameters(net, scope).values())
+            else:
+                mask = masks[(method, d)]
+                net, z = mask.build(prob.image_hw)
+                n_kept = mask.n_kept
+            collapse = pruning.report_collapse(net, z, prob.operator, mask, what=cid) if mask is not None else None
+            print(f"transfer: case {cid} ({train_steps} steps)", file=sys.stderr)
+            res = methods.train_generator(net, z, prob.operator, prob.y, steps=train_steps, mask=mask,
+                                          lr=(dense_lr or lr) if method == "dense" else lr,
+                                          evaluate=prob.evaluate, log_every=log_every,
+                                          seed=core.derive_seed(seed, "transfer-train"), progress=progress,
+                                          checkpoint=out / "cases" / f"{cid}.ckpt.pt",
+                                          fingerprint=f"{cid}-{train_steps}", desc=cid)
+            s = res.summary()
+            row = {"scenario": scen, "method": method, "density": 1.0 if mask is None else mask.density,
+                   "requested_density": d, "kept_weights": n_kept, "measurements": n_meas,
+                   "kept_per_measurement": n_kept / n_meas,
+                   "final_psnr": s["final"].get("psnr"), "final_ssim": s["final"].get("ssim"),
+                   "best_psnr": s["best"].get("psnr"), "best_ssim": s["best"].get("ssim"),
+                   "best_step": s["best_step"], "final_loss": s["final"].get("data_loss"),
+                   "steps": train_steps, "diverged": res.diverged, "wall_time_s": s["wall_time_s"],
+                   "collapse": collapse, "image_hw": list(prob.image_hw), "target": prob.info,
+                   "curve": [[h["step"], h.get("psnr")] for h in res.history]}
+            write_json(path, row)
+            rows.append(row)
+    _write_outputs(out, rows, masks, {"source": source.info, "generator": cfg.to_dict(), "seed": seed,
+                                      "densities": densities, "mask_steps": mask_steps,
+                                      "train_steps": train_steps, "imp_steps_per_round": imp_steps_per_round,
+                                      "lr": lr, "dense_lr": dense_lr or lr, "scope": scope,
+                                      "versions": versions(), **(extra_info or {})})
+    return {"rows": rows, "out_dir": str(out)}
+
+
+COLUMNS = ("scenario", "method", "requested_density", "density", "kept_weights", "measurements",
+           "kept_per_measurement", "final_psnr", "best_psnr", "best_step", "final_ssim", "best_ssim",
+           "final_loss", "steps", "diverged")
+
+
+def _write_outputs(out: Path, rows, masks, info):
+    write_json(out / "table.json", {"info": info, "rows": [{k: r.get(k) for k in COLUMNS + ("collapse",)}
+                                                          for r in rows]})
+    with atomic_path(out / "table.csv") as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(COLUMNS)
+            for r in rows:
+                w.writerow([r.get(k) for k in COLUMNS])
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:  # pragma: no cover
+        return
+    for scen in dict.fromkeys(r["scenario"] for r in rows):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in rows:
+            if r["scenario"] != scen:
+                continue
+            pts = [(s, p) for s, p in r.get("curve", []) if p is not None]
+            if pts:
+                lab = r["method"] + ("" if r["method"] == "dense" else f" d={r['requested_density']:g}")
+                ax.plot(*zip(*pts), label=lab)
+        ax.set_xlabel("step"), ax.set_ylabel("PSNR (dB)"), ax.set_title(f"transfer: {scen}")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in scen)
+        with atomic_path(out / f"psnr_{safe}.png", suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+    for d in sorted({d for (_, d) in masks}):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for meth in ("oes", "imp"):
+            if (meth, d) in masks:
+                pl = masks[(meth, d)].per_layer_density()
+                ax.plot(range(len(pl)), list(pl.values()), marker="o", label=meth)
+        ax.set_xlabel("layer (maskable tensor, network order)"), ax.set_ylabel("kept fraction")
+        ax.set_yscale("log"), ax.set_title(f"per-layer density at d={d:g}"), ax.legend()
+        fig.tight_layout()
+        with atomic_path(out / f"layer_density_d{_fmt_d(d)}.png", suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ problem builders
+def natural_problem(clean: torch.Tensor, task: str, *, sigma: float = 0.1, keep_fraction: float = 0.5,
+                    factor: int = 4, seed: int = 0, name: str = "image") -> Problem:
+    """Degrade a clean CHW image in [0, 1]: ``denoise`` (σ, clipped to [0, 1]), ``inpaint``
+    (``keep_fraction`` of the pixels kept, seeded, noise-free as in DIP) or ``super-resolution``
+    (×``factor`` Lanczos-3 downsampling, noise-free)."""
+    import operators as O
+    clean = clean[0] if clean.dim() == 4 else clean
+    shape = tuple(clean.shape)
+    if task == "denoise":
+        op = O.Denoise(shape, noise=O.GaussianNoise(sigma, clip=(0, 1)))
+    elif task == "inpaint":
+        op = O.Inpaint(shape, keep_fraction=keep_fraction, seed=core.derive_seed(seed, "inpaint-mask"))
+    elif task in ("super-resolution", "sr"):
+        op = O.SuperResolution(shape, factor=factor)
+        task = "super-resolution"
+    else:
+        raise UserError(f"task must be denoise, inpaint or super-resolution, got {task!r}")
+    y = op.measure(clean[None], seed=core.derive_seed(seed, f"noise-{name}-{task}"))
+    return Problem(op, y, methods.natural_evaluator(clean[None]), tuple(shape[-2:]),
+                   {"image": name, "task": task, "sigma": sigma if task == "denoise" else 0.0,
+                    "keep_fraction": keep_fraction if task == "inpaint" else None,
+                    "factor": factor if task == "super-resolution" else None, "size": list(shape)})
+
+
+def natural_transfer(images: Dict[str, torch.Tensor], out_dir, *, source: Optional[str] = None,
+                     source_task: str = "denoise", tasks: Sequence[str] = ("denoise", "inpaint", "super-resolution"),
+                     cfg: Optional[GeneratorConfig] = None, seed: int = 0, sigma: float = 0.1,
+                     keep_fraction: float = 0.5, factor: int = 4, **kw) -> dict:
+    """Natural-image transfer: mask learned on ``source`` (first image by default) for
+    ``source_task``; targets = every image × every task (``self:<task>`` on the source image,
+    ``cross-<name>:<task>`` on the others)."""
+    if not images:
+        raise UserError("transfer needs at least one image")
+    names = list(images)
+    source = source or names[0]
+    if source not in images:
+        raise UserError(f"source image {source!r} not among {names}")
+    shapes = {tuple(v.shape[-3:]) for v in images.values()}
+    if len(shapes) != 1:
+        raise UserError(f"all images must have the same size for one mask/net grid, got {sorted(shapes)}")
+    C = next(iter(shapes))[0]
+    cfg = cfg or GeneratorConfig.oes(out_channels=C)
+    mk = lambda img, task, name: natural_problem(img, task, sigma=sigma, keep_fraction=keep_fraction,  # noqa: E731
+                                                 factor=factor, seed=seed, name=name)
+    src = mk(images[source], source_task, source)
+    targets = {}
+    for name in names:
+        for task in tasks:
+            tag = "self" if name == source else f"cross-{name}"
+            targets[f"{tag}:{task}"] = src if (name == source and task == source_task) else mk(images[name], task, name)
+    return run_transfer(src, targets, cfg, out_dir, seed=seed,
+                        extra_info={"kind": "natural", "source_image": source, "source_task": source_task}, **kw)
+
+
+def mri_transfer(source_file, out_dir, *, source_slice: int = 0, targets: Sequence[tuple] = (),
+                 accels: Sequence[int] = (4, 8), source_accel: int = 4, cfg: Optional[GeneratorConfig] = None,
+                 seed: int = 0, mask_type: str = "equispaced", espirit_cache=None, **kw) -> dict:
+    """OES appendix-H protocol: OES/IMP masks learned on ``(source_file, source_slice)`` at 4×; targets
+    ``self/<a>x`` (the source slice) and ``cross-<i>/<a>x`` for ``targets`` = ``[(file, slice), ...]``
+    at every acceleration in ``accels``. Uses :mod:`mri_oes.mri.problem` (ESPIRiT maps, scaling,
+    fastMRI metrics)."""
+    from .mri.data import load_slice
+    from .mri.problem import build_problem
+
+    def prob(file, sl_idx, accel):
+        p = build_problem(load_slice(file, sl_idx), accel, mask_type, seed, cache=espirit_cache)
+        return Problem(p.operator, p.y, p.evaluate, p.image_shape,
+                       {"file": str(file), "slice": sl_idx, "accel": accel, **{k: v for k, v in p.describe().items()
+                                                                           if k in ("scale", "reference")}})
+
+    cfg = cfg or GeneratorConfig.oes(mri=True)
+    src = prob(source_file, source_slice, source_accel)
+    tg = {}
+    for a in accels:
+        tg[f"self/{a}x"] = src if a == source_accel else prob(source_file, source_slice, a)
+    for i, (f, s) in enumerate(targets, start=1):
+        for a in accels:
+            tg[f"cross-{i}/{a}x"] = prob(f, s, a)
+    return run_transfer(src, tg, cfg, out_dir, seed=seed,
+                        extra_info={"kind": "mri", "source": [str(source_file), source_slice, source_accel],
+                                    "targets": [[str(f), s] for f, s in targets]}, **kw)

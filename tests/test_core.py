@@ -1,0 +1,198 @@
+"""Generators, masks and the one fitting loop (dense DIP, OES mask learning, Sparse-DIP)."""
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+import operators as O
+from mri_oes import core, methods
+from mri_oes.errors import UserError
+from mri_oes.generators import GeneratorConfig, build_generator, count_parameters, make_input
+from mri_oes.masks import Mask, maskable_parameters, topk_mask
+
+SMALL = GeneratorConfig.oes(levels=4, width=0.5)
+
+
+@pytest.fixture(scope="module")
+def denoise_case():
+    """A real 64×64 RGB crop (scikit-image's bundled astronaut photo), sigma 25/255, clipped."""
+    img = torch.tensor(data.astronaut()[100:228:2, 150:278:2].transpose(2, 0, 1) / 255.0, dtype=torch.float32)
+    A = O.Denoise(img.shape, noise=O.GaussianNoise(25 / 255, clip=(0, 1)))
+    return img, A, A.measure(img[None], seed=1)
+
+
+def test_oes_net_parameter_counts_match_the_paper():
+    net = build_generator(GeneratorConfig.oes(), 0)
+    assert count_parameters(net) == 3_008_867
+    assert sum(p.numel() for p in maskable_parameters(net).values()) == 3_003_184
+    assert count_parameters(build_generator(GeneratorConfig.oes(mri=True), 0)) == 3_008_850
+    assert count_parameters(build_generator(GeneratorConfig.deep_decoder(), 0)) == 100_224
+    assert count_parameters(build_generator(GeneratorConfig.oes(levels=5), 0)) == 2_040_803
+
+
+def test_too_small_image_gives_clear_error():
+    with pytest.raises(UserError, match="too small for a 6-level hourglass"):
+        build_generator(GeneratorConfig.oes(), 0, image_hw=(64, 64))
+
+
+def test_generator_runs_on_padded_grid_and_operator_crops():
+    cfg = GeneratorConfig.oes(levels=3, width=0.25, mri=True)
+    net, z, _ = methods.setup_generator(cfg, (45, 37), seed=0)
+    assert z.shape[-2:] == (48, 40)
+    A = O.MultiCoilMRI(torch.ones(2, 45, 37, dtype=torch.complex64), torch.ones(37))
+    x = A.from_network(net(z))
+    assert x.shape == (1, 45, 37) and x.is_complex()
+
+
+def test_same_seed_same_init_and_z():
+    a, za, _ = methods.setup_generator(SMALL, (64, 64), 3)
+    b, zb, _ = methods.setup_generator(SMALL, (64, 64), 3)
+    c, zc, _ = methods.setup_generator(SMALL, (64, 64), 4)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert torch.equal(za, zb) and not torch.equal(za, zc)
+    assert not torch.equal(next(a.parameters()), next(c.parameters()))
+
+
+@pytest.mark.parametrize("density", [0.5, 0.05, 0.013, 1 / 3])
+def test_topk_mask_exact_density(density):
+    net = build_generator(SMALL, 0)
+    scores = {k: torch.zeros_like(p) for k, p in maskable_parameters(net).items()}  # all ties
+    m = topk_mask(scores, density, seed=1)
+    assert m.n_kept == round(density * m.n_total)
+    assert m.sparsity == pytest.approx(1 - m.density)
+    m2 = topk_mask(scores, density, seed=1)
+    assert all(torch.equal(m.keep[k], m2.keep[k]) for k in m.keep)
+
+
+def test_min_layer_density_floor_prevents_empty_layers():
+    net = build_generator(SMALL, 0)
+    params = maskable_parameters(net)
+    # scores that favour only the first tensor: a global ranking empties every other layer
+    scores = {k: torch.full_like(p, 10.0 if i == 0 else 0.0) for i, (k, p) in enumerate(params.items())}
+    scores = {k: v + torch.rand_like(v) * 1e-3 for k, v in scores.items()}
+    first = next(iter(params.values())).numel()
+    d = first / sum(p.numel() for p in params.values())
+    collapsed = topk_mask(scores, d, seed=0)
+    assert len(collapsed.collapsed_layers()) == len(params) - 1
+    floored = topk_mask(scores, d, seed=0, min_layer_density=0.001)
+    assert floored.collapsed_layers() == [] and floored.n_kept == collapsed.n_kept
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, 1.2, float("nan")])
+def test_impossible_density_rejected(bad):
+    net = build_generator(SMALL, 0)
+    with pytest.raises(UserError, match="density"):
+        topk_mask({k: torch.rand(p.shape) for k, p in maskable_parameters(net).items()}, bad)
+
+
+def test_mask_save_load_roundtrip_rebuilds_identical_network(tmp_path):
+    net, z, seeds = methods.setup_generator(SMALL, (64, 64), 5)
+    m = topk_mask({k: torch.rand(p.shape) for k, p in maskable_parameters(net).items()}, 0.1, seed=2,
+                  meta={"generator": SMALL.to_dict(), **seeds, "method": "random"})
+    path = m.save(tmp_path / "m.safetensors")
+    m2 = Mask.load(path)
+    assert all(torch.equal(m.keep[k], m2.keep[k]) for k in m.keep)
+    assert m2.density == m.density and m2.meta["method"] == "random"
+    net2, z2 = m2.build((64, 64))
+    assert torch.equal(z, z2)
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), net2.parameters()))
+    # a mask for another generator config is refused with a clear message
+    other = build_generator(GeneratorConfig.oes(levels=3, width=0.5), 0)
+    with pytest.raises(UserError, match="does not fit this generator"):
+        m2.check_compatible(other)
+    (tmp_path / "bad.safetensors").write_bytes(b"not a mask")
+    with pytest.raises(UserError, match="cannot read mask file"):
+        Mask.load(tmp_path / "bad.safetensors")
+
+
+def test_dense_dip_loss_decreases_and_reaches_psnr(denoise_case):
+    img, A, y = denoise_case
+    net, z, _ = methods.setup_generator(SMALL, (64, 64), 0)
+    ev = methods.natural_evaluator(img)
+    res = methods.train_generator(net, z, A, y, steps=300, evaluate=ev, log_every=50)
+    losses = [h["data_loss"] for h in res.history]
+    assert losses[-1] < 0.3 * losses[0]
+    noisy_psnr = ev(y)["psnr"]
+    assert res.best_metrics["psnr"] > noisy_psnr + 2.0     # denoises: > noisy input + 2 dB
+    assert res.best_metrics["psnr"] > 23.0
+
+
+def test_sparse_training_keeps_pruned_weights_at_init(denoise_case):
+    img, A, y = denoise_case
+    net, z, _ = methods.setup_generator(SMALL, (64, 64), 0)
+    init = {k: p.detach().clone() for k, p in net.named_parameters()}
+    m = topk_mask({k: torch.rand(p.shape) for k, p in maskable_parameters(net).items()}, 0.2, seed=0)
+    methods.train_generator(net, z, A, y, steps=20, mask=m)
+    for k, keep in m.keep.items():
+        p = dict(net.named_parameters())[k].detach()
+        assert torch.equal(p[~keep], init[k][~keep])        # pruned: untouched (and unused)
+        assert not torch.equal(p[keep], init[k][keep])       # kept: trained
+
+
+def test_oes_mask_exact_density_no_collapse_and_beats_random(denoise_case):
+    img, A, y = denoise_case
+    cfg = GeneratorConfig.oes(levels=4, width=0.25)
+    net, z, seeds = methods.setup_generator(cfg, (64, 64), 0)
+    theta_in = {k: v.clone() for k, v in net.state_dict().items()}
+    # short budgets leave p near 0.5 (the ranking is then nearly random): 600 steps let the
+    # Adam-normalised KL pull unused logits towards logit(p0) and the data term lift useful ones
+    mask, res = methods.learn_oes_mask(net, z, A, y, 0.05, steps=600, seed=0,
+                                       meta={"generator": cfg.to_dict(), **seeds})
+    assert abs(mask.n_kept - round(0.05 * mask.n_total)) <= 1
+    assert mask.collapsed_layers() == []
+    assert all(torch.equal(v, theta_in[k]) for k, v in net.state_dict().items())   # theta_in untouched
+    assert res.history[-1]["data_loss"] < res.history[0]["data_loss"]
+    oes_err = core.data_loss(methods.finding1(net, z, A, mask), y)
+    rand = topk_mask({k: torch.rand(p.shape, generator=torch.Generator().manual_seed(9))
+                      for k, p in maskable_parameters(net).items()}, 0.05, seed=0)
+    rand_err = core.data_loss(methods.finding1(net, z, A, rand), y)
+    assert oes_err < rand_err
+
+
+def test_same_seed_same_mask_and_reconstruction(denoise_case):
+    img, A, y = denoise_case
+    outs = []
+    for _ in range(2):
+        net, z, _ = methods.setup_generator(SMALL, (64, 64), 11)
+        mask, _ = methods.learn_oes_mask(net, z, A, y, 0.1, steps=30, seed=11)
+        res = methods.train_generator(net, z, A, y, steps=30, mask=mask, seed=11)
+        outs.append((mask, res.output))
+    (m1, o1), (m2, o2) = outs
+    assert all(torch.equal(m1.keep[k], m2.keep[k]) for k in m1.keep)
+    assert torch.equal(o1, o2)
+
+
+def test_checkpoint_resume_equals_uninterrupted(denoise_case, tmp_path):
+    img, A, y = denoise_case
+    cfg = GeneratorConfig.oes(levels=3, width=0.25)
+    net, z, _ = methods.setup_generator(cfg, (64, 64), 2)
+    full = methods.train_generator(net, z, A, y, steps=40, seed=2, log_every=10)
+    ck = tmp_path / "run.ckpt"
+
+    class Stop(Exception):
+        pass
+
+    def crash(row):
+        if row["step"] == 30:
+            raise Stop
+    net, z, _ = methods.setup_generator(cfg, (64, 64), 2)
+    with pytest.raises(Stop):
+        methods.train_generator(net, z, A, y, steps=40, seed=2, log_every=10, checkpoint=ck,
+                                checkpoint_every=20, fingerprint="a", callback=crash)
+    assert ck.is_file()
+    net, z, _ = methods.setup_generator(cfg, (64, 64), 2)
+    resumed = methods.train_generator(net, z, A, y, steps=40, seed=2, log_every=10, checkpoint=ck,
+                                      checkpoint_every=20, fingerprint="a")
+    assert resumed.resumed_from == 20
+    assert torch.allclose(resumed.output, full.output, atol=1e-6)
+    assert not ck.exists()
+
+
+def test_sgld_changes_weights_reproducibly(denoise_case):
+    img, A, y = denoise_case
+    cfg = GeneratorConfig.oes(levels=3, width=0.25)
+    outs = []
+    for s in (1e-3, 1e-3, 0.0):
+        net, z, _ = methods.setup_generator(cfg, (64, 64), 0)
+        outs.append(methods.train_generator(net, z, A, y, steps=10, sgld_std=s).output)
+    assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])

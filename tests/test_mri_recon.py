@@ -1,0 +1,122 @@
+"""Baselines and the `mri-oes recon` command end to end (small fixtures, CPU, fast)."""
+import json
+import os
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from mri_fixtures import brain_h5, phantom_h5, phantom_kspace, write_file  # noqa: F401,E402
+
+from mri_oes.cli import main  # noqa: E402
+from mri_oes.mri import baselines as B  # noqa: E402
+from mri_oes.mri.data import load_slice  # noqa: E402
+from mri_oes.mri.problem import build_problem  # noqa: E402
+
+
+@pytest.mark.parametrize("which", ["phantom", "brain"])
+def test_baselines_beat_zero_filled(which, phantom_h5, request):
+    path = phantom_h5 if which == "phantom" else request.getfixturevalue("brain_h5")
+    p = build_problem(load_slice(path, 0), 4, "equispaced", seed=0)
+    zf = p.metrics(B.zero_filled(p))["psnr"]
+    se = p.metrics(B.sense(p))["psnr"]
+    l1 = p.metrics(B.l1_wavelet(p))["psnr"]
+    assert zf < se and zf < l1, (zf, se, l1)
+    assert l1 > zf + 2
+
+
+def _recon(tmp_path, path, method, *extra, accel="4"):
+    out = tmp_path / "out"
+    args = ["recon", str(path), "--slice", "0", "--method", method, "--out", str(out)]
+    if accel:
+        args += ["--accel", accel]
+    return main(args + list(extra)), out
+
+
+@pytest.mark.parametrize("method", ["zero-filled", "sense", "l1-wavelet"])
+def test_recon_cli_classical(method, phantom_h5, tmp_path):
+    rc, out = _recon(tmp_path, phantom_h5, method, "--slice", "0", "1")
+    assert rc == 0
+    for s in (0, 1):
+        d = out / f"phantom_slice{s:03d}_{method}_4x"
+        for f in ("phantom.h5", "recon.png", "zero_filled.png", "reference.png", "error.png", "metrics.json"):
+            assert (d / f).is_file(), f
+        with h5py.File(d / "phantom.h5") as f:
+            assert f["reconstruction"].shape == (1, 64, 64) and f["reconstruction"].dtype == np.float32
+        m = json.loads((d / "metrics.json").read_text())
+        assert m["method"] == method and m["accel"] == 4 and m["slice"] == s and m["seed"] == 0
+        assert np.isfinite(m["psnr"]) and 0 < m["ssim"] <= 1 and m["nmse"] >= 0
+        assert "versions" in m and "config" in m
+    assert (out / "espirit_cache.h5").is_file() and (out / "summary.json").is_file()
+
+
+def test_recon_cli_espirit_cache_hit(phantom_h5, tmp_path):
+    _recon(tmp_path, phantom_h5, "zero-filled")
+    rc, out = _recon(tmp_path, phantom_h5, "sense")
+    m = json.loads((out / "phantom_slice000_sense_4x" / "metrics.json").read_text())
+    assert rc == 0 and m["problem"]["espirit"]["cache_hit"] is True
+
+
+def test_recon_cli_undersampled_file(tmp_path):
+    from mri_oes.mri.data import make_mask
+    k, _, _ = phantom_kspace(slices=1)
+    m, _ = make_mask(64, 4, "random", 2)
+    p = write_file(tmp_path / "us.h5", k * m, rss=False, extra={"mask": m})
+    rc, out = _recon(tmp_path, p, "l1-wavelet", accel=None)
+    assert rc == 0
+    d = out / "us_slice000_l1-wavelet_own-mask"
+    met = json.loads((d / "metrics.json").read_text())
+    assert met["psnr"] is None and (d / "recon.png").is_file() and not (d / "reference.png").exists()
+
+
+@pytest.mark.parametrize("case,args,msg", [
+    ("slice", ["--slice", "7"], "slice 7 out of range"),
+    ("no accel", ["--accel-none"], "--accel"),
+    ("density w/o sparse", ["--density", "0.1"], "only for --method sparse-dip"),
+    ("accel impossible", ["--center-fraction", "0.5"], "not possible"),
+    ("espirit", ["--espirit-calib-width", "40"], "calib_width"),
+])
+def test_recon_cli_bad_input_writes_nothing(case, args, msg, phantom_h5, tmp_path, capsys):
+    accel = "4"
+    if args == ["--accel-none"]:
+        args, accel = [], None
+    rc, out = _recon(tmp_path, phantom_h5, "sense", *args, accel=accel)
+    assert rc == 2
+    assert msg in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_recon_cli_bad_files_write_nothing(tmp_path, capsys):
+    k, _, _ = phantom_kspace(n=16, coils=2, slices=1)
+    bad = write_file(tmp_path / "sc.h5", k[:, 0], rss=False)
+    rc, out = _recon(tmp_path, bad, "zero-filled")
+    assert rc == 2 and "single-coil" in capsys.readouterr().err and not out.exists()
+    rc, out = _recon(tmp_path, tmp_path / "nope.h5", "zero-filled")
+    assert rc == 2 and "file not found" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("method,extra", [("dip", []), ("sparse-dip", ["--density", "0.5", "--oes-steps", "10"])])
+def test_recon_cli_network(method, extra, phantom_h5, tmp_path):
+    pytest.importorskip("mri_oes.methods")
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # tiny net: 2 threads on the shared 2-core box were ~100x slower
+    try:
+        _network_case(method, extra, phantom_h5, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _network_case(method, extra, phantom_h5, tmp_path):
+    rc, out = _recon(tmp_path, phantom_h5, method, "--steps", "30", "--levels", "3", "--width", "0.25",
+                     "--log-every", "10", *extra)
+    assert rc == 0
+    d = out / f"phantom_slice000_{method}_4x"
+    m = json.loads((d / "metrics.json").read_text())
+    assert (d / "psnr_curve.png").is_file() and (d / "recon.png").is_file()
+    assert np.isfinite(m["psnr"]) and m["best_psnr"] >= m["psnr"] - 1e-9 and m["best_step"] is not None
+    assert 0 < m["density"] <= 1 and abs(m["density"] + m["sparsity"] - 1) < 1e-9
+    if method == "sparse-dip":
+        assert abs(m["density"] - 0.5) < 0.05 and (d / "oes_mask.safetensors").is_file()

@@ -1,0 +1,150 @@
+"""Adjointness <A x, y> = <x, A^H y> for EVERY registered operator (batched), plus input checks."""
+import numpy as np
+import pytest
+import torch
+
+import operators as O
+
+# One small builder per registered operator name. A new plugin must add itself here:
+# test_every_registered_operator_is_tested fails otherwise.
+BUILDERS = {
+    "denoise": lambda: O.Denoise((3, 16, 16)),
+    "inpaint": lambda: O.Inpaint((3, 16, 20), keep_fraction=0.3, seed=1),
+    "super-resolution": lambda: O.SuperResolution((2, 32, 48), factor=4),
+    "mri": lambda: O.MultiCoilMRI(torch.randn(4, 20, 12, dtype=torch.complex64),
+                                  torch.rand(12, generator=torch.Generator().manual_seed(0)) > 0.5),
+}
+EXTRA = {
+    "super-resolution-box-x2": lambda: O.SuperResolution((1, 16, 16), factor=2, kernel="box"),
+    "super-resolution-x8": lambda: O.SuperResolution((3, 64, 64), factor=8),
+    "mri-2d-mask": lambda: O.MultiCoilMRI(torch.randn(3, 10, 8, dtype=torch.complex64),
+                                          torch.rand(10, 8) > 0.6),
+    "composed": lambda: O.Inpaint((1, 32, 32), keep_fraction=0.5) @ O.Denoise((1, 32, 32)),
+    "scaled": lambda: 2.5 * O.SuperResolution((1, 32, 32), factor=2),
+    "adjoint-of-sr": lambda: O.SuperResolution((1, 32, 32), factor=2).H,
+}
+
+
+def _rand(shape, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    if dtype.is_complex:
+        return torch.complex(torch.randn(shape, generator=g, dtype=torch.float64),
+                             torch.randn(shape, generator=g, dtype=torch.float64))
+    return torch.randn(shape, generator=g, dtype=torch.float64)
+
+
+def test_every_registered_operator_is_tested():
+    missing = set(O.available()) - set(BUILDERS) - set(_plugin_names())
+    assert not missing, f"registered operators without an adjoint test builder: {missing}"
+
+
+def _plugin_names():
+    try:
+        from tests.test_operators_plugins import PLUGIN_BUILDERS  # optional extension point
+        return PLUGIN_BUILDERS
+    except ImportError:
+        return {}
+
+
+ALL = {**BUILDERS, **EXTRA, **_plugin_names()}
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+@pytest.mark.parametrize("batch", [(), (3,), (2, 2)])
+def test_adjoint_dot_product(name, batch):
+    A = ALL[name]()
+    x = _rand(batch + A.in_shape, A.in_dtype, 1)
+    y = _rand(batch + A.out_shape, A.out_dtype, 2)
+    Ax = A(x)
+    assert Ax.shape == batch + A.out_shape
+    AHy = A.adjoint(y)
+    assert AHy.shape == batch + A.in_shape
+    lhs = torch.vdot(Ax.reshape(-1).to(y.dtype), y.reshape(-1))
+    rhs = torch.vdot(x.reshape(-1), AHy.reshape(-1).to(x.dtype))
+    assert abs(lhs - rhs) / abs(lhs) < 1e-10
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_batched_equals_loop(name):
+    A = BUILDERS[name]()
+    x = _rand((3,) + A.in_shape, A.in_dtype, 3).to(torch.complex64 if A.in_dtype.is_complex else torch.float32)
+    batched = A(x)
+    looped = torch.stack([A(xi) for xi in x])
+    assert torch.allclose(batched, looped, atol=1e-6)
+
+
+def test_float32_adjoint_within_dtype_tolerance():
+    A = O.SuperResolution((3, 64, 64), factor=4)
+    x, y = torch.randn(3, 64, 64), torch.randn(3, 16, 16)
+    assert abs(float((A(x) * y).sum() - (x * A.adjoint(y)).sum())) / float((A(x) * y).sum().abs()) < 1e-5
+
+
+def test_wrong_shape_dtype_and_parameters_raise_clear_errors():
+    A = O.Denoise((3, 8, 8))
+    with pytest.raises(O.OperatorInputError, match=r"shape \(3, 8, 7\).*expected"):
+        A(torch.zeros(3, 8, 7))
+    with pytest.raises(O.OperatorInputError, match="dtype"):
+        A(torch.zeros(3, 8, 8, dtype=torch.complex64))
+    with pytest.raises(O.OperatorInputError, match="dtype"):
+        A(torch.zeros(3, 8, 8, dtype=torch.int64))
+    mri = BUILDERS["mri"]()
+    with pytest.raises(O.OperatorInputError, match="complex"):
+        mri(torch.zeros(20, 12))
+    with pytest.raises(O.OperatorInputError, match="does not divide"):
+        O.SuperResolution((3, 30, 32), factor=4)
+    with pytest.raises(O.OperatorInputError, match="factor must be 2, 4 or 8"):
+        O.SuperResolution((3, 32, 32), factor=3)
+    for bad in (0, -0.1, 1.5, float("nan")):
+        with pytest.raises(O.OperatorInputError, match="keep_fraction"):
+            O.Inpaint((3, 8, 8), keep_fraction=bad)
+    with pytest.raises(O.OperatorInputError, match="line mask has 5"):
+        O.MultiCoilMRI(torch.ones(2, 4, 6, dtype=torch.complex64), torch.ones(5))
+
+
+def test_inpaint_exact_keep_fraction_and_seed():
+    a = O.Inpaint((3, 20, 20), keep_fraction=0.25, seed=7)
+    b = O.Inpaint((3, 20, 20), keep_fraction=0.25, seed=7)
+    c = O.Inpaint((3, 20, 20), keep_fraction=0.25, seed=8)
+    assert int(a.mask.sum()) == 100
+    assert torch.equal(a.mask, b.mask) and not torch.equal(a.mask, c.mask)
+    user = np.zeros((20, 20)); user[:5] = 1
+    assert O.Inpaint((3, 20, 20), mask=user).keep_fraction == 0.25
+
+
+def test_super_resolution_preserves_constants_and_downsamples():
+    A = O.SuperResolution((1, 32, 32), factor=4)
+    y = A(torch.full((1, 32, 32), 0.7))
+    assert torch.allclose(y, torch.full((1, 8, 8), 0.7), atol=1e-6)
+
+
+def test_noise_model_is_seeded():
+    A = O.Denoise((1, 8, 8), noise=O.GaussianNoise(0.1, clip=(0, 1)))
+    x = torch.full((1, 8, 8), 0.5)
+    assert torch.equal(A.measure(x, seed=3), A.measure(x, seed=3))
+    assert not torch.equal(A.measure(x, seed=3), A.measure(x, seed=4))
+    assert float(A.measure(x, seed=3).std()) > 0.05
+
+
+def test_registry_builds_by_name_and_rejects_unknown():
+    A = O.build("inpaint", shape=(1, 8, 8), keep_fraction=0.5)
+    assert isinstance(A, O.Inpaint)
+    with pytest.raises(KeyError, match="unknown operator 'nope'"):
+        O.build("nope")
+
+
+def test_entry_point_plugin_is_discovered(monkeypatch):
+    import operators.registry as reg
+
+    class EP:
+        name, value = "my-blur", "pkg:Blur"
+
+        def load(self):
+            class Blur(O.Denoise):
+                name = "my-blur"
+            return Blur
+
+    monkeypatch.setattr(reg, "_entry_points_loaded", False)
+    monkeypatch.setattr(reg, "entry_points", lambda group: [EP()] if group == reg.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(reg, "_REGISTRY", dict(reg._REGISTRY))
+    assert "my-blur" in reg.available()
+    assert reg.build("my-blur", shape=(1, 4, 4)).name == "my-blur"
