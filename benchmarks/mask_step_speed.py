@@ -34,18 +34,17 @@ def _sync(dev):
 
 
 def time_fit(net, z, A, y, make_param, steps, dev):
-    """Per-step seconds of core.fit: (wall(steps) − wall(0)) / steps (both include setup + final eval)."""
-    def run(n):
-        param = make_param()
+    """Median seconds per step of core.fit: log_every=1 with a callback timestamping every step (no
+    evaluate callback, so the record is negligible); the median is robust to other load."""
+    stamps = []
+
+    def cb(row):
         _sync(dev)
-        t = time.perf_counter()
-        core.fit(net, z, A, y, param, steps=n, log_every=10 ** 9)
-        _sync(dev)
-        return time.perf_counter() - t
-    run(1)  # warm-up
-    t0 = run(0)
-    tn = run(steps)
-    return max(tn - t0, 0.0) / steps
+        stamps.append(time.perf_counter())
+
+    core.fit(net, z, A, y, make_param(), steps=steps + 2, log_every=1, callback=cb)
+    diffs = sorted(b - a for a, b in zip(stamps[1:], stamps[2:]))   # drop the first (warm-up) step
+    return diffs[len(diffs) // 2]
 
 
 class DeepCopyOES:
@@ -85,12 +84,14 @@ class DeepCopyOES:
 def time_deepcopy(net, z, A, y, density, steps, dev):
     d = DeepCopyOES(net, density)
     d.step(z, A, y)  # warm-up
-    _sync(dev)
-    t = time.perf_counter()
+    times = []
     for _ in range(steps):
+        _sync(dev)
+        t = time.perf_counter()
         d.step(z, A, y)
-    _sync(dev)
-    return (time.perf_counter() - t) / steps
+        _sync(dev)
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
 
 
 def main(argv=None):
@@ -131,7 +132,7 @@ def main(argv=None):
 
     dev_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
     print(f"net: {n_params:,} parameters, image {a.size}x{a.size} RGB, device {dev} ({dev_name}), "
-          f"threads {torch.get_num_threads()}, {a.steps} timed steps each")
+          f"threads {torch.get_num_threads()}, median of {a.steps} timed steps each")
     w = max(len(r[0]) for r in rows)
     print(f"{'method':<{w}}  s/step   rel. to dense")
     for name, t in rows:

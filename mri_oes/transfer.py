@@ -28,7 +28,6 @@ import csv
 import json
 import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -39,20 +38,10 @@ from .errors import UserError
 from .generators import GeneratorConfig
 from .io import atomic_path, versions, write_json
 from .masks import Mask, check_density
+from .problem import Problem  # noqa: F401  (operator, y, image_hw, evaluate, info)
 
 DEFAULT_DENSITIES = (0.5, 0.2, 0.1, 0.03)
 METHODS = ("dense", "oes", "imp")
-
-
-@dataclass
-class Problem:
-    """``operator``, ``y``, ``evaluate`` (psnr/ssim callback or None), ``image_hw``, ``info``."""
-
-    operator: object
-    y: torch.Tensor
-    evaluate: Optional[Callable]
-    image_hw: tuple
-    info: dict = field(default_factory=dict)
 
 
 def measurement_count(operator) -> int:
@@ -231,33 +220,21 @@ def _write_outputs(out: Path, rows, masks, info):
 
 
 # ------------------------------------------------------------------------------ problem builders
-def natural_problem(clean: torch.Tensor, task: str, *, sigma: float = 0.1, keep_fraction: float = 0.5,
+def natural_problem(clean: torch.Tensor, task: str, *, sigma255: float = 25.0, keep_fraction: float = 0.5,
                     factor: int = 4, seed: int = 0, name: str = "image") -> Problem:
-    """Degrade a clean CHW image in [0, 1]: ``denoise`` (σ, clipped to [0, 1]), ``inpaint``
-    (``keep_fraction`` of the pixels kept, seeded, noise-free as in DIP) or ``super-resolution``
-    (×``factor`` Lanczos-3 downsampling, noise-free)."""
-    import operators as O
+    """:func:`mri_oes.problem.natural_problem` with the transfer protocol's noise: ``denoise`` adds
+    σ = ``sigma255``/255 (clipped to [0, 1]); ``inpaint`` and ``super-resolution`` are noise-free (DIP/LIP)."""
+    from .problem import natural_problem as _np
     clean = clean[0] if clean.dim() == 4 else clean
-    shape = tuple(clean.shape)
-    if task == "denoise":
-        op = O.Denoise(shape, noise=O.GaussianNoise(sigma, clip=(0, 1)))
-    elif task == "inpaint":
-        op = O.Inpaint(shape, keep_fraction=keep_fraction, seed=core.derive_seed(seed, "inpaint-mask"))
-    elif task in ("super-resolution", "sr"):
-        op = O.SuperResolution(shape, factor=factor)
-        task = "super-resolution"
-    else:
-        raise UserError(f"task must be denoise, inpaint or super-resolution, got {task!r}")
-    y = op.measure(clean[None], seed=core.derive_seed(seed, f"noise-{name}-{task}"))
-    return Problem(op, y, methods.natural_evaluator(clean[None]), tuple(shape[-2:]),
-                   {"image": name, "task": task, "sigma": sigma if task == "denoise" else 0.0,
-                    "keep_fraction": keep_fraction if task == "inpaint" else None,
-                    "factor": factor if task == "super-resolution" else None, "size": list(shape)})
+    p = _np(clean.detach().cpu().numpy(), task, sigma255=sigma255 if task == "denoise" else 0.0,
+            keep_fraction=keep_fraction, factor=factor, seed=core.derive_seed(seed, f"{name}-{task}"))
+    p.info.update({"image": name, "size": list(clean.shape)})
+    return p
 
 
 def natural_transfer(images: Dict[str, torch.Tensor], out_dir, *, source: Optional[str] = None,
                      source_task: str = "denoise", tasks: Sequence[str] = ("denoise", "inpaint", "super-resolution"),
-                     cfg: Optional[GeneratorConfig] = None, seed: int = 0, sigma: float = 0.1,
+                     cfg: Optional[GeneratorConfig] = None, seed: int = 0, sigma255: float = 25.0,
                      keep_fraction: float = 0.5, factor: int = 4, **kw) -> dict:
     """Natural-image transfer: mask learned on ``source`` (first image by default) for
     ``source_task``; targets = every image × every task (``self:<task>`` on the source image,
@@ -273,7 +250,7 @@ def natural_transfer(images: Dict[str, torch.Tensor], out_dir, *, source: Option
         raise UserError(f"all images must have the same size for one mask/net grid, got {sorted(shapes)}")
     C = next(iter(shapes))[0]
     cfg = cfg or GeneratorConfig.oes(out_channels=C)
-    mk = lambda img, task, name: natural_problem(img, task, sigma=sigma, keep_fraction=keep_fraction,  # noqa: E731
+    mk = lambda img, task, name: natural_problem(img, task, sigma255=sigma255, keep_fraction=keep_fraction,  # noqa: E731
                                                  factor=factor, seed=seed, name=name)
     src = mk(images[source], source_task, source)
     targets = {}
@@ -297,8 +274,8 @@ def mri_transfer(source_file, out_dir, *, source_slice: int = 0, targets: Sequen
 
     def prob(file, sl_idx, accel):
         p = build_problem(load_slice(file, sl_idx), accel, mask_type, seed, cache=espirit_cache)
-        return Problem(p.operator, p.y, p.evaluate, p.image_shape,
-                       {"file": str(file), "slice": sl_idx, "accel": accel, **{k: v for k, v in p.describe().items()
+        return Problem(operator=p.operator, y=p.y, evaluate=p.evaluate, image_hw=tuple(p.image_shape),
+                       kind="mri", info={"file": str(file), "slice": sl_idx, "accel": accel, **{k: v for k, v in p.describe().items()
                                                                            if k in ("scale", "reference")}})
 
     cfg = cfg or GeneratorConfig.oes(mri=True)

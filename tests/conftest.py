@@ -4,7 +4,8 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# small test nets gain nothing from intra-op threads, and 2 threads on a busy 2-core box thrash
+torch.set_num_threads(1)
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 

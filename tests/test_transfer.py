@@ -54,3 +54,39 @@ def test_natural_transfer_table_and_resume(tmp_path, monkeypatch):
     again = [r for r in res2["rows"] if r["scenario"] == "cross-b:inpaint" and r["method"] == "oes"][0]
     first = [r for r in rows if r["scenario"] == "cross-b:inpaint" and r["method"] == "oes"][0]
     assert again["final_psnr"] == first["final_psnr"]       # deterministic redo
+
+
+def test_mri_transfer_protocol(tmp_path):
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    from mri_fixtures import phantom_kspace, write_file
+    k, _, _ = phantom_kspace(n=64, coils=4, slices=2)
+    f = write_file(tmp_path / "ph.h5", k)
+    cfg = GeneratorConfig.oes(levels=3, width=0.25, mri=True)
+    res = transfer.mri_transfer(f, tmp_path / "mri", source_slice=0, targets=[(f, 1)], accels=(4, 8), cfg=cfg,
+                                densities=(0.3,), mask_steps=2, train_steps=2, imp_steps_per_round=1,
+                                imp_rounds=1, log_every=2, espirit_cache=tmp_path / "esp.h5")
+    scen = {r["scenario"] for r in res["rows"]}
+    assert scen == {"self/4x", "self/8x", "cross-1/4x", "cross-1/8x"}
+    r8 = [r for r in res["rows"] if r["scenario"] == "self/8x" and r["method"] == "oes"][0]
+    r4 = [r for r in res["rows"] if r["scenario"] == "self/4x" and r["method"] == "oes"][0]
+    assert r8["measurements"] < r4["measurements"] and r4["final_psnr"] is not None
+
+
+def test_cli_prune_at_init_and_errors(tmp_path):
+    from mri_oes.cli import main
+    out = tmp_path / "pai"
+    rc = main(["prune-at-init", "skimage:coffee", "--crop", "32", "--method", "snip", "--density", "0.2",
+               "--steps", "3", "--levels", "3", "--width", "0.25", "--log-every", "1", "--out", str(out)])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert abs(m["density"] - 0.2) < 1e-4 and abs(m["sparsity"] - 0.8) < 1e-4
+    assert {"collapse", "final_psnr", "best_psnr", "kept_per_measurement"} <= set(m)
+    assert (out / "recon.png").is_file() and (out / "mask.safetensors").is_file()
+    assert main(["prune-at-init", "skimage:coffee", "--method", "snip", "--density", "1.5",
+                 "--out", str(out)]) == 2
+    assert main(["imp", str(tmp_path / "missing.png"), "--rounds", "1", "--out", str(out)]) == 2
+    rc = main(["imp", "skimage:coffee", "--crop", "32", "--rounds", "1", "--steps-per-round", "2",
+               "--levels", "3", "--width", "0.25", "--out", str(tmp_path / "imp")])
+    assert rc == 0 and (tmp_path / "imp" / "round_01.safetensors").is_file()

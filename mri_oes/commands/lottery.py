@@ -51,7 +51,8 @@ def _cfg(args, channels, hw):
 
 def _add_problem_args(p, multi=False):
     p.add_argument("--task", choices=TASKS, default="denoise")
-    p.add_argument("--sigma", type=float, default=0.1, help="denoise noise std on [0, 1] (clipped); default 0.1")
+    p.add_argument("--sigma", type=float, default=25.0,
+                   help="denoise noise std on the 0-255 scale (default 25; clipped to [0, 1])")
     p.add_argument("--keep-fraction", type=float, default=0.5, help="inpaint: observed pixel fraction")
     p.add_argument("--factor", type=int, default=4, choices=(2, 4, 8), help="super-resolution factor")
     p.add_argument("--crop", type=int, default=None, help="explicit centre crop to CROP×CROP (no resizing)")
@@ -73,7 +74,7 @@ def _problem(args, img, name):
         raise UserError("--keep-fraction must be in (0, 1]")
     if args.sigma < 0:
         raise UserError("--sigma must be >= 0")
-    return natural_problem(img, args.task, sigma=args.sigma, keep_fraction=args.keep_fraction,
+    return natural_problem(img, args.task, sigma255=args.sigma, keep_fraction=args.keep_fraction,
                            factor=args.factor, seed=args.seed, name=name)
 
 
@@ -198,7 +199,7 @@ def run_transfer_cmd(args) -> int:
         hw = tuple(next(iter(imgs.values())).shape[-2:])
         cfg = _cfg(args, next(iter(imgs.values())).shape[0], hw)
         res = transfer.natural_transfer(imgs, args.out, source_task=args.source_task, tasks=args.tasks,
-                                        cfg=cfg, sigma=args.sigma, keep_fraction=args.keep_fraction,
+                                        cfg=cfg, sigma255=args.sigma, keep_fraction=args.keep_fraction,
                                         factor=args.factor, **kw)
     print(f"transfer: {len(res['rows'])} cases; table in {Path(args.out) / 'table.csv'}")
     return 0

@@ -239,3 +239,22 @@ def run_recon(args) -> int:
               f"(zero-filled {m_zf.get('psnr', float('nan')):.2f} dB) {runtime:.1f}s -> {d}")
     write_json(out / "summary.json", {"file": str(args.file), "results": summary})
     return 0
+
+
+def problem_from_args(args):
+    """An MRI file as a generic :class:`mri_oes.problem.Problem` (used by ``mri-oes learn-mask FILE.h5``):
+    slice ``args.slice[0]``, fastMRI mask ``args.accel``/``args.mask_type`` seeded by ``args.seed``."""
+    from ..mri.data import load_slice
+    from ..mri.problem import build_problem
+    from ..problem import Problem
+    sl = load_slice(args.image, args.slice[0])
+    accel = None if sl.mask is not None else args.accel
+    p = build_problem(sl, accel=accel, mask_type=args.mask_type, seed=args.seed)
+    vmax = float(p.reference.max()) if p.reference is not None else float(np.abs(p.zero_filled()).max())
+
+    def to_display(x_hat):
+        return np.abs(p.unscale(x_hat)) / vmax
+
+    return Problem(p.operator, p.y, p.image_shape, evaluate=p.evaluate if p.reference is not None else None,
+                   kind="mri", info={"kind": "mri", "accel": accel, **p.describe()}, to_display=to_display,
+                   measurements_display=np.abs(p.zero_filled()) / vmax)
