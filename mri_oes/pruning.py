@@ -35,9 +35,12 @@ Multi-image IMP (LIP): one network, loss over several degraded images. Two varia
 
 * ``shared_z=False`` (default): one ``z`` per image, stacked into a batch ``(B, C, H, W)`` that goes
   through the one network; the operator is block-diagonal over the batch (:class:`Stacked`).
-  **BatchNorm semantics**: the network runs in train mode (as every DIP fit does), so BN statistics
-  are computed over the whole batch, i.e. pooled over the B images (not per image). With B = 1 this is
-  exactly single-image DIP.
+  **BatchNorm semantics** (the network runs in train mode, as every DIP fit does): ``bn="per-image"``
+  (default) runs the B inputs through the network one at a time (an instance-level ``forward``
+  override, same parameters, so ``functional_call`` masking still applies) — each image sees its own
+  batch statistics, exactly as in single-image DIP, and the losses add up; ``bn="batch"`` runs one
+  batched pass, so BN statistics are pooled over the B images (faster, but couples the images).
+  With B = 1 both are single-image DIP.
 * ``shared_z=True`` (SPEC §5 wording "one network, one z"): one ``z``, one output image, every
   operator applied to that same output (the network fits all measurements with one image).
 
@@ -399,8 +402,25 @@ def _tensor_digest(ts) -> str:
     return h.hexdigest()[:16]
 
 
+def per_image_forward(net: nn.Module) -> nn.Module:
+    """Make ``net`` (in place) run a batch ``z`` one item at a time, so BatchNorm statistics are per
+    image (see module docstring). Parameters and their names are unchanged."""
+    if getattr(net, "_per_image_forward", False):
+        return net
+    orig = type(net).forward
+
+    def forward(z):
+        if z.shape[0] == 1:
+            return orig(net, z)
+        return torch.cat([orig(net, z[i:i + 1]) for i in range(z.shape[0])], 0)
+
+    net.forward = forward
+    net._per_image_forward = True
+    return net
+
+
 def build_imp_problem(problems, cfg: GeneratorConfig, image_hw, seed: int, shared_z: bool = False,
-                      evaluate=None, device=None):
+                      evaluate=None, device=None, bn: str = "per-image"):
     """``(net, z, operator, y, evaluate, seeds)`` for IMP: one problem → itself; several → a
     :class:`Stacked` operator with one ``z`` per image (batch) or a shared ``z``."""
     net, z, seeds = methods.setup_generator(cfg, image_hw, seed, device=device)
@@ -419,6 +439,10 @@ def build_imp_problem(problems, cfg: GeneratorConfig, image_hw, seed: int, share
         zs = [z] + [make_input(cfg, image_hw, core.derive_seed(seed, f"z{i}"), device=device)
                     for i in range(1, len(problems))]
         z = torch.cat(zs, 0)
+        if bn == "per-image":
+            per_image_forward(net)
+        elif bn != "batch":
+            raise UserError(f"bn must be 'per-image' or 'batch', got {bn!r}")
         seeds["z_seeds"] = [seeds["z_seed"]] + [core.derive_seed(seed, f"z{i}") for i in range(1, len(problems))]
     ev = stacked_evaluator(evs, shared_z) if any(e is not None for e in evs) else None
     return net, z, op, y, ev, seeds
@@ -430,7 +454,7 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
             out_dir=None, evaluate=None, oracle_clean_target=None, stop_rising: Optional[int] = None,
             resume: bool = True, shared_z: bool = False, lr: float = 1e-2, input_noise_std: float = 0.0,
             min_layer_density: float = 0.0, log_every: int = 50, progress: bool = False,
-            device=None, verbose: bool = True) -> dict:
+            bn: str = "per-image", device=None, verbose: bool = True) -> dict:
     """Iterative magnitude pruning with rewinding (LIP Alg. 1–2; SPEC §5).
 
     Round ``r`` (r = 0..R) trains the mask ``m_r`` (``m_0`` dense, density ``0.8^r``) for
@@ -443,6 +467,7 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
     ``oracle_clean_target``: list of clean images (one per problem): train against them with the
     identity operator instead of ``y`` — the LIP authors' oracle; labelled as such everywhere.
     ``stop_rising``: stop when the final loss rose that many rounds in a row (:func:`should_stop`).
+    ``bn``: multi-image BatchNorm semantics, ``"per-image"`` or ``"batch"`` (module docstring).
     ``out_dir``: saves every round plus ``imp_state.json``; with ``resume`` a rerun continues after
     the last finished round and yields the same masks as an uninterrupted run.
 
@@ -477,20 +502,21 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
         target = "oracle-clean"
         warnings.warn("IMP is training against the CLEAN image (oracle_clean_target): the resulting "
                       "masks are an oracle baseline, not a blind method")
-    net, z, op, y, ev, seeds = build_imp_problem(problems, cfg, image_hw, seed, shared_z, evaluate, device)
+    net, z, op, y, ev, seeds = build_imp_problem(problems, cfg, image_hw, seed, shared_z, evaluate, device, bn)
     theta0 = {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     fp_src = {"cfg": cfg.to_dict(), "hw": list(image_hw), "seed": int(seed), "steps": int(steps_per_round),
               "prune_fraction": prune_fraction, "rewind": rewind, "scope": scope, "shared_z": shared_z,
               "lr": lr, "input_noise_std": input_noise_std, "min_layer_density": min_layer_density,
-              "target": target, "data": _tensor_digest([y, z]), "operator": op.describe(),
+              "target": target, "bn": bn if len(problems) > 1 and not shared_z else "single", "data": _tensor_digest([y, z]), "operator": op.describe(),
               "rounds": R, "stop_rising": stop_rising}
     fingerprint = hashlib.sha256(json.dumps(fp_src, sort_keys=True, default=str).encode()).hexdigest()[:20]
     base_meta = {"generator": cfg.to_dict(), "init_seed": seeds["init_seed"], "z_seed": seeds["z_seed"],
                  "seed": int(seed), "image_hw": list(image_hw), "scope": scope, "method": "imp",
                  "prune_fraction": prune_fraction, "rewind": rewind, "steps_per_round": steps_per_round,
                  "imp_target": target, "shared_z": shared_z, "n_images": len(problems), "lr": lr,
-                 "input_noise_std": input_noise_std, "fingerprint": fingerprint}
+                 "input_noise_std": input_noise_std, "fingerprint": fingerprint,
+                 "bn": fp_src["bn"]}
     if "z_seeds" in seeds:
         base_meta["z_seeds"] = seeds["z_seeds"]
 

@@ -144,6 +144,20 @@ def test_multi_image_shares_one_network():
     assert shared["masks"][1].meta["shared_z"] is True
 
 
+def test_multi_image_bn_semantics():
+    (i1, A1, y1), (i2, A2, y2) = _problem(4), _problem(5)
+    net, z, op, y, _, _ = pruning.build_imp_problem([(A1, y1), (A2, y2)], TINY, HW, 0)   # per-image
+    ref, _, _ = methods.setup_generator(TINY, HW, 0)
+    ref.train()
+    out = net(z)
+    assert torch.allclose(out[0:1], ref(z[0:1]), atol=1e-6) and torch.allclose(out[1:2], ref(z[1:2]), atol=1e-6)
+    # the per-image forward still goes through functional_call masking
+    w = {"head.weight": torch.zeros_like(net.head.weight)}
+    assert torch.allclose(core.generate(net, z, w), torch.sigmoid(net.head.bias).view(1, -1, 1, 1).expand(2, -1, *HW))
+    netb, zb, _, _, _, _ = pruning.build_imp_problem([(A1, y1), (A2, y2)], TINY, HW, 0, bn="batch")
+    assert not torch.allclose(netb(zb)[0:1], ref(z[0:1]), atol=1e-4)   # pooled statistics
+
+
 def test_stop_rising_stops_early(monkeypatch):
     img, A, y = _problem(6)
     losses = iter([0.5, 0.4, 0.45, 0.5, 0.6, 0.7])
