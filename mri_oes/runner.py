@@ -19,7 +19,7 @@ from . import methods
 from .errors import UserError
 from .generators import GeneratorConfig, count_parameters
 from .io import save_image, save_npy, versions, write_json
-from .masks import Mask, maskable_parameters
+from .masks import Mask, check_density, maskable_parameters
 
 METHODS = ("dip", "sparse-dip", "oes", "deep-decoder", "gp-dip")
 
@@ -129,11 +129,17 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
         raise UserError("steps must be >= 0")
     method = "sparse-dip" if rc.method == "oes" else rc.method
     device = resolve_device(rc.device)
-    out = prepare_out_dir(out, overwrite) if save_outputs else Path(out)
+    # validate everything that can fail on user input before any output exists
+    if method == "sparse-dip":
+        if rc.mask_path:
+            Mask.load(rc.mask_path).generator_config()
+        else:
+            check_density(rc.density)
     problem.to(device)
     cfg = rc.generator_config(problem)
     t0 = time.perf_counter()
     net, z, seeds = methods.setup_generator(cfg, problem.image_hw, rc.seed, device=device)
+    out = prepare_out_dir(out, overwrite) if save_outputs else Path(out)
     mask, mask_res, report = None, None, None
     if method == "sparse-dip":
         mask, cfg, net, z, seeds, mask_res = get_mask(problem, rc, device, out, cfg, net, z, seeds)

@@ -212,3 +212,17 @@ def test_convdecoder_trains_maps_free():
     res = methods.train_generator(net, z, A, y, steps=40, lr=1e-2, log_every=10)
     losses = [h["data_loss"] for h in res.history]
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_gp_dip_is_sgld_noise_in_train_weights():
+    """GP-DIP (Cheng et al. 2019) = TrainWeights(sgld_std): N(0, sgld_std²) added after each step;
+    with lr = 0 the only change is that noise, pruned weights stay put."""
+    net, z, _ = methods.setup_generator(TINY, (32, 32), 0)
+    A, y = O.Denoise((3, 32, 32)), torch.rand(1, 3, 32, 32)
+    m = pruning.prune_at_init("magnitude", net, z, A, y, 0.5)
+    w0 = {k: p.detach().clone() for k, p in net.named_parameters()}
+    methods.train_generator(net, z, A, y, steps=4, lr=0.0, mask=m, sgld_std=0.02, log_every=4)
+    d = net.encoder[1][4][1].weight.detach() - w0["encoder.1.4.1.weight"]
+    keep = m.keep["encoder.1.4.1.weight"]
+    assert abs(float(d[keep].std()) / (0.02 * 2) - 1) < 0.1       # 4 steps: std 0.02·√4
+    assert torch.equal(d[~keep], torch.zeros_like(d[~keep]))

@@ -102,7 +102,8 @@ def run_imp_cmd(args) -> int:
                           prune_fraction=args.prune_fraction, rewind=rewind, scope=args.scope, out_dir=out,
                           evaluate=[p.evaluate for p in probs],
                           oracle_clean_target=imgs if args.oracle_clean_target else None,
-                          stop_rising=args.stop_rising, resume=not args.no_resume, shared_z=args.shared_z,
+                          stop_rising=args.stop_rising, resume=not args.no_resume,
+                          shared_z=args.shared_z, bn=args.bn,
                           lr=args.lr, input_noise_std=args.input_noise_std,
                           min_layer_density=args.min_layer_density, log_every=args.log_every,
                           progress=args.progress)
@@ -222,6 +223,8 @@ def register(subparsers) -> None:
     p.add_argument("--rewind", default="init", help="'init' (theta_0) or a step number j")
     p.add_argument("--stop-rising", type=int, default=None, help="stop when the loss rose K rounds in a row")
     p.add_argument("--shared-z", action="store_true", help="multi-image: one z for all images")
+    p.add_argument("--bn", choices=("per-image", "batch"), default="per-image",
+                   help="multi-image BatchNorm statistics: per image (default) or pooled over the batch")
     p.add_argument("--oracle-clean-target", action="store_true",
                    help="ORACLE: train IMP against the clean image (the LIP authors' code)")
     p.add_argument("--input-noise-std", type=float, default=0.0)
