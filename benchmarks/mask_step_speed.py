@@ -103,6 +103,7 @@ def main(argv=None):
     ap.add_argument("--density", type=float, default=0.05)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median reported)")
     ap.add_argument("--out", default="mask_step_speed.json")
     a = ap.parse_args(argv)
     if a.threads:
@@ -116,30 +117,50 @@ def main(argv=None):
     n_params = count_parameters(net)
     state = copy.deepcopy(net.state_dict())
 
-    rows = []
-    t = time_fit(net, z, A, img, lambda: core.TrainWeights(net), a.steps, dev)
-    rows.append(("dense DIP step (TrainWeights, core.fit)", t))
-    net.load_state_dict(state)
-    t = time_fit(net, z, A, img, lambda: core.ConcreteMask(net, a.density), a.steps, dev)
-    for p in net.parameters():
-        p.requires_grad_(True)
-    rows.append(("OES mask step (ConcreteMask, core.fit, functional_call)", t))
-    net.load_state_dict(state)
-    for p in net.parameters():
-        p.requires_grad_(False)
-    t = time_deepcopy(net, z, A, img, a.density, a.steps, dev)
-    rows.append(("OES mask step, authors' deep-copy-per-step (re-implementation)", t))
+    def dense():
+        net.load_state_dict(state)
+        for p in net.parameters():
+            p.requires_grad_(True)
+        return time_fit(net, z, A, img, lambda: core.TrainWeights(net), a.steps, dev)
+
+    def ours():
+        net.load_state_dict(state)
+        t = time_fit(net, z, A, img, lambda: core.ConcreteMask(net, a.density), a.steps, dev)
+        for p in net.parameters():
+            p.requires_grad_(True)
+        return t
+
+    def deepcopy_():
+        net.load_state_dict(state)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        t = time_deepcopy(net, z, A, img, a.density, a.steps, dev)
+        for p in net.parameters():
+            p.requires_grad_(True)
+        return t
+
+    names = ["dense DIP step (TrainWeights, core.fit)",
+             "OES mask step (ConcreteMask, core.fit, functional_call)",
+             "OES mask step, authors' deep-copy-per-step (re-implementation)"]
+    fns = [dense, ours, deepcopy_]
+    # interleaved repeats (method order rotates), median over repeats: robust to other load on the box
+    samples = {n: [] for n in names}
+    for r in range(a.repeats):
+        for i in range(len(fns)):
+            j = (i + r) % len(fns)
+            samples[names[j]].append(fns[j]())
+    rows = [(n, sorted(samples[n])[len(samples[n]) // 2]) for n in names]
 
     dev_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
     print(f"net: {n_params:,} parameters, image {a.size}x{a.size} RGB, device {dev} ({dev_name}), "
-          f"threads {torch.get_num_threads()}, median of {a.steps} timed steps each")
+          f"threads {torch.get_num_threads()}, median of {a.steps} timed steps x {a.repeats} interleaved repeats")
     w = max(len(r[0]) for r in rows)
     print(f"{'method':<{w}}  s/step   rel. to dense")
     for name, t in rows:
         print(f"{name:<{w}}  {t:7.4f}  {t / rows[0][1]:6.2f}x")
     out = {"parameters": n_params, "size": a.size, "device": str(dev), "device_name": dev_name,
            "threads": torch.get_num_threads(), "steps": a.steps, "density": a.density,
-           "torch": torch.__version__, "seconds_per_step": {n: t for n, t in rows}}
+           "torch": torch.__version__, "repeats": a.repeats, "seconds_per_step": {n: t for n, t in rows}, "samples": samples}
     Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {a.out}")
 

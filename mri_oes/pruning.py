@@ -508,7 +508,8 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
     fp_src = {"cfg": cfg.to_dict(), "hw": list(image_hw), "seed": int(seed), "steps": int(steps_per_round),
               "prune_fraction": prune_fraction, "rewind": rewind, "scope": scope, "shared_z": shared_z,
               "lr": lr, "input_noise_std": input_noise_std, "min_layer_density": min_layer_density,
-              "target": target, "bn": bn if len(problems) > 1 and not shared_z else "single", "data": _tensor_digest([y, z]), "operator": op.describe(),
+              "target": target, "bn": bn if len(problems) > 1 and not shared_z else "single",
+              "data": _tensor_digest([y, z]), "operator": op.describe(),
               "rounds": R, "stop_rising": stop_rising}
     fingerprint = hashlib.sha256(json.dumps(fp_src, sort_keys=True, default=str).encode()).hexdigest()[:20]
     base_meta = {"generator": cfg.to_dict(), "init_seed": seeds["init_seed"], "z_seed": seeds["z_seed"],
@@ -557,7 +558,9 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
             def cb(row, _snap=snap):
                 if row["step"] == rewind and "w" not in _snap:
                     _snap["w"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        ck = out / f"round_{r:02d}.ckpt.pt" if out else None
+        # mid-round checkpoints (resume inside a round); not for round 0 with rewind=j, whose snapshot
+        # at step j must be taken live
+        ck = out / f"round_{r:02d}.ckpt.pt" if out and not (r == 0 and rewind != "init") else None
         res = methods.train_generator(net, z, op, y, steps=steps_per_round, mask=None if r == 0 else mask,
                                       lr=lr, evaluate=ev, log_every=le, input_noise_std=input_noise_std,
                                       seed=core.derive_seed(seed, "imp-train"), progress=progress,

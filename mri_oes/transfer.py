@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
@@ -250,8 +249,11 @@ def natural_transfer(images: Dict[str, torch.Tensor], out_dir, *, source: Option
         raise UserError(f"all images must have the same size for one mask/net grid, got {sorted(shapes)}")
     C = next(iter(shapes))[0]
     cfg = cfg or GeneratorConfig.oes(out_channels=C)
-    mk = lambda img, task, name: natural_problem(img, task, sigma255=sigma255, keep_fraction=keep_fraction,  # noqa: E731
-                                                 factor=factor, seed=seed, name=name)
+
+    def mk(img, task, name):
+        return natural_problem(img, task, sigma255=sigma255, keep_fraction=keep_fraction, factor=factor,
+                               seed=seed, name=name)
+
     src = mk(images[source], source_task, source)
     targets = {}
     for name in names:
@@ -276,9 +278,11 @@ def mri_transfer(source_file, out_dir, *, source_slice: int = 0, targets: Sequen
     def prob(file, sl_idx, accel):
         p = build_problem(load_slice(file, sl_idx), accel, mask_type, seed, center_fraction=center_fraction,
                           cache=espirit_cache)
+        d = p.describe()
+        info = {"file": str(file), "slice": sl_idx, "accel": accel, "scale": d.get("scale"),
+                "reference": d.get("reference")}
         return Problem(operator=p.operator, y=p.y, evaluate=p.evaluate, image_hw=tuple(p.image_shape),
-                       kind="mri", info={"file": str(file), "slice": sl_idx, "accel": accel, **{k: v for k, v in p.describe().items()
-                                                                           if k in ("scale", "reference")}})
+                       kind="mri", info=info)
 
     cfg = cfg or GeneratorConfig.oes(mri=True)
     src = prob(source_file, source_slice, source_accel)

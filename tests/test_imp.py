@@ -7,7 +7,7 @@ import torch
 import operators as O
 from mri_oes import core, methods, pruning
 from mri_oes.generators import GeneratorConfig
-from mri_oes.masks import Mask, maskable_parameters
+from mri_oes.masks import Mask
 
 TINY = GeneratorConfig.oes(levels=3, width=0.25)
 HW = (32, 32)
@@ -36,7 +36,7 @@ def test_keep_counts_follow_exact_schedule():
     assert pruning.imp_rounds_for(0.8 ** 3) == 3
 
 
-def test_imp_densities_rewind_and_resume(tmp_path):
+def test_imp_densities_nested_and_saved(tmp_path):
     img, A, y = _problem()
     kw = dict(steps_per_round=6, rounds=3, log_every=3, evaluate=methods.natural_evaluator(img), verbose=False)
     full = pruning.run_imp(TINY, HW, 0, [(A, y)], out_dir=tmp_path / "full", **kw)

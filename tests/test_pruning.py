@@ -9,7 +9,7 @@ import torch.nn as nn
 import operators as O
 from mri_oes import core, methods, pruning
 from mri_oes.generators import GeneratorConfig
-from mri_oes.masks import Mask, maskable_parameters
+from mri_oes.masks import Mask
 
 TINY = GeneratorConfig.oes(levels=3, width=0.25)
 

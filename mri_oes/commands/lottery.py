@@ -3,7 +3,6 @@ transfer (SPEC §5, §6, §7 transfer protocol). All training runs through ``cor
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import torch
