@@ -20,7 +20,8 @@ running statistics are restored afterwards). **Sign convention: every score func
   keep-score). The Hessian is taken w.r.t. the maskable tensors only;
 * ``synflow`` (Tanaka et al. 2020): data-free. On a deep copy of the network (made once per scoring
   round, never per training step) all parameters are replaced by their absolute values, BatchNorm is
-  put in eval mode, an output sigmoid is switched off (it would saturate and zero every gradient), the
+  put in eval mode at its initial running statistics (mean 0, var 1: data-free even if the network's
+  buffers were moved by earlier train-mode passes), an output sigmoid is switched off (it would saturate and zero every gradient), the
   input is all ones and the computation runs in float64 (overflow). ``R = Σ G(|theta| ⊙ m, 1)``, score
   ``|theta| ⊙ ∂R/∂theta`` (non-negative), keep the highest. Applied iteratively: ``rounds`` (100)
   rounds with the exponential schedule ``density^(k/rounds)``, k = 1..rounds, re-scoring with the
@@ -256,6 +257,9 @@ def grasp_scores(net, z, operator, y, scope: str = "weights") -> Dict[str, torch
 def _synflow_net(net):
     """Linearised copy: |theta| everywhere, BN eval, no output sigmoid, float64."""
     lin = copy.deepcopy(net).double().eval()
+    for mod in lin.modules():   # data-free: BN at its init statistics (mean 0, var 1), never data-derived
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.track_running_stats:
+            mod.reset_running_stats()
     with torch.no_grad():
         for p in lin.parameters():
             p.abs_()

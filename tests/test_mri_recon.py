@@ -120,3 +120,18 @@ def _network_case(method, extra, phantom_h5, tmp_path):
     assert 0 < m["density"] <= 1 and abs(m["density"] + m["sparsity"] - 1) < 1e-9
     if method == "sparse-dip":
         assert abs(m["density"] - 0.5) < 0.05 and (d / "oes_mask.safetensors").is_file()
+
+
+def test_recon_cli_refuses_mask_of_another_generator(phantom_h5, tmp_path, capsys):
+    """A mask learned for a natural-image (3-channel, sigmoid) generator cannot drive an MRI recon."""
+    import torch
+    from mri_oes.generators import GeneratorConfig
+    from mri_oes.masks import maskable_parameters, topk_mask
+    from mri_oes.methods import setup_generator
+    cfg = GeneratorConfig.oes(levels=3, width=0.25)
+    net, z, seeds = setup_generator(cfg, (64, 64), 0)
+    m = topk_mask({k: torch.rand(p.shape) for k, p in maskable_parameters(net).items()}, 0.1,
+                  meta={"generator": cfg.to_dict(), **seeds})
+    path = m.save(tmp_path / "natural.safetensors")
+    rc, out = _recon(tmp_path, phantom_h5, "sparse-dip", "--mask", str(path), "--steps", "2")
+    assert rc == 2 and "MRI needs 2 linear channels" in capsys.readouterr().err and not out.exists()

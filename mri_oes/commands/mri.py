@@ -93,7 +93,11 @@ def _validate(args):
     if args.oes_mask:
         from ..masks import Mask
         oes_mask = Mask.load(args.oes_mask)
-        oes_mask.generator_config()   # raises if the file cannot rebuild its generator
+        mcfg = oes_mask.generator_config()   # raises if the file cannot rebuild its generator
+        if mcfg.out_channels != 2 or mcfg.sigmoid:
+            raise UserError(f"mask {args.oes_mask} belongs to a generator with {mcfg.out_channels} output "
+                            f"channels (sigmoid={mcfg.sigmoid}); MRI needs 2 linear channels (real, imag): "
+                            "learn the mask on an MRI file (mri-oes learn-mask FILE.h5)")
     slices = load_slices(args.file, args.slice)
     esp = {"calib_width": args.espirit_calib_width, "kernel_width": args.espirit_kernel_width,
            "thresh": args.espirit_thresh, "crop": args.espirit_crop}

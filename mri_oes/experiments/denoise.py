@@ -60,6 +60,7 @@ def main(argv=None):
     p.add_argument("--images", nargs="+", default=None, help="image files or skimage:NAME")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--levels", type=int, default=5)
+    p.add_argument("--width", type=float, default=1.0, help="hourglass channel multiplier")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--mask-steps", type=int, default=3000)
     p.add_argument("--densities", type=float, nargs="+", default=[0.05, 0.0125])
@@ -82,7 +83,7 @@ def main(argv=None):
             else:
                 prob = natural_problem(img, "denoise", sigma255=args.sigma, seed=args.seed)
                 prob.info["source"] = f"{spec} centre crop {args.size}"
-                rc = RunConfig(seed=args.seed, levels=args.levels, device=args.device, progress=False,
+                rc = RunConfig(seed=args.seed, levels=args.levels, width=args.width, device=args.device, progress=False,
                                log_every=args.log_every, **kw)
                 m = run(prob, rc, folder, overwrite=True)
             f1 = (m.get("mask_learning") or {}).get("finding1") or {}
