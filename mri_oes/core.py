@@ -94,11 +94,12 @@ class TrainWeights(Parametrization):
         return {k: self.params[k] * m.to(self.params[k].dtype) for k, m in self.masks.items()}
 
     def after_step(self, lr):
-        # GP-DIP / SGLD (Cheng et al. 2019): theta += N(0, sgld_std²) after each step, masked weights
-        # stay pruned.
+        # GP-DIP / SGLD (Cheng et al. 2019, their code): conv/linear weights += N(0, sgld_std²) after
+        # each step (their default std = 2·lr); pruned weights stay pruned.
         if self.sgld_std > 0:
             with torch.no_grad():
-                for k, p in self.params.items():
+                for k in maskable_parameters(self.net, "weights"):
+                    p = self.params[k]
                     noise = torch.randn(p.shape, generator=self._gen, device=p.device, dtype=p.dtype)
                     if k in self.masks:
                         noise = noise * self.masks[k]

@@ -67,9 +67,12 @@ def finding1(net, z, operator, mask: Optional[Mask]) -> torch.Tensor:
     """``G(theta_in ∘ m, z)`` without training (operator domain, on the CPU)."""
     param = core.TrainWeights(net, mask)
     was_training = net.training
+    buffers = {k: b.clone() for k, b in net.named_buffers()}   # train-mode BN moves running stats
     net.train()
     with torch.no_grad():
         x = operator.from_network(core.generate(net, z, param.weights()))
+        for k, b in net.named_buffers():
+            b.copy_(buffers[k])
     net.train(was_training)
     return x.cpu()
 

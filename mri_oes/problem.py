@@ -38,10 +38,12 @@ class Problem:
 
     @property
     def n_measurements(self) -> int:
-        """Real-valued measured numbers (complex counts twice; unsampled entries excluded)."""
-        y = self.y
-        n = int((y != 0).sum()) if self.kind == "mri" else y.numel()
-        return 2 * n if y.is_complex() else n
+        """Real-valued numbers actually measured: nonzero entries of ``A(1)`` (unobserved pixels and
+        unsampled k-space excluded; complex entries count twice)."""
+        op = self.operator
+        ones = torch.ones(op.in_shape, dtype=op.in_dtype, device=self.y.device)
+        n = int((op(ones) != 0).sum())
+        return 2 * n if op.out_dtype.is_complex else n
 
     def to(self, device):
         self.operator.to(device)
@@ -49,16 +51,19 @@ class Problem:
         return self
 
 
-def natural_problem(image: np.ndarray, task: str, *, sigma255: float = 25.0, keep_fraction: float = 0.5,
+def natural_problem(image: np.ndarray, task: str, *, sigma255: Optional[float] = None, keep_fraction: float = 0.5,
                     factor: int = 4, seed: int = 0, clip: bool = True) -> Problem:
     """Degrade a clean CHW image in [0, 1] for ``task`` (noise std ``sigma255/255``; the OES protocol
-    clips noisy images to [0, 1]). The noise is seeded."""
+    clips noisy images to [0, 1]). Default noise: σ = 25 for denoising, none for inpainting and
+    super-resolution (as in DIP). The noise is seeded."""
     from .core import derive_seed
     from .methods import natural_evaluator
     if task not in TASKS:
         raise UserError(f"task must be one of {TASKS}, got {task!r}")
     if not np.isfinite(image).all():
         raise UserError("image contains NaN or Inf")
+    if sigma255 is None:
+        sigma255 = 25.0 if task == "denoise" else 0.0
     if sigma255 < 0:
         raise UserError(f"sigma must be >= 0 (0-255 scale), got {sigma255}")
     x = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)
@@ -72,6 +77,6 @@ def natural_problem(image: np.ndarray, task: str, *, sigma255: float = 25.0, kee
         A = O.SuperResolution(shape, factor=factor, noise=noise)
     y = A.measure(x[None], seed=derive_seed(seed, "noise"))
     info = {"task": task, "sigma_255": sigma255, "image_shape": list(shape), "operator": A.describe()}
-    disp = y[0].numpy() if task != "super-resolution" else y[0].numpy()
+    disp = y[0].numpy()
     return Problem(A, y, shape[-2:], evaluate=natural_evaluator(x), reference=x, kind="natural", info=info,
                    to_display=lambda xh: xh.detach().cpu()[0].clamp(0, 1).numpy(), measurements_display=disp)

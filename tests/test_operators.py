@@ -13,6 +13,8 @@ BUILDERS = {
     "super-resolution": lambda: O.SuperResolution((2, 32, 48), factor=4),
     "mri": lambda: O.MultiCoilMRI(torch.randn(4, 20, 12, dtype=torch.complex64),
                                   torch.rand(12, generator=torch.Generator().manual_seed(0)) > 0.5),
+    "mri-coil-images": lambda: O.CoilImagesMRI(torch.rand(12, generator=torch.Generator().manual_seed(0)) > 0.5,
+                                               coils=3, shape=(10, 12)),
 }
 EXTRA = {
     "super-resolution-box-x2": lambda: O.SuperResolution((1, 16, 16), factor=2, kernel="box"),

@@ -45,7 +45,8 @@ def add_task(p: argparse.ArgumentParser, task=None):
                    help="PNG/JPEG image (default: a bundled scikit-image photo)")
     if task is None:
         p.add_argument("--task", choices=("denoise", "inpaint", "super-resolution"), default="denoise")
-    p.add_argument("--sigma", type=float, default=25.0, help="noise std on the 0-255 scale (default 25)")
+    p.add_argument("--sigma", type=float, default=None,
+                   help="noise std on the 0-255 scale (default: 25 for denoising, 0 otherwise)")
     p.add_argument("--keep-fraction", type=float, default=0.5, help="inpainting: observed pixel fraction")
     p.add_argument("--factor", type=int, default=4, help="super-resolution factor (2, 4, 8)")
     p.add_argument("--crop", type=int, default=None, help="centre-crop the image to CROP×CROP (no resizing)")
@@ -189,8 +190,8 @@ def register(sub):
     p = sub.add_parser("fit", help="fit dense DIP, Sparse-DIP (OES), deep decoder or GP-DIP to an image")
     add_task(p)
     p.add_argument("--method", choices=METHODS, default="sparse-dip")
-    p.add_argument("--sgld-std", type=float, default=1e-3 / 2 ** 0.5,
-                   help="gp-dip: std of the Gaussian noise added to the weights each step")
+    p.add_argument("--sgld-std", type=float, default=0.02,
+                   help="gp-dip: std of the noise added to conv weights each step (Cheng et al.: 2*lr)")
     add_common(p)
     p.set_defaults(func=cmd_fit, fixed_task=None)
 
@@ -198,6 +199,6 @@ def register(sub):
         p = sub.add_parser(name, help=f"{task} an image (shortcut for fit --task {task})")
         add_task(p, task=task)
         p.add_argument("--method", choices=METHODS, default="sparse-dip")
-        p.add_argument("--sgld-std", type=float, default=1e-3 / 2 ** 0.5)
+        p.add_argument("--sgld-std", type=float, default=0.02)
         add_common(p)
         p.set_defaults(func=cmd_fit, fixed_task=task)
