@@ -7,7 +7,9 @@
   (``(W,)`` line mask, ``(H, W)`` or ``(coils, H, W)``).
 * Adjoint: ``A^H y = Σ_c conj(S_c) · F^H (M · y_c)`` (M is binary, so ``M^H M = M``).
 * Generators produce 2 channels (real, imaginary) on a grid that may be larger than ``(H, W)``
-  (a multiple of ``2**levels``); :meth:`from_network` centre-crops and forms the complex image.
+  (a multiple of ``2**levels``); :meth:`from_network` centre-crops, forms the complex image and zeroes
+  it outside the maps' support (there ``A`` sees nothing, so a network would put arbitrary values
+  there — SENSE/CG keep those null-space components at zero for the same reason).
 """
 from __future__ import annotations
 
@@ -71,6 +73,9 @@ class MultiCoilMRI(LinearOperator):
             mask = mask.abs()
         self.maps = maps.to(torch.complex64 if maps.dtype != torch.complex128 else maps.dtype)
         self.mask = (mask != 0).to(self.maps.real.dtype).contiguous()
+        # pixels where every coil map is zero (ESPIRiT's crop) are in the null space of A: nothing
+        # constrains them, so generated images are restricted to the maps' support
+        self.support = (self.maps.abs().pow(2).sum(0) > 0).to(self.maps.real.dtype)
         if self.mask.sum() == 0:
             raise OperatorInputError("mri: sampling mask samples nothing")
         super().__init__((H, W), (C, H, W), noise=noise)
@@ -97,7 +102,7 @@ class MultiCoilMRI(LinearOperator):
             raise OperatorInputError(
                 f"mri: a generator for MRI must output 2 channels (real, imag), got {out.shape[1]}")
         out = center_crop(out, self.in_shape)
-        return torch.complex(out[:, 0], out[:, 1])
+        return torch.complex(out[:, 0], out[:, 1]) * self.support.to(out.dtype)
 
     @property
     def network_channels(self):

@@ -150,3 +150,11 @@ def test_entry_point_plugin_is_discovered(monkeypatch):
     monkeypatch.setattr(reg, "_REGISTRY", dict(reg._REGISTRY))
     assert "my-blur" in reg.available()
     assert reg.build("my-blur", shape=(1, 4, 4)).name == "my-blur"
+
+
+def test_mri_generator_image_restricted_to_maps_support():
+    maps = torch.randn(2, 8, 6, dtype=torch.complex64)
+    maps[:, :2] = 0                                      # ESPIRiT-cropped rows
+    A = O.MultiCoilMRI(maps, torch.ones(6))
+    x = A.from_network(torch.randn(1, 2, 8, 8))
+    assert x.shape == (1, 8, 6) and torch.all(x[:, :2] == 0) and torch.all(x[:, 2:] != 0)
