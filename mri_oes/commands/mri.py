@@ -57,7 +57,9 @@ def register(subparsers) -> None:
     p.add_argument("--espirit-calib-width", type=int, default=None)
     p.add_argument("--espirit-kernel-width", type=int, default=None)
     p.add_argument("--espirit-thresh", type=float, default=0.02)
-    p.add_argument("--espirit-crop", type=float, default=0.95)
+    p.add_argument("--espirit-crop", type=float, default=0.0,
+                   help="ESPIRiT eigenvalue crop (default 0 = maps everywhere: robust with few ACS lines; "
+                        "0.95 = classic support crop, which can cut anatomy when the ACS region is small)")
     p.add_argument("--espirit-cache", default=None, help="ESPIRiT cache file (default DIR/espirit_cache.h5)")
     p.add_argument("--no-espirit-cache", action="store_true")
     p.add_argument("--out", required=True, help="output folder")

@@ -9,6 +9,11 @@ lines, so the default is ``calib_width = min(ACS width, 24)`` and
 ``kernel_width = clip(calib_width // 2, 3, 6)`` (7 ACS lines → 7×7 calibration, 3×3 kernels; 6×6
 kernels there leave too few calibration rows and the eigenvalue crop removes everything).
 
+Default ``crop = 0`` (maps everywhere). Measured here: with the classic 0.95 crop and a small ACS block
+the crop cut away anatomy (a 128×128 cut of the brain kept 39% of the image at 4× and 3% at 8×;
+L1-wavelet fell to 13.8 / 10.6 dB, below zero-filled), while crop 0 gave SENSE 30.6 / 21.6 dB there and
+30.1 / 22.9 dB on the full brain (crop 0.95: 30.0 / 24.9). Pass ``crop=0.95`` for the classic behaviour.
+
 Cache: one HDF5 file (default ``espirit_cache.h5`` beside the outputs); each entry is a group named
 by a hash of (file fingerprint = path + size + mtime, slice, ESPIRiT parameters, ACS block position,
 a hash of the calibration k-space itself). A second run with the same inputs reads the maps.
@@ -29,13 +34,13 @@ from .data import acs_lines
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"calib_width": None, "kernel_width": None, "thresh": 0.02, "crop": 0.95, "max_iter": 100}
+DEFAULTS = {"calib_width": None, "kernel_width": None, "thresh": 0.02, "crop": 0.0, "max_iter": 100}
 MAX_CALIB_WIDTH = 24
 MIN_ACS = 5
 
 
 def espirit_params(mask: np.ndarray, calib_width: Optional[int] = None, kernel_width: Optional[int] = None,
-                   thresh: float = 0.02, crop: float = 0.95, max_iter: int = 100) -> dict:
+                   thresh: float = 0.02, crop: float = 0.0, max_iter: int = 100) -> dict:
     """Resolve ESPIRiT parameters for a line mask (``calib_width``/``kernel_width`` ``None`` = auto)."""
     _, acs = acs_lines(mask)
     if acs < MIN_ACS:
