@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Callable, Optional, Sequence
 
@@ -66,15 +67,25 @@ def collapse_report(net, z, operator, mask: Optional[Mask]) -> dict:
 def finding1(net, z, operator, mask: Optional[Mask]) -> torch.Tensor:
     """``G(theta_in ∘ m, z)`` without training (operator domain, on the CPU)."""
     param = core.TrainWeights(net, mask)
-    was_training = net.training
-    buffers = {k: b.clone() for k, b in net.named_buffers()}   # train-mode BN moves running stats
-    net.train()
-    with torch.no_grad():
+    with train_mode_preserving_buffers(net), torch.no_grad():
         x = operator.from_network(core.generate(net, z, param.weights()))
-        for k, b in net.named_buffers():
-            b.copy_(buffers[k])
-    net.train(was_training)
     return x.cpu()
+
+
+@contextlib.contextmanager
+def train_mode_preserving_buffers(net):
+    """Run ``net`` in train mode (batch statistics, as DIP does) and restore its BN running
+    statistics and mode afterwards, so probing ``theta_in`` never changes it."""
+    saved = {k: b.detach().clone() for k, b in net.named_buffers()}
+    was_training = net.training
+    net.train()
+    try:
+        yield net
+    finally:
+        with torch.no_grad():
+            for k, b in net.named_buffers():
+                b.copy_(saved[k])
+        net.train(was_training)
 
 
 def learn_oes_mask(net, z, operator, y, density: float, *, steps: int, lr: float = 1e-2,

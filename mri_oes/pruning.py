@@ -181,16 +181,6 @@ def stacked_evaluator(evaluators: Sequence[Optional[Callable]], shared_input: bo
 
 
 # ================================================================================ PAI score functions
-def _restore_buffers(net):
-    return {k: v.detach().clone() for k, v in net.named_buffers()}
-
-
-def _load_buffers(net, saved):
-    with torch.no_grad():
-        for k, b in net.named_buffers():
-            b.copy_(saved[k])
-
-
 def _dip_loss_fn(net, z, operator, y, scope):
     """``(params, loss(weights))``: the DIP loss as a function of replacement maskable tensors."""
     params = maskable_parameters(net, scope)
@@ -214,28 +204,18 @@ def magnitude_scores(net, scope: str = "weights") -> Dict[str, torch.Tensor]:
 
 def snip_scores(net, z, operator, y, scope: str = "weights") -> Dict[str, torch.Tensor]:
     """SNIP keep-score ``|theta ⊙ ∂L/∂theta|`` at the current weights (keep the highest)."""
-    saved = _restore_buffers(net)
-    was = net.training
-    net.train()
-    try:
+    with methods.train_mode_preserving_buffers(net):
         params, loss_fn = _dip_loss_fn(net, z, operator, y, scope)
         w = {k: p.detach().clone().requires_grad_(True) for k, p in params.items()}
         grads = torch.autograd.grad(loss_fn(w), list(w.values()), allow_unused=True)
-        out = {k: (w[k].detach() * (g if g is not None else torch.zeros_like(w[k]))).abs().cpu()
-               for k, g in zip(w, grads)}
-    finally:
-        _load_buffers(net, saved)
-        net.train(was)
-    return out
+        return {k: (w[k].detach() * (g if g is not None else torch.zeros_like(w[k]))).abs().cpu()
+                for k, g in zip(w, grads)}
 
 
 def grasp_scores(net, z, operator, y, scope: str = "weights") -> Dict[str, torch.Tensor]:
     """GraSP score ``S = −theta ⊙ (H g)`` as in the paper (REMOVE the highest; the keep-score used
     for ranking is ``−S``). ``H g`` = ∂/∂theta [g(theta)ᵀ stopgrad(g)] by double backward."""
-    saved = _restore_buffers(net)
-    was = net.training
-    net.train()
-    try:
+    with methods.train_mode_preserving_buffers(net):
         params, loss_fn = _dip_loss_fn(net, z, operator, y, scope)
         w = {k: p.detach().clone().requires_grad_(True) for k, p in params.items()}
         ws = list(w.values())
@@ -247,11 +227,7 @@ def grasp_scores(net, z, operator, y, scope: str = "weights") -> Dict[str, torch
         else:
             hg = torch.autograd.grad(gz, ws, allow_unused=True)
             hg = [h if h is not None else torch.zeros_like(wi) for h, wi in zip(hg, ws)]
-        out = {k: (-(w[k].detach() * h)).cpu() for k, h in zip(w, hg)}
-    finally:
-        _load_buffers(net, saved)
-        net.train(was)
-    return out
+        return {k: (-(w[k].detach() * h)).cpu() for k, h in zip(w, hg)}
 
 
 def _synflow_net(net):
@@ -353,9 +329,7 @@ def prune_at_init(method: str, net, z, operator, y, density: float, *, seed: int
 
 def report_collapse(net, z, operator, mask, what: str = "mask") -> dict:
     """:func:`methods.collapse_report` plus a console line on stderr when it fires."""
-    saved = _restore_buffers(net)
-    rep = methods.collapse_report(net, z, operator, mask)
-    _load_buffers(net, saved)   # finding1 runs in train mode and moves BN running stats
+    rep = methods.collapse_report(net, z, operator, mask)   # finding1 leaves BN statistics untouched
     if rep["collapsed"]:
         print(f"WARNING: layer collapse for {what}: {len(rep['empty_layers'])} empty layer(s) "
               f"{rep['empty_layers'][:4]}{', constant output' if rep['constant_output'] else ''}",
