@@ -38,17 +38,22 @@ class Problem:
 
     @property
     def n_measurements(self) -> int:
-        """Real-valued numbers actually measured: nonzero entries of ``A(1)`` (unobserved pixels and
-        unsampled k-space excluded; complex entries count twice)."""
-        op = self.operator
-        ones = torch.ones(op.in_shape, dtype=op.in_dtype, device=self.y.device)
-        n = int((op(ones) != 0).sum())
-        return 2 * n if op.out_dtype.is_complex else n
+        return measurement_count(self.operator)
 
     def to(self, device):
         self.operator.to(device)
         self.y = self.y.to(device)
         return self
+
+
+def measurement_count(operator: O.LinearOperator) -> int:
+    """Real-valued numbers actually measured: nonzero entries of ``A(1)`` (unobserved pixels and
+    unsampled k-space excluded; complex entries count twice)."""
+    ones = torch.ones(operator.in_shape, dtype=operator.in_dtype, device=operator.device)
+    with torch.no_grad():
+        out = operator(ones)
+    n = int((out != 0).sum())
+    return 2 * n if out.is_complex() else n
 
 
 def natural_problem(image: np.ndarray, task: str, *, sigma255: Optional[float] = None, keep_fraction: float = 0.5,

@@ -37,19 +37,10 @@ from .errors import UserError
 from .generators import GeneratorConfig
 from .io import atomic_path, versions, write_json
 from .masks import Mask, check_density
-from .problem import Problem  # noqa: F401  (operator, y, image_hw, evaluate, info)
+from .problem import Problem, measurement_count  # noqa: F401  (Problem: operator, y, image_hw, evaluate, info)
 
 DEFAULT_DENSITIES = (0.5, 0.2, 0.1, 0.03)
 METHODS = ("dense", "oes", "imp")
-
-
-def measurement_count(operator) -> int:
-    """Real-valued measured entries: nonzero entries of ``A(1)`` (×2 for complex data)."""
-    ones = torch.ones((1, *operator.in_shape), dtype=operator.in_dtype)
-    with torch.no_grad():
-        out = operator(ones)
-    n = int((out != 0).sum())
-    return n * (2 if out.is_complex() else 1)
 
 
 def _fmt_d(d: float) -> str:

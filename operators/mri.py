@@ -32,7 +32,7 @@ def ifft2c(k: torch.Tensor) -> torch.Tensor:
     return torch.fft.fftshift(torch.fft.ifft2(k, norm="ortho"), dim=(-2, -1))
 
 
-def _as_tensor(a, name):
+def _as_tensor(a):
     if isinstance(a, torch.Tensor):
         return a
     return torch.as_tensor(np.asarray(a)) if a is not None else None
@@ -48,7 +48,7 @@ class MultiCoilMRI(LinearOperator):
     out_dtype = torch.complex64
 
     def __init__(self, maps, mask, noise=None):
-        maps = _as_tensor(maps, "maps")
+        maps = _as_tensor(maps)
         if maps.dim() == 2:
             maps = maps.unsqueeze(0)
         if maps.dim() != 3:
@@ -58,7 +58,7 @@ class MultiCoilMRI(LinearOperator):
         if not torch.isfinite(torch.view_as_real(maps)).all():
             raise OperatorInputError("mri: maps contain NaN or Inf")
         C, H, W = maps.shape
-        mask = _as_tensor(mask, "mask")
+        mask = _as_tensor(mask)
         if mask.dim() == 1:
             if mask.shape[0] != W:
                 raise OperatorInputError(
@@ -82,8 +82,7 @@ class MultiCoilMRI(LinearOperator):
 
     @property
     def acceleration(self) -> float:
-        return float(self.mask.numel() / self.mask.sum()) if self.mask.shape[0] == 1 else \
-            float(self.mask.numel() / self.mask.sum())
+        return float(self.mask.numel() / self.mask.sum())
 
     def _cast(self, t):
         maps = self.maps.to(t.dtype) if self.maps.dtype != t.dtype else self.maps

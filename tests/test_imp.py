@@ -84,8 +84,8 @@ def test_killed_imp_resumes_to_identical_masks(tmp_path, monkeypatch):
     assert [r["final_loss"] for r in full["rounds"]] == [r["final_loss"] for r in resumed["rounds"]]
 
 
-def test_rewinding_restores_theta0_of_survivors(monkeypatch):
-    img, A, y = _problem(2)
+def _record_round_starts(monkeypatch):
+    """Spy on methods.train_generator: the list gets the weights each IMP round starts from."""
     seen = []
     real = methods.train_generator
 
@@ -94,6 +94,12 @@ def test_rewinding_restores_theta0_of_survivors(monkeypatch):
         return real(net, z, *a, **k)
 
     monkeypatch.setattr(methods, "train_generator", spy)
+    return seen
+
+
+def test_rewinding_restores_theta0_of_survivors(monkeypatch):
+    img, A, y = _problem(2)
+    seen = _record_round_starts(monkeypatch)
     pruning.run_imp(TINY, HW, 0, [(A, y)], steps_per_round=5, rounds=2, log_every=5, verbose=False)
     theta0, _, _ = methods.setup_generator(TINY, HW, 0)
     for start in seen:   # every round starts from exactly theta_0
@@ -102,14 +108,8 @@ def test_rewinding_restores_theta0_of_survivors(monkeypatch):
 
 def test_rewind_to_step_j(monkeypatch):
     img, A, y = _problem(3)
-    seen = []
     real = methods.train_generator
-
-    def spy(net, z, *a, **k):
-        seen.append({n: p.detach().clone() for n, p in net.named_parameters()})
-        return real(net, z, *a, **k)
-
-    monkeypatch.setattr(methods, "train_generator", spy)
+    seen = _record_round_starts(monkeypatch)
     pruning.run_imp(TINY, HW, 0, [(A, y)], steps_per_round=6, rounds=2, rewind=2, log_every=6, verbose=False)
     # the weights at step 2 of a dense run from theta_0
     net, z, _ = methods.setup_generator(TINY, HW, 0)
