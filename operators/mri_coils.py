@@ -31,7 +31,7 @@ class CoilImagesMRI(LinearOperator):
     out_dtype = torch.complex64
 
     def __init__(self, mask, coils: int, shape=None, noise=None):
-        mask = _as_tensor(mask, "mask")
+        mask = _as_tensor(mask)
         coils = int(coils)
         if coils < 1:
             raise OperatorInputError(f"mri-coil-images: coils must be >= 1, got {coils}")
