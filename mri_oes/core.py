@@ -198,7 +198,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         steps: int, lr: float = 1e-2, samples: int = 1, evaluate: Optional[Callable] = None,
         log_every: int = 50, input_noise_std: float = 0.0, seed: int = 0,
         checkpoint: Optional[Path] = None, checkpoint_every: int = 500, fingerprint: str = "",
-        progress: bool = False, desc: str = "fit", callback: Optional[Callable] = None) -> FitResult:
+        progress: bool = False, desc: str = "fit", callback: Optional[Callable] = None,
+        lr_final: Optional[float] = None, grad_clip: float = 0.0) -> FitResult:
     """Fit ``operator(G(·, z)) ≈ y`` with Adam for ``steps`` steps.
 
     ``evaluate(x_hat) -> dict`` (optional; e.g. PSNR against a clean reference) is called every
@@ -207,6 +208,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     reporting only). ``checkpoint``: a file to save progress to every ``checkpoint_every`` steps and
     resume from (only if its ``fingerprint`` matches). ``input_noise_std``: LIP/DIP input-noise
     regularisation (``z + N(0, std²)`` each step). ``samples``: K forward passes per step (OES K).
+    ``lr_final``: cosine decay of the learning rate from ``lr`` to ``lr_final`` over ``steps``
+    (``None``: constant). ``grad_clip`` > 0: clip the global gradient norm to it before each step.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
@@ -275,6 +278,11 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("loss", "psnr")})
         loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(param.trainable(), grad_clip)
+        if lr_final is not None:
+            for g in opt.param_groups:
+                g["lr"] = lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * step / max(steps, 1)))
         opt.step()
         param.after_step(lr)
         if bar is not None:

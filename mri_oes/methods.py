@@ -120,10 +120,12 @@ def train_generator(net, z, operator, y, *, steps: int, mask: Optional[Mask] = N
                     sgld_std: float = 0.0, evaluate: Optional[Callable] = None, log_every: int = 50,
                     input_noise_std: float = 0.0, seed: int = 0, progress: bool = False,
                     checkpoint=None, checkpoint_every: int = 500, fingerprint: str = "",
-                    desc: str = "fit", callback: Optional[Callable] = None) -> core.FitResult:
-    """Train the weights of ``G(theta ∘ m, z)`` (dense when ``mask`` is None)."""
+                    desc: str = "fit", callback: Optional[Callable] = None,
+                    lr_final: Optional[float] = None, grad_clip: float = 0.0) -> core.FitResult:
+    """Train the weights of ``G(theta ∘ m, z)`` (dense when ``mask`` is None); ``lr_final`` (cosine
+    decay) and ``grad_clip`` as in :func:`core.fit`."""
     param = core.TrainWeights(net, mask, sgld_std=sgld_std, seed=seed)
     return core.fit(net, z, operator, y, param, steps=steps, lr=lr, evaluate=evaluate,
                     log_every=log_every, input_noise_std=input_noise_std, seed=seed, progress=progress,
                     checkpoint=checkpoint, checkpoint_every=checkpoint_every, fingerprint=fingerprint,
-                    desc=desc, callback=callback)
+                    desc=desc, callback=callback, lr_final=lr_final, grad_clip=grad_clip)
