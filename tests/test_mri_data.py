@@ -177,6 +177,9 @@ def test_metrics_fastmri_convention():
         mri_metrics(ref * np.exp(1j * 0.3), ref)["psnr"] > 100
     m = mri_metrics(np.pad(ref + 0.01, 5), ref)       # larger image: centre-cropped to the reference
     from fastmri import evaluate
-    assert abs(m["psnr"] - evaluate.psnr(ref[None], ref[None] + 0.01, maxval=ref.max())) < 1e-9
-    assert m["data_range"] == ref.max() and m["crop"] == [40, 30]
+    from fastmri.data.transforms import center_crop
+    gt = center_crop(ref[None], (30, 30))              # fastmri.evaluate: W x W crop, range = cropped max
+    assert abs(m["psnr"] - evaluate.psnr(gt, gt + 0.01)) < 1e-9
+    assert m["data_range"] == gt.max() and m["crop"] == [30, 30] and m["metrics_convention"] == "fastmri"
+    assert abs(m["full_fov"]["psnr"] - evaluate.psnr(ref[None], ref[None] + 0.01, maxval=gt.max())) < 1e-9
     assert abs(mri_metrics(2 * ref, ref)["psnr_ls"]) > 100
