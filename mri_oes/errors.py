@@ -8,3 +8,16 @@ class UserError(ValueError):
 
 #: everything the CLI reports as a one-line error instead of a traceback
 USER_ERRORS = (UserError, OperatorInputError)
+
+
+class RunMismatch(UserError):
+    """A saved state (checkpoint, IMP round, transfer case/mask) belongs to another run: its identity
+    differs from this run's. ``keys``: the differing identity keys (dotted), ``path``: the file."""
+
+    def __init__(self, message, keys=(), path=None):
+        super().__init__(message)
+        self.keys, self.path = list(keys), path
+
+
+class StateFileError(UserError):
+    """A state file that is not a readable mri_oes state file (garbage, wrong format, bad tree)."""
