@@ -28,7 +28,6 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call
 
-from .io import atomic_path
 from .masks import Mask, check_density, maskable_parameters
 
 
@@ -194,10 +193,63 @@ def generate(net: nn.Module, z: torch.Tensor, weights: Optional[Dict[str, torch.
     return functional_call(net, weights or {}, (z,), strict=False) if weights else net(z)
 
 
+# ------------------------------------------------------------------------------- checkpoint identity
+def checkpoint_path(path) -> Path:
+    """The state file a checkpoint argument names: ``X.pt`` → ``X.safetensors`` (pickles are never
+    written or read), anything else unchanged."""
+    path = Path(path)
+    return path.with_suffix(".safetensors") if path.suffix == ".pt" else path
+
+
+def _operator_identity(op) -> dict:
+    from .statefile import canonical, tensor_digest
+    d = {"describe": canonical(op.describe()) if hasattr(op, "describe") else type(op).__name__}
+    tens = {k: tensor_digest(v) for k, v in sorted(vars(op).items()) if isinstance(v, torch.Tensor)}
+    if tens:
+        d["tensors"] = tens
+    subs = getattr(op, "ops", None)
+    if isinstance(subs, (list, tuple)):
+        d["ops"] = [_operator_identity(o) for o in subs]
+    return d
+
+
+def _param_identity(param) -> dict:
+    from .statefile import tensor_digest
+    d = {"type": type(param).__name__}
+    for k in ("sgld_std", "p0", "temperature", "lam", "scope"):
+        if hasattr(param, k):
+            d[k] = getattr(param, k)
+    masks = getattr(param, "masks", None)
+    if isinstance(masks, dict):
+        d["mask"] = tensor_digest({k: v.to(torch.bool) for k, v in masks.items()}) if masks else None
+    return d
+
+
+def fit_identity(extra=None, fingerprint: str = "", *, net, z, operator, y, param, **hyper) -> dict:
+    """Everything that determines a fit's result, for its checkpoint: digests of the initial network
+    state (generator config + init seed, or IMP rewind weights), ``z``, ``y``, the operator (its
+    description and tensors) and the mask; every hyperparameter in ``hyper``; device type; versions;
+    and the caller's ``extra`` (a dict, e.g. method/task/data file digest) or legacy ``fingerprint``."""
+    from . import __version__
+    from .statefile import canonical, tensor_digest
+    ident = {"kind": "mri_oes.fit", "init": tensor_digest(dict(net.state_dict())), "z": tensor_digest(z),
+             "y": tensor_digest(y), "operator": _operator_identity(operator), "param": _param_identity(param),
+             "hyper": canonical(hyper), "device": z.device.type,
+             "versions": {"torch": torch.__version__, "mri_oes": __version__}}
+    if isinstance(extra, str):   # backward compatibility: a fingerprint string
+        fingerprint, extra = fingerprint or extra, None
+    if fingerprint:
+        ident["fingerprint"] = str(fingerprint)
+    if extra:
+        ident["run"] = canonical(extra)
+    return ident
+
+
 def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Parametrization, *,
         steps: int, lr: float = 1e-2, samples: int = 1, evaluate: Optional[Callable] = None,
         log_every: int = 50, input_noise_std: float = 0.0, seed: int = 0,
         checkpoint: Optional[Path] = None, checkpoint_every: int = 500, fingerprint: str = "",
+        identity: Optional[dict] = None,
         progress: bool = False, desc: str = "fit", callback: Optional[Callable] = None,
         lr_final: Optional[float] = None, grad_clip: float = 0.0) -> FitResult:
     """Fit ``operator(G(·, z)) ≈ y`` with Adam for ``steps`` steps.
@@ -205,8 +257,12 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     ``evaluate(x_hat) -> dict`` (optional; e.g. PSNR against a clean reference) is called every
     ``log_every`` steps and at the end on the current output; it never influences the fit. The
     output with the highest ``evaluate()["psnr"]`` is kept as ``best_output`` (oracle early stop, for
-    reporting only). ``checkpoint``: a file to save progress to every ``checkpoint_every`` steps and
-    resume from (only if its ``fingerprint`` matches). ``input_noise_std``: LIP/DIP input-noise
+    reporting only). ``checkpoint``: a state file (:mod:`mri_oes.statefile`, safetensors + JSON;
+    a ``.pt`` name is mapped to ``.safetensors``, an old pickle there is never loaded) to save progress
+    to every ``checkpoint_every`` steps and resume from. Its identity (:func:`fit_identity`: digests
+    of the initial weights, ``z``, ``y``, the operator and the mask, every hyperparameter, seed,
+    versions, plus the caller's ``identity`` dict / legacy ``fingerprint`` string) must match
+    exactly, else :class:`mri_oes.errors.RunMismatch` names the differing keys. ``input_noise_std``: LIP/DIP input-noise
     regularisation (``z + N(0, std²)`` each step). ``samples``: K forward passes per step (OES K).
     ``lr_final``: cosine decay of the learning rate from ``lr`` to ``lr_final`` over ``steps``
     (``None``: constant). ``grad_clip`` > 0: clip the global gradient norm to it before each step.
@@ -218,25 +274,35 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     res = FitResult()
     noise_gen = torch.Generator(device=z.device).manual_seed(derive_seed(seed, "input-noise"))
     start = 0
-    if checkpoint is not None and Path(checkpoint).is_file():
-        ck = torch.load(checkpoint, map_location=z.device, weights_only=False)
-        if ck.get("fingerprint") == fingerprint:
+    ck_path = ck_ident = None
+    if checkpoint is not None:
+        from .statefile import load_state
+        ck_path = checkpoint_path(checkpoint)
+        ck_ident = fit_identity(identity, fingerprint, net=net, z=z, operator=operator, y=y, param=param,
+                                steps=steps, lr=lr, samples=samples, log_every=log_every,
+                                input_noise_std=input_noise_std, seed=seed, lr_final=lr_final,
+                                grad_clip=grad_clip)
+        legacy = ck_path.with_suffix(".pt")
+        if legacy.is_file():
+            warnings.warn(f"ignoring {legacy}: pickled checkpoints are never loaded (they can run code); "
+                          f"this run checkpoints to {ck_path.name}")
+        if ck_path.is_file():
+            # identity checked from the header before any tensor is read; mismatch -> RunMismatch
+            ck = load_state(ck_path, ck_ident, what="checkpoint")
             net.load_state_dict(ck["net"])
             opt.load_state_dict(ck["opt"])
             param.load_state(ck["param"])
-            noise_gen.set_state(ck["noise_gen"].cpu() if z.device.type == "cpu" else ck["noise_gen"])
+            noise_gen.set_state(ck["noise_gen"])
             res.history, res.best_step, res.best_metrics = ck["history"], ck["best_step"], ck["best_metrics"]
             res.best_output = ck["best_output"]
-            start = res.resumed_from = ck["step"]
-        else:
-            warnings.warn(f"checkpoint {checkpoint} belongs to another run; starting fresh")
+            start = res.resumed_from = int(ck["step"])
 
     def save_checkpoint(step):
-        with atomic_path(checkpoint, suffix=".pt") as tmp:
-            torch.save({"fingerprint": fingerprint, "step": step, "net": net.state_dict(),
-                        "opt": opt.state_dict(), "param": param.state(), "noise_gen": noise_gen.get_state(),
-                        "history": res.history, "best_step": res.best_step,
-                        "best_metrics": res.best_metrics, "best_output": res.best_output}, tmp)
+        from .statefile import save_state
+        save_state(ck_path, {"step": step, "net": net.state_dict(), "opt": opt.state_dict(),
+                             "param": param.state(), "noise_gen": noise_gen.get_state(),
+                             "history": res.history, "best_step": res.best_step,
+                             "best_metrics": res.best_metrics, "best_output": res.best_output}, ck_ident)
 
     def record(step, loss, dloss, x_hat):
         row = {"step": step, "loss": loss, "data_loss": dloss}
@@ -301,6 +367,6 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     res.output = x_hat.detach().cpu() if x_hat is not None else None
     res.steps = steps
     res.wall_time_s = time.perf_counter() - t0
-    if checkpoint is not None and Path(checkpoint).is_file():
-        Path(checkpoint).unlink()   # finished: the result files replace the checkpoint
+    if ck_path is not None and ck_path.is_file():
+        ck_path.unlink()   # finished: the result files replace the checkpoint
     return res
