@@ -215,7 +215,17 @@ def check_image_size(cfg: GeneratorConfig, hw: Sequence[int]) -> None:
         need = 4 * 2 ** cfg.levels
         raise UserError(
             f"image {tuple(hw)} is too small for a {cfg.levels}-level hourglass (needs >= {need} px per "
-            f"side); use fewer levels (e.g. GeneratorConfig.oes(levels={max(1, int(math.log2(max(min(hw) // 4, 1))))}))")
+            f"side); use --levels {largest_levels(hw)} or fewer (Python: GeneratorConfig.oes(levels=...))")
+
+
+def largest_levels(hw: Sequence[int], max_levels: int = 6) -> int:
+    """The deepest hourglass (at most ``max_levels``; the paper's 6 needs >= 256 px) whose bottleneck
+    on the padded grid of ``hw`` is still >= 4 px (the default of ``--levels`` on every command)."""
+    for lv in range(max_levels, 0, -1):
+        m = 2 ** lv
+        if min(int(math.ceil(int(s) / m) * m) for s in hw) // m >= 4:
+            return lv
+    return 1
 
 
 

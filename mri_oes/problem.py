@@ -85,3 +85,39 @@ def natural_problem(image: np.ndarray, task: str, *, sigma255: Optional[float] =
     disp = y[0].numpy()
     return Problem(A, y, shape[-2:], evaluate=natural_evaluator(x), reference=x, kind="natural", info=info,
                    to_display=lambda xh: xh.detach().cpu()[0].clamp(0, 1).numpy(), measurements_display=disp)
+
+
+def operator_problem(image: np.ndarray, name: str, operator_args="{}", *, sigma255: Optional[float] = None,
+                     seed: int = 0, clip: bool = True) -> Problem:
+    """A problem from any registered operator plugin (``--operator NAME --operator-args JSON``): the
+    operator is built as ``build(name, shape=(C, H, W), **args)``, measurements ``y = A(x) + noise``
+    (σ/255, seeded; default none)."""
+    import json
+    from .methods import natural_evaluator
+    if isinstance(operator_args, str):
+        try:
+            kwargs = json.loads(operator_args)
+        except ValueError as e:
+            raise UserError(f"--operator-args: not a JSON object ({e})") from None
+    else:
+        kwargs = dict(operator_args or {})
+    if not isinstance(kwargs, dict):
+        raise UserError("--operator-args: expected a JSON object like '{\"factor\": 2}'")
+    if name not in O.available():
+        raise UserError(f"--operator {name!r}: not registered; available: {', '.join(O.available())}")
+    x = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)
+    sigma255 = sigma255 or 0.0
+    if not (np.isfinite(sigma255) and sigma255 >= 0):
+        raise UserError(f"--sigma must be a finite number >= 0, got {sigma255}")
+    noise = O.GaussianNoise(sigma255 / 255.0, clip=(0.0, 1.0) if clip else None) if sigma255 > 0 else None
+    try:
+        A = O.build(name, shape=tuple(x.shape), noise=noise, **kwargs)
+    except TypeError as e:
+        raise UserError(f"--operator {name}: cannot build it with shape=..., noise=... and {kwargs}: {e}") from None
+    from .core import derive_seed
+    y = A.measure(x[None], seed=derive_seed(seed, "noise"))
+    info = {"task": name, "sigma_255": sigma255, "image_shape": list(x.shape), "operator": A.describe()}
+    disp = y[0].detach().cpu().numpy() if y[0].shape == x.shape and not y.is_complex() else None
+    return Problem(A, y, tuple(x.shape[-2:]), evaluate=natural_evaluator(x), reference=x, kind="natural",
+                   info=info, to_display=lambda xh: xh.detach().cpu()[0].clamp(0, 1).numpy(),
+                   measurements_display=disp)

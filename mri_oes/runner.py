@@ -7,6 +7,7 @@ for OES ``mask.safetensors`` + ``finding1.png``. All files are written atomicall
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ class RunConfig:
     lam: float = 1e-9
     sgld_std: float = 0.0
     log_every: int = 50
+    checkpoint_every: int = 500
     device: str = "cpu"
     mask_path: Optional[str] = None
     fresh_init: bool = False
@@ -64,13 +66,37 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def prepare_out_dir(out, overwrite: bool = False) -> Path:
-    """Refuse to clobber an earlier result (nothing is lost); create the folder."""
-    out = Path(out)
-    if (out / "metrics.json").exists() and not overwrite:
-        raise UserError(f"{out} already holds a result (metrics.json); choose another --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def tensor_digest(t) -> str:
+    """sha256 of a tensor's dtype, shape and bytes (run identities)."""
+    import hashlib
+    t = torch.as_tensor(t).detach().cpu().contiguous()
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    h = hashlib.sha256(f"{t.dtype}:{tuple(t.shape)}:".encode())
+    h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def file_digest(path) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run_identity(problem, rc: "RunConfig", command: str) -> dict:
+    """Everything that determines a run's result (resume only on an exact match)."""
+    cfg = {k: v for k, v in vars(rc).items() if k not in ("progress", "extra")}
+    ident = {"command": command, "config": cfg, "measurements": tensor_digest(problem.y),
+             "operator": problem.operator.describe(), "problem": problem.info,
+             "versions": {k: v for k, v in versions().items() if k in ("mri_oes", "torch")}}
+    if problem.reference is not None:
+        ident["reference"] = tensor_digest(problem.reference)
+    if rc.mask_path:
+        ident["mask_file"] = file_digest(rc.mask_path)
+    return ident
 
 
 def plot_curve(path: Path, history: list, title: str = "") -> None:
@@ -117,16 +143,34 @@ def get_mask(problem, rc: RunConfig, device, out: Path, cfg: GeneratorConfig, ne
         net, z, problem.operator, problem.y, rc.density, steps=rc.mask_steps, lr=rc.mask_lr,
         temperature=rc.temperature, lam=rc.lam, scope=rc.scope, min_layer_density=rc.min_layer_density,
         seed=rc.seed, meta=meta, progress=rc.progress)
-    mask.save(out / "mask.safetensors")
+    if out is not None:
+        mask.save(out / "mask.safetensors")
     return mask, cfg, net, z, seeds, res
 
 
-def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool = True) -> dict:
-    """Run ``rc.method`` on ``problem``; write outputs to ``out``; return the metrics dict."""
+def mask_source_of(method: str, rc: RunConfig, mask: Optional[Mask]) -> str:
+    if mask is None:
+        return "none"
+    if rc.mask_path:
+        return "file"
+    return "oes"
+
+
+def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool = True,
+        command: str = "fit", writer=None) -> dict:
+    """Run ``rc.method`` on ``problem``; write outputs to ``out``; return the result record.
+
+    The run folder is complete or absent (:class:`~mri_oes.rundir.RunDir`): files are staged in
+    ``.<out>.partial`` (checkpoints too, so a killed run resumes with the same command) and renamed
+    into place last. ``writer(problem, res, work_dir, record)`` (optional) writes extra outputs
+    (e.g. the fastMRI reconstruction file) before the record. ``rc.steps == 0`` learns a mask only
+    (``learn-mask``)."""
+    from .rundir import RunDir
+    from .schema import make_record
     if rc.method not in METHODS:
-        raise UserError(f"method must be one of {METHODS}, got {rc.method!r}")
+        raise UserError(f"--method must be one of {METHODS}, got {rc.method!r}")
     if rc.steps < 0 or rc.mask_steps < 0:
-        raise UserError("steps must be >= 0")
+        raise UserError("--steps and --mask-steps must be >= 0")
     method = "sparse-dip" if rc.method == "oes" else rc.method
     device = resolve_device(rc.device)
     # validate everything that can fail on user input before any output exists
@@ -135,50 +179,77 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
             Mask.load(rc.mask_path).generator_config()
         else:
             check_density(rc.density)
+            if not rc.density < 1:
+                raise UserError("--density must be < 1 for an OES mask (density 1 is dense DIP: --method dip)")
     problem.to(device)
     cfg = rc.generator_config(problem)
-    t0 = time.perf_counter()
-    net, z, seeds = methods.setup_generator(cfg, problem.image_hw, rc.seed, device=device)
-    out = prepare_out_dir(out, overwrite) if save_outputs else Path(out)
-    mask, mask_res, report = None, None, None
-    if method == "sparse-dip":
-        mask, cfg, net, z, seeds, mask_res = get_mask(problem, rc, device, out, cfg, net, z, seeds)
-        report = methods.collapse_report(net, z, problem.operator, mask)
-        f1 = methods.finding1(net, z, problem.operator, mask)
-        if save_outputs:
-            save_image(out / "finding1.png", _display(problem, f1))
-    res = methods.train_generator(
-        net, z, problem.operator, problem.y, steps=rc.steps, mask=mask, lr=rc.lr,
-        sgld_std=rc.sgld_std if method == "gp-dip" else 0.0, evaluate=problem.evaluate,
-        log_every=rc.log_every, seed=rc.seed, progress=rc.progress, desc=method,
-        checkpoint=(out / "checkpoint.pt") if save_outputs else None,
-        fingerprint=f"{method}:{rc.seed}:{rc.steps}:{cfg.to_dict()}")
-    total = time.perf_counter() - t0
-    n_weights = mask.n_total if mask is not None else sum(
-        p.numel() for p in maskable_parameters(net).values())
-    kept = mask.n_kept if mask is not None else n_weights
-    metrics = {
-        "method": method, "density": kept / n_weights, "sparsity": 1 - kept / n_weights,
-        "kept_weights": kept, "maskable_weights": n_weights, "parameters": count_parameters(net),
-        "kept_weights_per_measurement": kept / problem.n_measurements,
-        "steps": rc.steps, "mask_steps": rc.mask_steps if (method == "sparse-dip" and not rc.mask_path) else 0,
-        **seeds, "final": res.final_metrics, "best": res.best_metrics, "best_step": res.best_step,
-        "diverged": res.diverged, "wall_time_s": total, "fit_time_s": res.wall_time_s,
-        "seconds_per_step": res.wall_time_s / max(rc.steps, 1), "device": str(device),
-        "generator": cfg.to_dict(), "problem": problem.info, "collapse": report,
-        "config": {k: v for k, v in vars(rc).items()}, "versions": versions(),
-        "history": res.history,
-    }
-    if mask_res is not None:
-        metrics["mask_learning"] = {"history": mask_res.history, "wall_time_s": mask_res.wall_time_s,
-                                    "finding1": problem.evaluate(f1) if problem.evaluate else None}
-    if save_outputs:
-        x = res.output
-        save_npy(out / "recon.npy", x[0].numpy())
-        save_image(out / "recon.png", _display(problem, x))
-        if problem.measurements_display is not None:
-            save_image(out / "measurements.png", problem.measurements_display)
-        plot_curve(out / "curve.png", res.history, f"{method} density={metrics['density']:.4f}")
-        write_json(out / "metrics.json", metrics)
-    metrics["_result"] = res
-    return metrics
+    from .generators import check_image_size
+    check_image_size(cfg, problem.image_hw)
+    identity = run_identity(problem, rc, command)
+    rd = RunDir(out, identity, overwrite) if save_outputs else None
+    if rd is not None:
+        rd.check()
+    with (rd if rd is not None else contextlib.nullcontext()):
+        work = rd.work if rd is not None else None
+        t0 = time.perf_counter()
+        net, z, seeds = methods.setup_generator(cfg, problem.image_hw, rc.seed, device=device)
+        mask, mask_res, report, f1 = None, None, None, None
+        if method == "sparse-dip":
+            mask, cfg, net, z, seeds, mask_res = get_mask(problem, rc, device, work, cfg, net, z, seeds)
+            report = methods.collapse_report(net, z, problem.operator, mask)
+            f1 = methods.finding1(net, z, problem.operator, mask)
+            if work is not None:
+                save_image(work / "finding1.png", _display(problem, f1))
+        ck = None
+        if work is not None:
+            import hashlib, json
+            ck = work / "checkpoint.pt"
+            fp = hashlib.sha256(json.dumps(rd.identity, sort_keys=True).encode()).hexdigest()
+        res = None
+        if rc.steps > 0:
+            res = methods.train_generator(
+                net, z, problem.operator, problem.y, steps=rc.steps, mask=mask, lr=rc.lr,
+                sgld_std=rc.sgld_std if method == "gp-dip" else 0.0, evaluate=problem.evaluate,
+                log_every=rc.log_every, seed=rc.seed, progress=rc.progress, desc=method,
+                checkpoint=ck, fingerprint=fp if ck is not None else "",
+                checkpoint_every=rc.checkpoint_every)
+        total = time.perf_counter() - t0
+        n_weights = mask.n_total if mask is not None else sum(
+            p.numel() for p in maskable_parameters(net).values())
+        kept = mask.n_kept if mask is not None else n_weights
+        learned = method == "sparse-dip" and not rc.mask_path
+        final = res.final_metrics if res is not None else (problem.evaluate(f1) if problem.evaluate and f1 is not None else {})
+        best = res.best_metrics if res is not None else {}
+        record = make_record(
+            command=command, method=method if rc.steps > 0 else "oes-mask",
+            mask_source=mask_source_of(method, rc, mask), density=kept / n_weights,
+            kept_weights=kept, maskable_weights=n_weights, measurements=problem.n_measurements,
+            steps=rc.steps, mask_steps=rc.mask_steps if learned else 0, lr=rc.lr if rc.steps > 0 else None,
+            seed=rc.seed, seeds=seeds, final=final, best=best,
+            best_step=res.best_step if res is not None else None,
+            time_total_s=total, time_fit_s=res.wall_time_s if res is not None else total,
+            device=str(device), config={k: v for k, v in vars(rc).items()},
+            diverged=bool(res.diverged) if res is not None else False,
+            task=problem.info.get("task", problem.kind), scan=problem.info.get("scan"),
+            accel=problem.info.get("accel"),
+            parameters=count_parameters(net), generator=cfg.to_dict(), problem=problem.info,
+            operator=problem.operator.describe(), collapse=report,
+            history=res.history if res is not None else [])
+        if mask_res is not None:
+            record["mask_learning"] = {"history": mask_res.history, "time_s": mask_res.wall_time_s,
+                                       "finding1": problem.evaluate(f1) if problem.evaluate else None}
+        if work is not None:
+            if res is not None:
+                x = res.output
+                save_npy(work / "recon.npy", x[0].numpy())
+                save_image(work / "recon.png", _display(problem, x))
+                plot_curve(work / "curve.png", res.history, f"{method} density={record['density']:.4f}")
+            if problem.measurements_display is not None:
+                save_image(work / "measurements.png", problem.measurements_display)
+            if writer is not None:
+                writer(problem, res, work, record)
+            write_json(work / "metrics.json", record)   # last: marks the run complete
+            rd.commit()
+    record["_result"] = res
+    record["_mask"] = mask
+    return record

@@ -21,12 +21,20 @@ TINY = ["--levels", "3", "--width", "0.25", "--no-progress", "--log-every", "5"]
 
 
 def test_help_lists_commands(capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["--help"])
-    assert e.value.code == 0
+    assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for cmd in ("demo", "learn-mask", "fit", "recon", "denoise", "inpaint", "super-resolve"):
+    for cmd in ("demo", "learn-mask", "fit", "recon", "denoise", "inpaint", "super-resolve", "imp",
+                "prune-at-init", "transfer", "summarize"):
         assert cmd in out
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("mri-oes ")
+
+
+def test_bad_flag_is_one_line_naming_the_flag(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["fit", "--lr", "nan", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lr" in err[0] and not out.exists()
 
 
 def test_learn_mask_then_fit_with_mask(tmp_path, image_file):
@@ -40,7 +48,7 @@ def test_learn_mask_then_fit_with_mask(tmp_path, image_file):
                  "--steps", "10", "--out", str(fit)] + TINY) == 0
     m = json.loads((fit / "metrics.json").read_text())
     assert m["density"] == pytest.approx(mask.density) and m["sparsity"] == pytest.approx(1 - mask.density)
-    assert m["init_seed"] == mask.meta["init_seed"] and "psnr" in m["final"] and "psnr" in m["best"]
+    assert m["seeds"]["init_seed"] == mask.meta["init_seed"] and "psnr" in m["final"] and "psnr" in m["best"]
     assert {"recon.png", "recon.npy", "curve.png", "metrics.json"} <= {p.name for p in fit.iterdir()}
     assert np.load(fit / "recon.npy").shape == (3, 64, 64)
 

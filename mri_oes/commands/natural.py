@@ -2,64 +2,28 @@
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from ..cli_common import (add_generator_args, add_mask_args, add_run_args, add_task_args, add_training_args,
+                          floor_density, mask_density, nonneg_float, nonneg_int, out_path, positive_int,
+                          setup_runtime)
 from ..errors import UserError
 from ..runner import METHODS, RunConfig, run
 
 
-def add_common(p: argparse.ArgumentParser, default_steps=2000):
-    g = p.add_argument_group("run")
-    g.add_argument("--steps", type=int, default=default_steps, help="training steps (default %(default)s)")
-    g.add_argument("--seed", type=int, default=0, help="one seed fixes init, z, noise and masks")
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
-    g.add_argument("--out", default=None, help="output folder (default runs/<command>-<time>)")
-    g.add_argument("--overwrite", action="store_true", help="allow writing into a folder with a result")
-    g.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate for the weights")
-    g.add_argument("--log-every", type=int, default=50, help="log loss/PSNR every n steps")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    n = p.add_argument_group("generator")
-    n.add_argument("--levels", type=int, default=None,
-                   help="hourglass scales (paper: 6, needs >=256 px; default: largest that fits, max 6)")
-    n.add_argument("--width", type=float, default=1.0, help="channel multiplier of the hourglass")
-    m = p.add_argument_group("mask")
-    m.add_argument("--density", type=float, default=0.05, help="kept fraction of weights (sparsity = 1 - density)")
-    m.add_argument("--mask", dest="mask_path", default=None, help="use this mask file instead of learning one")
-    m.add_argument("--fresh-init", action="store_true",
-                   help="with --mask: apply the mask to a NEW init/z from --seed (default: the mask's own)")
-    m.add_argument("--mask-steps", type=int, default=1000, help="OES mask-learning steps")
-    m.add_argument("--mask-lr", type=float, default=1e-2)
-    m.add_argument("--scope", choices=("weights", "all"), default="weights",
-                   help="mask conv/linear weights (default) or every parameter (OES authors' code)")
-    m.add_argument("--min-layer-density", type=float, default=0.0,
-                   help="per-layer floor of kept weights (prevents layer collapse at low density)")
-    m.add_argument("--temperature", type=float, default=0.2)
-    m.add_argument("--lam", type=float, default=1e-9, help="KL weight")
+def default_levels(hw, requested=None):
+    """``--levels`` or the largest hourglass that fits the grid (at most 6; the paper's 6 needs >= 256 px)."""
+    from ..generators import largest_levels
+    return requested if requested is not None else largest_levels(hw)
 
 
 def add_task(p: argparse.ArgumentParser, task=None):
     p.add_argument("image", nargs="?", default=None,
                    help="PNG/JPEG image (default: a bundled scikit-image photo)")
-    if task is None:
-        p.add_argument("--task", choices=("denoise", "inpaint", "super-resolution"), default="denoise")
-    p.add_argument("--sigma", type=float, default=None,
-                   help="noise std on the 0-255 scale (default: 25 for denoising, 0 otherwise)")
-    p.add_argument("--keep-fraction", type=float, default=0.5, help="inpainting: observed pixel fraction")
-    p.add_argument("--factor", type=int, default=4, help="super-resolution factor (2, 4, 8)")
-    p.add_argument("--crop", type=int, default=None, help="centre-crop the image to CROP×CROP (no resizing)")
-    p.add_argument("--grayscale", action="store_true")
-
-
-def default_levels(hw, requested=None):
-    if requested is not None:
-        return requested
-    lv = 6
-    while lv > 1 and min(hw) < 4 * 2 ** lv:
-        lv -= 1
-    return lv
+    add_task_args(p, task=task is None)
 
 
 def load_task_image(args):
@@ -76,63 +40,82 @@ def load_task_image(args):
     return img, src
 
 
+def is_mri_file(path) -> bool:
+    return path is not None and str(path).lower().endswith((".h5", ".hdf5"))
+
+
 def build_problem(args, task):
-    if args.image is not None and str(args.image).endswith((".h5", ".hdf5")):
-        try:
-            from .mri import problem_from_args
-        except ImportError:
-            raise UserError("MRI input needs the MRI module (mri_oes.commands.mri)") from None
+    if is_mri_file(args.image):
+        if not getattr(args, "mri_ok", False):
+            raise UserError(f"{args.image}: an MRI file; reconstruct it with `mri-oes recon {args.image} "
+                            f"--method ...` (or learn a mask with `mri-oes learn-mask {args.image}`)")
+        from .mri import problem_from_args
         return problem_from_args(args)
-    from ..problem import natural_problem
+    from ..problem import natural_problem, operator_problem
     img, src = load_task_image(args)
-    prob = natural_problem(img, task, sigma255=args.sigma, keep_fraction=args.keep_fraction,
-                           factor=args.factor, seed=args.seed)
+    if getattr(args, "operator", None):
+        prob = operator_problem(img, args.operator, args.operator_args, sigma255=args.sigma, seed=args.seed)
+    else:
+        prob = natural_problem(img, task, sigma255=args.sigma, keep_fraction=args.keep_fraction,
+                               factor=args.factor, seed=args.seed)
     prob.info["source"] = src
+    prob.info["scan"] = Path(src).stem if args.image is not None else src
     return prob
 
 
 def run_config(args, method, problem):
-    return RunConfig(method=method, steps=args.steps, mask_steps=args.mask_steps, density=args.density,
-                     lr=args.lr, mask_lr=args.mask_lr, seed=args.seed,
-                     levels=default_levels(problem.image_hw, args.levels), width=args.width, scope=args.scope,
-                     min_layer_density=args.min_layer_density, temperature=args.temperature, lam=args.lam,
-                     sgld_std=getattr(args, "sgld_std", 0.0), log_every=args.log_every, device=args.device,
-                     mask_path=args.mask_path, fresh_init=args.fresh_init, progress=not args.no_progress)
-
-
-def out_dir(args, name):
-    return Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    g = lambda k, d=None: getattr(args, k, d)   # noqa: E731  (flags a command does not offer keep defaults)
+    return RunConfig(method=method, steps=g("steps", 0), mask_steps=g("mask_steps", 0),
+                     density=g("density", 1.0), lr=g("lr", 1e-2), mask_lr=g("mask_lr", 1e-2), seed=args.seed,
+                     levels=default_levels(problem.image_hw, args.levels), width=args.width,
+                     scope=g("scope", "weights"), min_layer_density=g("min_layer_density", 0.0),
+                     temperature=g("temperature", 0.2), lam=g("lam", 1e-9), sgld_std=g("sgld_std", 0.0),
+                     log_every=args.log_every, checkpoint_every=g("checkpoint_every", 500),
+                     device=args.device, mask_path=g("mask_path"), fresh_init=g("fresh_init", False),
+                     progress=bool(args.progress))
 
 
 def print_summary(m, out):
     f, b = m["final"], m["best"]
     line = f"{m['method']}: density {m['density']:.4f} (sparsity {m['sparsity']:.4f})"
-    if "psnr" in f:
-        line += f" | final PSNR {f['psnr']:.2f} dB SSIM {f.get('ssim', float('nan')):.3f}"
-        line += f" | best PSNR {b['psnr']:.2f} dB @ step {m['best_step']}"
-    print(line + f" | {m['wall_time_s']:.1f}s")
+    if f.get("psnr") is not None:
+        line += f" | final PSNR {f['psnr']:.2f} dB SSIM {f['ssim']:.3f}"
+        if b.get("psnr") is not None:
+            line += f" | oracle best PSNR {b['psnr']:.2f} dB @ step {b['step']}"
+    print(line + f" | {m['time']['total_s']:.1f}s")
     print(f"outputs written to {out}/")
 
 
+def finish(m, out) -> int:
+    """Exit status of a training command: 0, or 3 when the fit diverged (the result says so)."""
+    if m.get("collapse") and m["collapse"]["collapsed"]:
+        print("WARNING: layer collapse detected:", m["collapse"])
+    if m.get("diverged"):
+        print(f"error: the fit diverged (non-finite loss); see {out}/metrics.json", file=sys.stderr)
+        return 3
+    return 0
+
+
 def cmd_fit(args):
+    setup_runtime(args)
     task = getattr(args, "task", None) or args.fixed_task
     problem = build_problem(args, task)
     rc = run_config(args, args.method, problem)
-    out = out_dir(args, f"{args.method}-{task}")
-    m = run(problem, rc, out, overwrite=args.overwrite)
+    out = out_path(args, args.command)
+    m = run(problem, rc, out, overwrite=args.overwrite, command=args.command)
     print_summary(m, out)
-    if m.get("collapse") and m["collapse"]["collapsed"]:
-        print("WARNING: layer collapse detected:", m["collapse"])
-    return 0
+    return finish(m, out)
 
 
 def cmd_learn_mask(args):
     """Learn an OES mask only (no Sparse-DIP training): writes mask.safetensors + finding1.png."""
+    setup_runtime(args)
+    args.mri_ok = True
     problem = build_problem(args, args.task)
     rc = run_config(args, "sparse-dip", problem)
     rc.steps = 0
-    out = out_dir(args, "mask")
-    m = run(problem, rc, out, overwrite=args.overwrite)
+    out = out_path(args, args.command)
+    m = run(problem, rc, out, overwrite=args.overwrite, command="learn-mask")
     f1 = (m.get("mask_learning") or {}).get("finding1") or {}
     print(f"OES mask: density {m['density']:.4f} (sparsity {m['sparsity']:.4f}), "
           f"{m['kept_weights']} of {m['maskable_weights']} weights kept"
@@ -148,59 +131,82 @@ def cmd_demo(args):
     Sparse-DIP (3% density, per-layer floor 0.5%), both without early stopping."""
     from skimage import data
     from ..problem import natural_problem
+    from ..schema import flatten, write_table
+    setup_runtime(args)
     img = data.astronaut()[100:228:2, 150:278:2].transpose(2, 0, 1).astype(np.float32) / 255.0
-    out = out_dir(args, "demo")
-    rows = []
+    out = out_path(args, "demo")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    rows, status = [], 0
     for method in ("dip", "sparse-dip"):
         prob = natural_problem(img, "denoise", sigma255=25, seed=args.seed)
         prob.info["source"] = "skimage.data.astronaut()[100:228:2, 150:278:2] (64x64 RGB)"
+        prob.info["scan"] = "astronaut64"
         rc = RunConfig(method=method, steps=args.steps, mask_steps=args.mask_steps, density=args.density,
-                       min_layer_density=min(0.005, args.density / 2), seed=args.seed, levels=4, width=0.5,
-                       device=args.device, progress=not args.no_progress, log_every=25)
-        m = run(prob, rc, out / method, overwrite=args.overwrite)
+                       min_layer_density=min(args.min_layer_density, args.density / 2), seed=args.seed,
+                       levels=4, width=0.5, lr=args.lr, device=args.device, progress=bool(args.progress),
+                       log_every=args.log_every, checkpoint_every=args.checkpoint_every)
+        m = run(prob, rc, out / method, overwrite=args.overwrite, command="demo")
         print_summary(m, out / method)
-        rows.append(m)
-    print("\nmethod       density  best PSNR (step)   final PSNR   final-best")
-    for m in rows:
-        print(f"{m['method']:<12} {m['density']:.3f}   {m['best']['psnr']:6.2f} ({m['best_step']:>5})"
-              f"     {m['final']['psnr']:6.2f}     {m['final']['psnr'] - m['best']['psnr']:+.2f}")
-    print(f"\nall outputs under {out}/")
-    return 0
+        status = max(status, finish(m, out / method))
+        rows.append(flatten(m, run_dir=str(out / method)))
+    write_table(rows, out / "table")
+    print("\nmethod       density   final PSNR   oracle best PSNR (step)   final - best")
+    for r in rows:
+        print(f"{r['method']:<12} {r['density']:.3f}     {r['final_psnr']:6.2f}       "
+              f"{r['best_psnr']:6.2f} ({r['best_step']:>5})          {r['final_psnr'] - r['best_psnr']:+.2f}")
+    print("(final = the image a user gets; best = oracle early stop using the clean image, for reporting)")
+    print(f"\nall outputs under {out}/ (table.csv, table.json)")
+    return status
 
 
 def register(sub):
-    p = sub.add_parser("demo", help="run the embedded default case (no download, a few minutes on a CPU)")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--mask-steps", type=int, default=800)
-    p.add_argument("--density", type=float, default=0.03,
+    p = sub.add_parser("demo", help="run the embedded default case (no download, a few minutes on a CPU)",
+                       description=cmd_demo.__doc__)
+    add_training_args(p, steps=2000)
+    g = p.add_argument_group("mask")
+    g.add_argument("--density", type=mask_density, default=0.03,
                    help="kept fraction (default 0.03: ~0.3 kept weights per pixel value, cf. SPEC §8)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=None)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_demo)
+    g.add_argument("--min-layer-density", type=floor_density, default=0.005,
+                   help="per-layer floor (default 0.005, at most density/2)")
+    g.add_argument("--mask-steps", type=positive_int, default=800, help="OES mask-learning steps (default 800)")
+    add_run_args(p)
+    p.set_defaults(func=cmd_demo, log_every=25)
 
-    p = sub.add_parser("learn-mask", help="learn an OES mask on an image (or an MRI .h5 file)")
+    p = sub.add_parser("learn-mask", help="learn an OES mask on an image (or an MRI .h5 file)",
+                       description="Learn an OES mask at random initialisation (no Sparse-DIP training): "
+                                   "writes mask.safetensors, finding1.png and metrics.json.")
     add_task(p)
-    add_common(p)
-    p.add_argument("--slice", type=int, nargs="+", default=[0], help="MRI: slice index")
-    p.add_argument("--accel", type=int, default=4, help="MRI: acceleration")
-    p.add_argument("--mask-type", default="equispaced", help="MRI: k-space mask type")
+    add_generator_args(p)
+    add_mask_args(p, reuse=False)
+    m = p.add_argument_group("MRI input (.h5)")
+    m.add_argument("--slice", type=nonneg_int, default=0, help="MRI: slice index (default 0)")
+    m.add_argument("--accel", type=int, choices=(4, 8), default=4, help="MRI: acceleration (default 4)")
+    m.add_argument("--mask-type", choices=("random", "equispaced", "equispaced-fraction"), default="equispaced",
+                   help="MRI: fastMRI line mask (default equispaced)")
+    add_run_args(p)
     p.set_defaults(func=cmd_learn_mask)
 
-    p = sub.add_parser("fit", help="fit dense DIP, Sparse-DIP (OES), deep decoder or GP-DIP to an image")
-    add_task(p)
-    p.add_argument("--method", choices=METHODS, default="sparse-dip")
-    p.add_argument("--sgld-std", type=float, default=0.02,
-                   help="gp-dip: std of the noise added to conv weights each step (Cheng et al.: 2*lr)")
-    add_common(p)
-    p.set_defaults(func=cmd_fit, fixed_task=None)
+    def fit_like(p, fixed_task):
+        add_task(p, task=fixed_task)
+        p.add_argument("--method", choices=tuple(m for m in METHODS if m != "oes"), default="sparse-dip",
+                       help="dip (dense), sparse-dip (OES mask), deep-decoder, gp-dip (default sparse-dip)")
+        p.add_argument("--sgld-std", type=nonneg_float, default=0.02,
+                       help="gp-dip: std of the noise added to conv weights each step (Cheng et al.: 2*lr)")
+        if fixed_task is None:
+            o = p.add_argument_group("operator plugin")
+            o.add_argument("--operator", default=None,
+                           help="use a registered operator plugin by name (see `operators.available()`) "
+                                "instead of --task; it is built with shape=(C, H, W) of the image")
+            o.add_argument("--operator-args", default="{}",
+                           help="JSON object of keyword arguments for --operator, e.g. '{\"sigma\": 2}'")
+        add_training_args(p)
+        add_generator_args(p)
+        add_mask_args(p)
+        add_run_args(p)
+        p.set_defaults(func=cmd_fit, fixed_task=fixed_task)
 
+    fit_like(sub.add_parser("fit", help="fit dense DIP, Sparse-DIP (OES), deep decoder or GP-DIP to an image"),
+             None)
     for name, task in (("denoise", "denoise"), ("inpaint", "inpaint"), ("super-resolve", "super-resolution")):
-        p = sub.add_parser(name, help=f"{task} an image (shortcut for fit --task {task})")
-        add_task(p, task=task)
-        p.add_argument("--method", choices=METHODS, default="sparse-dip")
-        p.add_argument("--sgld-std", type=float, default=0.02)
-        add_common(p)
-        p.set_defaults(func=cmd_fit, fixed_task=task)
+        fit_like(sub.add_parser(name, help=f"{task} an image (shortcut for fit --task {task})"), task)
