@@ -92,16 +92,19 @@ def learn_oes_mask(net, z, operator, y, density: float, *, steps: int, lr: float
                    temperature: float = 0.2, lam: float = 1e-9, samples: int = 1,
                    scope: str = "weights", min_layer_density: float = 0.0, seed: int = 0,
                    meta: Optional[dict] = None, progress: bool = False, log_every: int = 100,
-                   checkpoint=None, fingerprint: str = ""):
+                   checkpoint=None, fingerprint: str = "", identity: Optional[dict] = None,
+                   checkpoint_every: int = 500):
     """OES (SPEC §4): returns ``(mask, fit_result)``. ``net`` holds ``theta_in`` (left unchanged).
     The final mask keeps the top ``density·d`` weights by keep-probability, ranked globally
-    (``min_layer_density``: optional per-layer floor against layer collapse)."""
+    (``min_layer_density``: optional per-layer floor against layer collapse). ``checkpoint``: a state
+    file to resume mask learning from (see :func:`mri_oes.core.fit`; ``identity`` names the run)."""
     check_density(density)
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     param = core.ConcreteMask(net, density, temperature=temperature, lam=lam, scope=scope, seed=seed)
     res = core.fit(net, z, operator, y, param, steps=steps, lr=lr, samples=samples, seed=seed,
                    log_every=log_every, progress=progress, desc="OES mask", checkpoint=checkpoint,
-                   fingerprint=fingerprint)
+                   checkpoint_every=checkpoint_every, fingerprint=fingerprint,
+                   identity={"what": "oes-mask", **(identity or {})})
     # theta_in is frozen, but BN running statistics moved during learning: restore them exactly
     net.load_state_dict(state)
     for p in net.parameters():
@@ -120,6 +123,7 @@ def train_generator(net, z, operator, y, *, steps: int, mask: Optional[Mask] = N
                     sgld_std: float = 0.0, evaluate: Optional[Callable] = None, log_every: int = 50,
                     input_noise_std: float = 0.0, seed: int = 0, progress: bool = False,
                     checkpoint=None, checkpoint_every: int = 500, fingerprint: str = "",
+                    identity: Optional[dict] = None,
                     desc: str = "fit", callback: Optional[Callable] = None,
                     lr_final: Optional[float] = None, grad_clip: float = 0.0) -> core.FitResult:
     """Train the weights of ``G(theta ∘ m, z)`` (dense when ``mask`` is None); ``lr_final`` (cosine
@@ -128,4 +132,5 @@ def train_generator(net, z, operator, y, *, steps: int, mask: Optional[Mask] = N
     return core.fit(net, z, operator, y, param, steps=steps, lr=lr, evaluate=evaluate,
                     log_every=log_every, input_noise_std=input_noise_std, seed=seed, progress=progress,
                     checkpoint=checkpoint, checkpoint_every=checkpoint_every, fingerprint=fingerprint,
+                    identity=identity,
                     desc=desc, callback=callback, lr_final=lr_final, grad_clip=grad_clip)
