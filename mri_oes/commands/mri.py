@@ -1,250 +1,334 @@
-"""`mri-oes recon`: reconstruct slices of a fastMRI multi-coil file.
+"""`mri-oes recon`: reconstruct fastMRI multi-coil volumes and datasets, slice by slice, in parallel,
+resumably, written and evaluated the fastMRI way.
 
-    mri-oes recon FILE.h5 --slice 0 --accel 4 --mask-type equispaced --method l1-wavelet --out DIR
+    mri-oes recon DATA_DIR/ FILE.h5 ... --method l1-wavelet dip --accel 4 8 --out runs/recon
+    mri-oes recon FILE.h5 --slice 0 --accel 4 --method sparse-dip --mask runs/mask/mask.safetensors
+    mri-oes recon multicoil_test/ --method sense            # undersampled files: their own mask, no metrics
 
-Methods: ``zero-filled``, ``sense``, ``l1-wavelet`` (SigPy), ``dip`` (dense hourglass, no early
-stopping: the final iterate is saved; the best-PSNR step is only reported) and ``sparse-dip`` (the
-hourglass restricted to an OES mask: ``--mask FILE`` from ``mri-oes learn-mask``, or ``--density D``
-to learn the mask on this slice first).
+Inputs: fastMRI multi-coil files and directories (searched recursively for *.h5; train / val / test /
+challenge layouts, knee and brain); all slices unless ``--slice`` selects. Fully sampled files are
+undersampled with a seeded fastMRI line mask (``--accel``, ``--mask-type``; the same mask for every
+slice of a volume); already undersampled files (``mask`` dataset, no reference) use their own mask and
+get no metrics.
 
-Per slice, under ``DIR/<file stem>_slice<NNN>_<method>_<accel>x/``: ``<file name>`` (fastMRI reconstruction file: dataset
-``reconstruction`` [1, h, w] float32 magnitude at the metric crop, like
-``fastmri.save_reconstructions``), ``recon.png``, ``zero_filled.png``, ``reference.png``,
-``error.png`` (|recon − reference| × ``error_gain`` / data range), ``metrics.json``, and for network
-methods ``psnr_curve.png``. Everything is validated (file, slices, mask, options) before any output
-is created.
+Methods: ``zero-filled``, ``sense``, ``l1-wavelet`` (SigPy), ``dip`` (dense hourglass; the FINAL
+iterate is the result, the best-PSNR step is an oracle reported only), ``sparse-dip`` (hourglass
+restricted to an OES mask: ``--mask FILE`` for every slice, or learned per slice at ``--density``),
+``deep-decoder``, ``gp-dip``. Several methods and accelerations run in one pass.
+
+Output, per method and acceleration, in ``OUT/<method>_<accel>x/`` (``own-mask`` for undersampled
+files): ``reconstructions/<file name>.h5`` (``reconstruction`` [slices, h, w], written by
+``fastmri.save_reconstructions`` once every slice of the file is done — evaluate it with
+``python -m fastmri.evaluate --target-path DATA --predictions-path OUT/<run>/reconstructions
+--challenge multicoil``), ``volumes/<stem>/metrics.json`` and ``volumes.csv`` (fastMRI volume
+metrics: PSNR/NMSE on the volume, SSIM averaged over slices, W×W crop, volume max; ``full_fov``
+beside them), ``slices/<stem>/<NNN>/`` (one complete-or-absent folder per slice: metrics.json,
+reconstruction.npy, pngs) and ``slices.csv``; ``OUT/summary.csv`` = mean ± std over volumes per
+method and acceleration.
+
+Parallel: one Ray task per slice — ``--workers N`` local processes with ``--threads`` torch threads
+each (default: the cores / threads), ``--gpus-per-task 0.25`` shares a GPU between 4 slices,
+``--ray-address`` uses an existing cluster. Without Ray (``pip install -e .[cluster]``) the slices run
+one after the other. Resumable: rerun the same command after a kill — finished slices are skipped,
+network fits continue from their checkpoints (``--checkpoint-every``).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ..cli_common import (_ranged, add_generator_args, add_mask_args, add_run_args, add_training_args,
+                          nonneg_int, positive_float, positive_int)
 from ..errors import UserError
+from ..mri.volume import CLASSICAL, METHODS, NETWORK
 
-METHODS = ("zero-filled", "sense", "l1-wavelet", "dip", "sparse-dip")
-ERROR_GAIN = 5.0
+accel_int = _ranged(int, 2, what="an integer acceleration >= 2")
+center_frac = _ranged(float, 0, 1, lo_open=True, hi_open=True, what="a fraction in (0, 1)")
+gpu_share = _ranged(float, 0, 1, what="a GPU share in [0, 1] (0.25 = four slices per GPU)")
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "recon", help="reconstruct fastMRI multi-coil slices (zero-filled, SENSE, L1-wavelet, DIP, Sparse-DIP)",
+        "recon", help="reconstruct fastMRI multi-coil volumes/datasets (zero-filled, SENSE, L1, DIP, Sparse-DIP ...)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("file", help="fastMRI multi-coil HDF5 file (kspace [slices, coils, H, W])")
-    p.add_argument("--slice", type=int, nargs="+", default=[0], help="slice index/indices (default 0)")
-    p.add_argument("--accel", type=int, choices=(4, 8), default=None,
-                   help="acceleration for fully sampled files (omit for files that are already undersampled)")
-    p.add_argument("--mask-type", choices=("random", "equispaced", "equispaced-fraction"), default="equispaced",
+    p.add_argument("paths", nargs="+", metavar="PATH", help="fastMRI multi-coil files and/or directories")
+    p.add_argument("--method", nargs="+", choices=METHODS, required=True, help="one or more methods")
+    g = p.add_argument_group("data")
+    g.add_argument("--slice", type=nonneg_int, nargs="+", default=None, help="slice indices (default: all)")
+    g.add_argument("--accel", type=accel_int, nargs="+", default=None,
+                   help="acceleration(s) for fully sampled files, e.g. 4 8 (undersampled files use their own mask)")
+    g.add_argument("--mask-type", choices=("random", "equispaced", "equispaced-fraction"), default="equispaced",
                    help="fastMRI line mask (default equispaced = fastmri EquiSpacedMaskFunc)")
-    p.add_argument("--center-fraction", type=float, default=None, help="default: 0.08 at 4x, 0.04 at 8x")
-    p.add_argument("--method", choices=METHODS, required=True)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--mask", dest="oes_mask", default=None, help="sparse-dip: OES mask file (.safetensors)")
-    g.add_argument("--density", type=float, default=None,
-                   help="sparse-dip: learn an OES mask of this density on the slice first")
-    p.add_argument("--steps", type=int, default=2000, help="network methods: training steps")
-    p.add_argument("--oes-steps", type=int, default=None, help="sparse-dip --density: mask-learning steps (default --steps)")
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--levels", type=int, default=6, help="network methods: hourglass scales")
-    p.add_argument("--width", type=float, default=1.0, help="network methods: channel width multiplier")
-    p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--lamda", type=float, default=None, help="sense / l1-wavelet regularisation (scaled units)")
-    p.add_argument("--max-iter", type=int, default=None, help="sense / l1-wavelet iterations")
-    p.add_argument("--seed", type=int, default=0, help="seed of the k-space mask and of the network")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--espirit-calib-width", type=int, default=None)
-    p.add_argument("--espirit-kernel-width", type=int, default=None)
-    p.add_argument("--espirit-thresh", type=float, default=0.02)
-    p.add_argument("--espirit-crop", type=float, default=0.0,
-                   help="ESPIRiT eigenvalue crop (default 0 = maps everywhere: robust with few ACS lines; "
-                        "0.95 = classic support crop, which can cut anatomy when the ACS region is small)")
-    p.add_argument("--espirit-cache", default=None, help="ESPIRiT cache file (default DIR/espirit_cache.h5)")
-    p.add_argument("--no-espirit-cache", action="store_true")
-    p.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--center-fraction", type=center_frac, default=None, help="default: 0.08 at 4x, 0.04 at 8x")
+    g = p.add_argument_group("classical methods")
+    g.add_argument("--lamda", type=positive_float, default=None, help="sense / l1-wavelet regularisation (scaled units)")
+    g.add_argument("--max-iter", type=positive_int, default=None, help="sense / l1-wavelet iterations")
+    g = p.add_argument_group("ESPIRiT coil maps")
+    g.add_argument("--espirit-calib-width", type=positive_int, default=None)
+    g.add_argument("--espirit-kernel-width", type=positive_int, default=None)
+    g.add_argument("--espirit-thresh", type=center_frac, default=0.02)
+    g.add_argument("--espirit-crop", type=_ranged(float, 0, 1, hi_open=True), default=0.0,
+                   help="eigenvalue crop (default 0 = maps everywhere: robust with few ACS lines)")
+    g.add_argument("--no-espirit-cache", action="store_true", help="do not cache maps in OUT/.espirit/")
+    add_training_args(p)
+    add_generator_args(p)
+    add_mask_args(p)
+    p.add_argument("--preset", choices=("cpu", "gpu"), default=None,
+                   help="network defaults (steps, mask steps, levels, width, lr, per-layer floor) from "
+                        "mri_oes.mri.presets; flags given explicitly win")
+    g = p.add_argument_group("parallel")
+    g.add_argument("--workers", type=positive_int, default=None,
+                   help="local Ray worker processes (default: usable cores / --threads; 1 = serial, no Ray)")
+    g.add_argument("--gpus-per-task", type=gpu_share, default=0.0, help="GPU share per slice task (Ray)")
+    g.add_argument("--ray-address", default=None, help="existing Ray cluster (e.g. auto or ray://host:10001)")
+    g.add_argument("--retries", type=nonneg_int, default=2, help="retries of a failed slice task (default 2)")
+    add_run_args(p)
     p.set_defaults(func=run_recon)
 
 
-# ------------------------------------------------------------------------------------------ helpers
-def _device(name):
-    import torch
+# ------------------------------------------------------------------------------------- validation
+PRESET_KEYS = ("steps", "mask_steps", "levels", "width", "lr", "min_layer_density")
+
+
+def _apply_preset(args, parser_defaults) -> None:
+    if not args.preset:
+        return
+    from ..mri.presets import get
+    pre = get(args.preset)
+    for k in PRESET_KEYS:
+        if k in pre and getattr(args, k) == parser_defaults.get(k):
+            setattr(args, k, pre[k])
+
+
+def _check_mask_file(path):
+    from ..masks import Mask
     try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise UserError(f"--device {name!r}: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine")
-    return dev
+        mask = Mask.load(path)
+        mcfg = mask.generator_config()
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"--mask {path}: not a readable mask file ({e})") from None
+    if mcfg.out_channels != 2 or mcfg.sigmoid:
+        raise UserError(f"--mask {path} belongs to a generator with {mcfg.out_channels} output channels "
+                        f"(sigmoid={mcfg.sigmoid}); MRI needs 2 linear channels (real, imag): learn the mask "
+                        "on an MRI file (mri-oes learn-mask FILE.h5)")
 
 
-def _validate(args):
+def _validate(args, vols):
     """Every check that can fail on user input, before anything is written."""
-    from ..mri.data import load_slices, make_mask
+    from ..mri.data import load_slice, make_mask
     from ..mri.espirit import espirit_params
-    if args.steps < 0:
-        raise UserError(f"--steps must be >= 0, got {args.steps}")
-    if args.method != "sparse-dip" and (args.oes_mask or args.density is not None):
-        raise UserError("--mask / --density are only for --method sparse-dip")
-    if args.method == "sparse-dip" and not (args.oes_mask or args.density is not None):
-        raise UserError("--method sparse-dip needs --mask MASKFILE or --density D")
-    if args.density is not None and not 0 < args.density <= 1:
-        raise UserError(f"--density must be in (0, 1], got {args.density}")
-    dev = _device(args.device)
-    oes_mask = None
-    if args.oes_mask:
-        from ..masks import Mask
-        oes_mask = Mask.load(args.oes_mask)
-        mcfg = oes_mask.generator_config()   # raises if the file cannot rebuild its generator
-        if mcfg.out_channels != 2 or mcfg.sigmoid:
-            raise UserError(f"mask {args.oes_mask} belongs to a generator with {mcfg.out_channels} output "
-                            f"channels (sigmoid={mcfg.sigmoid}); MRI needs 2 linear channels (real, imag): "
-                            "learn the mask on an MRI file (mri-oes learn-mask FILE.h5)")
-    slices = load_slices(args.file, args.slice)
-    esp = {"calib_width": args.espirit_calib_width, "kernel_width": args.espirit_kernel_width,
-           "thresh": args.espirit_thresh, "crop": args.espirit_crop}
-    for sl in slices:
-        if sl.mask is None:
-            if args.accel is None:
-                raise UserError(f"{args.file}: slice {sl.index} is fully sampled: give --accel 4 or 8")
-            m, _ = make_mask(sl.kspace.shape[-1], args.accel, args.mask_type, args.seed, args.center_fraction)
+    from ..generators import GeneratorConfig, check_image_size, largest_levels
+    if args.mask_path and "sparse-dip" not in args.method:
+        raise UserError("--mask is only for --method sparse-dip")
+    if args.mask_path:
+        _check_mask_file(args.mask_path)
+    full = [v for v in vols if not v.undersampled]
+    if full and not args.accel:
+        raise UserError(f"{full[0].path} is fully sampled: give --accel (e.g. --accel 4 8)")
+    esp = _espirit(args)
+    for v in vols:
+        W = v.shape[-1]
+        if v.undersampled:
+            sl = load_slice(v.path, v.slices[0])
+            if args.accel and not full:
+                raise UserError(f"--accel: {v.path} is already undersampled (its own mask is used); drop --accel")
+            espirit_params(sl.mask, **esp)
         else:
-            m = sl.mask
-        espirit_params(m, **esp)
-    return slices, esp, dev, oes_mask
+            for a in args.accel:
+                try:
+                    m, _ = make_mask(W, a, args.mask_type, args.seed, args.center_fraction)
+                except UserError as e:
+                    raise UserError(f"--accel {a} / --center-fraction: {v.path}: {e}") from None
+                try:
+                    espirit_params(m, **esp)
+                except UserError as e:
+                    raise UserError(f"{v.path} at --accel {a}: {e}") from None
+        if any(m in NETWORK for m in args.method) and args.levels:
+            check_image_size(GeneratorConfig.oes(levels=args.levels, mri=True), v.shape[-2:])
+    return esp
 
 
-def _norm(img, vmax):
-    return np.abs(img) / max(vmax, 1e-30)
+def _espirit(args) -> dict:
+    return {"calib_width": args.espirit_calib_width, "kernel_width": args.espirit_kernel_width,
+            "thresh": args.espirit_thresh, "crop": args.espirit_crop}
 
 
-def _write_recon_h5(path, image, attrs):
-    import h5py
-    from ..io import atomic_path
-    with atomic_path(path, suffix=".h5") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("reconstruction", data=np.asarray(image, np.float32)[None])
-            for k, v in attrs.items():
-                f.attrs[k] = v
-
-
-def _psnr_curve(path, history, title):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from ..io import atomic_path
-    rows = [r for r in history if "psnr" in r]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot([r["step"] for r in rows], [r["psnr"] for r in rows])
-    ax.set_xlabel("step")
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
-def _network_recon(args, problem, dev, oes_mask):
-    """dip / sparse-dip through the lead's core. Returns (image original units, extra metrics dict)."""
-    from ..generators import GeneratorConfig
-    from ..methods import learn_oes_mask, setup_generator, train_generator, collapse_report
-    op, y = problem.operator.to(dev), problem.y.to(dev)
-    hw = problem.image_shape
-    extra = {}
-    if oes_mask is not None:
-        net, z = oes_mask.build(hw, device=dev)
-        mask, cfg = oes_mask, oes_mask.generator_config()
-        extra["oes_mask_file"] = str(args.oes_mask)
-    else:
-        cfg = GeneratorConfig.oes(levels=args.levels, width=args.width, mri=True)
-        net, z, seeds = setup_generator(cfg, hw, args.seed, device=dev)
-        extra["seeds"] = seeds
-        mask = None
-        if args.method == "sparse-dip":
-            meta = {"generator": cfg.to_dict(), "init_seed": seeds["init_seed"], "z_seed": seeds["z_seed"],
-                    "operator": op.describe(), "source": f"{problem.slice.file} slice {problem.slice.index}"}
-            mask, mres = learn_oes_mask(net, z, op, y, args.density, steps=args.oes_steps or args.steps,
-                                        lr=args.lr, seed=args.seed, meta=meta)
-            extra["oes_steps"] = args.oes_steps or args.steps
-    if mask is not None:
-        extra.update(density=mask.density, sparsity=mask.sparsity, collapse=collapse_report(net, z, op, mask))
-    else:
-        extra.update(density=1.0, sparsity=0.0)
-    res = train_generator(net, z, op, y, steps=args.steps, mask=mask, lr=args.lr, evaluate=problem.evaluate,
-                          log_every=args.log_every, seed=args.seed, desc=args.method)
-    extra.update(generator=cfg.to_dict(), best_psnr=res.best_metrics.get("psnr"), best_step=res.best_step,
-                 best=res.best_metrics, diverged=res.diverged, history=res.history, train_time_s=res.wall_time_s)
-    return problem.unscale(res.output), extra, mask
+def _check_run_folder(root: Path, settings, overwrite: bool) -> None:
+    """``root/run.json`` pins a run's settings: a rerun with others is refused (or, with
+    --overwrite, the run folder is replaced)."""
+    import json
+    import shutil
+    from ..rundir import canonical, identity_diff
+    ident = canonical(settings.identity())
+    f = root / "run.json"
+    if f.is_file():
+        old = json.loads(f.read_text())
+        if old != ident:
+            if not overwrite:
+                diff = identity_diff(old, ident)
+                raise UserError(f"{root} holds a run with other settings (differs in: {', '.join(diff[:8])}); "
+                                "rerun with its settings to resume it, choose another --out, or pass --overwrite")
+    if overwrite and root.exists():
+        shutil.rmtree(root)
+    elif root.exists() and not f.is_file() and any(root.iterdir()):
+        raise UserError(f"{root} exists and is not an mri-oes recon run folder; choose another --out or pass --overwrite")
 
 
 # --------------------------------------------------------------------------------------------- run
-def run_recon(args) -> int:
-    from ..io import save_image, versions, write_json
-    from ..mri.baselines import run_baseline
-    from ..mri.metrics import center_crop
-    from ..mri.problem import build_problem
+def _status(job, rec, elapsed=None) -> str:
+    if isinstance(rec, dict):
+        fin = rec.get("final") or {}
+        q = (f"{fin['psnr']:.2f} dB / SSIM {fin['ssim']:.3f}" if fin.get("psnr") is not None else "no reference")
+        how = "already done" if rec.get("_skipped") else f"{rec['time']['total_s']:.1f} s"
+        return f"{job}: {q} ({how})"
+    return f"{job}: FAILED ({rec})"
 
-    slices, esp, dev, oes_mask = _validate(args)
-    out = Path(args.out)
-    cache = None if args.no_espirit_cache else Path(args.espirit_cache or out / "espirit_cache.h5")
-    stem = Path(args.file).stem
-    summary = []
-    for sl in slices:
-        t0 = time.perf_counter()
-        problem = build_problem(sl, args.accel if sl.mask is None else None, args.mask_type, args.seed,
-                                args.center_fraction, espirit=esp, cache=cache)
-        t_setup = time.perf_counter() - t0
-        extra, learned = {}, None
-        if args.method in ("dip", "sparse-dip"):
-            x, extra, learned = _network_recon(args, problem, dev, oes_mask)
-        else:
-            x = run_baseline(problem, args.method, args.lamda, args.max_iter)
-        runtime = time.perf_counter() - t0
-        zf = problem.zero_filled("rss")
-        m = problem.metrics(x)
-        m_zf = problem.metrics(zf)
-        crop = problem.crop
-        mag = center_crop(np.abs(x), crop)
-        tag = f"{args.accel}x" if sl.mask is None else "own-mask"
-        d = out / f"{stem}_slice{sl.index:03d}_{args.method}_{tag}"
-        d.mkdir(parents=True, exist_ok=True)
-        vmax = float(problem.reference.max()) if problem.reference is not None else float(center_crop(zf, crop).max())
-        _write_recon_h5(d / Path(args.file).name, mag, {"method": args.method, "slice": sl.index,
-                                                       "accel": str(args.accel), "seed": args.seed})
-        save_image(d / "recon.png", _norm(mag, vmax))
-        save_image(d / "zero_filled.png", _norm(center_crop(zf, crop), vmax))
-        if problem.reference is not None:
-            save_image(d / "reference.png", _norm(problem.reference, vmax))
-            save_image(d / "error.png", ERROR_GAIN * np.abs(mag - problem.reference) / vmax)
-        history = extra.pop("history", None)
-        if history:
-            _psnr_curve(d / "psnr_curve.png", history, f"{args.method} {stem} slice {sl.index} {args.accel}x")
-        if learned is not None and args.density is not None:
-            learned.save(d / "oes_mask.safetensors")
-        record = {
-            "method": args.method, "file": str(args.file), "slice": sl.index, "accel": args.accel,
-            "mask_type": args.mask_type if sl.mask is None else problem.info["mask"]["mask_type"],
-            "seed": args.seed, **{k: m.get(k) for k in ("psnr", "ssim", "nmse", "psnr_ls")},
-            "zero_filled": {k: m_zf.get(k) for k in ("psnr", "ssim", "nmse")},
-            "data_range": m.get("data_range"), "metric_crop": list(crop),
-            "reference": problem.reference_source, "error_gain": ERROR_GAIN,
-            "runtime_s": runtime, "setup_s": t_setup, **extra,
-            "problem": problem.describe(), "operator": problem.operator.describe(),
-            "config": {k: v for k, v in vars(args).items() if k != "func"},
-            "versions": versions(),
-        }
-        if history:
-            record["history"] = history
-        write_json(d / "metrics.json", record)
-        summary.append({k: record.get(k) for k in ("slice", "method", "accel", "psnr", "ssim", "nmse",
-                                                   "best_psnr", "best_step", "runtime_s")})
-        psnr = f"{m['psnr']:.2f} dB / SSIM {m['ssim']:.3f}" if m else "no reference"
-        print(f"{stem} slice {sl.index} {args.method} {args.accel}x: {psnr}  "
-              f"(zero-filled {m_zf.get('psnr', float('nan')):.2f} dB) {runtime:.1f}s -> {d}")
-    write_json(out / "summary.json", {"file": str(args.file), "results": summary})
+
+def run_recon(args) -> int:
+    from .. import parallel
+    from ..cli_common import out_path, setup_runtime
+    from ..io import write_json
+    from ..mri.dataset import discover, reference_volume
+    from ..mri.volume import (SliceJob, Settings, assemble_volume, dataset_summary, is_done,
+                              slice_dir, volume_data_range, write_tables)
+    from ..runtime import usable_cores
+
+    _apply_preset(args, _parser_defaults())
+    setup_runtime(args)
+    threads = int(args.threads)
+    vols = discover(args.paths, args.slice)
+    esp = _validate(args, vols)
+    out = out_path(args, "recon")
+    workers = args.workers or max(1, usable_cores() // threads)
+    if args.device.startswith("cuda") and args.gpus_per_task == 0 and workers > 1:
+        args.gpus_per_task = round(1.0 / workers, 4)
+
+    # the runs: every method at every acceleration (undersampled files: their own mask)
+    accels = list(dict.fromkeys(args.accel or []))
+    runs = []
+    for method in args.method:
+        for accel in ([a for a in accels] if any(not v.undersampled for v in vols) else []) + \
+                     ([None] if any(v.undersampled for v in vols) else []):
+            s = Settings(method=method, accel=accel, mask_type=args.mask_type, center_fraction=args.center_fraction,
+                         seed=args.seed, steps=args.steps, mask_steps=args.mask_steps,
+                         density=args.density if method == "sparse-dip" and not args.mask_path else None,
+                         mask_path=str(Path(args.mask_path).resolve()) if (args.mask_path and method == "sparse-dip") else None,
+                         min_layer_density=args.min_layer_density, lr=args.lr, levels=args.levels,
+                         scope=args.scope, mask_lr=args.mask_lr, temperature=args.temperature, lam=args.lam,
+                         fresh_init=bool(args.fresh_init and args.mask_path),
+                         width=args.width, log_every=args.log_every, checkpoint_every=args.checkpoint_every,
+                         lamda=args.lamda, max_iter=args.max_iter, espirit=esp, device=args.device,
+                         threads=threads, progress=bool(args.progress) and workers == 1)
+            runs.append((s, [v for v in vols if v.undersampled == (accel is None)]))
+    for s, _ in runs:
+        _check_run_folder(out / s.run_name, s, args.overwrite)
+
+    # targets and data ranges (fastMRI: the volume max of the cropped target), once per file
+    targets = {}
+    for v in vols:
+        t = reference_volume(v) if v.has_reference else None
+        targets[v.path] = (t, volume_data_range(t))
+    cache = None if args.no_espirit_cache else out / ".espirit"
+    jobs, total, done0 = [], 0, 0
+    for s, vs in runs:
+        root = out / s.run_name
+        root.mkdir(parents=True, exist_ok=True)
+        write_json(root / "run.json", s.identity())
+        for v in vs:
+            for sl in v.slices:
+                total += 1
+                if is_done(slice_dir(root, v.path, sl)):
+                    done0 += 1
+                    continue
+                jobs.append(SliceJob(str(v.path), int(sl), s, str(root), targets[v.path][1],
+                                     str(cache / f"{v.stem}_{sl:03d}.h5") if cache else None))
+    backend = parallel.describe_backend(workers, threads, args.gpus_per_task, args.ray_address)
+    write_json(out / "recon.json", {"command": " ".join(sys.argv), "inputs": [v.describe() for v in vols],
+                                    "runs": [s.run_name for s, _ in runs], "parallel": backend,
+                                    "config": {k: v for k, v in vars(args).items() if k != "func"}})
+
+    def log(msg):
+        print(msg, file=sys.stderr)
+
+    log(f"mri-oes recon: {len(vols)} file(s), {total} slice task(s) in {len(runs)} run(s) "
+        f"({done0} already done) -> {out}; {backend['backend']}"
+        + (f", {backend['workers']} workers x {threads} thread(s)" if backend["backend"] == "ray" else ""))
+
+    def try_assemble(s, v):
+        t, rng = targets[v.path]
+        return assemble_volume(out / s.run_name, v, s, t, rng)
+
+    # volumes whose slices were all done before (a resumed run) are assembled now
+    by_key = {}
+    for s, vs in runs:
+        for v in vs:
+            by_key[(s.run_name, str(v.path))] = (s, v)
+            if all(is_done(slice_dir(out / s.run_name, v.path, sl)) for sl in v.slices):
+                try_assemble(s, v)
+
+    from tqdm.auto import tqdm
+    bar = tqdm(total=total, initial=done0, desc="slices", unit="slice", dynamic_ncols=True,
+               disable=not args.progress, file=sys.stderr)
+    say = bar.write if args.progress else log
+    failures, n_done = [], done0
+    t0 = time.perf_counter()
+    try:
+        for job, rec in parallel.run_tasks(_run_slice_job, jobs, workers=workers, threads=threads,
+                                           gpus_per_task=args.gpus_per_task, ray_address=args.ray_address,
+                                           retries=args.retries, log=say):
+            bar.update(1)
+            n_done += 1
+            say(f"[{n_done}/{total}] {_status(job, rec)}")
+            if isinstance(rec, parallel.TaskFailure):
+                failures.append((job, rec))
+                continue
+            s, v = by_key[(job.settings.run_name, job.file)]
+            if all(is_done(slice_dir(out / s.run_name, v.path, sl)) for sl in v.slices):
+                vrec = try_assemble(s, v)
+                if vrec is not None and vrec["final"]["psnr"] is not None:
+                    say(f"    volume {v.name} {s.run_name}: PSNR {vrec['final']['psnr']:.2f} dB, "
+                        f"SSIM {vrec['final']['ssim']:.4f}, NMSE {vrec['final']['nmse']:.4f} (fastMRI)")
+    finally:
+        bar.close()
+        for s, _ in runs:
+            if (out / s.run_name).exists():
+                write_tables(out / s.run_name)
+        rows = dataset_summary(out, [out / s.run_name for s, _ in runs])
+    wall = time.perf_counter() - t0
+    for r in rows:
+        q = (f"PSNR {r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} dB, SSIM {r['ssim_mean']:.4f} ± {r['ssim_std']:.4f}"
+             if r.get("psnr_mean") is not None else "no reference")
+        print(f"{r['run']}: {r['volumes']} volume(s), {r['slices']} slice(s): {q}")
+    if failures:
+        write_json(out / "failures.json", [{"task": str(j), "file": j.file, "slice": j.slice,
+                                            "run": j.settings.run_name, "error": f.error, "detail": f.detail}
+                                           for j, f in failures])
+        log(f"mri-oes recon: {len(failures)} slice(s) failed after {args.retries} retries (see "
+            f"{out / 'failures.json'}); rerun the same command to retry them:\n"
+            + parallel.summarize_failures(failures))
+        return 1
+    print(f"{len(jobs)} slice(s) reconstructed in {wall:.1f} s -> {out}")
     return 0
+
+
+def _run_slice_job(job):
+    """Ray/serial task entry point (module level: pickled by reference)."""
+    from ..mri.volume import run_slice
+    return run_slice(job)
+
+
+def _parser_defaults() -> dict:
+    p = argparse.ArgumentParser()
+    add_training_args(p)
+    add_generator_args(p)
+    add_mask_args(p)
+    return {k: p.get_default(k) for k in PRESET_KEYS}
 
 
 def problem_from_args(args):
@@ -253,7 +337,7 @@ def problem_from_args(args):
     from ..mri.data import load_slice
     from ..mri.problem import build_problem
     from ..problem import Problem
-    sl = load_slice(args.image, args.slice[0])
+    sl = load_slice(args.image, args.slice if isinstance(args.slice, int) else args.slice[0])
     accel = None if sl.mask is not None else args.accel
     p = build_problem(sl, accel=accel, mask_type=args.mask_type, seed=args.seed)
     vmax = float(p.reference.max()) if p.reference is not None else float(np.abs(p.zero_filled()).max())

@@ -1,0 +1,366 @@
+"""Reconstruct MRI volumes slice by slice (one resumable task per slice) and assemble them the fastMRI way.
+
+Layout of one run (one method at one acceleration) under ``OUT/<method>_<accel>x/`` (``own-mask`` for
+already undersampled files)::
+
+    run.json                              settings of the run (a rerun with others is refused)
+    slices/<file stem>/<NNN>/             one complete-or-absent run folder per slice (mri_oes.rundir):
+        metrics.json                      the slice record (schema), fastMRI-convention metrics
+        reconstruction.npy                float32 [h, w] magnitude at the target size, original units
+        recon.png, error.png, curve.png … (network methods: checkpoint.pt while running, mask.safetensors)
+    reconstructions/<file name>.h5        ``reconstruction`` [slices, h, w], written by
+                                          fastmri.save_reconstructions once EVERY slice is complete
+    volumes/<file stem>/metrics.json      the volume record: fastmri.evaluate's metrics of that file
+    slices.csv/json, volumes.csv/json     tidy tables (schema.flatten)
+
+A slice is computed in ``slices/<stem>/.<NNN>.partial/`` and renamed into place when done; a killed
+run rerun with the same command skips complete slices, resumes network fits from their checkpoints,
+and (re)assembles volume files only from complete slices. :func:`run_slice` is the one per-slice
+reconstruction (classical methods here, network methods through :func:`mri_oes.runner.run`); the
+dataset driver (``mri-oes recon``) maps it over slices with :mod:`mri_oes.parallel`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from ..errors import UserError
+from . import metrics as M
+
+CLASSICAL = ("zero-filled", "sense", "l1-wavelet")
+NETWORK = ("dip", "sparse-dip", "deep-decoder", "gp-dip")
+METHODS = CLASSICAL + NETWORK
+ERROR_GAIN = 5.0
+RECON_FILE = "reconstruction.npy"
+
+
+@dataclass
+class Settings:
+    """Everything that determines a slice's result (picklable: it travels to the Ray workers)."""
+
+    method: str
+    accel: Optional[int]                      # None: the file's own mask
+    mask_type: str = "equispaced"
+    center_fraction: Optional[float] = None
+    seed: int = 0
+    steps: int = 2000
+    mask_steps: int = 1000
+    density: Optional[float] = None
+    mask_path: Optional[str] = None
+    min_layer_density: float = 0.0
+    lr: float = 1e-2
+    mask_lr: float = 1e-2
+    scope: str = "weights"
+    temperature: float = 0.2
+    lam: float = 1e-9
+    fresh_init: bool = False
+    levels: Optional[int] = None              # None: the largest hourglass that fits the grid
+    width: float = 1.0
+    log_every: int = 50
+    checkpoint_every: int = 500
+    lamda: Optional[float] = None
+    max_iter: Optional[int] = None
+    espirit: dict = field(default_factory=dict)
+    device: str = "cpu"
+    threads: int = 1
+    progress: bool = False
+
+    @property
+    def tag(self) -> str:
+        return f"{self.accel}x" if self.accel is not None else "own-mask"
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.method}_{self.tag}"
+
+    def identity(self) -> dict:
+        """What a resumed run must share (device, threads and progress do not change the result)."""
+        d = {k: v for k, v in asdict(self).items() if k not in ("device", "threads", "progress")}
+        if self.method in CLASSICAL:
+            for k in ("steps", "mask_steps", "density", "mask_path", "min_layer_density", "lr", "levels",
+                      "width", "log_every", "checkpoint_every", "mask_lr", "scope", "temperature", "lam",
+                      "fresh_init"):
+                d.pop(k)
+        else:
+            d.pop("lamda"), d.pop("max_iter")
+        return d
+
+
+@dataclass
+class SliceJob:
+    file: str
+    slice: int
+    settings: Settings
+    run_root: str                             # OUT/<method>_<tag>
+    data_range: Optional[float] = None        # the volume max of the cropped target (fastMRI)
+    espirit_cache: Optional[str] = None
+
+    @property
+    def stem(self) -> str:
+        return Path(self.file).stem
+
+    @property
+    def slice_dir(self) -> Path:
+        return slice_dir(self.run_root, self.file, self.slice)
+
+    def __str__(self) -> str:
+        return f"{self.stem} slice {self.slice} {self.settings.method} {self.settings.tag}"
+
+
+def slice_dir(run_root, file, index) -> Path:
+    return Path(run_root) / "slices" / Path(file).stem / f"{int(index):03d}"
+
+
+def is_done(path) -> bool:
+    return (Path(path) / "metrics.json").is_file() and (Path(path) / RECON_FILE).is_file()
+
+
+def read_record(path) -> dict:
+    return json.loads((Path(path) / "metrics.json").read_text())
+
+
+# ------------------------------------------------------------------------------------ one slice
+def _mri_problem(job: SliceJob):
+    from .data import load_slice
+    from .problem import build_problem
+    s = job.settings
+    sl = load_slice(job.file, job.slice)
+    accel = s.accel if sl.mask is None else None
+    p = build_problem(sl, accel, s.mask_type, s.seed, s.center_fraction, espirit=s.espirit,
+                      cache=Path(job.espirit_cache) if job.espirit_cache else None)
+    return p
+
+
+def _evaluator(p, data_range):
+    """fastMRI-convention slice metrics of an operator-domain image (the training PSNR curve: the
+    slice under the volume's data range)."""
+    if p.reference is None:
+        return None
+
+    def evaluate(x_hat):
+        mag = M.center_crop(np.abs(p.unscale(x_hat)), p.crop)
+        m = M.slice_metrics(p.reference, mag, data_range)
+        return {k: m[k] for k in ("psnr", "ssim", "nmse")}
+
+    return evaluate
+
+
+def _write_slice_outputs(p, job: SliceJob, x, work: Path, record: dict, zf_metrics: dict) -> None:
+    """reconstruction.npy (+ pngs) into ``work`` and the MRI fields of ``record`` (in place)."""
+    from ..io import save_image, save_npy
+    s = job.settings
+    mag = M.center_crop(np.abs(x), p.crop).astype(np.float32)
+    save_npy(work / RECON_FILE, mag)
+    vmax = job.data_range or float(mag.max()) or 1.0
+    save_image(work / "recon.png", np.clip(mag / vmax, 0, 1))
+    m = {}
+    if p.reference is not None:
+        save_image(work / "error.png", np.clip(ERROR_GAIN * np.abs(mag - p.reference) / vmax, 0, 1))
+        m = M.slice_metrics(p.reference, mag, job.data_range)
+    record.update(
+        final={k: m.get(k) for k in ("psnr", "ssim", "nmse")},
+        full_fov=m.get("full_fov", {"psnr": None, "ssim": None, "nmse": None}),
+        zero_filled=zf_metrics, metrics_convention="fastmri", data_range=m.get("data_range"),
+        metric_crop=m.get("crop"), level="slice", file=str(job.file), slice=int(job.slice),
+        num_slices=p.slice.metadata.get("num_slices"), scan=job.stem, task="mri",
+        accel=int(round(p.info["mask"]["acceleration"])) if s.accel is None else int(s.accel),
+        mask_type=p.info["mask"]["mask_type"], reference=p.reference_source,
+        recon_shape=list(mag.shape), problem=p.describe())
+
+
+def _zf_metrics(p, data_range) -> dict:
+    if p.reference is None:
+        return {"psnr": None, "ssim": None, "nmse": None}
+    m = M.slice_metrics(p.reference, M.center_crop(p.zero_filled("rss"), p.crop), data_range)
+    return {k: m[k] for k in ("psnr", "ssim", "nmse")}
+
+
+def _identity(job: SliceJob) -> dict:
+    from .data import file_fingerprint
+    return {"command": "recon", "file": str(Path(job.file).resolve()), "file_fingerprint":
+            file_fingerprint(job.file), "slice": int(job.slice), "data_range": job.data_range,
+            "settings": job.settings.identity()}
+
+
+def _classical(job: SliceJob) -> dict:
+    from ..rundir import RunDir
+    from ..schema import make_record
+    from .baselines import run_baseline
+    s = job.settings
+    with RunDir(job.slice_dir, _identity(job)) as rd:
+        t0 = time.perf_counter()
+        p = _mri_problem(job)
+        t1 = time.perf_counter()
+        x = run_baseline(p, s.method, s.lamda, s.max_iter)
+        t2 = time.perf_counter()
+        rec = make_record(command="recon", method=s.method, mask_source="none", density=1.0, steps=0,
+                          seed=s.seed, time_total_s=t2 - t0, time_fit_s=t2 - t1, device="cpu",
+                          threads=s.threads, config=asdict(s), accel=s.accel, task="mri", scan=job.stem,
+                          lamda=s.lamda, max_iter=s.max_iter)
+        _write_slice_outputs(p, job, x, rd.work, rec, _zf_metrics(p, job.data_range))
+        from ..io import write_json
+        write_json(rd.work / "metrics.json", rec)
+        rd.commit()
+    return rec
+
+
+def _network(job: SliceJob) -> dict:
+    from ..generators import largest_levels
+    from ..problem import Problem
+    from ..runner import RunConfig, run
+    s = job.settings
+    t0 = time.perf_counter()
+    p = _mri_problem(job)
+    vmax = job.data_range or float(M.center_crop(p.zero_filled("rss"), p.crop).max()) or 1.0
+    gp = Problem(p.operator, p.y, p.image_shape, evaluate=_evaluator(p, job.data_range), kind="mri",
+                 info={"kind": "mri", "task": "mri", "scan": job.stem, "file": str(job.file),
+                       "slice": int(job.slice), "accel": s.accel, "data_range": job.data_range},
+                 to_display=lambda x: np.clip(np.abs(p.unscale(x)) / vmax, 0, 1))
+    levels = s.levels or largest_levels(p.image_shape)
+    rc = RunConfig(method=s.method, steps=s.steps, mask_steps=s.mask_steps,
+                   density=s.density if s.density is not None else 0.05, lr=s.lr, mask_lr=s.mask_lr,
+                   seed=s.seed, levels=levels, width=s.width, min_layer_density=s.min_layer_density,
+                   log_every=s.log_every, checkpoint_every=s.checkpoint_every, device=s.device,
+                   mask_path=s.mask_path, progress=s.progress, scope=s.scope, temperature=s.temperature,
+                   lam=s.lam, fresh_init=s.fresh_init)
+    zf = _zf_metrics(p, job.data_range)
+
+    def writer(problem, res, work, record):
+        _write_slice_outputs(p, job, p.unscale(res.output), Path(work), record, zf)
+        record["time"]["total_s"] = time.perf_counter() - t0   # ESPIRiT and set-up included
+
+    rec = run(gp, rc, job.slice_dir, command="recon", writer=writer)
+    for k in ("_result", "_mask"):
+        rec.pop(k, None)
+    return rec
+
+
+def run_slice(job: SliceJob) -> dict:
+    """Reconstruct one slice into its run folder (skipped when complete); returns a light summary
+    (the record without its history) for the driver's tables and status line."""
+    if is_done(job.slice_dir):
+        rec = read_record(job.slice_dir)
+        rec["_skipped"] = True
+    else:
+        rec = _classical(job) if job.settings.method in CLASSICAL else _network(job)
+    rec.pop("history", None)
+    rec.pop("mask_learning", None)
+    return rec
+
+
+# ------------------------------------------------------------------------------- whole volumes
+def volume_data_range(target: Optional[np.ndarray]) -> Optional[float]:
+    """fastMRI's data range of a volume: the maximum of the W×W-cropped target (all slices)."""
+    if target is None:
+        return None
+    return float(M.center_crop(target, M.fastmri_crop(target.shape)).max())
+
+
+def save_reconstruction(recon: np.ndarray, folder: Path, name: str) -> Path:
+    """``folder/name`` holding ``reconstruction`` [slices, h, w], written by
+    ``fastmri.save_reconstructions`` into a staging folder and renamed into place (atomic)."""
+    from fastmri.utils import save_reconstructions
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{name}."))
+    try:
+        save_reconstructions({name: np.asarray(recon, np.float32)}, tmp)
+        os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder / name
+
+
+def assemble_volume(run_root, vol, settings: Settings, target: Optional[np.ndarray],
+                    data_range: Optional[float]) -> Optional[dict]:
+    """Write ``reconstructions/<file name>.h5`` and the volume record when every selected slice of
+    ``vol`` is complete; else return ``None`` (a partial volume file is never written)."""
+    from ..io import write_json
+    from ..schema import make_record
+    run_root = Path(run_root)
+    dirs = [slice_dir(run_root, vol.path, s) for s in vol.slices]
+    if not all(is_done(d) for d in dirs):
+        return None
+    recs = [read_record(d) for d in dirs]
+    recon = np.stack([np.load(d / RECON_FILE) for d in dirs]).astype(np.float32)
+    path = save_reconstruction(recon, run_root / "reconstructions", vol.name)
+    m = {}
+    if target is not None:
+        m = M.volume_metrics(target[vol.slices], recon, data_range)
+    r0 = recs[0]
+    rec = make_record(
+        command="recon", method=r0["method"], mask_source=r0["mask_source"],
+        density=float(np.mean([r["density"] for r in recs])), steps=r0["steps"], mask_steps=r0["mask_steps"],
+        seed=r0["seed"], seeds=r0["seeds"], final={k: m.get(k) for k in ("psnr", "ssim", "nmse")},
+        best=None, time_total_s=float(sum(r["time"]["total_s"] for r in recs)),
+        time_fit_s=float(sum(r["time"]["fit_s"] for r in recs)), device=r0["device"], threads=r0["threads"],
+        config=r0["config"], lr=r0.get("lr"), diverged=any(r.get("diverged") for r in recs), task="mri",
+        scan=vol.stem, accel=r0["accel"], level="volume", file=str(vol.path), slice=None,
+        slices=list(vol.slices), num_slices=vol.num_slices, mask_type=r0.get("mask_type"),
+        metrics_convention="fastmri", full_fov=m.get("full_fov", {"psnr": None, "ssim": None, "nmse": None}),
+        data_range=m.get("data_range"), metric_crop=m.get("crop"), reconstruction=str(path),
+        recon_shape=list(recon.shape), reference=r0.get("reference"),
+        slice_final_mean={k: (None if any(r["final"][k] is None for r in recs)
+                              else float(np.mean([r["final"][k] for r in recs]))) for k in ("psnr", "ssim", "nmse")})
+    rec["time"]["s_per_step"] = None
+    write_json(run_root / "volumes" / vol.stem / "metrics.json", rec)
+    return rec
+
+
+def write_tables(run_root) -> None:
+    """``slices.csv/json`` and ``volumes.csv/json`` of one run folder from its complete records."""
+    from ..schema import flatten, write_table
+    run_root = Path(run_root)
+    for level, pattern in (("slices", "slices/*/*/metrics.json"), ("volumes", "volumes/*/metrics.json")):
+        rows = []
+        for f in sorted(run_root.glob(pattern)):
+            rec = json.loads(f.read_text())
+            row = flatten(rec, run_dir=str(f.parent))
+            row["file"] = rec.get("file")
+            rows.append(row)
+        write_table(rows, run_root / level)
+
+
+def dataset_summary(out, run_roots: List[Path]) -> List[dict]:
+    """``OUT/summary.csv/json``: per method and acceleration, mean ± std over volumes of the fastMRI
+    volume metrics (and the full-FOV ones), number of volumes and slices, total time."""
+    from ..io import atomic_path, write_json
+    rows = []
+    for root in run_roots:
+        recs = [json.loads(f.read_text()) for f in sorted(Path(root).glob("volumes/*/metrics.json"))]
+        if not recs:
+            continue
+        row = {"method": recs[0]["method"], "accel": recs[0]["accel"], "mask_type": recs[0].get("mask_type"),
+               "run": Path(root).name, "volumes": len(recs), "slices": int(sum(len(r["slices"]) for r in recs)),
+               "metrics_convention": "fastmri"}
+        for part, prefix in (("final", ""), ("full_fov", "full_fov_")):
+            for k in ("psnr", "ssim", "nmse"):
+                vals = [r[part][k] for r in recs if r[part].get(k) is not None]
+                row[f"{prefix}{k}_mean"] = float(np.mean(vals)) if vals else None
+                row[f"{prefix}{k}_std"] = float(np.std(vals)) if vals else None
+        row["time_total_s"] = float(sum(r["time"]["total_s"] for r in recs))
+        rows.append(row)
+    out = Path(out)
+    if rows:
+        cols = list(rows[0])
+        import csv
+        import io
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r[k]) for k in cols})
+        with atomic_path(out / "summary.csv") as tmp:
+            tmp.write_text(buf.getvalue())
+        write_json(out / "summary.json", {"convention": "fastmri: per volume PSNR/NMSE on the volume, SSIM "
+                                          "averaged over slices, W x W crop, data range = volume max; mean "
+                                          "and std over volumes", "rows": rows})
+    return rows

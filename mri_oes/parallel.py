@@ -1,0 +1,157 @@
+"""Run independent tasks (one per MRI slice) on Ray — local processes by default, an existing cluster
+with ``ray_address`` — or serially in this process when Ray is not installed or one worker is asked.
+
+No scheduler of our own: Ray places the tasks (``num_cpus`` = torch threads per task, ``num_gpus`` =
+``gpus_per_task`` so several slices share a GPU), retries a task whose worker died or that raised,
+``retries`` times, and the caller gets every outcome as it completes:
+
+    for task, outcome in run_tasks(fn, tasks, workers=2, threads=1):
+        ...   # outcome: the task's return value, or a TaskFailure (after the retries)
+
+``fn`` must be an importable module-level function (Ray pickles it by reference); each task sets
+its torch threads to ``threads`` before calling it (``OMP_NUM_THREADS`` etc. too, so NumPy/SigPy do
+not oversubscribe the cores). Ray is the optional extra ``cluster`` (``pip install -e .[cluster]``).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+
+RAY_HINT = "Ray is not installed: running the slices one after the other (pip install -e .[cluster] for parallel workers)"
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+@dataclass
+class TaskFailure:
+    """A task that failed after its retries: ``error`` (one line) and ``detail`` (traceback)."""
+
+    error: str
+    detail: str = ""
+
+    def __str__(self):
+        return self.error
+
+
+def ray_available() -> bool:
+    try:
+        import ray  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def _set_threads(threads: int) -> None:
+    for v in THREAD_VARS:
+        os.environ[v] = str(threads)
+    try:
+        import torch
+        torch.set_num_threads(int(threads))
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _call(fn: Callable, task: Any, threads: int):
+    """What runs in a Ray worker (and serially): fix the threads, call ``fn(task)``."""
+    _set_threads(threads)
+    return fn(task)
+
+
+def _short(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[-1] if msg else ''}".strip()
+
+
+def _serial(fn, tasks, threads) -> Iterator[Tuple[Any, Any]]:
+    for t in tasks:
+        try:
+            yield t, _call(fn, t, threads)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:   # reported per task; the others go on
+            from .errors import UserError
+            if isinstance(e, UserError):
+                raise
+            yield t, TaskFailure(_short(e), traceback.format_exc())
+
+
+def _ray_failure(e: BaseException) -> TaskFailure:
+    cause = getattr(e, "cause", None)
+    if cause is not None:
+        return TaskFailure(_short(cause), "".join(traceback.format_exception(cause)))
+    return TaskFailure(_short(e), str(e))
+
+
+def run_tasks(fn: Callable, tasks: Sequence[Any], *, workers: int = 1, threads: int = 1,
+              gpus_per_task: float = 0.0, ray_address: Optional[str] = None, retries: int = 2,
+              object_store_mb: int = 100, log: Callable[[str], None] = None) -> Iterator[Tuple[Any, Any]]:
+    """Yield ``(task, result or TaskFailure)`` as tasks complete.
+
+    Serial in this process when ``workers == 1`` and no ``ray_address`` (no Ray start-up cost), or
+    when Ray is not installed (with a one-line hint via ``log``). Otherwise Ray: a local instance of
+    ``workers × threads`` CPUs (no dashboard, a small object store) started here and shut down at
+    the end, or the cluster at ``ray_address`` (``auto`` = the one ``ray start`` made)."""
+    log = log or (lambda s: print(s, file=sys.stderr))
+    tasks = list(tasks)
+    if not tasks:
+        return
+    use_ray = ray_address is not None or workers > 1 or gpus_per_task > 0
+    if use_ray and not ray_available():
+        if ray_address is not None:
+            from .errors import UserError
+            raise UserError(f"--ray-address {ray_address}: Ray is not installed (pip install -e .[cluster])")
+        log(RAY_HINT)
+        use_ray = False
+    if not use_ray:
+        yield from _serial(fn, tasks, threads)
+        return
+    import ray
+    started = False
+    if not ray.is_initialized():
+        env = {"env_vars": {v: str(threads) for v in THREAD_VARS}}
+        if ray_address is not None:
+            ray.init(address=ray_address, runtime_env=env, log_to_driver=False)
+        else:
+            kw = {}
+            if gpus_per_task > 0:
+                import torch
+                kw["num_gpus"] = torch.cuda.device_count()
+            ray.init(num_cpus=int(workers) * int(threads), include_dashboard=False,
+                     object_store_memory=int(object_store_mb) * 1024 * 1024, log_to_driver=False,
+                     runtime_env=env, configure_logging=False, **kw)
+        started = True
+    try:
+        remote = ray.remote(_call).options(num_cpus=int(threads), num_gpus=float(gpus_per_task),
+                                           max_retries=int(retries), retry_exceptions=True)
+        pending = {remote.remote(fn, t, threads): t for t in tasks}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                task = pending.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as e:   # RayTaskError, WorkerCrashedError ... after the retries
+                    out = _ray_failure(e)
+                yield task, out
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def describe_backend(workers: int, threads: int, gpus_per_task: float, ray_address: Optional[str]) -> dict:
+    """What :func:`run_tasks` will use (recorded in the run's config)."""
+    use_ray = (ray_address is not None or workers > 1 or gpus_per_task > 0) and ray_available()
+    out = {"backend": "ray" if use_ray else "serial", "workers": workers if use_ray else 1,
+           "threads_per_worker": threads, "gpus_per_task": gpus_per_task, "ray_address": ray_address}
+    if use_ray:
+        import ray
+        out["ray"] = ray.__version__
+    return out
+
+
+def summarize_failures(failures: List[Tuple[Any, TaskFailure]]) -> str:
+    return "\n".join(f"  {t}: {f.error}" for t, f in failures)
