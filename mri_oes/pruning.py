@@ -54,6 +54,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -69,7 +70,9 @@ from operators.natural import Denoise
 from . import core, methods
 from .errors import UserError
 from .generators import GeneratorConfig, make_input
-from .io import atomic_path, write_json
+from .errors import RunMismatch
+from .io import write_json
+from .statefile import canonical as _canonical, check_identity, load_state, save_state
 from .masks import Mask, check_density, maskable_parameters, topk_mask
 
 PAI_METHODS = ("random", "magnitude", "snip", "grasp", "synflow")
@@ -488,8 +491,10 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
               "lr": lr, "input_noise_std": input_noise_std, "min_layer_density": min_layer_density,
               "target": target, "bn": bn if len(problems) > 1 and not shared_z else "single",
               "data": _tensor_digest([y, z]), "operator": op.describe(),
-              "rounds": R, "stop_rising": stop_rising}
+              "rounds": R, "stop_rising": stop_rising, "log_every": log_every,
+              "versions": {"torch": torch.__version__, "mri_oes": _mri_oes_version()}}
     fingerprint = hashlib.sha256(json.dumps(fp_src, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    ident = _canonical(fp_src)
     base_meta = {"generator": cfg.to_dict(), "init_seed": seeds["init_seed"], "z_seed": seeds["z_seed"],
                  "seed": int(seed), "image_hw": list(image_hw), "scope": scope, "method": "imp",
                  "prune_fraction": prune_fraction, "rewind": rewind, "steps_per_round": steps_per_round,
@@ -507,21 +512,31 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
     rewind_state = theta0 if rewind == "init" else None
     start = 0
     if out and resume and state_path.is_file():
-        st = json.loads(state_path.read_text())
-        if st.get("fingerprint") == fingerprint:
-            rows = st["rounds"]
-            masks = [Mask.load(out / r["mask_file"]) for r in rows]
-            start = len(rows)
-            if st.get("next_mask"):
-                mask = Mask.load(out / st["next_mask"])
-            if rewind != "init" and rows:
-                rewind_state = torch.load(out / "rewind_weights.pt", map_location="cpu", weights_only=False)
-            if verbose and start:
-                print(f"IMP: resuming after round {start - 1} from {state_path}", file=sys.stderr)
-            if st.get("finished"):
-                return _imp_return(rows, masks, st.get("stopped_early", False), stop_rising, out)
-        else:
-            warnings.warn(f"{state_path} belongs to another IMP run (different settings/data); starting fresh")
+        # resume only an identical run (every setting, data digest, versions); otherwise refuse,
+        # naming the differing settings. Nothing here is unpickled: JSON, masks and state files only.
+        st = _read_imp_state(state_path)
+        check_identity(state_path, ident, st.get("identity", st.get("settings")), what="IMP run")
+        rows = st["rounds"]
+        masks = [_load_round_mask(out, r["mask_file"], fingerprint) for r in rows]
+        start = len(rows)
+        if st.get("next_mask"):
+            mask = _load_round_mask(out, st["next_mask"], fingerprint)
+        if rewind != "init" and rows:
+            rw = out / "rewind_weights.safetensors"
+            if not rw.is_file():
+                raise UserError(f"{out}: cannot resume IMP with rewind={rewind}: {rw.name} is missing "
+                                "(an older run stored it as a pickle, which is never loaded); start afresh "
+                                "(--overwrite or --no-resume)")
+            rewind_state = load_state(rw, {**ident, "what": "rewind"}, what="IMP rewind state")
+        _clear_imp_files(out, keep_rounds=start, keep_checkpoints=True)
+        if verbose and start:
+            print(f"IMP: resuming after round {start - 1} from {state_path}", file=sys.stderr)
+        if st.get("finished"):
+            return _imp_return(rows, masks, st.get("stopped_early", False), stop_rising, out)
+    elif out:
+        # a fresh run: no earlier round or state stays beside it (a round checkpoint is kept when
+        # resuming is allowed: core.fit resumes it only on an identical identity, else refuses)
+        _clear_imp_files(out, keep_checkpoints=resume)
     n_total = mask.n_total
     stopped = False
     for r in range(start, R + 1):
@@ -538,17 +553,16 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
                     _snap["w"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
         # mid-round checkpoints (resume inside a round); not for round 0 with rewind=j, whose snapshot
         # at step j must be taken live
-        ck = out / f"round_{r:02d}.ckpt.pt" if out and not (r == 0 and rewind != "init") else None
+        ck = out / f"round_{r:02d}.ckpt.safetensors" if out and not (r == 0 and rewind != "init") else None
         res = methods.train_generator(net, z, op, y, steps=steps_per_round, mask=None if r == 0 else mask,
                                       lr=lr, evaluate=ev, log_every=le, input_noise_std=input_noise_std,
                                       seed=core.derive_seed(seed, "imp-train"), progress=progress,
-                                      checkpoint=ck, fingerprint=f"{fingerprint}-r{r}",
+                                      checkpoint=ck, identity={"imp": ident, "round": r},
                                       desc=f"IMP round {r}", callback=cb)
         if r == 0 and rewind != "init":
             rewind_state = snap.get("w", theta0) if rewind > 0 else theta0
             if out:
-                with atomic_path(out / "rewind_weights.pt", suffix=".pt") as tmp:
-                    torch.save(rewind_state, tmp)
+                save_state(out / "rewind_weights.safetensors", rewind_state, {**ident, "what": "rewind"})
         summ = res.summary()
         row = {"round": r, "density": mask.density, "sparsity": mask.sparsity, "kept_weights": mask.n_kept,
                "final_loss": summ["final"].get("data_loss", summ["final_loss"]), "diverged": res.diverged,
@@ -576,14 +590,15 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
         if not last:
             nxt = magnitude_prune(net, mask, imp_keep_count(n_total, r + 1, prune_fraction),
                                   seed=core.derive_seed(seed, f"imp-ties-{r + 1}"),
-                                  min_layer_density=min_layer_density, meta={"scope": scope})
+                                  min_layer_density=min_layer_density,
+                                  meta={"scope": scope, "fingerprint": fingerprint})
         if out:
             mask.save(out / fname)
             if nxt is not None:
                 nxt.save(out / "next_mask.safetensors")
             elif (out / "next_mask.safetensors").is_file():
                 (out / "next_mask.safetensors").unlink()
-            write_json(state_path, {"fingerprint": fingerprint, "settings": fp_src, "rounds": rows,
+            write_json(state_path, {"fingerprint": fingerprint, "identity": ident, "settings": fp_src, "rounds": rows,
                                     "next_mask": "next_mask.safetensors" if nxt is not None else None,
                                     "finished": last, "stopped_early": stopped, "planned_rounds": R})
         if last:
@@ -591,6 +606,58 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
         mask = nxt
     net.load_state_dict(theta0)
     return _imp_return(rows, masks, stopped, stop_rising, out)
+
+
+def _mri_oes_version():
+    from . import __version__
+    return __version__
+
+
+def _read_imp_state(path: Path) -> dict:
+    try:
+        st = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable IMP state (JSON: {e}); start afresh (--overwrite)") from None
+    if not isinstance(st, dict) or not isinstance(st.get("rounds"), list) or \
+            not all(isinstance(r, dict) and isinstance(r.get("mask_file"), str) for r in st["rounds"]):
+        raise UserError(f"{path}: not a valid IMP state (no list of rounds with mask files)")
+    return st
+
+
+def _load_round_mask(out: Path, name, fingerprint: str) -> Mask:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+\.safetensors", name):
+        raise UserError(f"{out}: IMP state names mask file {name!r}; expected a plain .safetensors name")
+    path = out / name
+    m = Mask.load(path)
+    if m.meta.get("fingerprint") != fingerprint:
+        raise RunMismatch(f"{path}: this IMP mask belongs to another run (fingerprint "
+                          f"{m.meta.get('fingerprint')!r}, this run {fingerprint!r}); use another output "
+                          "folder or --overwrite", keys=["fingerprint"], path=path)
+    return m
+
+
+_IMP_FILES = re.compile(r"^(round_\d+(\.safetensors|\.ckpt\..*)|next_mask\.safetensors|rewind_weights\..*"
+                        r"|imp_state\.json)$")
+
+
+def _clear_imp_files(out: Path, keep_rounds: int = 0, keep_checkpoints: bool = False) -> None:
+    """Remove IMP files of an earlier run from ``out`` so no stale later round stays beside a new
+    run's rounds: ``keep_rounds`` 0 removes every round mask, the next mask, rewind weights and the
+    state (and round checkpoints unless ``keep_checkpoints``); ``keep_rounds`` k > 0 (resuming)
+    removes only round masks >= k."""
+    if not out.is_dir():
+        return
+    for p in out.iterdir():
+        m = _IMP_FILES.match(p.name)
+        if not m or not p.is_file():
+            continue
+        if keep_checkpoints and ".ckpt." in p.name and not p.name.endswith(".pt"):
+            continue
+        if keep_rounds:
+            r = re.match(r"^round_(\d+)\.safetensors$", p.name)
+            if not (r and int(r.group(1)) >= keep_rounds):
+                continue
+        p.unlink()
 
 
 def _imp_return(rows, masks, stopped, stop_rising, out):
