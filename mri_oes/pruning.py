@@ -248,24 +248,141 @@ def _synflow_net(net):
     return lin
 
 
+# Modules that map a spatially constant input to a spatially constant output (given the substitutions
+# below), and the top-level networks whose forward only chains their children.
+_CONST_POINTWISE = (nn.modules.batchnorm._BatchNorm, nn.LeakyReLU, nn.ReLU, nn.Identity, nn.Sigmoid,
+                    nn.Sequential)
+_CONST_TOP = ("Hourglass", "DeepDecoder", "Sequential")
+
+
+def _synflow_reduce(lin: nn.Module) -> Optional[nn.Module]:
+    """SynFlow's input is all ones and, for the generators here, every layer maps a spatially constant
+    map to a spatially constant map (reflection/replication-padded or unpadded convs, 2× average
+    pooling, nearest/bilinear upsampling, BN in eval mode, pointwise activations). The whole
+    computation is then that of ONE pixel: a copy of ``lin`` with pooling/upsampling removed and
+    reflection padding replaced by replication padding (equal on constant maps, and valid on a 1×1
+    map) computes ``G(|theta|, 1)``'s per-pixel value on a 1×1 input. ``None`` when ``lin`` has a
+    layer outside that list (zero-padded convs, other forwards): scored at full size instead."""
+    if type(lin).__name__ not in _CONST_TOP or "forward" in vars(lin):
+        return None
+    red = copy.deepcopy(lin)
+    for name, mod in list(red.named_modules()):
+        if mod is red:
+            continue
+        if isinstance(mod, nn.Conv2d):
+            if any(p != 0 for p in mod.padding) and mod.padding_mode == "zeros":
+                return None
+            if isinstance(mod.padding, str) or mod.dilation != (1, 1) or mod.stride != (1, 1):
+                return None
+            if any(p != 0 for p in mod.padding):
+                mod.padding_mode = "replicate"
+            continue
+        if isinstance(mod, (nn.ReflectionPad2d, nn.ReplicationPad2d)):
+            repl = nn.ReplicationPad2d(mod.padding)
+        elif isinstance(mod, nn.AvgPool2d):
+            k, st = mod.kernel_size, mod.stride
+            if mod.padding not in (0, (0, 0)) or k != st:
+                return None
+            repl = nn.Identity()
+        elif isinstance(mod, nn.Upsample):
+            if mod.mode not in ("nearest", "bilinear"):
+                return None
+            repl = nn.Identity()
+        elif isinstance(mod, _CONST_POINTWISE):
+            continue
+        else:
+            return None
+        parent_name, _, child = name.rpartition(".")
+        setattr(red.get_submodule(parent_name) if parent_name else red, child, repl)
+    return red
+
+
+class _SynFlowScorer:
+    """Scores ``|theta| ⊙ ∂R/∂theta``, ``R = Σ G(|theta| ⊙ keep, 1)``, for one network and input shape.
+    Uses the one-pixel computation of :func:`_synflow_reduce` when it applies and reproduces the
+    full-size output (checked once, at full size, on the unmasked network): ``R = P · Σ_c g_c`` with
+    ``P`` the output pixels and ``g`` the one-pixel output; equal to the full-size scores up to float64
+    rounding (~1e-15 relative), ~10⁴× fewer FLOPs at 256². Otherwise the full-size pass."""
+
+    def __init__(self, net, input_shape, lin=None):
+        self.lin = lin if lin is not None else _synflow_net(net)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.device = next(self.lin.parameters()).device
+        self.reduced, self.pixels = None, None
+        red = _synflow_reduce(self.lin) if len(self.input_shape) == 4 else None
+        if red is not None:
+            ones = torch.ones(self.input_shape, dtype=torch.float64, device=self.device)
+            small = torch.ones(self.input_shape[:2] + (1, 1), dtype=torch.float64, device=self.device)
+            try:
+                with torch.no_grad():
+                    full = self.lin(ones)
+                    one = red(small)
+            except (RuntimeError, ValueError):
+                full, one = None, None
+            if (full is not None and full.dim() == 4 and one.shape[-2:] == (1, 1)
+                    and one.shape[:2] == full.shape[:2]
+                    and torch.allclose(full, one.expand_as(full), rtol=1e-9, atol=0)):
+                self.reduced, self.pixels = red, full.shape[-2] * full.shape[-1]
+
+    def scores(self, names, keep=None) -> Dict[str, torch.Tensor]:
+        lparams = dict(self.lin.named_parameters())
+        w = {}
+        for k in names:
+            t = lparams[k].detach().clone()
+            if keep is not None:
+                t = t * keep[k].to(t.device, t.dtype)
+            w[k] = t.requires_grad_(True)
+        if self.reduced is not None:
+            small = torch.ones(self.input_shape[:2] + (1, 1), dtype=torch.float64, device=self.device)
+            R = functional_call(self.reduced, w, (small,), strict=False).sum() * self.pixels
+        else:
+            ones = torch.ones(self.input_shape, dtype=torch.float64, device=self.device)
+            R = functional_call(self.lin, w, (ones,), strict=False).sum()
+        grads = torch.autograd.grad(R, list(w.values()), allow_unused=True)
+        return {k: (w[k].detach() * (g if g is not None else torch.zeros_like(w[k]))).cpu()
+                for k, g in zip(w, grads)}
+
+
 def synflow_scores(net, input_shape: Sequence[int], scope: str = "weights",
                    keep: Optional[Dict[str, torch.Tensor]] = None, _lin=None) -> Dict[str, torch.Tensor]:
     """One SynFlow scoring pass: ``|theta| ⊙ ∂R/∂theta`` with ``R = Σ G(|theta| ⊙ keep, 1)`` (BN eval,
     all-ones input of ``input_shape``, float64, no output sigmoid). Keep the highest."""
-    lin = _lin if _lin is not None else _synflow_net(net)
-    names = list(maskable_parameters(net, scope))
-    lparams = dict(lin.named_parameters())
-    w = {}
+    scorer = _lin if isinstance(_lin, _SynFlowScorer) else _SynFlowScorer(net, input_shape, lin=_lin)
+    return scorer.scores(list(maskable_parameters(net, scope)), keep)
+
+
+def _synflow_topk(scores: Dict[str, torch.Tensor], density: float, seed: int, meta=None) -> Mask:
+    """:func:`~mri_oes.masks.topk_mask` (``min_layer_density`` = 0) without the full sort: the same
+    kept set — every score above the k-th largest, and of the scores equal to it the ones first in
+    topk_mask's seeded random order — from one selection (``kthvalue``); the random order is drawn
+    only when such a tie has to be broken."""
+    names = list(scores)
+    flat = torch.cat([scores[k].detach().reshape(-1).double().cpu() for k in names])
+    if not torch.isfinite(flat).all():
+        raise UserError("mask scores contain NaN/Inf; cannot rank")
+    d = flat.numel()
+    k_total = int(round(density * d))
+    if k_total < 1:
+        raise UserError(f"density {density} keeps no weight of {d}")
+    t = torch.kthvalue(flat, d - k_total + 1).values
+    keep = flat > t
+    need = k_total - int(keep.sum())
+    tie = flat == t
+    if need > 0:
+        if int(tie.sum()) == need:
+            keep |= tie
+        else:
+            perm = torch.randperm(d, generator=torch.Generator().manual_seed(int(seed)))
+            pos = torch.empty(d, dtype=torch.long)
+            pos[perm] = torch.arange(d)
+            tie_idx = tie.nonzero().squeeze(1)
+            keep[tie_idx[torch.argsort(pos[tie_idx])[:need]]] = True
+    out, start = {}, 0
     for k in names:
-        t = lparams[k].detach().clone()
-        if keep is not None:
-            t = t * keep[k].to(t.device, t.dtype)
-        w[k] = t.requires_grad_(True)
-    ones = torch.ones(tuple(input_shape), dtype=torch.float64, device=lparams[names[0]].device)
-    R = functional_call(lin, w, (ones,), strict=False).sum()
-    grads = torch.autograd.grad(R, list(w.values()), allow_unused=True)
-    return {k: (w[k].detach() * (g if g is not None else torch.zeros_like(w[k]))).cpu()
-            for k, g in zip(w, grads)}
+        n = scores[k].numel()
+        out[k] = keep[start:start + n].reshape(scores[k].shape)
+        start += n
+    return Mask(out, meta)
 
 
 def synflow_mask(net, input_shape, density: float, rounds: int = 100, scope: str = "weights",
@@ -273,16 +390,19 @@ def synflow_mask(net, input_shape, density: float, rounds: int = 100, scope: str
     """Iterative SynFlow: ``rounds`` rounds, density ``density^(k/rounds)``; pruned weights are
     ranked below every kept one (they never come back)."""
     density = check_density(density)
-    lin = _synflow_net(net)
+    scorer = _SynFlowScorer(net, input_shape)
     keep = None
     mask = None
     for k in range(1, int(rounds) + 1):
-        s = synflow_scores(net, input_shape, scope, keep=keep, _lin=lin)
+        s = synflow_scores(net, input_shape, scope, keep=keep, _lin=scorer)
         if keep is not None:
             s = {n: torch.where(keep[n], v, torch.full_like(v, -1.0)) for n, v in s.items()}
         dk = density if k == rounds else density ** (k / rounds)
-        mask = topk_mask(s, dk, seed=core.derive_seed(seed, f"synflow-{k}"),
-                         min_layer_density=min(min_layer_density, dk), meta=meta)
+        tie_seed = core.derive_seed(seed, f"synflow-{k}")
+        if min(min_layer_density, dk) > 0:
+            mask = topk_mask(s, dk, seed=tie_seed, min_layer_density=min(min_layer_density, dk), meta=meta)
+        else:
+            mask = _synflow_topk(s, check_density(dk), tie_seed, meta=meta)
         keep = mask.keep
     return mask
 
