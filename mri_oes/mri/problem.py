@@ -75,6 +75,29 @@ class MRIProblem:
             return np.sum(np.conj(self.maps) * coil, 0).astype(np.complex64)
         raise UserError(f"zero-filled combine must be 'rss' or 'espirit', got {combine!r}")
 
+    def data_consistency(self, x, coil_images: bool = False, combine: str = "rss") -> np.ndarray:
+        """Project an estimate onto the measured k-space (Darestani & Heckel's post-processing):
+        coil k-space ``F(S x)`` (or ``F x_c`` for maps-free coil images, ``coil_images=True``) with
+        the sampled lines replaced by the measured ones. ``x`` in ORIGINAL units (numpy/torch,
+        ``(H, W)`` or ``(coils, H, W)``). Returns original units: ``rss`` = RSS magnitude of the
+        projected coil images; ``espirit`` = ``S^H F^H k`` (complex, maps only)."""
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        x = np.asarray(x)
+        if not coil_images and x.ndim == 3 and x.shape[0] == 1:
+            x = x[0]
+        coil = x if coil_images else self.maps * x[None]
+        ax = (-2, -1)
+        k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(coil, axes=ax), norm="ortho"), axes=ax)
+        m = (np.asarray(self.mask).reshape(1, 1, -1) > 0)
+        k = np.where(m, self.kspace, k)
+        c = ifft2c_np(k)
+        if combine == "rss":
+            return M.rss(c).astype(np.float32)
+        if combine == "espirit" and not coil_images:
+            return np.sum(np.conj(self.maps) * c, 0).astype(np.complex64)
+        raise UserError(f"data_consistency combine must be 'rss' or 'espirit' (maps only), got {combine!r}")
+
     def metrics(self, image_original_units) -> dict:
         """fastMRI metrics of an image in original units (``{}`` without a reference)."""
         if self.reference is None:

@@ -1,0 +1,387 @@
+"""MRI quality at the final iterate (issue 11): untrained priors vs classical recon on real brains.
+
+Resumable: every run is one folder ``OUT/runs/<key>/`` with ``result.json`` (config, seed, times,
+density/sparsity, versions) and the reconstructions as ``.npy`` in ORIGINAL units (``final``,
+``best``; complex ESPIRiT images ``(H, W)`` or maps-free coil images ``(coils, H, W)``), so tables
+are recomputed from the saved images (``table``) whenever the metric convention changes. A run whose
+``result.json`` exists is skipped.
+
+    python -m mri_oes.experiments.mri_quality baselines --out OUT [--scans ...] [--accels 4 8] [--seeds 0 1 2]
+    python -m mri_oes.experiments.mri_quality net --out OUT --scan brain8 --accel 4 --seed 0 \\
+           --method sparse-dip [--preset cpu] [--set steps=1500 lr_final=0.001 ...] [--tag NAME]
+    python -m mri_oes.experiments.mri_quality table --out OUT
+
+``baselines``: zero-filled, SENSE, and L1-wavelet with λ tuned per acceleration on ANOTHER scan
+(``TUNE_ON``; seed 0 of that scan, grid ``L1_GRID``) then applied to the scored scan. It also runs
+the ESPIRiT variants (``ESPIRIT_VARIANTS``) for SENSE/L1 at 8×. ``table``: ``table.csv/json/md``
+(every run: final/best, with and without data-consistency projection), PSNR curves per scenario
+and a quality-per-CPU-minute plot.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(os.environ.get("MRI_OES_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
+SCANS = {"brain8": "data/mri/brain8_full.h5", "brain8b": "data/mri/brain8b_full.h5",
+         "brain4": "data/mri/brain4_full.h5"}
+#: L1-wavelet λ is tuned on a different scan than the one scored
+TUNE_ON = {"brain8": "brain4", "brain8b": "brain4", "brain4": "brain8b"}
+L1_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+ESPIRIT_VARIANTS = {
+    "default": {},
+    "thresh0.005": {"thresh": 0.005},
+    "thresh0.05": {"thresh": 0.05},
+    "crop0.95": {"crop": 0.95},
+    "calib_all_kw3": {"kernel_width": 3},
+}
+
+
+def scan_path(name):
+    p = SHARED / SCANS[name]
+    if not p.is_file():
+        raise SystemExit(f"--scan {name}: {p} not found (set MRI_OES_SHARED to the shared folder)")
+    return p
+
+
+_PROBLEMS = {}
+
+
+def problem(out, scan, accel, seed, espirit=None):
+    from ..mri.data import load_slice
+    from ..mri.problem import build_problem
+    key = (scan, accel, seed, json.dumps(espirit or {}, sort_keys=True))
+    if key not in _PROBLEMS:
+        sl = load_slice(scan_path(scan), 0)
+        _PROBLEMS[key] = build_problem(sl, accel, "equispaced", seed, espirit=espirit or None,
+                                       cache=Path(out) / "espirit_cache.h5")
+    return _PROBLEMS[key]
+
+
+def _save_run(d, result, arrays):
+    from ..io import write_json, versions
+    d.mkdir(parents=True, exist_ok=True)
+    for k, a in arrays.items():
+        np.save(d / f"{k}.npy", np.asarray(a))
+    result["versions"] = versions()
+    write_json(d / "result.json", result)   # last: its presence marks the run done
+
+
+def _base_record(p, scan, accel, seed, method):
+    return {"scan": scan, "accel": accel, "seed": seed, "method": method, "task": "mri",
+            "scenario": f"{scan}-{accel}x", "mask_type": "equispaced", "problem": p.describe(),
+            "device": "cpu", "threads": int(__import__("torch").get_num_threads())}
+
+
+# ------------------------------------------------------------------------------------- baselines
+def run_baselines(args):
+    from ..mri import baselines as B
+    out = Path(args.out)
+    lam_for = {}
+    for accel in args.accels:
+        for scan in args.scans:
+            tune = TUNE_ON[scan]
+            if (tune, accel) in lam_for:
+                continue
+            d = out / "runs" / f"tune-l1_{tune}_{accel}x"
+            if not (d / "result.json").exists():
+                p = problem(out, tune, accel, 0)
+                scores = {}
+                for lam in L1_GRID:
+                    scores[lam] = p.metrics(B.l1_wavelet(p, lamda=lam))["psnr"]
+                best = max(scores, key=scores.get)
+                _save_run(d, {"tuned_on": tune, "accel": accel, "seed": 0, "grid": list(L1_GRID),
+                              "psnr": [scores[l] for l in L1_GRID], "lamda": best}, {})
+            lam_for[(tune, accel)] = json.loads((d / "result.json").read_text())["lamda"]
+            print(f"L1 λ at {accel}x tuned on {tune}: {lam_for[(tune, accel)]}", flush=True)
+        for scan in args.scans:
+            for seed in args.seeds:
+                variants = ESPIRIT_VARIANTS if (accel == 8 and seed == 0 and args.espirit_variants) else \
+                    {"default": {}}
+                for vname, esp in variants.items():
+                    for method in ("zero-filled", "sense", "l1-wavelet"):
+                        if method == "zero-filled" and vname != "default":
+                            continue
+                        tag = "" if vname == "default" else f"_esp-{vname}"
+                        d = out / "runs" / f"{scan}_{accel}x_s{seed}_{method}{tag}"
+                        if (d / "result.json").exists():
+                            continue
+                        try:
+                            p = problem(out, scan, accel, seed, esp)
+                        except Exception as e:   # an ESPIRiT variant that crops everything
+                            print(f"skip {d.name}: {e}", flush=True)
+                            continue
+                        t0 = time.process_time()
+                        lam = lam_for[(TUNE_ON[scan], accel)] if method == "l1-wavelet" else None
+                        x = B.run_baseline(p, method, lamda=lam)
+                        cpu = time.process_time() - t0
+                        rec = _base_record(p, scan, accel, seed, method)
+                        rec.update({"variant": f"espirit-{vname}" if tag else "default", "espirit": esp,
+                                    "lamda": lam, "time_total_s": cpu, "density": None, "sparsity": None,
+                                    "steps": None, "image": "magnitude" if method == "zero-filled" else "complex"})
+                        _save_run(d, rec, {"final": x.astype(np.complex64 if np.iscomplexobj(x) else np.float32)})
+                        print(f"{d.name}: {p.metrics(x)['psnr']:.2f} dB  {cpu:.1f}s", flush=True)
+
+
+# ------------------------------------------------------------------------------------ networks
+def _generator_config(cfg, method, coils):
+    from ..generators import GeneratorConfig
+    gen = "deep-decoder" if method == "deep-decoder" else "conv-decoder" if method == "conv-decoder" \
+        else cfg["generator"]
+    out_ch = 2 * coils if cfg["operator"] == "coils" else 2
+    if gen == "hourglass":
+        g = GeneratorConfig.oes(levels=cfg["levels"], width=cfg["width"], mri=True)
+        return GeneratorConfig.from_dict({**g.to_dict(), "out_channels": out_ch})
+    if gen == "deep-decoder":
+        return GeneratorConfig.from_dict({**GeneratorConfig.deep_decoder(
+            layers=cfg["layers"], width=cfg["channels"], mri=True).to_dict(), "out_channels": out_ch})
+    return GeneratorConfig.convdecoder(out_channels=out_ch, layers=cfg["layers"], width=cfg["channels"],
+                                       input_size=(8, 8))
+
+
+def parse_sets(pairs):
+    out = {}
+    for s in pairs or []:
+        k, _, v = s.partition("=")
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50, evaluate: bool = True):
+    """Reconstruct problem ``p`` with a network ``method`` under preset dict ``cfg``. Returns
+    ``(final, best, info)``: images in ORIGINAL units (complex ``(H, W)``, or coil images
+    ``(coils, H, W)`` for ``operator = coils``) and a record (density, sparsity, times, history)."""
+    import torch
+    from .. import methods
+    from ..masks import maskable_parameters
+    from ..mri import presets
+    from ..mri.metrics import rss
+    from ..problem import measurement_count
+    from operators.mri_coils import CoilImagesMRI
+    t_start = time.process_time()
+    coils = p.maps.shape[0]
+    if cfg["operator"] == "coils":
+        op = CoilImagesMRI(torch.from_numpy(p.mask), coils, p.image_shape)
+
+        def to_image(x):   # scaled coil images (1, C, H, W) -> original-units RSS magnitude
+            return rss(p.unscale(x)[0])
+    else:
+        op = p.operator
+
+        def to_image(x):
+            return p.unscale(x)
+
+    def evaluate_fn(x_hat):
+        m = p.metrics(to_image(x_hat))
+        return {k: m[k] for k in ("psnr", "ssim", "nmse")}
+
+    gcfg = _generator_config(cfg, method, coils)
+    net, z, seeds = methods.setup_generator(gcfg, p.image_shape, seed)
+    n_w = sum(v.numel() for v in maskable_parameters(net, "weights").values())
+    n_meas = measurement_count(op)
+    mask, mres, t_mask = None, None, 0.0
+    if method == "sparse-dip":
+        density = cfg["density"] or presets.density_for(n_meas, n_w, cfg["kept_per_measurement"],
+                                                        cfg["density_min"], cfg["density_max"])
+        t0 = time.process_time()
+        mask, mres = methods.learn_oes_mask(net, z, op, p.y, density, steps=cfg["mask_steps"], lr=cfg["lr"],
+                                            seed=seed, min_layer_density=cfg["min_layer_density"],
+                                            meta={"generator": gcfg.to_dict()})
+        t_mask = time.process_time() - t0
+    t_fit0 = time.process_time()
+
+    def cb(row):
+        row["cpu_s"] = time.process_time() - t_start
+
+    res = methods.train_generator(net, z, op, p.y, steps=cfg["steps"], mask=mask, lr=cfg["lr"],
+                                  evaluate=evaluate_fn if evaluate and p.reference is not None else None,
+                                  log_every=log_every, input_noise_std=cfg["input_noise_std"], seed=seed,
+                                  callback=cb, lr_final=cfg["lr_final"], grad_clip=cfg["grad_clip"])
+    t_fit = time.process_time() - t_fit0
+    final = p.unscale(res.output)
+    best = p.unscale(res.best_output) if res.best_output is not None else final
+    if cfg["operator"] != "coils":
+        final, best = (a[0] if a.ndim == 3 else a for a in (final, best))
+    else:
+        final, best = (a[0] if a.ndim == 4 else a for a in (final, best))
+    info = {"config": cfg, "generator": gcfg.to_dict(), "seeds": seeds, "n_weights": n_w,
+            "n_measurements": n_meas, "density": mask.density if mask is not None else 1.0,
+            "sparsity": mask.sparsity if mask is not None else 0.0, "steps": cfg["steps"],
+            "mask_steps": cfg["mask_steps"] if mask is not None else 0, "time_mask_s": t_mask,
+            "time_fit_s": t_fit, "time_total_s": time.process_time() - t_start,
+            "time_s_per_step": t_fit / max(cfg["steps"], 1), "best_step": res.best_step,
+            "final_metrics": res.final_metrics, "best_metrics": res.best_metrics,
+            "diverged": res.diverged, "image": "coils" if cfg["operator"] == "coils" else "complex",
+            "history": res.history, "mask_history": mres.history if mres is not None else None}
+    return final, best, info
+
+
+def final_image(p, final, info, data_consistency: bool):
+    """The reported image (original units, magnitude or complex) of a network result."""
+    from ..mri.metrics import rss
+    coils = info["image"] == "coils"
+    if data_consistency:
+        return p.data_consistency(final, coil_images=coils)
+    return rss(final) if coils else final
+
+
+def run_network(args):
+    import torch
+    from ..mri import presets
+    torch.set_num_threads(args.threads)
+    cfg = presets.get(args.preset)
+    cfg.update(parse_sets(args.set))
+    key = f"{args.scan}_{args.accel}x_s{args.seed}_{args.method}" + (f"_{args.tag}" if args.tag else "")
+    d = Path(args.out) / "runs" / key
+    if (d / "result.json").exists() and not args.overwrite:
+        print(f"{key}: done", flush=True)
+        return
+    esp = {k: v for k, v in presets.espirit_for(cfg, args.accel).items() if v is not None}
+    p = problem(args.out, args.scan, args.accel, args.seed, esp)
+    final, best, info = network_recon(p, args.method, cfg, args.seed, args.log_every)
+    rec = _base_record(p, args.scan, args.accel, args.seed, args.method)
+    rec.update({"variant": args.tag or "default", "preset": args.preset, **info})
+    _save_run(d, rec, {"final": final.astype(np.complex64), "best": best.astype(np.complex64)})
+    print(f"{key}: final {info['final_metrics'].get('psnr'):.2f} best {info['best_metrics'].get('psnr'):.2f} "
+          f"@{info['best_step']}  density {rec['density']:.4f}  {rec['time_total_s'] / 60:.1f} CPU-min", flush=True)
+
+
+# ---------------------------------------------------------------------------------------- table
+def _image_metrics(p, arr, kind, dc):
+    from ..mri.metrics import rss
+    if dc:
+        if kind == "magnitude":
+            return None
+        img = p.data_consistency(arr, coil_images=(kind == "coils"))
+    else:
+        img = rss(arr) if kind == "coils" else arr
+    m = p.metrics(img)
+    return {k: m[k] for k in ("psnr", "ssim", "nmse")}
+
+
+def build_table(args):
+    from ..io import write_json
+    out = Path(args.out)
+    rows = []
+    for f in sorted((out / "runs").glob("*/result.json")):
+        r = json.loads(f.read_text())
+        if "method" not in r:
+            continue
+        esp = r.get("espirit")
+        if esp is None and "config" in r:
+            esp = {k: v for k, v in r["config"]["espirit"][str(r["accel"])].items() if v is not None}
+        p = problem(out, r["scan"], r["accel"], r["seed"], esp or None)
+        row = {k: r.get(k) for k in ("scan", "accel", "seed", "method", "variant", "density", "sparsity",
+                                     "steps", "mask_steps", "best_step", "time_total_s", "time_fit_s",
+                                     "time_s_per_step", "lamda", "threads")}
+        row["run"] = f.parent.name
+        row["cpu_min"] = (r.get("time_total_s") or 0) / 60
+        for which in ("final", "best"):
+            fp = f.parent / f"{which}.npy"
+            if not fp.exists():
+                continue
+            arr = np.load(fp)
+            for dc in (False, True):
+                m = _image_metrics(p, arr, r.get("image", "complex"), dc)
+                if m:
+                    for k, v in m.items():
+                        row[f"{which}{'_dc' if dc else ''}_{k}"] = v
+        rows.append(row)
+    write_json(out / "table.json", rows)
+    cols = sorted({k for r in rows for k in r}, key=lambda c: (c not in ("run",), c))
+    import csv
+    with open(out / "table.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    md = ["| run | final PSNR/SSIM | final+DC | best PSNR (step) | density | CPU min |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        def f2(a, b):
+            return f"{r[a]:.2f} / {r[b]:.3f}" if r.get(a) is not None else "–"
+        best = f"{r['best_psnr']:.2f} ({r.get('best_step')})" if r.get("best_psnr") is not None else "–"
+        dens = f"{r['density']:.4f}" if r.get("density") is not None else "–"
+        md.append(f"| {r['run']} | {f2('final_psnr', 'final_ssim')} | {f2('final_dc_psnr', 'final_dc_ssim')} | "
+                  f"{best} | {dens} | {r['cpu_min']:.1f} |")
+    (out / "table.md").write_text("\n".join(md) + "\n")
+    _plots(out, rows)
+    print(f"{len(rows)} runs -> {out / 'table.md'}")
+
+
+def _plots(out, rows):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = {}
+    for f in sorted((out / "runs").glob("*/result.json")):
+        r = json.loads(f.read_text())
+        if r.get("history"):
+            runs[f.parent.name] = r
+    scen = sorted({(r["scan"], r["accel"]) for r in runs.values()})
+    for scan, accel in scen:
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        for name, r in runs.items():
+            if (r["scan"], r["accel"]) != (scan, accel) or r["seed"] != 0:
+                continue
+            h = [x for x in r["history"] if "psnr" in x]
+            lab = name.split(f"_s0_", 1)[-1]
+            ax.plot([x["step"] for x in h], [x["psnr"] for x in h], label=lab, lw=1)
+            ax2.plot([x.get("cpu_s", 0) / 60 for x in h], [x["psnr"] for x in h], label=lab, lw=1)
+        for r in rows:
+            if (r["scan"], r["accel"], r["seed"]) == (scan, accel, 0) and r["method"] in ("l1-wavelet", "sense", "zero-filled") \
+                    and r.get("variant") == "default":
+                for a in (ax, ax2):
+                    a.axhline(r["final_psnr"], ls="--", lw=0.8, color={"l1-wavelet": "k", "sense": "grey",
+                                                                     "zero-filled": "r"}[r["method"]])
+                ax2.annotate(r["method"], (0, r["final_psnr"]), fontsize=7)
+        ax.set_xlabel("step")
+        ax2.set_xlabel("CPU minutes (1 thread, incl. mask learning)")
+        for a in (ax, ax2):
+            a.set_ylabel("PSNR (dB)")
+            a.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+        fig.suptitle(f"{scan} {accel}x seed 0 (dashed: L1-wavelet black, SENSE grey, zero-filled red)", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / f"curves_{scan}_{accel}x.png", dpi=90)
+        plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("baselines")
+    b.add_argument("--out", required=True)
+    b.add_argument("--scans", nargs="+", default=list(SCANS), choices=list(SCANS))
+    b.add_argument("--accels", nargs="+", type=int, default=[4, 8])
+    b.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    b.add_argument("--no-espirit-variants", dest="espirit_variants", action="store_false")
+    n = sub.add_parser("net")
+    n.add_argument("--out", required=True)
+    n.add_argument("--scan", required=True, choices=list(SCANS))
+    n.add_argument("--accel", type=int, required=True, choices=(4, 8))
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--method", required=True, choices=("dip", "sparse-dip", "deep-decoder", "conv-decoder"))
+    n.add_argument("--preset", default="cpu")
+    n.add_argument("--set", nargs="*", help="preset overrides KEY=JSON")
+    n.add_argument("--tag", default="")
+    n.add_argument("--threads", type=int, default=1)
+    n.add_argument("--log-every", type=int, default=50)
+    n.add_argument("--overwrite", action="store_true")
+    t = sub.add_parser("table")
+    t.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(getattr(a, "threads", 1))
+    {"baselines": run_baselines, "net": run_network, "table": build_table}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
