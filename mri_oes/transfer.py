@@ -37,6 +37,7 @@ from .errors import UserError
 from .generators import GeneratorConfig
 from .io import atomic_path, versions, write_json
 from .masks import Mask, check_density
+from .statefile import canonical, check_identity, identity_digest, tensor_digest
 from .problem import Problem, measurement_count  # noqa: F401  (Problem: operator, y, image_hw, evaluate, info)
 
 DEFAULT_DENSITIES = (0.5, 0.2, 0.1, 0.03)
@@ -52,14 +53,34 @@ def _case_id(scenario: str, method: str, density: float) -> str:
     return f"{safe}__{method}" + ("" if method == "dense" else f"__d{_fmt_d(density)}")
 
 
+def _problem_identity(p: Problem) -> dict:
+    """What identifies a problem's data: digests of ``y`` and the operator (description + tensors)."""
+    return {"y": tensor_digest(p.y), "operator": core._operator_identity(p.operator), "info": canonical(p.info)}
+
+
+def _reuse(path: Path, expected: dict, found, what: str) -> None:
+    """A saved mask/case is reused only when its identity equals this run's; otherwise refuse
+    (:class:`~mri_oes.errors.RunMismatch` naming the differing keys)."""
+    check_identity(path, expected, found if isinstance(found, dict) else {}, what=what)
+
+
+def _versions_id() -> dict:
+    return {"torch": torch.__version__, "mri_oes": versions().get("mri_oes")}
+
+
 def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Path, *, mask_steps,
                   imp_steps_per_round, imp_rounds, lr, scope, min_layer_density, log_every, progress):
     masks: Dict[tuple, Mask] = {}
+    src = {"source": _problem_identity(source), "generator": cfg.to_dict(), "seed": int(seed), "scope": scope,
+           "min_layer_density": min_layer_density, "lr": lr, "versions": _versions_id()}
     for d in densities:
         if "oes" in methods_:
             path = mask_dir / f"oes_d{_fmt_d(d)}.safetensors"
+            ident = {**src, "method": "oes", "density": d, "mask_steps": mask_steps}
             if path.is_file():
-                masks[("oes", d)] = Mask.load(path)
+                m = Mask.load(path)
+                _reuse(path, ident, m.meta.get("identity"), "transfer OES mask")
+                masks[("oes", d)] = m
             else:
                 net, z, seeds = methods.setup_generator(cfg, source.image_hw, seed)
                 meta = {"generator": cfg.to_dict(), **seeds, "image_hw": list(source.image_hw),
@@ -69,18 +90,23 @@ def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Pat
                                               scope=scope, min_layer_density=min_layer_density,
                                               seed=core.derive_seed(seed, "oes"), meta=meta,
                                               log_every=log_every, progress=progress,
-                                              checkpoint=mask_dir / f"oes_d{_fmt_d(d)}.ckpt.pt",
-                                              fingerprint=f"oes-{d}-{seed}-{mask_steps}")
+                                              checkpoint=mask_dir / f"oes_d{_fmt_d(d)}.ckpt.safetensors",
+                                              identity=ident)
                 m.meta["collapse"] = pruning.report_collapse(net, z, source.operator, m, what=f"OES mask d={d:g}")
+                m.meta["identity"] = ident
                 m.save(path)
                 masks[("oes", d)] = m
         if "imp" in methods_:
             path = mask_dir / f"imp_d{_fmt_d(d)}.safetensors"
+            R = imp_rounds if imp_rounds is not None else max(1, pruning.imp_rounds_for(d, 0.2))
+            frac = 1.0 - d ** (1.0 / R)
+            ident = {**src, "method": "imp", "density": d, "imp_steps_per_round": imp_steps_per_round,
+                     "imp_rounds": R, "prune_fraction": frac}
             if path.is_file():
-                masks[("imp", d)] = Mask.load(path)
+                m = Mask.load(path)
+                _reuse(path, ident, m.meta.get("identity"), "transfer IMP mask")
+                masks[("imp", d)] = m
             else:
-                R = imp_rounds if imp_rounds is not None else max(1, pruning.imp_rounds_for(d, 0.2))
-                frac = 1.0 - d ** (1.0 / R)
                 print(f"transfer: IMP to d={d:g}: {R} rounds x {imp_steps_per_round} steps, "
                       f"prune fraction {frac:.4f}", file=sys.stderr)
                 res = pruning.run_imp(cfg, source.image_hw, seed, [(source.operator, source.y)],
@@ -89,7 +115,8 @@ def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Pat
                                       min_layer_density=min_layer_density, log_every=log_every,
                                       progress=progress, evaluate=source.evaluate)
                 m = res["masks"][-1]
-                m.meta.update({"source": source.info, "image_hw": list(source.image_hw), "requested_density": d})
+                m.meta.update({"source": source.info, "image_hw": list(source.image_hw), "requested_density": d,
+                               "identity": ident})
                 m.save(path)
                 masks[("imp", d)] = m
     return masks
@@ -120,8 +147,21 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
         for method, d in cases:
             cid = _case_id(scen, method, d)
             path = out / "cases" / f"{cid}.json"
-            if path.is_file():
-                rows.append(json.loads(path.read_text()))
+            mk = masks.get((method, d))
+            lr_case = lr if mk is not None else (dense_lr or lr)
+            ident = {"case": cid, "scenario": scen, "method": method, "requested_density": d,
+                     "target": _problem_identity(prob), "train_steps": train_steps, "lr": lr_case,
+                     "log_every": log_every, "seed": int(seed), "scope": scope, "generator": cfg.to_dict(),
+                     "mask": None if mk is None else identity_digest(mk.meta.get("identity")),
+                     "versions": _versions_id()}
+            if path.is_file():   # reuse a finished case only when it is exactly this case
+                try:
+                    saved = json.loads(path.read_text())
+                except ValueError as e:
+                    raise UserError(f"{path}: unreadable transfer case ({e}); use --overwrite") from None
+                _reuse(path, ident, saved.pop("identity", None) if isinstance(saved, dict) else None,
+                       "transfer case")
+                rows.append(saved)
                 continue
             if method == "dense":
                 net, z, _ = methods.setup_generator(cfg, prob.image_hw, seed)
@@ -137,8 +177,8 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                                           lr=(dense_lr or lr) if method == "dense" else lr,
                                           evaluate=prob.evaluate, log_every=log_every,
                                           seed=core.derive_seed(seed, "transfer-train"), progress=progress,
-                                          checkpoint=out / "cases" / f"{cid}.ckpt.pt",
-                                          fingerprint=f"{cid}-{train_steps}", desc=cid)
+                                          checkpoint=out / "cases" / f"{cid}.ckpt.safetensors",
+                                          identity=ident, desc=cid)
             s = res.summary()
             row = {"scenario": scen, "method": method, "density": 1.0 if mask is None else mask.density,
                    "requested_density": d, "kept_weights": n_kept, "measurements": n_meas,
@@ -149,7 +189,7 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                    "steps": train_steps, "diverged": res.diverged, "wall_time_s": s["wall_time_s"],
                    "collapse": collapse, "image_hw": list(prob.image_hw), "target": prob.info,
                    "curve": [[h["step"], h.get("psnr")] for h in res.history]}
-            write_json(path, row)
+            write_json(path, {**row, "identity": ident})
             rows.append(row)
     _write_outputs(out, rows, masks, {"source": source.info, "generator": cfg.to_dict(), "seed": seed,
                                       "densities": densities, "mask_steps": mask_steps,
