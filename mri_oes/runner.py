@@ -124,7 +124,8 @@ def _display(problem, x):
     return problem.to_display(x) if problem.to_display else x[0].detach().cpu().numpy()
 
 
-def get_mask(problem, rc: RunConfig, device, out: Path, cfg: GeneratorConfig, net, z, seeds):
+def get_mask(problem, rc: RunConfig, device, out: Optional[Path], cfg: GeneratorConfig, net, z, seeds,
+             identity: Optional[dict] = None):
     """The mask for a sparse method: a given file (rebuilding its own theta_in and z), or OES-learned."""
     if rc.mask_path:
         mask = Mask.load(rc.mask_path)
@@ -142,7 +143,9 @@ def get_mask(problem, rc: RunConfig, device, out: Path, cfg: GeneratorConfig, ne
     mask, res = methods.learn_oes_mask(
         net, z, problem.operator, problem.y, rc.density, steps=rc.mask_steps, lr=rc.mask_lr,
         temperature=rc.temperature, lam=rc.lam, scope=rc.scope, min_layer_density=rc.min_layer_density,
-        seed=rc.seed, meta=meta, progress=rc.progress)
+        seed=rc.seed, meta=meta, progress=rc.progress,
+        checkpoint=(out / "mask_checkpoint.safetensors") if out is not None else None,
+        identity=identity, checkpoint_every=rc.checkpoint_every)
     if out is not None:
         mask.save(out / "mask.safetensors")
     return mask, cfg, net, z, seeds, res
@@ -195,24 +198,20 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
         net, z, seeds = methods.setup_generator(cfg, problem.image_hw, rc.seed, device=device)
         mask, mask_res, report, f1 = None, None, None, None
         if method == "sparse-dip":
-            mask, cfg, net, z, seeds, mask_res = get_mask(problem, rc, device, work, cfg, net, z, seeds)
+            mask, cfg, net, z, seeds, mask_res = get_mask(problem, rc, device, work, cfg, net, z, seeds,
+                                                          identity=identity)
             report = methods.collapse_report(net, z, problem.operator, mask)
             f1 = methods.finding1(net, z, problem.operator, mask)
             if work is not None:
                 save_image(work / "finding1.png", _display(problem, f1))
-        ck = None
-        if work is not None:
-            import hashlib, json
-            ck = work / "checkpoint.pt"
-            fp = hashlib.sha256(json.dumps(rd.identity, sort_keys=True).encode()).hexdigest()
         res = None
         if rc.steps > 0:
             res = methods.train_generator(
                 net, z, problem.operator, problem.y, steps=rc.steps, mask=mask, lr=rc.lr,
                 sgld_std=rc.sgld_std if method == "gp-dip" else 0.0, evaluate=problem.evaluate,
                 log_every=rc.log_every, seed=rc.seed, progress=rc.progress, desc=method,
-                checkpoint=ck, fingerprint=fp if ck is not None else "",
-                checkpoint_every=rc.checkpoint_every)
+                checkpoint=(work / "checkpoint.safetensors") if work is not None else None,
+                identity=identity, checkpoint_every=rc.checkpoint_every)
         total = time.perf_counter() - t0
         n_weights = mask.n_total if mask is not None else sum(
             p.numel() for p in maskable_parameters(net).values())

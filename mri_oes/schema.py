@@ -113,7 +113,7 @@ def make_record(*, command: str, method: str, mask_source: str = "none", density
         "task": task, "scan": scan, "scenario": scenario, "accel": None if accel is None else int(accel),
         "density": float(density), "sparsity": 1.0 - float(density),
         "kept_weights": kept_weights, "maskable_weights": maskable_weights,
-        "kept_weights_per_measurement": kpm,
+        "kept_weights_per_measurement": kpm, "measurements": measurements,
         "steps": int(steps), "mask_steps": int(mask_steps), "lr": lr, "seed": int(seed),
         "seeds": dict(seeds or {"seed": int(seed)}),
         "final": _clean_metrics(final), "best": {**_clean_metrics(best), "step": step},
@@ -178,7 +178,8 @@ def flatten(rec: dict, run_dir: Optional[str] = None) -> dict:
 
 def collect(paths: Iterable) -> List[dict]:
     """Rows of every ``metrics.json`` under ``paths`` (folders are searched recursively; files named
-    directly are read). Records of another schema raise :class:`SchemaError` naming the file."""
+    directly are read; collection indexes are skipped, their records are read where they live).
+    A file that is not a schema record is refused with one line naming it."""
     from .errors import UserError
     rows = []
     for p in map(Path, paths):
@@ -192,8 +193,9 @@ def collect(paths: Iterable) -> List[dict]:
                 rec = json.loads(f.read_text())
             except (OSError, ValueError) as e:
                 raise UserError(f"{f}: not a JSON result file ({e})") from None
-            records = rec.get("records") if isinstance(rec, dict) and "records" in rec else [rec]
-            for r in records:
+            if isinstance(rec, dict) and rec.get("kind") == "collection":
+                continue   # an index of records that live in sub-folders (transfer cases)
+            for r in [rec]:
                 try:
                     validate(r)
                 except SchemaError as e:

@@ -38,10 +38,12 @@ from .generators import GeneratorConfig
 from .io import atomic_path, versions, write_json
 from .masks import Mask, check_density
 from .statefile import canonical, check_identity, identity_digest, tensor_digest
+from .schema import make_record
 from .problem import Problem, measurement_count  # noqa: F401  (Problem: operator, y, image_hw, evaluate, info)
 
 DEFAULT_DENSITIES = (0.5, 0.2, 0.1, 0.03)
-METHODS = ("dense", "oes", "imp")
+#: what is compared, in the schema's mask_source vocabulary: "none" = dense DIP
+MASK_SOURCES = ("none", "oes", "imp")
 
 
 def _fmt_d(d: float) -> str:
@@ -50,7 +52,7 @@ def _fmt_d(d: float) -> str:
 
 def _case_id(scenario: str, method: str, density: float) -> str:
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in scenario)
-    return f"{safe}__{method}" + ("" if method == "dense" else f"__d{_fmt_d(density)}")
+    return f"{safe}__{method}" + ("" if method == "none" else f"__d{_fmt_d(density)}")
 
 
 def _problem_identity(p: Problem) -> dict:
@@ -124,25 +126,31 @@ def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Pat
 
 def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorConfig, out_dir, *,
                  seed: int = 0, densities: Sequence[float] = DEFAULT_DENSITIES,
-                 methods_: Sequence[str] = METHODS, mask_steps: int = 2000, train_steps: int = 2000,
+                 methods_: Sequence[str] = MASK_SOURCES, mask_steps: int = 2000, train_steps: int = 2000,
                  imp_steps_per_round: int = 500, imp_rounds: Optional[int] = None, lr: float = 1e-2,
                  dense_lr: Optional[float] = None, scope: str = "weights", min_layer_density: float = 0.0,
-                 log_every: int = 50, progress: bool = False, extra_info: Optional[dict] = None) -> dict:
-    """Run every (target, method, density) case; returns ``{"rows": [...], "out_dir": ...}``."""
+                 log_every: int = 50, progress: bool = False, extra_info: Optional[dict] = None,
+                 labels: Optional[Dict[str, dict]] = None) -> dict:
+    """Run every (target, mask source, density) case; returns ``{"rows": [...], "out_dir": ...}``.
+    ``labels[target key]``: the table columns ``scenario``, ``task``, ``scan``, ``accel`` of a target."""
     out = Path(out_dir)
     (out / "cases").mkdir(parents=True, exist_ok=True)
     densities = [check_density(d) for d in densities]
     for m in methods_:
-        if m not in METHODS:
-            raise UserError(f"transfer method must be one of {METHODS}, got {m!r}")
+        if m not in MASK_SOURCES:
+            raise UserError(f"--mask-sources must be among {MASK_SOURCES}, got {m!r}")
     masks = _source_masks(source, cfg, seed, densities, methods_, out / "masks", mask_steps=mask_steps,
                           imp_steps_per_round=imp_steps_per_round, imp_rounds=imp_rounds, lr=lr,
                           scope=scope, min_layer_density=min_layer_density, log_every=log_every,
                           progress=progress)
     rows = []
+    case_config = {"densities": densities, "mask_sources": list(methods_), "mask_steps": mask_steps,
+                   "steps": train_steps, "imp_steps": imp_steps_per_round, "imp_rounds": imp_rounds, "lr": lr,
+                   "dense_lr": dense_lr or lr, "scope": scope, "min_layer_density": min_layer_density,
+                   "generator": cfg.to_dict(), **(extra_info or {})}
     for scen, prob in targets.items():
         n_meas = measurement_count(prob.operator)
-        cases = ([("dense", 1.0)] if "dense" in methods_ else []) + \
+        cases = ([("none", 1.0)] if "none" in methods_ else []) + \
                 [(m, d) for d in densities for m in ("oes", "imp") if m in methods_]
         for method, d in cases:
             cid = _case_id(scen, method, d)
@@ -163,7 +171,7 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                        "transfer case")
                 rows.append(saved)
                 continue
-            if method == "dense":
+            if method == "none":
                 net, z, _ = methods.setup_generator(cfg, prob.image_hw, seed)
                 mask, n_kept = None, sum(p.numel() for p in
                                          pruning.maskable_parameters(net, scope).values())
@@ -174,21 +182,27 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
             collapse = pruning.report_collapse(net, z, prob.operator, mask, what=cid) if mask is not None else None
             print(f"transfer: case {cid} ({train_steps} steps)", file=sys.stderr)
             res = methods.train_generator(net, z, prob.operator, prob.y, steps=train_steps, mask=mask,
-                                          lr=(dense_lr or lr) if method == "dense" else lr,
+                                          lr=(dense_lr or lr) if method == "none" else lr,
                                           evaluate=prob.evaluate, log_every=log_every,
                                           seed=core.derive_seed(seed, "transfer-train"), progress=progress,
                                           checkpoint=out / "cases" / f"{cid}.ckpt.safetensors",
                                           identity=ident, desc=cid)
             s = res.summary()
-            row = {"scenario": scen, "method": method, "density": 1.0 if mask is None else mask.density,
-                   "requested_density": d, "kept_weights": n_kept, "measurements": n_meas,
-                   "kept_per_measurement": n_kept / n_meas,
-                   "final_psnr": s["final"].get("psnr"), "final_ssim": s["final"].get("ssim"),
-                   "best_psnr": s["best"].get("psnr"), "best_ssim": s["best"].get("ssim"),
-                   "best_step": s["best_step"], "final_loss": s["final"].get("data_loss"),
-                   "steps": train_steps, "diverged": res.diverged, "wall_time_s": s["wall_time_s"],
-                   "collapse": collapse, "image_hw": list(prob.image_hw), "target": prob.info,
-                   "curve": [[h["step"], h.get("psnr")] for h in res.history]}
+            lab = (labels or {}).get(scen, {})
+            row = make_record(
+                command="transfer", method="dip" if mask is None else "sparse-dip", mask_source=method,
+                density=1.0 if mask is None else mask.density, kept_weights=n_kept,
+                maskable_weights=mask.n_total if mask is not None else n_kept, measurements=n_meas,
+                steps=train_steps, mask_steps=mask_steps if method == "oes" else 0,
+                lr=(dense_lr or lr) if method == "none" else lr, seed=seed,
+                seeds={"seed": seed, "train_seed": core.derive_seed(seed, "transfer-train")},
+                final=s["final"], best=s["best"], best_step=s["best_step"],
+                time_total_s=s["wall_time_s"], time_fit_s=s["wall_time_s"], device=str(z.device),
+                diverged=res.diverged, config=case_config, task=lab.get("task"), scan=lab.get("scan"),
+                scenario=lab.get("scenario", scen), accel=lab.get("accel"),
+                case=cid, target_key=scen, requested_density=d, final_loss=s["final"].get("data_loss"),
+                collapse=collapse, image_hw=list(prob.image_hw), target=prob.info,
+                curve=[[h["step"], h.get("psnr")] for h in res.history])
             write_json(path, {**row, "identity": ident})
             rows.append(row)
     _write_outputs(out, rows, masks, {"source": source.info, "generator": cfg.to_dict(), "seed": seed,
@@ -199,34 +213,32 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
     return {"rows": rows, "out_dir": str(out)}
 
 
-COLUMNS = ("scenario", "method", "requested_density", "density", "kept_weights", "measurements",
-           "kept_per_measurement", "final_psnr", "best_psnr", "best_step", "final_ssim", "best_ssim",
-           "final_loss", "steps", "diverged")
-
-
 def _write_outputs(out: Path, rows, masks, info):
-    write_json(out / "table.json", {"info": info, "rows": [{k: r.get(k) for k in COLUMNS + ("collapse",)}
-                                                          for r in rows]})
-    with atomic_path(out / "table.csv") as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(COLUMNS)
-            for r in rows:
-                w.writerow([r.get(k) for k in COLUMNS])
+    from .schema import flatten, write_table
+    table = []
+    for r in rows:
+        row = flatten(r, run_dir=str(out))
+        row.update(case=r.get("case"), requested_density=r.get("requested_density"),
+                   measurements=r.get("measurements"), final_loss=r.get("final_loss"),
+                   collapsed=bool((r.get("collapse") or {}).get("collapsed")))
+        table.append(row)
+    write_table(table, out / "table")
+    write_json(out / "table_info.json", info)
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except Exception:  # pragma: no cover
         return
-    for scen in dict.fromkeys(r["scenario"] for r in rows):
+    for scen in dict.fromkeys(r["target_key"] for r in rows):
         fig, ax = plt.subplots(figsize=(6, 4))
         for r in rows:
-            if r["scenario"] != scen:
+            if r["target_key"] != scen:
                 continue
             pts = [(s, p) for s, p in r.get("curve", []) if p is not None]
             if pts:
-                lab = r["method"] + ("" if r["method"] == "dense" else f" d={r['requested_density']:g}")
+                lab = ("dense DIP" if r["mask_source"] == "none"
+                       else f"{r['mask_source']} d={r['requested_density']:g}")
                 ax.plot(*zip(*pts), label=lab)
         ax.set_xlabel("step"), ax.set_ylabel("PSNR (dB)"), ax.set_title(f"transfer: {scen}")
         ax.legend(fontsize=7)
@@ -258,7 +270,7 @@ def natural_problem(clean: torch.Tensor, task: str, *, sigma255: float = 25.0, k
     clean = clean[0] if clean.dim() == 4 else clean
     p = _np(clean.detach().cpu().numpy(), task, sigma255=sigma255 if task == "denoise" else 0.0,
             keep_fraction=keep_fraction, factor=factor, seed=core.derive_seed(seed, f"{name}-{task}"))
-    p.info.update({"image": name, "size": list(clean.shape)})
+    p.info.update({"image": name, "scan": name, "size": list(clean.shape)})
     return p
 
 
@@ -290,8 +302,16 @@ def natural_transfer(images: Dict[str, torch.Tensor], out_dir, *, source: Option
     for name in names:
         for task in tasks:
             tag = "self" if name == source else f"cross-{name}"
-            targets[f"{tag}:{task}"] = src if (name == source and task == source_task) else mk(images[name], task, name)
-    return run_transfer(src, targets, cfg, out_dir, seed=seed,
+            p = src if (name == source and task == source_task) else mk(images[name], task, name)
+            targets[f"{tag}:{task}"] = p
+    labels = {}
+    for key in targets:
+        tag, task = key.split(":")
+        scan = source if tag == "self" else tag[len("cross-"):]
+        scenario = ("self" if task == source_task else "cross-task") if tag == "self" else \
+            ("cross-image" if task == source_task else "cross-image-task")
+        labels[key] = {"scenario": scenario, "task": task, "scan": scan}
+    return run_transfer(src, targets, cfg, out_dir, seed=seed, labels=labels,
                         extra_info={"kind": "natural", "source_image": source, "source_task": source_task}, **kw)
 
 
@@ -317,12 +337,16 @@ def mri_transfer(source_file, out_dir, *, source_slice: int = 0, targets: Sequen
 
     cfg = cfg or GeneratorConfig.oes(mri=True)
     src = prob(source_file, source_slice, source_accel)
-    tg = {}
+    tg, labels = {}, {}
     for a in accels:
         tg[f"self/{a}x"] = src if a == source_accel else prob(source_file, source_slice, a)
-    for i, (f, s) in enumerate(targets, start=1):
+        labels[f"self/{a}x"] = {"scenario": "self" if a == source_accel else "cross-accel", "task": "mri",
+                                "scan": Path(source_file).stem, "accel": a}
+    for i, (f, sl) in enumerate(targets, start=1):
         for a in accels:
-            tg[f"cross-{i}/{a}x"] = prob(f, s, a)
-    return run_transfer(src, tg, cfg, out_dir, seed=seed,
+            tg[f"cross-{i}/{a}x"] = prob(f, sl, a)
+            labels[f"cross-{i}/{a}x"] = {"scenario": "cross-scan" if a == source_accel else "cross-scan-accel",
+                                         "task": "mri", "scan": Path(f).stem, "accel": a}
+    return run_transfer(src, tg, cfg, out_dir, seed=seed, labels=labels,
                         extra_info={"kind": "mri", "source": [str(source_file), source_slice, source_accel],
                                     "targets": [[str(f), s] for f, s in targets]}, **kw)

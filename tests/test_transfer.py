@@ -6,6 +6,7 @@ import torch
 
 from mri_oes import methods, transfer
 from mri_oes.generators import GeneratorConfig
+from mri_oes.schema import validate
 
 TINY = GeneratorConfig.oes(levels=3, width=0.25)
 
@@ -27,16 +28,25 @@ def test_natural_transfer_table_and_resume(tmp_path, monkeypatch):
     rows = res["rows"]
     # 4 scenarios (self/cross × 2 tasks) × (dense + oes + imp)
     assert len(rows) == 4 * 3
-    assert {r["scenario"] for r in rows} == {"self:denoise", "self:inpaint", "cross-b:denoise", "cross-b:inpaint"}
-    oes = [r for r in rows if r["method"] == "oes"][0]
-    imp = [r for r in rows if r["method"] == "imp"][0]
+    # tidy columns: scenario, task and scan apart (no packed strings)
+    assert {(r["scenario"], r["task"], r["scan"]) for r in rows} == {
+        ("self", "denoise", "a"), ("cross-task", "inpaint", "a"), ("cross-image", "denoise", "b"),
+        ("cross-image-task", "inpaint", "b")}
+    for r in rows:
+        validate(r)
+    oes = [r for r in rows if r["mask_source"] == "oes"][0]
+    imp = [r for r in rows if r["mask_source"] == "imp"][0]
+    assert oes["method"] == imp["method"] == "sparse-dip"
     assert oes["kept_weights"] == imp["kept_weights"]       # IMP mask of equal density
-    assert abs(oes["density"] - 0.3) < 1e-4 and oes["final_psnr"] is not None
-    inp = [r for r in rows if r["scenario"] == "self:inpaint" and r["method"] == "dense"][0]
-    den = [r for r in rows if r["scenario"] == "self:denoise" and r["method"] == "dense"][0]
+    assert abs(oes["density"] - 0.3) < 1e-4 and oes["final"]["psnr"] is not None
+    dense = [r for r in rows if r["mask_source"] == "none"]
+    assert {r["method"] for r in dense} == {"dip"} and all(r["density"] == 1 for r in dense)
+    inp = [r for r in dense if r["scenario"] == "cross-task"][0]
+    den = [r for r in dense if r["scenario"] == "self"][0]
     assert inp["measurements"] == 3 * round(0.5 * 32 * 32) and den["measurements"] == 3 * 32 * 32
     with open(out / "table.csv") as f:
-        assert len(list(csv.DictReader(f))) == 12
+        table = list(csv.DictReader(f))
+    assert len(table) == 12 and {"final_psnr", "best_psnr", "scenario", "task", "scan"} <= set(table[0])
     assert json.loads((out / "table.json").read_text())["rows"]
     assert (out / "psnr_self-denoise.png").is_file() and (out / "layer_density_d0p3.png").is_file()
 
@@ -51,9 +61,9 @@ def test_natural_transfer_table_and_resume(tmp_path, monkeypatch):
     (out / "cases" / "cross-b-inpaint__oes__d0p3.json").unlink()
     res2 = transfer.natural_transfer(_images(), out, **KW)
     assert len(calls) == 1 and len(res2["rows"]) == 12
-    again = [r for r in res2["rows"] if r["scenario"] == "cross-b:inpaint" and r["method"] == "oes"][0]
-    first = [r for r in rows if r["scenario"] == "cross-b:inpaint" and r["method"] == "oes"][0]
-    assert again["final_psnr"] == first["final_psnr"]       # deterministic redo
+    again = [r for r in res2["rows"] if r["case"] == "cross-b-inpaint__oes__d0p3"][0]
+    first = [r for r in rows if r["case"] == "cross-b-inpaint__oes__d0p3"][0]
+    assert again["final"]["psnr"] == first["final"]["psnr"]       # deterministic redo
 
 
 def test_mri_transfer_protocol(tmp_path):
@@ -68,26 +78,32 @@ def test_mri_transfer_protocol(tmp_path):
                                 densities=(0.3,), mask_steps=2, train_steps=2, imp_steps_per_round=1,
                                 imp_rounds=1, log_every=2, espirit_cache=tmp_path / "esp.h5",
                                 center_fraction=0.09)   # 64 lines: fastMRI 0.04 at 8x leaves 3 ACS lines
-    scen = {r["scenario"] for r in res["rows"]}
-    assert scen == {"self/4x", "self/8x", "cross-1/4x", "cross-1/8x"}
-    r8 = [r for r in res["rows"] if r["scenario"] == "self/8x" and r["method"] == "oes"][0]
-    r4 = [r for r in res["rows"] if r["scenario"] == "self/4x" and r["method"] == "oes"][0]
-    assert r8["measurements"] < r4["measurements"] and r4["final_psnr"] is not None
+    scen = {(r["scenario"], r["accel"]) for r in res["rows"]}
+    assert scen == {("self", 4), ("cross-accel", 8), ("cross-scan", 4), ("cross-scan-accel", 8)}
+    r8 = [r for r in res["rows"] if r["scenario"] == "cross-accel" and r["mask_source"] == "oes"][0]
+    r4 = [r for r in res["rows"] if r["scenario"] == "self" and r["mask_source"] == "oes"][0]
+    assert r8["measurements"] < r4["measurements"] and r4["final"]["psnr"] is not None
 
 
 def test_cli_prune_at_init_and_errors(tmp_path):
     from mri_oes.cli import main
     out = tmp_path / "pai"
-    rc = main(["prune-at-init", "skimage:coffee", "--crop", "32", "--method", "snip", "--density", "0.2",
+    rc = main(["prune-at-init", "skimage:coffee", "--crop", "32", "--mask-source", "snip", "--density", "0.2",
                "--steps", "3", "--levels", "3", "--width", "0.25", "--log-every", "1", "--out", str(out)])
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert abs(m["density"] - 0.2) < 1e-4 and abs(m["sparsity"] - 0.8) < 1e-4
-    assert {"collapse", "final_psnr", "best_psnr", "kept_per_measurement"} <= set(m)
+    validate(m)
+    assert m["method"] == "sparse-dip" and m["mask_source"] == "snip" and m["collapse"] is not None
+    assert m["final"]["psnr"] is not None and m["kept_weights_per_measurement"] > 0
     assert (out / "recon.png").is_file() and (out / "mask.safetensors").is_file()
-    assert main(["prune-at-init", "skimage:coffee", "--method", "snip", "--density", "1.5",
+    assert main(["prune-at-init", "skimage:coffee", "--mask-source", "snip", "--density", "1.5",
                  "--out", str(out)]) == 2
     assert main(["imp", str(tmp_path / "missing.png"), "--rounds", "1", "--out", str(out)]) == 2
-    rc = main(["imp", "skimage:coffee", "--crop", "32", "--rounds", "1", "--steps-per-round", "2",
+    rc = main(["imp", "skimage:coffee", "--crop", "32", "--rounds", "1", "--steps", "2",
                "--levels", "3", "--width", "0.25", "--out", str(tmp_path / "imp")])
     assert rc == 0 and (tmp_path / "imp" / "round_01.safetensors").is_file()
+    for f in ("metrics.json", "round_00/metrics.json", "round_01/metrics.json"):
+        validate(json.loads((tmp_path / "imp" / f).read_text()))
+    r1 = json.loads((tmp_path / "imp" / "round_01" / "metrics.json").read_text())
+    assert r1["mask_source"] == "imp" and abs(r1["density"] - 0.8) < 1e-3
