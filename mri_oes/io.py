@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import tempfile
 from pathlib import Path
 
@@ -13,21 +14,62 @@ import numpy as np
 from .errors import UserError
 
 
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=None):
     """Yield a temporary path in the destination folder; rename it onto ``path`` only on success,
-    so a crash never leaves a half-written file and never clobbers the old one."""
+    so a crash never leaves a half-written file and never clobbers the old one. The result gets
+    ordinary permissions (``0666 & ~umask``, not ``mkstemp``'s 0600). A killed writer's hidden temp
+    file (``.<name>.<random><suffix>``) is removed by :func:`clean_stale_temps`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+#: hidden temp files of :func:`atomic_path`: ``.<name>.<8 random chars from mkstemp><suffix>``
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<rand>[a-z0-9_]{8})(?P<suffix>\.[A-Za-z0-9]+)?$")
+
+
+def is_stale_temp(name: str) -> bool:
+    """Whether a file name is one of :func:`atomic_path`'s hidden temp files."""
+    return bool(_TEMP_RE.match(name))
+
+
+def clean_stale_temps(folder, recursive: bool = True, min_age_s: float = 0.0) -> list:
+    """Remove the hidden temp files a killed writer left in ``folder`` (and its sub-folders when
+    ``recursive``); only files matching :func:`atomic_path`'s naming and older than ``min_age_s``.
+    Call it while holding the folder (no other writer). Returns the removed paths."""
+    import time
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for p in (folder.rglob(".*") if recursive else folder.glob(".*")):
+        try:
+            if not p.is_file() or p.is_symlink() or not is_stale_temp(p.name):
+                continue
+            if min_age_s and now - p.stat().st_mtime < min_age_s:
+                continue
+            p.unlink()
+            removed.append(p)
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def _json_default(o):
@@ -69,23 +111,69 @@ def versions() -> dict:
     return out
 
 
-def load_image(path, grayscale: bool = False) -> np.ndarray:
-    """Read a PNG/JPEG/... as float32 CHW in [0, 1] (Pillow). No resizing happens here."""
+#: largest image (pixels) :func:`load_image` decodes; checked from the header before decoding
+MAX_IMAGE_PIXELS = 1 << 26   # 67 Mpx (8192 x 8192)
+
+
+def load_image(path, grayscale: bool = False, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Read a PNG/JPEG/TIFF/... as float32 CHW in [0, 1] (Pillow) at its real bit depth: 8-bit
+    modes / 255, 16-bit (``I;16*``, 16-bit PNG) / 65535, float (``F``) as stored (must be finite, in
+    [0, 1]); palette, CMYK, YCbCr... → RGB; an alpha channel is dropped (with a warning). The pixel
+    count is checked from the header before anything is decoded (``max_pixels``). No resizing."""
+    import warnings
     from PIL import Image, UnidentifiedImageError
     path = Path(path)
     if not path.is_file():
         raise UserError(f"image file not found: {path}")
     try:
-        with Image.open(path) as im:
-            im = im.convert("L" if grayscale else "RGB")
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)   # reads the header only
+        with im:
+            w, h = im.size
+            if w * h > max_pixels or w < 1 or h < 1:
+                raise UserError(f"image {path} declares {w}x{h} = {w * h:,} pixels; the limit is "
+                                f"{max_pixels:,} (refused before decoding)")
+            arr = _decode(im, path, grayscale)
+    except Image.DecompressionBombError as e:
+        raise UserError(f"image {path} is too large to decode ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        if isinstance(e, UserError):
+            raise
         raise UserError(f"cannot read image {path}: {e}") from None
     if arr.ndim == 2:
         arr = arr[None]
     else:
         arr = arr.transpose(2, 0, 1)
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _decode(im, path, grayscale: bool) -> np.ndarray:
+    """HW or HWC float32 in [0, 1] from an open Pillow image, at its real bit depth."""
+    import warnings
+    mode = im.mode
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info):
+        warnings.warn(f"image {path}: alpha channel dropped (mode {mode}); the colour channels are used "
+                      "as stored, not composited")
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(im).astype(np.float64)
+        if mode == "I" and (a.min() < 0 or a.max() > 65535):
+            raise UserError(f"image {path}: 32-bit integer pixels outside 0..65535 are not supported")
+        a = (a / 65535.0).astype(np.float32)
+        return a if grayscale else np.repeat(a[..., None], 3, axis=2)
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+            raise UserError(f"image {path}: float pixels must be finite and in [0, 1] "
+                            f"(range {np.nanmin(a):g}..{np.nanmax(a):g})")
+        return a if grayscale else np.repeat(a[..., None], 3, axis=2)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if grayscale:
+        im = im.convert("L")
+    else:
+        im = im.convert("RGB")   # L, 1, LA, RGBA, CMYK, YCbCr, ... (alpha dropped)
+    return np.asarray(im, dtype=np.float32) / 255.0
 
 
 def save_image(path, img) -> None:
