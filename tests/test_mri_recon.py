@@ -29,7 +29,7 @@ def test_baselines_beat_zero_filled(which, phantom_h5, request):
 
 def _recon(tmp_path, path, method, *extra, accel="4"):
     out = tmp_path / "out"
-    args = ["recon", str(path), "--slice", "0", "--method", method, "--out", str(out)]
+    args = ["recon", str(path), "--slice", "0", "--method", method, "--out", str(out), "--workers", "1"]
     if accel:
         args += ["--accel", accel]
     return main(args + list(extra)), out
@@ -39,23 +39,28 @@ def _recon(tmp_path, path, method, *extra, accel="4"):
 def test_recon_cli_classical(method, phantom_h5, tmp_path):
     rc, out = _recon(tmp_path, phantom_h5, method, "--slice", "0", "1")
     assert rc == 0
+    run = out / f"{method}_4x"
     for s in (0, 1):
-        d = out / f"phantom_slice{s:03d}_{method}_4x"
-        for f in ("phantom.h5", "recon.png", "zero_filled.png", "reference.png", "error.png", "metrics.json"):
+        d = run / "slices" / "phantom" / f"{s:03d}"
+        for f in ("reconstruction.npy", "recon.png", "error.png", "metrics.json"):
             assert (d / f).is_file(), f
-        with h5py.File(d / "phantom.h5") as f:
-            assert f["reconstruction"].shape == (1, 64, 64) and f["reconstruction"].dtype == np.float32
         m = json.loads((d / "metrics.json").read_text())
         assert m["method"] == method and m["accel"] == 4 and m["slice"] == s and m["seed"] == 0
-        assert np.isfinite(m["psnr"]) and 0 < m["ssim"] <= 1 and m["nmse"] >= 0
-        assert "versions" in m and "config" in m
-    assert (out / "espirit_cache.h5").is_file() and (out / "summary.json").is_file()
+        assert m["metrics_convention"] == "fastmri" and m["level"] == "slice"
+        assert np.isfinite(m["final"]["psnr"]) and 0 < m["final"]["ssim"] <= 1 and m["final"]["nmse"] >= 0
+        assert np.isfinite(m["full_fov"]["psnr"]) and "versions" in m and "config" in m
+    with h5py.File(run / "reconstructions" / "phantom.h5") as f:   # fastmri.save_reconstructions layout
+        assert list(f) == ["reconstruction"]
+        assert f["reconstruction"].shape == (2, 64, 64) and f["reconstruction"].dtype == np.float32
+    v = json.loads((run / "volumes" / "phantom" / "metrics.json").read_text())
+    assert v["level"] == "volume" and v["slices"] == [0, 1] and np.isfinite(v["final"]["psnr"])
+    assert (out / ".espirit").is_dir() and (out / "summary.csv").is_file() and (run / "slices.csv").is_file()
 
 
 def test_recon_cli_espirit_cache_hit(phantom_h5, tmp_path):
     _recon(tmp_path, phantom_h5, "zero-filled")
     rc, out = _recon(tmp_path, phantom_h5, "sense")
-    m = json.loads((out / "phantom_slice000_sense_4x" / "metrics.json").read_text())
+    m = json.loads((out / "sense_4x" / "slices" / "phantom" / "000" / "metrics.json").read_text())
     assert rc == 0 and m["problem"]["espirit"]["cache_hit"] is True
 
 
@@ -66,9 +71,12 @@ def test_recon_cli_undersampled_file(tmp_path):
     p = write_file(tmp_path / "us.h5", k * m, rss=False, extra={"mask": m})
     rc, out = _recon(tmp_path, p, "l1-wavelet", accel=None)
     assert rc == 0
-    d = out / "us_slice000_l1-wavelet_own-mask"
+    d = out / "l1-wavelet_own-mask" / "slices" / "us" / "000"
     met = json.loads((d / "metrics.json").read_text())
-    assert met["psnr"] is None and (d / "recon.png").is_file() and not (d / "reference.png").exists()
+    assert met["final"]["psnr"] is None and met["accel"] == 4 and (d / "recon.png").is_file()
+    assert not (d / "error.png").exists()
+    with h5py.File(out / "l1-wavelet_own-mask" / "reconstructions" / "us.h5") as f:
+        assert f["reconstruction"].shape == (1, 64, 64)
 
 
 @pytest.mark.parametrize("case,args,msg", [
@@ -97,7 +105,7 @@ def test_recon_cli_bad_files_write_nothing(tmp_path, capsys):
     assert rc == 2 and "file not found" in capsys.readouterr().err and not out.exists()
 
 
-@pytest.mark.parametrize("method,extra", [("dip", []), ("sparse-dip", ["--density", "0.5", "--oes-steps", "10"])])
+@pytest.mark.parametrize("method,extra", [("dip", []), ("sparse-dip", ["--density", "0.5", "--mask-steps", "10"])])
 def test_recon_cli_network(method, extra, phantom_h5, tmp_path):
     pytest.importorskip("mri_oes.methods")
     import torch
@@ -113,13 +121,15 @@ def _network_case(method, extra, phantom_h5, tmp_path):
     rc, out = _recon(tmp_path, phantom_h5, method, "--steps", "30", "--levels", "3", "--width", "0.25",
                      "--log-every", "10", *extra)
     assert rc == 0
-    d = out / f"phantom_slice000_{method}_4x"
+    d = out / f"{method}_4x" / "slices" / "phantom" / "000"
     m = json.loads((d / "metrics.json").read_text())
-    assert (d / "psnr_curve.png").is_file() and (d / "recon.png").is_file()
-    assert np.isfinite(m["psnr"]) and m["best_psnr"] >= m["psnr"] - 1e-9 and m["best_step"] is not None
+    assert (d / "curve.png").is_file() and (d / "recon.png").is_file()
+    fin, best = m["final"], m["best"]
+    assert np.isfinite(fin["psnr"]) and best["psnr"] >= fin["psnr"] - 1e-9 and best["step"] is not None
     assert 0 < m["density"] <= 1 and abs(m["density"] + m["sparsity"] - 1) < 1e-9
+    assert m["metrics_convention"] == "fastmri" and m["command"] == "recon"
     if method == "sparse-dip":
-        assert abs(m["density"] - 0.5) < 0.05 and (d / "oes_mask.safetensors").is_file()
+        assert abs(m["density"] - 0.5) < 0.05 and (d / "mask.safetensors").is_file()
 
 
 def test_recon_cli_refuses_mask_of_another_generator(phantom_h5, tmp_path, capsys):

@@ -126,6 +126,8 @@ def _validate(args, vols):
     from ..generators import GeneratorConfig, check_image_size, largest_levels
     if args.mask_path and "sparse-dip" not in args.method:
         raise UserError("--mask is only for --method sparse-dip")
+    if args.density != _parser_defaults()["density"] and "sparse-dip" not in args.method:
+        raise UserError("--density is only for --method sparse-dip")
     if args.mask_path:
         _check_mask_file(args.mask_path)
     full = [v for v in vols if not v.undersampled]
@@ -248,6 +250,8 @@ def run_recon(args) -> int:
                     continue
                 jobs.append(SliceJob(str(v.path), int(sl), s, str(root), targets[v.path][1],
                                      str(cache / f"{v.stem}_{sl:03d}.h5") if cache else None))
+    if args.workers is None:   # default: no Ray start-up (~7 s) for a single pending slice
+        workers = max(1, min(workers, len(jobs)))
     backend = parallel.describe_backend(workers, threads, args.gpus_per_task, args.ray_address)
     write_json(out / "recon.json", {"command": " ".join(sys.argv), "inputs": [v.describe() for v in vols],
                                     "runs": [s.run_name for s, _ in runs], "parallel": backend,
@@ -328,7 +332,7 @@ def _parser_defaults() -> dict:
     add_training_args(p)
     add_generator_args(p)
     add_mask_args(p)
-    return {k: p.get_default(k) for k in PRESET_KEYS}
+    return {k: p.get_default(k) for k in PRESET_KEYS + ("density",)}
 
 
 def problem_from_args(args):
