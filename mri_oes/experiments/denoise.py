@@ -1,19 +1,18 @@
 """OES denoising comparison at a size a CPU can do (OES Table 2 / SPEC §8), resumable.
 
-    python -m mri_oes.experiments.denoise --out runs/denoise-table [--images ...] [--size 128]
+    python -m mri_oes.experiments.denoise --out runs/denoise-table [--images ...] [--crop 128]
 
-Per image (centre crop ``size``×``size``, no resizing; σ = 25/255, noisy image clipped to [0, 1]):
+Per image (centre crop ``crop``×``crop``, no resizing; σ = 25/255, noisy image clipped to [0, 1]):
 dense DIP (final iterate = "at convergence", and its oracle best), deep decoder, Sparse-DIP with OES
 masks at each ``--densities`` (optionally with a per-layer floor), all with no early stopping, plus the
 Finding-1 image ``G(theta_in ∘ m*, z)`` for every mask. Writes ``table.csv``, ``table.json``,
 ``table.md`` and one run folder per case (skipped when it already holds ``metrics.json``: a killed run
 resumes). Defaults follow SPEC §8's CPU-scale protocol (5-scale net, 128², Adam 1e-2); on a GPU use
-``--size 256 --levels 6 --steps 40000 --mask-steps 60000`` for the paper's protocol.
+``--crop 256 --levels 6 --steps 40000 --mask-steps 60000`` for the paper's protocol.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 from pathlib import Path
@@ -56,61 +55,62 @@ def cases(args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ..cli_common import (OneLineParser, add_generator_args, add_run_args, floor_density, mask_density,
+                              nonneg_float, positive_int, setup_runtime)
+    from ..schema import flatten
+    p = OneLineParser(prog="python -m mri_oes.experiments.denoise", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", nargs="+", default=None, help="image files or skimage:NAME")
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--levels", type=int, default=5)
-    p.add_argument("--width", type=float, default=1.0, help="hourglass channel multiplier")
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--mask-steps", type=int, default=3000)
-    p.add_argument("--densities", type=float, nargs="+", default=[0.05, 0.0125])
-    p.add_argument("--floor", type=float, default=0.005, help="per-layer floor for densities < 5%% (0: none)")
-    p.add_argument("--sigma", type=float, default=25.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--log-every", type=int, default=250)
-    p.add_argument("--out", default="runs/denoise-table")
+    p.add_argument("--crop", type=positive_int, default=128, help="centre crop CROP×CROP (default 128)")
+    add_generator_args(p)
+    p.add_argument("--steps", type=positive_int, default=6000, help="training steps (default 6000)")
+    p.add_argument("--mask-steps", type=positive_int, default=3000, help="OES mask-learning steps (default 3000)")
+    p.add_argument("--densities", type=mask_density, nargs="+", default=[0.05, 0.0125])
+    p.add_argument("--min-layer-density", type=floor_density, default=0.005,
+                   help="per-layer floor for densities < 5%% (at most density/2; 0: none)")
+    p.add_argument("--sigma", type=nonneg_float, default=25.0)
+    add_run_args(p)
+    p.set_defaults(log_every=250, levels=5)
     args = p.parse_args(argv)
-    out = Path(args.out)
+    setup_runtime(args)
+    args.floor = args.min_layer_density
+    out = Path(args.out or "runs/denoise-table")
     rows = []
     for spec in args.images or default_images():
-        img = read(spec, args.size)
+        img = read(spec, args.crop)
         name = Path(spec.split(":")[-1]).stem
         for label, kw in cases(args):
             folder = out / name / label
-            if (folder / "metrics.json").exists():
+            if (folder / "metrics.json").exists():   # resumable: finished cases are read back
                 m = json.loads((folder / "metrics.json").read_text())
             else:
                 prob = natural_problem(img, "denoise", sigma255=args.sigma, seed=args.seed)
-                prob.info["source"] = f"{spec} centre crop {args.size}"
-                rc = RunConfig(seed=args.seed, levels=args.levels, width=args.width, device=args.device, progress=False,
-                               log_every=args.log_every, **kw)
-                m = run(prob, rc, folder, overwrite=True)
+                prob.info["source"] = f"{spec} centre crop {args.crop}"
+                prob.info["scan"] = name
+                rc = RunConfig(seed=args.seed, levels=args.levels, width=args.width, device=args.device,
+                               progress=bool(args.progress), log_every=args.log_every,
+                               checkpoint_every=args.checkpoint_every, **kw)
+                m = run(prob, rc, folder, overwrite=args.overwrite, command="experiments.denoise")
             f1 = (m.get("mask_learning") or {}).get("finding1") or {}
-            rows.append({"image": name, "size": args.size, "case": label, "density": m["density"],
-                         "sparsity": m["sparsity"], "kept_per_pixel_value": m["kept_weights_per_measurement"],
-                         "final_psnr": m["final"].get("psnr"), "final_ssim": m["final"].get("ssim"),
-                         "best_psnr": m["best"].get("psnr"), "best_step": m["best_step"],
-                         "finding1_psnr": f1.get("psnr"), "collapsed": (m.get("collapse") or {}).get("collapsed"),
-                         "steps": m["steps"], "mask_steps": m["mask_steps"], "s_per_step": m["seconds_per_step"]})
-            print(f"{name:10s} {label:24s} density {m['density']:.4f} final {rows[-1]['final_psnr']:.2f} "
-                  f"best {rows[-1]['best_psnr']:.2f}@{m['best_step']}", flush=True)
-            write_table(out, rows)
+            row = flatten(m, run_dir=str(folder))
+            row.update(case=label, finding1_psnr=f1.get("psnr"),
+                       collapsed=(m.get("collapse") or {}).get("collapsed"))
+            rows.append(row)
+            print(f"{name:10s} {label:24s} density {m['density']:.4f} final {row['final_psnr']:.2f} "
+                  f"oracle best {row['best_psnr']:.2f}@{row['best_step']}", flush=True)
+            write_tables(out, rows)
     return 0
 
 
-def write_table(out: Path, rows):
+def write_tables(out: Path, rows):
+    from ..schema import write_table
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "table.json", rows)
-    with atomic_path(out / "table.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    lines = ["| image | case | density | kept/pixel | finding-1 | best PSNR (step) | final PSNR | final SSIM |",
-             "|---|---|---|---|---|---|---|---|"]
-    fmt = lambda v: "—" if v is None else f"{v:.2f}"
+    write_table(rows, out / "table")
+    lines = ["| image | case | density | kept weights / pixel value | finding-1 | oracle best PSNR (step) | "
+             "final PSNR | final SSIM |", "|---|---|---|---|---|---|---|---|"]
+    fmt = lambda v: "—" if v is None else f"{v:.2f}"   # noqa: E731
     for r in rows:
-        lines.append(f"| {r['image']} | {r['case']} | {r['density']:.4f} | {r['kept_per_pixel_value']:.2f} | "
+        lines.append(f"| {r['scan']} | {r['case']} | {r['density']:.4f} | {r['kept_weights_per_measurement']:.2f} | "
                      f"{fmt(r['finding1_psnr'])} | {fmt(r['best_psnr'])} ({r['best_step']}) | "
                      f"{fmt(r['final_psnr'])} | {r['final_ssim']:.3f} |")
     with atomic_path(out / "table.md") as tmp:
