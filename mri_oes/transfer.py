@@ -24,7 +24,6 @@ density, when shrinking an experiment.
 """
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path

@@ -193,7 +193,6 @@ def run_transfer_cmd(args) -> int:
     from .. import transfer
     from ..generators import GeneratorConfig, largest_levels
     from ..rundir import RunDir
-    from ..io import write_json
     setup_runtime(args)
     densities = [float(d) for d in args.densities]
     kw = dict(densities=densities, methods_=args.mask_sources, mask_steps=args.mask_steps,

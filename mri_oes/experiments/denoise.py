@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path, crop_center, load_image, write_json
+from ..io import atomic_path, crop_center, load_image
 from ..problem import natural_problem
 from ..runner import RunConfig, run
 
