@@ -153,17 +153,62 @@ class Mask:
         try:
             with safe_open(str(path), framework="pt") as f:
                 raw = (f.metadata() or {}).get("mri_oes")
-                keep = {k: f.get_tensor(k).to(torch.bool) for k in f.keys()}
+                meta = _parse_mask_meta(raw, path)   # metadata checked before any tensor is read
+                stored = {k: f.get_tensor(k) for k in f.keys()}
+        except UserError:
+            raise
         except Exception as e:
             raise UserError(f"cannot read mask file {path}: not a valid safetensors mask ({e})") from None
-        if raw is None:
-            raise UserError(f"mask file {path} has no mri_oes metadata")
-        meta = json.loads(raw)
-        if meta.get("format") != FORMAT:
-            raise UserError(f"mask file {path}: unsupported format {meta.get('format')!r}")
+        if not stored:
+            raise UserError(f"mask file {path} holds no mask tensor")
+        keep = {k: _binary(v, k, path) for k, v in stored.items()}
+        n_total = sum(v.numel() for v in keep.values())
+        n_kept = int(sum(int(v.sum()) for v in keep.values()))
+        for key, actual in (("maskable_weights", n_total), ("kept_weights", n_kept)):
+            if key in meta and meta[key] != actual:
+                raise UserError(f"mask file {path}: metadata says {key} = {meta[key]!r} but the tensors "
+                                f"hold {actual} (corrupt or edited file)")
         for k in ("density", "sparsity", "kept_weights", "maskable_weights", "collapsed_layers"):
             meta.pop(k, None)
         return cls(keep, meta)
+
+
+def _parse_mask_meta(raw, path) -> dict:
+    """The JSON metadata of a mask file, type-checked (one clear UserError otherwise)."""
+    if raw is None:
+        raise UserError(f"mask file {path} has no mri_oes metadata")
+    try:
+        meta = json.loads(raw)
+    except ValueError as e:
+        raise UserError(f"mask file {path}: metadata is not JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"mask file {path}: metadata is a JSON {type(meta).__name__}, not an object")
+    if meta.get("format") != FORMAT:
+        raise UserError(f"mask file {path}: unsupported format {meta.get('format')!r}")
+    types = {"generator": dict, "init_seed": int, "z_seed": int, "scope": str, "maskable_weights": int,
+             "kept_weights": int, "method": str}
+    for k, t in types.items():
+        if k in meta and (not isinstance(meta[k], t) or isinstance(meta[k], bool) and t is int):
+            raise UserError(f"mask file {path}: metadata field {k!r} is {type(meta[k]).__name__} "
+                            f"{meta[k]!r:.40}, expected {t.__name__}")
+    if "scope" in meta and meta["scope"] not in SCOPES:
+        raise UserError(f"mask file {path}: metadata scope {meta['scope']!r} is not one of {SCOPES}")
+    return meta
+
+
+def _binary(t: torch.Tensor, name: str, path) -> torch.Tensor:
+    """A stored mask tensor as bool; only 0/1 values (bool, integer or float) are accepted."""
+    if t.dtype == torch.bool:
+        return t
+    if t.is_complex():
+        raise UserError(f"mask file {path}: tensor {name} is complex; a mask holds 0/1 values")
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise UserError(f"mask file {path}: tensor {name} contains NaN or Inf; a mask holds 0/1 values")
+    if not ((t == 0) | (t == 1)).all():
+        bad = t[(t != 0) & (t != 1)].reshape(-1)[:1].tolist()
+        raise UserError(f"mask file {path}: tensor {name} has values other than 0/1 (e.g. {bad[0]}); "
+                        "a mask must be binary")
+    return t != 0
 
 
 # ---------------------------------------------------------------------------------------- ranking
