@@ -37,7 +37,7 @@ def natural_evaluator(reference: torch.Tensor, data_range: float = 1.0) -> Calla
     def evaluate(x_hat):
         x = x_hat.detach().cpu().clamp(0, data_range)[0].numpy().astype("float64")
         m = image_metrics(x, ref, data_range)
-        return {"psnr": m["psnr"], "ssim": m["ssim"]}
+        return {"psnr": m["psnr"], "ssim": m["ssim"], "nmse": m["nmse"]}
 
     return evaluate
 
