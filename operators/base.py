@@ -17,9 +17,13 @@ Operators compose: ``A @ B`` is ``x -> A(B(x))`` with adjoint ``B^H A^H``; ``c *
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 import math
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 
@@ -56,6 +60,75 @@ class GaussianNoise:
     def __repr__(self):
         return f"GaussianNoise(sigma={self.sigma}, clip={self.clip})"
 
+    def describe(self) -> dict:
+        return {"type": "gaussian", "sigma": self.sigma, "clip": list(self.clip) if self.clip else None}
+
+
+def noise_from_description(d):
+    """Inverse of ``GaussianNoise.describe()`` (``None`` stays ``None``)."""
+    if d is None:
+        return None
+    if isinstance(d, dict) and d.get("type") == "gaussian":
+        return GaussianNoise(d["sigma"], tuple(d["clip"]) if d.get("clip") else None)
+    raise OperatorInputError(f"cannot rebuild noise model from {d!r}")
+
+
+# ------------------------------------------------------------------ constructor arguments (describe)
+def _jsonable_arg(v):
+    """JSON-able record of one constructor argument. Tensors/arrays become a digest
+    ``{"tensor": {shape, dtype, sha1}}`` (the value must be passed again to rebuild)."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (tuple, list)):
+        return [_jsonable_arg(a) for a in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable_arg(a) for k, a in v.items()}
+    if isinstance(v, complex):
+        return {"complex": [v.real, v.imag]}
+    if isinstance(v, (np.generic,)):
+        return v.item()
+    if isinstance(v, (torch.Tensor, np.ndarray)):
+        a = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+        if a.size == 1 and a.ndim == 0:
+            return a.item() if not np.iscomplexobj(a) else {"complex": [a.real.item(), a.imag.item()]}
+        digest = hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+        return {"tensor": {"shape": list(a.shape), "dtype": str(a.dtype), "sha1": digest}}
+    if isinstance(v, GaussianNoise):
+        return {"noise": v.describe()}
+    if isinstance(v, LinearOperator):
+        return {"operator": v.describe()}
+    return {"repr": repr(v)}
+
+
+def _record_init_args(init):
+    """Wrap a subclass ``__init__`` so the OUTERMOST constructor call records its bound arguments."""
+    sig = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapped(self, *args, **kwargs):
+        if "_init_args" not in self.__dict__:
+            try:
+                bound = sig.bind(self, *args, **kwargs)
+                bound.apply_defaults()
+                rec = {}
+                for i, (k, v) in enumerate(bound.arguments.items()):
+                    if i == 0:
+                        continue
+                    kind = sig.parameters[k].kind
+                    if kind is inspect.Parameter.VAR_KEYWORD:
+                        rec.update({kk: _jsonable_arg(vv) for kk, vv in v.items()})
+                    elif kind is inspect.Parameter.VAR_POSITIONAL:
+                        rec[k] = _jsonable_arg(list(v))
+                    else:
+                        rec[k] = _jsonable_arg(v)
+                self.__dict__["_init_args"] = rec
+            except TypeError:  # the constructor will raise its own error
+                pass
+        init(self, *args, **kwargs)
+
+    wrapped._records_init_args = True
+    return wrapped
+
 
 # ------------------------------------------------------------------------------------------ operator
 class LinearOperator:
@@ -65,6 +138,12 @@ class LinearOperator:
     name: str = "linear"
     in_dtype: torch.dtype = torch.float32
     out_dtype: torch.dtype = torch.float32
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_records_init_args", False):
+            cls.__init__ = _record_init_args(init)
 
     def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int], noise=None):
         self.in_shape = tuple(int(s) for s in in_shape)
@@ -151,9 +230,16 @@ class LinearOperator:
         return f"{type(self).__name__}(in_shape={self.in_shape}, out_shape={self.out_shape})"
 
     def describe(self) -> dict:
-        """JSON-able description (recorded in results and mask files)."""
-        return {"name": self.name, "class": type(self).__name__, "in_shape": list(self.in_shape),
-                "out_shape": list(self.out_shape), "noise": repr(self.noise) if self.noise else None}
+        """JSON-able description (recorded in results and mask files).
+
+        ``args`` holds the constructor arguments (tensors/arrays as a shape/dtype/sha1 digest), so
+        :func:`operators.rebuild` can construct the same operator again (passing the tensors back)."""
+        d = {"name": self.name, "class": type(self).__name__,
+             "module": type(self).__module__, "in_shape": list(self.in_shape),
+             "out_shape": list(self.out_shape), "noise": repr(self.noise) if self.noise else None}
+        if "_init_args" in self.__dict__:
+            d["args"] = self.__dict__["_init_args"]
+        return d
 
     # ---- checks
     def _flatten(self, t, shape, dtype, what):

@@ -17,7 +17,17 @@ from typing import Callable, Dict
 ENTRY_POINT_GROUP = "mri_oes.operators"
 
 _REGISTRY: Dict[str, Callable] = {}
+_SOURCE: Dict[str, str] = {}          # name -> "built-in" or "entry point <value>"
 _entry_points_loaded = False
+_clash_error = None
+
+
+class OperatorNameClash(ValueError):
+    """Two different operators claim one registry name (a plugin named like a built-in, or two plugins)."""
+
+
+def _qualname(obj) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
 def register(name: str):
@@ -26,25 +36,58 @@ def register(name: str):
     def deco(cls):
         existing = _REGISTRY.get(name)
         if existing is not None and existing is not cls:
-            raise ValueError(f"operator name {name!r} is already registered by {existing!r}")
+            raise OperatorNameClash(f"operator name {name!r} is already registered by {_qualname(existing)} "
+                                    f"({_SOURCE.get(name, 'built-in')}); cannot register {_qualname(cls)}")
         _REGISTRY[name] = cls
+        _SOURCE.setdefault(name, "built-in")
         return cls
 
     return deco
 
 
 def _load_entry_points():
-    global _entry_points_loaded
+    """Load plugins once. A plugin that fails to import only warns (it must not break the toolkit);
+    a plugin whose NAME clashes with a built-in or another plugin raises :class:`OperatorNameClash`
+    (every time the registry is queried, until it is renamed or uninstalled): silently picking one of
+    the two would run a different forward model than the user asked for."""
+    global _entry_points_loaded, _clash_error
     if _entry_points_loaded:
+        if _clash_error is not None:
+            raise _clash_error
         return
     _entry_points_loaded = True
+    clashes = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        src = f"entry point {ep.name} = {ep.value}"
         if ep.name in _REGISTRY:
+            existing = _REGISTRY[ep.name]
+            if ep.value.replace(":", ".") == _qualname(existing) or ep.value == _SOURCE[ep.name].split("= ")[-1]:
+                continue            # the same class declared twice (e.g. our own package's entry point)
+            clashes.append(f"operator plugin name {ep.name!r} ({ep.value}) clashes with the "
+                           f"{_SOURCE[ep.name]} operator {_qualname(existing)}; rename the plugin's entry "
+                           f"point in group {ENTRY_POINT_GROUP!r} or uninstall one of them")
             continue
         try:
-            _REGISTRY[ep.name] = ep.load()
+            cls = ep.load()
         except Exception as e:  # a broken third-party plugin must not break the toolkit
             warnings.warn(f"operator plugin {ep.name!r} ({ep.value}) failed to load: {e}")
+            continue
+        _REGISTRY[ep.name] = cls
+        _SOURCE[ep.name] = src
+    if clashes:
+        _clash_error = OperatorNameClash("; ".join(clashes))
+        raise _clash_error
+
+
+def builtin() -> list:
+    """Names of the operators this package itself registers (no entry-point plugins)."""
+    return sorted(n for n, s in _SOURCE.items() if s == "built-in")
+
+
+def source(name: str) -> str:
+    """``"built-in"`` or ``"entry point NAME = module:Class"``."""
+    get(name)
+    return _SOURCE[name]
 
 
 def available() -> list:
@@ -64,3 +107,45 @@ def get(name: str):
 def build(name: str, **kwargs):
     """Construct the operator registered as ``name`` with keyword arguments."""
     return get(name)(**kwargs)
+
+
+def rebuild(description: dict, **tensors):
+    """Construct an operator again from its :meth:`~operators.LinearOperator.describe` record.
+
+    Scalar constructor arguments come from ``description["args"]``; arguments recorded as tensors
+    (``{"tensor": {shape, dtype, sha1}}``, e.g. MRI coil maps and masks) must be passed as keyword
+    arguments; they are checked against the recorded shape and sha1."""
+    import hashlib
+
+    import numpy as np
+
+    from .base import OperatorInputError, noise_from_description
+    if "args" not in description:
+        raise OperatorInputError(f"operator description of {description.get('name')!r} records no "
+                                 "constructor arguments; it cannot be rebuilt")
+    kwargs = {}
+    for k, v in description["args"].items():
+        if isinstance(v, dict) and "tensor" in v:
+            if k not in tensors:
+                raise OperatorInputError(f"rebuild {description['name']!r}: pass {k}= (a tensor of shape "
+                                         f"{v['tensor']['shape']}, recorded sha1 {v['tensor']['sha1']})")
+            t = tensors[k]
+            a = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+            sha = hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+            if list(a.shape) != v["tensor"]["shape"] or sha != v["tensor"]["sha1"]:
+                raise OperatorInputError(f"rebuild {description['name']!r}: {k} differs from the recorded "
+                                         f"one (shape {list(a.shape)} vs {v['tensor']['shape']}, sha1 {sha} "
+                                         f"vs {v['tensor']['sha1']})")
+            kwargs[k] = t
+        elif isinstance(v, dict) and "noise" in v:
+            kwargs[k] = noise_from_description(v["noise"])
+        elif isinstance(v, dict) and ("operator" in v or "repr" in v):
+            if k not in tensors:
+                raise OperatorInputError(f"rebuild {description['name']!r}: argument {k} was "
+                                         f"{next(iter(v))} {str(v)[:80]}; pass {k}= to rebuild")
+            kwargs[k] = tensors[k]
+        elif isinstance(v, dict) and "complex" in v:
+            kwargs[k] = complex(*v["complex"])
+        else:
+            kwargs[k] = tensors.get(k, v)
+    return build(description["name"], **kwargs)
