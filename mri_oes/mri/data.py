@@ -30,6 +30,13 @@ from ..errors import UserError
 
 #: fastMRI's centre fractions per acceleration (fastMRI challenge: 4× → 0.08, 8× → 0.04)
 CENTER_FRACTIONS = {4: 0.08, 8: 0.04}
+#: largest slice (coils × H × W complex entries, 1 GiB of complex64) read from a file; checked from the
+#: dataset's declared shape before anything is allocated
+MAX_SLICE_ELEMENTS = 1 << 27
+#: largest matrix size accepted from an ISMRMRD header (per axis)
+MAX_MATRIX = 1 << 14
+#: an own mask's acceleration may differ this much (relative) from a given --accel
+ACCEL_TOLERANCE = 0.2
 MASK_TYPES = ("random", "equispaced", "equispaced-fraction")
 
 
@@ -144,6 +151,11 @@ def _check_kspace_dataset(f, path):
         raise UserError(f"{path}: 'kspace' has dtype {ds.dtype}; expected complex64 (fastMRI layout)")
     if min(ds.shape) < 1:
         raise UserError(f"{path}: 'kspace' has an empty dimension, shape {ds.shape}")
+    n_el = int(ds.shape[1]) * int(ds.shape[2]) * int(ds.shape[3])
+    if n_el > MAX_SLICE_ELEMENTS:
+        raise UserError(f"{path}: 'kspace' declares slices of {ds.shape[1]} coils x {ds.shape[2]} x "
+                        f"{ds.shape[3]} = {n_el:,} entries, above the limit {MAX_SLICE_ELEMENTS:,} "
+                        "(refused before reading)")
     return ds
 
 
@@ -185,10 +197,19 @@ def load_slices(path, slices: Optional[Sequence[int]] = None) -> List[MRISlice]:
                                 f"the k-space grid {(H, W)}")
         file_mask = None
         if "mask" in f:
-            file_mask = np.asarray(f["mask"][()]).astype(np.float32).reshape(-1)
-            if file_mask.shape[0] != W:
-                raise UserError(f"{path}: 'mask' has {file_mask.shape[0]} entries but kspace has "
+            mds = f["mask"]
+            if not isinstance(mds, h5py.Dataset) or mds.dtype.kind not in "biuf":
+                raise UserError(f"{path}: 'mask' must be a numeric dataset, got "
+                                f"{getattr(mds, 'dtype', type(mds).__name__)}")
+            size = int(np.prod(mds.shape)) if mds.shape else 1
+            if size != W:   # declared size checked before reading
+                raise UserError(f"{path}: 'mask' has {size} entries (shape {mds.shape}) but kspace has "
                                 f"W={W} phase-encode lines")
+            file_mask = np.asarray(mds[()]).astype(np.float32).reshape(-1)
+            if not np.isfinite(file_mask).all() or not np.isin(file_mask, (0.0, 1.0)).all():
+                raise UserError(f"{path}: 'mask' must hold 0/1 values (found NaN/Inf or other values)")
+            if not file_mask.any():
+                raise UserError(f"{path}: 'mask' samples no phase-encode line")
         out = []
         for s in idx:
             try:
@@ -225,6 +246,9 @@ def _recon_size(header: dict, H: int, W: int, path) -> Tuple[Tuple[int, int], di
         return (H, W), {"recon_size_source": "kspace shape (no ismrmrd_header)"}
     ex, ey = header["encoding_size"][:2]
     rx, ry = header["recon_size"][:2]
+    for name, v in (("encodedSpace", (ex, ey)), ("reconSpace", (rx, ry))):
+        if not all(1 <= int(a) <= MAX_MATRIX for a in v):
+            raise UserError(f"{path}: 'ismrmrd_header' {name} matrix size {v} is outside 1..{MAX_MATRIX}")
     if (ex, ey) != (H, W) and (ex, ey) == (W, H):
         rx, ry = ry, rx
         notes["header_transposed"] = True
@@ -293,6 +317,21 @@ def acs_lines(mask: np.ndarray) -> Tuple[int, int]:
     return lo, hi - lo + 1
 
 
+def own_mask_acceleration(sl: MRISlice, accel: Optional[float] = None) -> float:
+    """The actual acceleration ``W / sampled lines`` of an already undersampled slice's own mask.
+    A given ``accel`` that differs from it by more than ``ACCEL_TOLERANCE`` (relative) is a
+    UserError: the file's own mask is what the reconstruction uses, never the requested one."""
+    if sl.mask is None:
+        raise UserError(f"{sl.file}: slice {sl.index} is fully sampled (no own mask)")
+    W = sl.kspace.shape[-1]
+    own = float(W / max(float(np.sum(sl.mask > 0)), 1.0))
+    if accel is not None and abs(own - float(accel)) > ACCEL_TOLERANCE * float(accel):
+        raise UserError(f"{sl.file}: slice {sl.index} is already undersampled with its own mask (from "
+                        f"{sl.metadata.get('mask_source')}, actual acceleration {own:.2f}x); --accel {accel} "
+                        "differs: omit --accel to use the file's mask")
+    return own
+
+
 def undersample(sl: MRISlice, accel: Optional[int] = None, mask_type: str = "equispaced", seed: int = 0,
                 center_fraction: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray, dict]:
     """Undersampled k-space ``(coils, H, W)``, its line mask ``(W,)`` and mask info.
@@ -301,10 +340,7 @@ def undersample(sl: MRISlice, accel: Optional[int] = None, mask_type: str = "equ
     (``sl.mask`` set): its own mask is used; asking for a different acceleration is a UserError."""
     C, H, W = sl.kspace.shape
     if sl.mask is not None:
-        own = float(W / max(sl.mask.sum(), 1))
-        if accel is not None and abs(own - accel) > 0.5 * accel:
-            raise UserError(f"{sl.file}: slice {sl.index} is already undersampled (mask from "
-                            f"{sl.metadata.get('mask_source')}, acceleration {own:.2f}); cannot apply {accel}x")
+        own = own_mask_acceleration(sl, accel)
         info = {"mask_type": f"from-{sl.metadata.get('mask_source')}", "acceleration": own,
                 "num_low_frequencies": acs_lines(sl.mask)[1], "seed": None}
         return sl.kspace * sl.mask[None, None, :], sl.mask.astype(np.float32), info
