@@ -84,6 +84,7 @@ mask_density = _ranged(float, 0, 1, lo_open=True, hi_open=True,
                        what="a density in (0, 1) (density 1 is the dense network: use --method dip)")
 floor_density = _ranged(float, 0, 1, hi_open=True, what="a per-layer floor in [0, 1)")
 levels_int = _ranged(int, 1, 6)
+accel_int = _ranged(int, 2, what="an integer acceleration >= 2")
 
 _DEVICE = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
 

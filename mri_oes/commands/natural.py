@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli_common import (add_generator_args, add_mask_args, add_run_args, add_task_args, add_training_args,
+from ..cli_common import (accel_int, add_generator_args, add_mask_args, add_run_args, add_task_args, add_training_args,
                           floor_density, mask_density, nonneg_float, nonneg_int, out_path, positive_int,
                           setup_runtime)
 from ..errors import UserError
@@ -181,7 +181,7 @@ def register(sub):
     add_mask_args(p, reuse=False)
     m = p.add_argument_group("MRI input (.h5)")
     m.add_argument("--slice", type=nonneg_int, default=0, help="MRI: slice index (default 0)")
-    m.add_argument("--accel", type=int, choices=(4, 8), default=4, help="MRI: acceleration (default 4)")
+    m.add_argument("--accel", type=accel_int, default=4, help="MRI: acceleration (default 4)")
     m.add_argument("--mask-type", choices=("random", "equispaced", "equispaced-fraction"), default="equispaced",
                    help="MRI: fastMRI line mask (default equispaced)")
     add_run_args(p)
