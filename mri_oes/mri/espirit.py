@@ -17,6 +17,8 @@ L1-wavelet fell to 13.8 / 10.6 dB, below zero-filled), while crop 0 gave SENSE 3
 Cache: one HDF5 file (default ``espirit_cache.h5`` beside the outputs); each entry is a group named
 by a hash of (file fingerprint = path + size + mtime, slice, ESPIRiT parameters, ACS block position,
 a hash of the calibration k-space itself). A second run with the same inputs reads the maps.
+The cache file carries the root attribute ``mri_oes_cache = "espirit/1"``; a path that exists without
+it (an input ``.h5``, any other file) is never opened for writing: :func:`check_cache_path` refuses it.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULTS = {"calib_width": None, "kernel_width": None, "thresh": 0.02, "crop": 0.0, "max_iter": 100}
 MAX_CALIB_WIDTH = 24
+CACHE_MARK = ("mri_oes_cache", "espirit/1")
 MIN_ACS = 5
 
 
@@ -101,6 +104,35 @@ def cache_key(kspace, mask, params: dict, fingerprint: Optional[str] = None, sli
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+def check_cache_path(cache, inputs=()) -> Optional[Path]:
+    """Refuse a cache path that is (or links to) one of ``inputs`` or that exists and is not an ESPIRiT
+    cache this toolkit created (no ``mri_oes_cache`` attribute): the cache is never written into an
+    input file or any other file. Returns the path (``None`` for no cache)."""
+    if cache is None:
+        return None
+    cache = Path(cache)
+    for inp in inputs or ():
+        try:
+            if cache.exists() and Path(inp).exists() and cache.resolve().samefile(Path(inp).resolve()):
+                raise UserError(f"--espirit-cache {cache} is an input file; the cache must be a separate file")
+        except OSError:
+            continue
+    if cache.is_dir():
+        raise UserError(f"--espirit-cache {cache} is a folder; give a file name (e.g. espirit_cache.h5)")
+    if cache.exists():
+        try:
+            with h5py.File(cache, "r") as f:
+                mark = f.attrs.get(CACHE_MARK[0])
+        except OSError:
+            mark = None
+        if isinstance(mark, bytes):
+            mark = mark.decode(errors="replace")
+        if mark != CACHE_MARK[1]:
+            raise UserError(f"--espirit-cache {cache} exists and is not an ESPIRiT cache made by mri-oes; "
+                            "refusing to write into it (choose a new file name)")
+    return cache
+
+
 def cached_espirit_maps(kspace: np.ndarray, mask: np.ndarray, cache: Optional[Path] = None,
                         fingerprint: Optional[str] = None, slice_index: int = 0, device=-1,
                         **params) -> Tuple[np.ndarray, dict]:
@@ -112,7 +144,15 @@ def cached_espirit_maps(kspace: np.ndarray, mask: np.ndarray, cache: Optional[Pa
         return maps, {**p, "cache_hit": False, "cache_key": None}
     key = cache_key(kspace, mask, p, fingerprint, slice_index)
     cache = Path(cache)
-    if cache.exists():
+    try:   # never write into a file this toolkit did not create (an input .h5, a damaged file...)
+        check_cache_path(cache)
+        writable = True
+    except UserError as e:
+        if cache.is_dir():
+            raise
+        log.warning("%s; computing the maps without caching", e)
+        writable = False
+    if writable and cache.exists():
         try:
             with h5py.File(cache, "r") as f:
                 if key in f and tuple(f[key]["maps"].shape) == tuple(kspace.shape):
@@ -122,9 +162,14 @@ def cached_espirit_maps(kspace: np.ndarray, mask: np.ndarray, cache: Optional[Pa
         except (OSError, KeyError, ValueError) as e:
             log.warning("ESPIRiT cache %s unreadable (%s); recomputing", cache, e)
     maps, p = espirit_maps(kspace, mask, device=device, **params)
+    if not writable:
+        return maps, {**p, "cache_hit": False, "cache_key": key}
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with h5py.File(cache, "a") as f:
+            if f.attrs.get(CACHE_MARK[0]) is None and len(f.keys()):
+                raise UserError(f"--espirit-cache {cache} is not an ESPIRiT cache made by mri-oes")
+            f.attrs[CACHE_MARK[0]] = CACHE_MARK[1]
             if key in f:
                 del f[key]
             g = f.create_group(key)
