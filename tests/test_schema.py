@@ -1,7 +1,5 @@
 """One result schema: the real outputs of every command validate, and `summarize` makes one tidy CSV."""
 import json
-import os
-import sys
 
 import pytest
 
