@@ -112,14 +112,60 @@ class TrainWeights(Parametrization):
             self._gen.set_state(state["gen"])
 
 
+class _ConcreteWeightFn(torch.autograd.Function):
+    """``w = theta * sigmoid((v + logistic) / T)`` in one node; backward ``dv = g·theta·m(1−m)/T``
+    (summed over a leading sample dimension when ``logistic`` has one). Saves ``m`` only: one pass
+    over the weights each way instead of the ~8 elementwise nodes of the plain expression."""
+
+    @staticmethod
+    def forward(ctx, theta, v, logistic, temperature):
+        m = torch.sigmoid((v + logistic) / temperature)
+        ctx.save_for_backward(theta, m)
+        ctx.temperature, ctx.v_shape = temperature, v.shape
+        return theta * m
+
+    @staticmethod
+    def backward(ctx, g):
+        theta, m = ctx.saved_tensors
+        dv = g * theta * (m * (1 - m)) / ctx.temperature
+        if dv.shape != ctx.v_shape:
+            dv = dv.sum_to_size(ctx.v_shape)
+        return None, dv, None, None
+
+
+def _concrete_weight(theta, v, logistic, temperature):
+    return _ConcreteWeightFn.apply(theta, v, logistic, temperature)
+
+
+class _ConcreteKL(torch.autograd.Function):
+    """``Σ KL(Bern(p) || Bern(p0))`` with ``p = sigmoid(v)``:
+    ``KL = −softplus(v) − log(1 − p0) + p·(v − logit(p0))`` per entry (= ``p log(p/p0) + (1−p)
+    log((1−p)/(1−p0))``), gradient ``p(1−p)(v − logit(p0))``: two transcendental passes instead of
+    the five of the textbook expression."""
+
+    @staticmethod
+    def forward(ctx, v, p0):
+        c = math.log(p0) - math.log1p(-p0)
+        p = torch.sigmoid(v)
+        d = v - c
+        ctx.save_for_backward(p, d)
+        return (p * d - nn.functional.softplus(v)).sum() - v.numel() * math.log1p(-p0)
+
+    @staticmethod
+    def backward(ctx, g):
+        p, d = ctx.saved_tensors
+        return g * (p * (1 - p) * d), None
+
+
 class ConcreteMask(Parametrization):
     """OES mask learning (SPEC §4). Keep-probabilities ``p = sigmoid(v)``, ``v`` initialised at 0.
     Relaxed sample ``m̂ = sigmoid((v + g1 − g2) / T)``, ``g1, g2 ~ Gumbel(0, 1)`` (``v = log p − log(1−p)``).
     Penalty ``λ Σ KL(Bern(p) || Bern(p0))``. ``theta_in`` is frozen (no gradient)."""
 
     def __init__(self, net: nn.Module, density: float, temperature: float = 0.2, lam: float = 1e-9,
-                 scope: str = "weights", seed: int = 0):
+                 scope: str = "weights", seed: int = 0, batched_samples: bool = True):
         self.net, self.p0 = net, check_density(density)
+        self.batched_samples = bool(batched_samples)   # fit(samples=K > 1): one vmap pass, not K
         if not self.p0 < 1:
             raise ValueError("OES mask learning needs density < 1 (density 1 is the dense network)")
         self.temperature, self.lam, self.scope = float(temperature), float(lam), scope
@@ -136,23 +182,38 @@ class ConcreteMask(Parametrization):
     def probabilities(self) -> Dict[str, torch.Tensor]:
         return {k: torch.sigmoid(v.detach()) for k, v in self.logits.items()}
 
+    def _logistic(self, v: torch.Tensor) -> torch.Tensor:
+        """``g1 − g2`` for Gumbel ``g1, g2`` = ``logit(u)``, ``u ~ U(0, 1)`` clamped to [1e-7, 1 − 1e-7]."""
+        u = torch.rand(v.shape, generator=self._gen, device=v.device, dtype=v.dtype)
+        return torch.logit(u, eps=1e-7)
+
     def weights(self):
-        out = {}
-        for k, v in self.logits.items():
-            u = torch.rand(v.shape, generator=self._gen, device=v.device, dtype=v.dtype)
-            u = u.clamp(1e-7, 1 - 1e-7)
-            logistic = torch.log(u) - torch.log1p(-u)   # g1 − g2 for Gumbel g1, g2
-            out[k] = self.frozen[k] * torch.sigmoid((v + logistic) / self.temperature)
-        return out
+        return {k: _concrete_weight(self.frozen[k], v, self._logistic(v), self.temperature)
+                for k, v in self.logits.items()}
+
+    def sample_weights(self, samples: int) -> Dict[str, torch.Tensor]:
+        """``samples`` independent draws of :meth:`weights` stacked on a new leading dimension
+        ``(K, *shape)``; the generator is consumed in exactly the order of ``samples`` calls of
+        :meth:`weights`, so the batched pass sees the same masks as the loop."""
+        noise = {k: [] for k in self.logits}
+        for _ in range(samples):
+            for k, v in self.logits.items():
+                noise[k].append(self._logistic(v))
+        return {k: _concrete_weight(self.frozen[k], v, torch.stack(noise[k]), self.temperature)
+                for k, v in self.logits.items()}
+
+    def forward_samples(self, net: nn.Module, z: torch.Tensor, samples: int) -> torch.Tensor:
+        """``G`` under ``samples`` independent Concrete masks in ONE batched pass (``torch.func.vmap``
+        over the sample dimension: grouped convolutions; BatchNorm statistics per sample, exactly as
+        ``samples`` separate passes). Returns ``(samples, *G(z).shape)``."""
+        from .batched import vmap_forward
+        return vmap_forward(net, self.sample_weights(samples), z, z_batched=False, sequential_bn=True)
 
     def penalty(self):
-        p0 = self.p0
+        # KL(Bern(p) || Bern(p0)) summed, value and gradient fused (see _ConcreteKL)
         kl = 0.0
         for v in self.logits.values():
-            p = torch.sigmoid(v)
-            # p log(p/p0) + (1-p) log((1-p)/(1-p0)), with log p = logsigmoid(v) for stability
-            kl = kl + (p * (nn.functional.logsigmoid(v) - math.log(p0))
-                       + (1 - p) * (nn.functional.logsigmoid(-v) - math.log(1 - p0))).sum()
+            kl = kl + _ConcreteKL.apply(v, self.p0)
         return self.lam * kl
 
     def state(self):
@@ -329,9 +390,16 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         zin = z if input_noise_std <= 0 else \
             z + input_noise_std * torch.randn(z.shape, generator=noise_gen, device=z.device, dtype=z.dtype)
         dl = 0.0
-        for _ in range(samples):
-            x_hat = operator.from_network(generate(net, zin, param.weights()))
-            dl = dl + data_loss(operator(x_hat), y) / samples
+        if samples > 1 and getattr(param, "batched_samples", False):
+            # K samples in one batched pass (same masks, same per-sample BN statistics as the loop)
+            outs = param.forward_samples(net, zin, samples)
+            for out in outs:
+                x_hat = operator.from_network(out)
+                dl = dl + data_loss(operator(x_hat), y) / samples
+        else:
+            for _ in range(samples):
+                x_hat = operator.from_network(generate(net, zin, param.weights()))
+                dl = dl + data_loss(operator(x_hat), y) / samples
         loss = dl + param.penalty().to(dl.device)
         loss_v, dl_v = float(loss.detach()), float(dl.detach())
         if not math.isfinite(loss_v):

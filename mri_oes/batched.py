@@ -1,0 +1,272 @@
+"""Several generator passes in ONE batched pass: K Concrete-mask samples of one network (OES), or B
+independent fits (B slices/images, each with its own weights, mask, ``z``, operator and data).
+
+Mechanism: :func:`torch.func.vmap` over :func:`torch.func.functional_call` with parameters stacked on a
+leading dimension. vmap's convolution rule with a batched weight runs ONE grouped convolution
+(``groups = B``) instead of B convolutions, i.e. it *is* the grouped-convolution formulation, generated
+for every layer type of the generators (reflection padding, pooling, upsampling, BatchNorm, activations)
+without a hand-written batched copy of each network. BatchNorm runs in train mode with its statistics
+per batch element — exactly as B separate batch-of-one passes (it is not a batch of B, which would pool
+the statistics). Running statistics are carried per element and written back (for K samples of one
+network: as K sequential momentum updates, what the loop does).
+
+:func:`fit_batched` is :func:`mri_oes.core.fit` for B independent fits advanced together: one Adam over
+the stacked parameters (Adam is elementwise, so this is B separate Adams), the summed loss (each fit's
+gradient only depends on its own loss). Results equal B sequential ``train_generator`` fits up to float
+rounding (tests/test_speed_equivalence.py).
+
+Speed (``benchmarks/core_speed.py``): on a GPU the batched pass keeps the device busy where one small
+slice leaves it idle; on one CPU thread the FLOPs are the same as the loop, so the gain there is the
+per-op overhead only (see the benchmark's closing note for the measured numbers).
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from torch.func import functional_call, vmap
+
+from .core import FitResult, data_loss, derive_seed
+from .errors import UserError
+from .masks import Mask
+
+
+# -------------------------------------------------------------------------------- batched forward
+def _bn_modules(net: nn.Module) -> Dict[str, nn.modules.batchnorm._BatchNorm]:
+    return {name: m for name, m in net.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+            and m.running_mean is not None}
+
+
+def supports_vmap(net: nn.Module) -> bool:
+    """Whether :func:`vmap_forward` can run ``net``: every BatchNorm with running statistics needs a
+    fixed ``momentum`` (``momentum=None``, the cumulative average, reads the batched counter as a
+    Python number)."""
+    return all(m.momentum is not None for m in _bn_modules(net).values())
+
+
+def vmap_forward(net: nn.Module, weights_b: Dict[str, torch.Tensor], z: torch.Tensor, *,
+                 z_batched: bool = False, buffers_b: Optional[Dict[str, torch.Tensor]] = None,
+                 sequential_bn: bool = False):
+    """``G`` for a batch of parameter sets in one pass.
+
+    ``weights_b``: ``{param name: (B, *shape)}`` replacing those parameters (the others are the
+    module's own, shared). ``z``: one input (``z_batched=False``) or ``(B, *z.shape)``.
+    ``buffers_b``: ``{buffer name: (B, *shape)}`` per-element buffers (BN running statistics), updated
+    in place by train-mode BatchNorm; ``None``: the module's buffers, expanded.
+    ``sequential_bn=True`` (K samples of one network): afterwards the module's running statistics
+    become those of B sequential batch-of-one passes. Returns ``(B, *G(z).shape)`` (and, when
+    ``buffers_b`` is given, nothing else: the caller reads the updated ``buffers_b``)."""
+    if not weights_b:
+        raise ValueError("vmap_forward needs at least one stacked parameter")
+    B = next(iter(weights_b.values())).shape[0]
+    own_buffers = buffers_b is None
+    if own_buffers:
+        buffers_b = {}
+        if net.training:
+            for name, mod in _bn_modules(net).items():
+                pre = f"{name}." if name else ""
+                # start from zero statistics: the per-element update is then exactly f·(batch stat)
+                for b in ("running_mean", "running_var"):
+                    buf = getattr(mod, b)
+                    buffers_b[pre + b] = torch.zeros((B, *buf.shape), dtype=buf.dtype, device=buf.device)
+                nbt = mod.num_batches_tracked
+                buffers_b[pre + "num_batches_tracked"] = nbt.detach().expand(B, *nbt.shape).clone()
+
+    def one(w, bufs, zz):
+        return functional_call(net, {**w, **bufs}, (zz,), strict=False)
+
+    out = vmap(one, in_dims=(0, 0, 0 if z_batched else None))(weights_b, buffers_b, z)
+    if own_buffers and net.training and sequential_bn:
+        _sequential_bn_update(net, buffers_b, B)
+    return out
+
+
+@torch.no_grad()
+def _sequential_bn_update(net: nn.Module, buffers_b: Dict[str, torch.Tensor], B: int) -> None:
+    """Write back the K per-sample statistic updates as K sequential momentum updates (what K
+    separate train-mode passes do): ``r ← (1−f) r + f s_k``, k = 1..K. ``buffers_b`` started at zero,
+    so it holds ``f·s_k``."""
+    for name, mod in _bn_modules(net).items():
+        pre = f"{name}." if name else ""
+        f = float(mod.momentum)
+        for b in ("running_mean", "running_var"):
+            r = getattr(mod, b)
+            upd = buffers_b[pre + b]           # (K, C) = f · s_k
+            for k in range(B):
+                r.mul_(1 - f).add_(upd[k])
+        mod.num_batches_tracked.add_(B)
+
+
+# -------------------------------------------------------------------------------- batched fitting
+def _check_same_architecture(nets: Sequence[nn.Module]) -> None:
+    ref = nets[0]
+    ref_shapes = {k: (tuple(v.shape), v.dtype) for k, v in ref.state_dict().items()}
+    for i, n in enumerate(nets[1:], 1):
+        shapes = {k: (tuple(v.shape), v.dtype) for k, v in n.state_dict().items()}
+        if type(n) is not type(ref) or shapes != ref_shapes or repr(n) != repr(ref) \
+                or getattr(n, "sizes", None) != getattr(ref, "sizes", None):
+            raise UserError(f"fit_batched: network {i} has another architecture than network 0 "
+                            "(batched fits need one generator config and one grid size)")
+
+
+def fit_batched(nets: Sequence[nn.Module], zs: Sequence[torch.Tensor], operators: Sequence,
+                ys: Sequence[torch.Tensor], masks: Optional[Sequence[Optional[Mask]]] = None, *,
+                steps: int, lr: float = 1e-2, evaluate: Optional[Sequence[Optional[Callable]]] = None,
+                log_every: int = 50, input_noise_std: float = 0.0, seeds: Optional[Sequence[int]] = None,
+                progress: bool = False, desc: str = "fit-batched",
+                callback: Optional[Callable] = None) -> List[FitResult]:
+    """B independent Sparse-DIP / dense-DIP fits advanced in one batched step.
+
+    Fit ``b`` is exactly ``methods.train_generator(nets[b], zs[b], operators[b], ys[b],
+    mask=masks[b], steps=steps, lr=lr, evaluate=evaluate[b], log_every=log_every,
+    input_noise_std=input_noise_std, seed=seeds[b])`` (same Adam, same input-noise stream, same
+    logging/best-iterate rules), up to float rounding; returns the B :class:`~mri_oes.core.FitResult`
+    in order, and leaves each ``nets[b]`` holding its trained weights and BN statistics, as
+    ``train_generator`` does.
+
+    Requirements: all ``nets`` share one architecture (same generator config and grid; each has its
+    own weights), all on one device; ``zs[b]`` of one shape; operators/data may differ (e.g. slices
+    with their own coil maps and sampling masks). ``masks[b]``: a :class:`~mri_oes.masks.Mask` or
+    ``None`` (dense). Not supported here (use :func:`mri_oes.core.fit`): checkpoints, GP-DIP noise,
+    OES mask learning. ``callback(b, row)`` is called with each logged row of fit ``b``.
+    ``progress``: one tqdm bar for the batch.
+    """
+    B = len(nets)
+    if B < 1:
+        raise UserError("fit_batched needs at least one fit")
+    for name, seq in (("zs", zs), ("operators", operators), ("ys", ys)):
+        if len(seq) != B:
+            raise UserError(f"fit_batched: {name} has {len(seq)} entries for {B} networks")
+    masks = list(masks) if masks is not None else [None] * B
+    evaluate = list(evaluate) if evaluate is not None else [None] * B
+    seeds = [0] * B if seeds is None else [int(s) for s in seeds]
+    if len(masks) != B or len(evaluate) != B or len(seeds) != B:
+        raise UserError(f"fit_batched: masks/evaluate/seeds need {B} entries each")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    _check_same_architecture(nets)
+    if not supports_vmap(nets[0]):
+        raise UserError("fit_batched: BatchNorm with momentum=None is not supported")
+    if len({tuple(z.shape) for z in zs}) != 1:
+        raise UserError("fit_batched: all inputs z need one shape")
+    dev = zs[0].device
+    template = nets[0]
+    for n in nets:
+        n.train()
+    names = [k for k, _ in template.named_parameters()]
+    params = {k: torch.stack([dict(n.named_parameters())[k].detach() for n in nets]).clone().requires_grad_(True)
+              for k in names}
+    buf_names = [k for k, _ in template.named_buffers()]
+    buffers = {k: torch.stack([dict(n.named_buffers())[k].detach() for n in nets]).clone() for k in buf_names}
+    stacked_masks = {}
+    for b, m in enumerate(masks):
+        if m is None:
+            continue
+        m.check_compatible(nets[b])
+        for k, keep in m.keep.items():
+            if keep.all():
+                continue
+            if k not in stacked_masks:
+                stacked_masks[k] = torch.ones_like(params[k], dtype=params[k].dtype).detach()
+            stacked_masks[k][b] = keep.to(dev, params[k].dtype)
+    Z = torch.stack(list(zs))
+    opt = torch.optim.Adam(list(params.values()), lr=lr)
+    noise_gens = [torch.Generator(device=dev).manual_seed(derive_seed(s, "input-noise")) for s in seeds]
+    results = [FitResult() for _ in range(B)]
+    active = [True] * B
+
+    def record(b, step, loss, dloss, x_hat):
+        res = results[b]
+        row = {"step": step, "loss": loss, "data_loss": dloss}
+        if evaluate[b] is not None:
+            with torch.no_grad():
+                met = evaluate[b](x_hat.detach())
+            row.update(met)
+            if "psnr" in met and (res.best_step is None or met["psnr"] > res.best_metrics.get("psnr", -math.inf)):
+                res.best_step, res.best_metrics = step, dict(met)
+                res.best_output = x_hat.detach().cpu().clone()
+        res.history.append(row)
+        if callback is not None:
+            callback(b, row)
+        return row
+
+    def forward(zin):
+        w = {k: (p * stacked_masks[k] if k in stacked_masks else p) for k, p in params.items()}
+        return vmap_forward(template, w, zin, z_batched=True, buffers_b=buffers)
+
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=steps, desc=desc, leave=False, dynamic_ncols=True)
+    x_hats = [None] * B
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        if input_noise_std > 0:
+            zin = torch.stack([z + input_noise_std * torch.randn(z.shape, generator=g, device=dev, dtype=z.dtype)
+                               for z, g in zip(zs, noise_gens)])
+        else:
+            zin = Z
+        outs = forward(zin)
+        losses = []
+        for b in range(B):
+            x_hats[b] = operators[b].from_network(outs[b])
+            losses.append(data_loss(operators[b](x_hats[b]), ys[b]))
+        values = torch.stack([l.detach() for l in losses]).tolist()   # one device sync for all B
+        total = 0.0
+        for b in range(B):
+            if not active[b]:
+                continue
+            if not math.isfinite(values[b]):
+                results[b].diverged = True
+                warnings.warn(f"{desc}[{b}]: loss became {values[b]} at step {step}; stopping this fit")
+                record(b, step, values[b], values[b], x_hats[b])
+                results[b].output = x_hats[b].detach().cpu()
+                active[b] = False
+                continue
+            if step % log_every == 0:
+                record(b, step, values[b], values[b], x_hats[b])
+            total = total + losses[b]
+        if not any(active):
+            break
+        frozen = {b for b in range(B) if not active[b]}
+        if frozen:   # diverged fits keep their weights (as core.fit stops them)
+            keep_vals = {k: p.detach()[sorted(frozen)].clone() for k, p in params.items()}
+        total.backward()
+        opt.step()
+        if frozen:
+            with torch.no_grad():
+                for k, p in params.items():
+                    p[sorted(frozen)] = keep_vals[k]
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    with torch.no_grad():
+        outs = forward(Z) if any(active) else None
+        for b in range(B):
+            if not active[b]:
+                continue
+            x_hat = operators[b].from_network(outs[b])
+            final_loss = float(data_loss(operators[b](x_hat), ys[b]))
+            row = record(b, steps, final_loss, final_loss, x_hat)
+            results[b].final_metrics = {k: v for k, v in row.items() if k != "step"}
+            results[b].output = x_hat.detach().cpu()
+        # the networks hold their trained weights and BN statistics, as after core.fit
+        for b, n in enumerate(nets):
+            own = dict(n.named_parameters())
+            for k in names:
+                own[k].copy_(params[k][b])
+            own_b = dict(n.named_buffers())
+            for k in buf_names:
+                own_b[k].copy_(buffers[k][b])
+    wall = time.perf_counter() - t0
+    for r in results:
+        r.steps = steps
+        r.wall_time_s = wall
+    return results

@@ -1,0 +1,225 @@
+"""The speed paths compute what the plain paths compute (issue 12): K Concrete samples in one batched
+pass vs the K-loop, B independent fits in one batched step vs B sequential fits, the fused OES mask /
+KL nodes vs their textbook expressions, SynFlow's one-pixel scoring and top-k vs the full-size pass and
+``topk_mask``; plus the thread rule. Small nets, a few steps: fast."""
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+import operators as O
+from mri_oes import batched, core, methods, pruning, runtime
+from mri_oes.errors import UserError
+from mri_oes.generators import GeneratorConfig
+from mri_oes.masks import maskable_parameters, topk_mask
+
+CFG = GeneratorConfig.oes(levels=3, width=0.25)
+HW = (32, 32)
+
+
+def _problem(seed):
+    net, z, _ = methods.setup_generator(CFG, HW, seed)
+    y = torch.rand((1, 3, *HW), generator=torch.Generator().manual_seed(100 + seed))
+    return net, z, O.Denoise((3, *HW)), y
+
+
+def _rand_mask(net, density, seed):
+    g = torch.Generator().manual_seed(seed)
+    return topk_mask({k: torch.rand(p.shape, generator=g) for k, p in maskable_parameters(net).items()},
+                     density, seed=seed)
+
+
+def _concrete_step(net, z, A, y, batched_samples, K, seed=5):
+    """Loss, logit gradients and BN buffers after one OES step computed as core.fit does."""
+    net = copy.deepcopy(net).train()
+    param = core.ConcreteMask(net, 0.1, seed=seed, batched_samples=batched_samples)
+    dl = 0.0
+    if batched_samples:
+        for out in param.forward_samples(net, z, K):
+            dl = dl + core.data_loss(A(A.from_network(out)), y) / K
+    else:
+        for _ in range(K):
+            dl = dl + core.data_loss(A(A.from_network(core.generate(net, z, param.weights()))), y) / K
+    loss = dl + param.penalty()
+    loss.backward()
+    grads = {k: v.grad.clone() for k, v in param.logits.items()}
+    return float(loss.detach()), grads, {k: b.clone() for k, b in net.named_buffers()}
+
+
+def test_batched_concrete_samples_equal_the_loop():
+    net, z, A, y = _problem(0)
+    for p in net.parameters():                       # logits start at 0: make the step non-trivial
+        p.data.mul_(1.5)
+    la, ga, ba = _concrete_step(net, z, A, y, False, 3)
+    lb, gb, bb = _concrete_step(net, z, A, y, True, 3)
+    assert lb == pytest.approx(la, rel=1e-5)
+    scale = max(float(g.abs().max()) for g in ga.values())
+    assert scale > 0
+    for k in ga:
+        assert torch.allclose(gb[k], ga[k], rtol=1e-4, atol=1e-5 * scale), k
+    # BN running statistics: K sequential momentum updates, as the loop
+    for k in ba:
+        assert torch.allclose(bb[k].double(), ba[k].double(), rtol=1e-5, atol=1e-6), k
+    # a different seed draws different masks (the comparison above is not vacuous)
+    lc, _, _ = _concrete_step(net, z, A, y, True, 3, seed=6)
+    assert lc != pytest.approx(la, rel=1e-6)
+
+
+def test_fit_with_batched_samples_follows_the_loop():
+    net, z, A, y = _problem(1)
+    hist = {}
+    for bs in (False, True):
+        n = copy.deepcopy(net)
+        param = core.ConcreteMask(n, 0.1, seed=3, batched_samples=bs)
+        res = core.fit(n, z, A, y, param, steps=3, samples=4, log_every=1)
+        hist[bs] = ([h["loss"] for h in res.history], param.probabilities())
+    assert hist[True][0] == pytest.approx(hist[False][0], rel=1e-5)
+    for k in hist[False][1]:
+        assert torch.allclose(hist[True][1][k], hist[False][1][k], atol=1e-4)
+
+
+def test_fused_concrete_weight_and_kl_match_textbook_formulas():
+    torch.manual_seed(0)
+    theta = torch.randn(5, 4, 3, 3, dtype=torch.float64)
+    v = (torch.randn(5, 4, 3, 3, dtype=torch.float64) * 2).requires_grad_(True)
+    u = torch.rand(2, 5, 4, 3, 3, dtype=torch.float64).clamp(1e-7, 1 - 1e-7)
+    logistic = torch.log(u) - torch.log1p(-u)
+    w = core._concrete_weight(theta, v, torch.logit(u, eps=1e-7), 0.2)
+    ref = theta * torch.sigmoid((v + logistic) / 0.2)
+    assert torch.allclose(w, ref, rtol=1e-10)
+    g_out = torch.randn_like(ref)
+    (gv,) = torch.autograd.grad((w * g_out).sum(), v)
+    (rv,) = torch.autograd.grad((ref * g_out).sum(), v)
+    assert torch.allclose(gv, rv, rtol=1e-8, atol=1e-12)
+    p0 = 0.05
+    kl = core._ConcreteKL.apply(v, p0)
+    p = torch.sigmoid(v)
+    ref_kl = (p * (nn.functional.logsigmoid(v) - math.log(p0))
+              + (1 - p) * (nn.functional.logsigmoid(-v) - math.log(1 - p0))).sum()
+    assert float(kl.detach()) == pytest.approx(float(ref_kl.detach()), rel=1e-10)
+    assert torch.allclose(torch.autograd.grad(kl, v)[0], torch.autograd.grad(ref_kl, v)[0], rtol=1e-8)
+
+
+def test_fit_batched_equals_sequential_fits():
+    # float64: in float32 Adam's first steps move every weight by ±lr whatever its gradient's size,
+    # so weights with rounding-level gradients make two float32 runs drift apart after a few steps
+    # (either run is as valid); float64 shows the batched fit IS the sequential fits.
+    probs = [(n.double(), z.double(), A, y.double()) for n, z, A, y in (_problem(s) for s in range(3))]
+    masks = [None, _rand_mask(probs[1][0], 0.3, 1), _rand_mask(probs[2][0], 0.5, 2)]
+    refs = [p[3] for p in probs]
+
+    def ev(ref):
+        return lambda x: {"psnr": float(-10 * torch.log10(((x - ref) ** 2).mean()))}
+    seq, seq_nets = [], []
+    for b, (net, z, A, y) in enumerate(probs):
+        n = copy.deepcopy(net)
+        seq.append(methods.train_generator(n, z, A, y, steps=5, mask=masks[b], log_every=2, seed=b,
+                                           input_noise_std=0.02, evaluate=ev(refs[b])))
+        seq_nets.append(n)
+    nets = [copy.deepcopy(p[0]) for p in probs]
+    rows = []
+    res = batched.fit_batched(nets, [p[1] for p in probs], [p[2] for p in probs], [p[3] for p in probs],
+                              masks, steps=5, log_every=2, seeds=[0, 1, 2], input_noise_std=0.02,
+                              evaluate=[ev(r) for r in refs], callback=lambda b, row: rows.append(b))
+    assert sorted(set(rows)) == [0, 1, 2]
+    for b in range(3):
+        s, r = seq[b], res[b]
+        assert [h["step"] for h in r.history] == [h["step"] for h in s.history]
+        assert [h["loss"] for h in r.history] == pytest.approx([h["loss"] for h in s.history], rel=1e-9)
+        assert torch.allclose(r.output, s.output, atol=1e-9)
+        assert r.best_step == s.best_step
+        assert r.final_metrics["psnr"] == pytest.approx(s.final_metrics["psnr"], abs=1e-7)
+        # the networks hold the trained weights and BN statistics; pruned weights untouched
+        p0 = dict(probs[b][0].named_parameters())
+        for (k, pa), pb in zip(nets[b].named_parameters(), seq_nets[b].parameters()):
+            assert torch.allclose(pa, pb, atol=1e-7), k
+            if masks[b] is not None and k in masks[b].keep:
+                assert torch.equal(pa[~masks[b].keep[k]], p0[k][~masks[b].keep[k]]), k
+        for (k, ba), bb in zip(nets[b].named_buffers(), seq_nets[b].buffers()):
+            assert torch.allclose(ba.double(), bb.double(), atol=1e-9), k
+    assert not torch.allclose(res[0].output, res[1].output)
+
+
+def test_fit_batched_gradients_equal_per_fit_gradients():
+    probs = [_problem(s) for s in range(2)]
+    names = [k for k, _ in probs[0][0].named_parameters()]
+    stacked = {k: torch.stack([dict(p[0].named_parameters())[k].detach() for p in probs]).requires_grad_(True)
+               for k in names}
+    outs = batched.vmap_forward(probs[0][0], stacked, torch.stack([p[1] for p in probs]), z_batched=True,
+                                buffers_b={k: torch.stack([dict(p[0].named_buffers())[k] for p in probs]).clone()
+                                           for k, _ in probs[0][0].named_buffers()})
+    total = sum(core.data_loss(A(A.from_network(outs[b])), y) for b, (_, _, A, y) in enumerate(probs))
+    total.backward()
+    for b, (net, z, A, y) in enumerate(probs):
+        n = copy.deepcopy(net).train()
+        core.data_loss(A(A.from_network(n(z))), y).backward()
+        for k, p in n.named_parameters():
+            assert torch.allclose(stacked[k].grad[b], p.grad, rtol=1e-4, atol=1e-6), (b, k)
+
+
+def test_fit_batched_rejects_other_architectures():
+    a, z, A, y = _problem(0)
+    other, z2, _ = methods.setup_generator(GeneratorConfig.oes(levels=3, width=0.5), HW, 0)
+    with pytest.raises(UserError, match="another architecture"):
+        batched.fit_batched([a, other], [z, z2], [A, A], [y, y], steps=1)
+    with pytest.raises(UserError, match="entries"):
+        batched.fit_batched([a], [z, z], [A], [y], steps=1)
+
+
+@pytest.mark.parametrize("cfg,hw", [(GeneratorConfig.oes(levels=3, width=0.25), (32, 32)),
+                                    (GeneratorConfig.oes(levels=2, width=0.25, mri=True), (20, 28)),
+                                    (GeneratorConfig.deep_decoder(layers=3, width=8), (32, 32))])
+def test_synflow_one_pixel_scores_equal_full_size(cfg, hw):
+    net, z, _ = methods.setup_generator(cfg, hw, 0)
+    fast = pruning._SynFlowScorer(net, z.shape)
+    assert fast.reduced is not None
+    full = pruning._SynFlowScorer(net, z.shape)
+    full.reduced = None
+    names = list(maskable_parameters(net))
+    keep = _rand_mask(net, 0.3, 0).keep
+    for kp in (None, keep):
+        a, b = full.scores(names, kp), fast.scores(names, kp)
+        for k in names:
+            assert torch.allclose(b[k], a[k], rtol=1e-10, atol=0), k
+    assert sum(float((v > 0).sum()) for v in a.values()) > 0
+
+
+def test_synflow_zero_padded_net_falls_back_to_full_size():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    sc = pruning._SynFlowScorer(net, (1, 3, 8, 8))
+    assert sc.reduced is None
+    s = pruning.synflow_scores(net, (1, 3, 8, 8))
+    assert all((v >= 0).all() for v in s.values())
+
+
+def test_synflow_topk_equals_topk_mask_with_ties():
+    g = torch.Generator().manual_seed(0)
+    scores = {"a": torch.randint(0, 5, (40, 7), generator=g).double(),
+              "b": torch.randint(0, 5, (13,), generator=g).double()}
+    scores["a"][:3] = -1.0
+    for density in (0.05, 0.3, 0.5, 0.77, 1.0):
+        for seed in (0, 4):
+            ref = topk_mask(scores, density, seed=seed)
+            got = pruning._synflow_topk(scores, density, seed)
+            assert all(torch.equal(ref.keep[k], got.keep[k]) for k in scores), (density, seed)
+
+
+def test_configure_threads_rule(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+        assert runtime.default_threads() == 1
+        monkeypatch.setattr(runtime, "usable_cores", lambda: 32)
+        assert runtime.default_threads() == 8
+        monkeypatch.setattr(runtime, "usable_cores", lambda: 4)
+        assert runtime.default_threads() == 4
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert runtime.default_threads() == 3
+        assert runtime.configure_threads(2) == 2 == torch.get_num_threads()
+        with pytest.raises(UserError, match="--threads"):
+            runtime.configure_threads(-1)
+    finally:
+        torch.set_num_threads(before)
