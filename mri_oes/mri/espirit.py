@@ -76,7 +76,9 @@ def espirit_maps(kspace: np.ndarray, mask: np.ndarray, device=-1, **params) -> T
     maps = mr.app.EspiritCalib(sp.to_device(k, dev), calib_width=p["calib_width"],
                                kernel_width=p["kernel_width"], thresh=p["thresh"], crop=p["crop"],
                                max_iter=p["max_iter"], device=dev, show_pbar=False).run()
-    maps = np.asarray(sp.to_device(maps, sp.cpu_device), dtype=np.complex64)
+    # C order: a cached (h5) copy is C-ordered, and the coil sum of the scale rule must not depend on
+    # the layout (a transposed array summed in another order gave a different y after a resume)
+    maps = np.ascontiguousarray(sp.to_device(maps, sp.cpu_device), dtype=np.complex64)
     support = float((np.sum(np.abs(maps) ** 2, 0) > 0.25).mean())
     if support < 0.01:
         raise UserError(f"ESPIRiT (calib {p['calib_width']}, kernel {p['kernel_width']}, crop {p['crop']}) "
