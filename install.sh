@@ -10,6 +10,19 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 TORCH_SPEC=${MRI_OES_TORCH-torch==2.13.0}
+if [ "${1:-}" = "interop" ]; then
+  # Optional interop extra (deepinv adapters) in its OWN venv .venv-interop; .venv is not touched.
+  # deepinv needs torchvision, which does not install beside the pinned CPU torch 2.13.0; torch 2.14.1 +
+  # torchvision 0.29.1 do (a CUDA build that also runs on the CPU; measured here: ~2 min, 5.6 GB).
+  [ -x .venv-interop/bin/python ] || "$PY" -m venv .venv-interop
+  IPY=.venv-interop/bin/python
+  # shellcheck disable=SC2086  # the spec is two requirements on purpose
+  $IPY -m pip install -q ${MRI_OES_INTEROP_TORCH-torch==2.14.1 torchvision==0.29.1}
+  $IPY -m pip install -q --no-deps "fastmri==0.3.0"
+  $IPY -m pip install -q -e ".[test,fastmri-deps,interop]"
+  $IPY -c "import torch, deepinv, mri_oes, operators; print('interop ready (.venv-interop): torch', torch.__version__, '| deepinv', deepinv.__version__)"
+  exit 0
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null 2>&1 || true

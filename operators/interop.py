@@ -150,7 +150,8 @@ def to_deepinv(op: LinearOperator):
         """An ``operators.LinearOperator`` seen as a deepinv ``LinearPhysics``."""
 
         def __init__(self, operator):
-            super().__init__(noise_model=_noise_to_deepinv(operator.noise), img_size=operator.in_shape)
+            super().__init__(noise_model=_noise_to_deepinv(operator.noise), img_size=operator.in_shape,
+                             device=operator.device)
             self.operator = operator
 
         def A(self, x, **kwargs):
@@ -161,7 +162,7 @@ def to_deepinv(op: LinearOperator):
 
         def to(self, *args, **kwargs):
             dev = args[0] if args else kwargs.get("device")
-            if dev is not None:
+            if dev is not None and getattr(self, "operator", None) is not None:
                 self.operator.to(dev)
             return super().to(*args, **kwargs)
 
@@ -204,16 +205,15 @@ class SigpyOperator(LinearOperator):
     @staticmethod
     def _apply_np(L, t, shape, dtype):
         a = _to_numpy(t)
-        np_dtype = np.complex128 if t.dtype in (torch.complex128, torch.float64) and dtype.is_complex \
-            else (np.float64 if t.dtype == torch.float64 else None)
         outs = [np.asarray(L(a[i])) for i in range(a.shape[0])]
-        out = np.stack(outs) if outs else np.zeros((0,) + tuple(shape))
-        if np_dtype is not None:
-            out = out.astype(np_dtype, copy=False)
-        elif dtype.is_complex:
-            out = out.astype(np.complex64, copy=False)
+        out = np.stack(outs) if outs else np.zeros((0,) + tuple(shape), a.dtype)
+        # keep the precision SigPy computed in (a float32 filter gives float32 even for float64 input:
+        # pretending otherwise would hide its round-off from check_adjoint); fix real vs complex
+        double = out.dtype in (np.float64, np.complex128) and a.dtype in (np.float64, np.complex128)
+        if dtype.is_complex:
+            out = out.astype(np.complex128 if double else np.complex64, copy=False)
         else:
-            out = out.real.astype(np.float32, copy=False)
+            out = out.real.astype(np.float64 if double else np.float32, copy=False)
         return torch.from_numpy(np.ascontiguousarray(out)).to(t.device)
 
     def _forward(self, x):

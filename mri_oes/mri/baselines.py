@@ -55,6 +55,17 @@ def l1_wavelet_operator(op, y, lamda: float = L1_LAMBDA, max_iter: int = L1_ITER
     from operators import to_sigpy
     W = sp.linop.Wavelet(tuple(op.in_shape), wave_name=wave_name)
     proxg = sp.prox.UnitaryTransform(sp.prox.L1Reg(W.oshape, lamda), W)
+    if not op.in_dtype.is_complex:           # real images (natural-image plugins): keep iterates real
+        inner = proxg
+
+        class _RealProx(sp.prox.Prox):
+            def __init__(self):
+                super().__init__(inner.shape)
+
+            def _prox(self, alpha, input):
+                return np.real(inner(alpha, input)).astype(input.dtype, copy=False)
+
+        proxg = _RealProx()
 
     def g(x):
         return lamda * float(np.sum(np.abs(W(x))))
