@@ -28,5 +28,6 @@ fi
 python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 if [ -n "$TORCH_SPEC" ]; then python -m pip install -q "$TORCH_SPEC"; fi
 python -m pip install -q --no-deps "fastmri==0.3.0"
-python -m pip install -q -e ".[test,fastmri-deps]"
+# cluster = Ray (parallel `mri-oes recon`; its tests run with it)
+python -m pip install -q -e ".[test,fastmri-deps,cluster]"
 python -c "import torch, sigpy, fastmri.data.subsample, mri_oes, operators; print('mri_oes ready: torch', torch.__version__, '| sigpy', sigpy.__version__)"
