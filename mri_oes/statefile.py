@@ -266,7 +266,7 @@ def read_identity(path) -> dict:
     meta = _header(path)
     try:
         ident = json.loads(meta["identity"])
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, RecursionError) as e:
         raise StateFileError(f"{path}: state file identity is not JSON ({e})") from None
     if not isinstance(ident, dict):
         raise StateFileError(f"{path}: state file identity is not a JSON object")
@@ -281,10 +281,13 @@ def load_state(path, expect_identity: Optional[dict], device=None, what: str = "
     path = Path(path)
     meta = _header(path)
     if expect_identity is not None:
-        check_identity(path, expect_identity, read_identity(path), what=what)
+        try:
+            check_identity(path, expect_identity, read_identity(path), what=what)
+        except RecursionError:
+            raise StateFileError(f"{path}: state file identity is nested too deeply") from None
     try:
         tree = json.loads(meta["tree"])
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, RecursionError) as e:
         raise StateFileError(f"{path}: state tree is not JSON ({e})") from None
     dev = str(device) if device is not None else "cpu"
     try:
@@ -299,5 +302,7 @@ def load_state(path, expect_identity: Optional[dict], device=None, what: str = "
             return _decode(tree, get, path)
     except StateFileError:
         raise
+    except RecursionError:
+        raise StateFileError(f"{path}: state tree is nested too deeply") from None
     except Exception as e:
         raise StateFileError(f"{path}: cannot read the state tensors ({e})") from None
