@@ -481,3 +481,14 @@ def test_espirit_cache_never_writes_into_an_input(tmp_path):
     assert check_cache_path(cache) == cache
     with h5py.File(cache, "r") as h:
         assert h.attrs["mri_oes_cache"] == "espirit/1"
+
+
+def test_no_unpickling_anywhere_in_the_package():
+    """No loader in the toolkit can run code from a file: no torch.load / pickle.load / np.load with
+    allow_pickle in the package sources (docstrings quoting them in ``backticks`` excepted)."""
+    import re
+    root = Path(__file__).resolve().parents[1]
+    pat = re.compile(r"(?<!`)\b(torch\.load\(|pickle\.loads?\(|dill\.load|joblib\.load|allow_pickle\s*=\s*True)")
+    hits = [f"{p.relative_to(root)}:{i}" for d in ("mri_oes", "operators") for p in (root / d).rglob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if pat.search(line)]
+    assert hits == []
