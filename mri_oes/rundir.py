@@ -28,46 +28,12 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from .errors import UserError
+from .errors import RunMismatch, UserError
+from .io import clean_stale_temps
+from .statefile import canonical, identity_diff
 
 RESULT_FILE = "metrics.json"
 IDENTITY_FILE = "identity.json"
-
-
-class RunMismatch(UserError):
-    """A folder holds (part of) a run with another identity."""
-
-
-def identity_diff(old: dict, new: dict, prefix: str = "") -> list:
-    """Dotted keys whose values differ between two identity dicts."""
-    keys = []
-    for k in sorted(set(old) | set(new), key=str):
-        a, b = old.get(k, "<absent>"), new.get(k, "<absent>")
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys += identity_diff(a, b, f"{prefix}{k}.")
-        elif a != b:
-            keys.append(f"{prefix}{k}")
-    return keys
-
-
-def canonical(obj) -> dict:
-    """JSON round trip (tuples → lists, numpy scalars → numbers) so identities compare as stored."""
-    from .io import _json_default
-    return json.loads(json.dumps(obj, sort_keys=True, default=_json_default))
-
-
-def clean_stale_temps(folder: Path) -> int:
-    """Remove hidden temp files (``.<name>.<random><suffix>``) that a killed writer left."""
-    try:
-        from .io import clean_stale_temps as _clean
-        return _clean(folder)
-    except ImportError:
-        n = 0
-        for f in Path(folder).glob(".*"):
-            if f.is_file() and f.name.count(".") >= 2 and f.name not in (".lock",):
-                f.unlink(missing_ok=True)
-                n += 1
-        return n
 
 
 def is_complete(folder) -> bool:
@@ -77,7 +43,7 @@ def is_complete(folder) -> bool:
 class RunDir:
     def __init__(self, out, identity: Optional[dict] = None, overwrite: bool = False, flag: str = "--out"):
         self.out = Path(out)
-        self.identity = canonical(identity or {})
+        self.identity = json.loads(json.dumps(canonical(identity or {})))
         self.overwrite = overwrite
         self.flag = flag
         self.work = self.out.parent / f".{self.out.name}.partial"
@@ -102,7 +68,8 @@ class RunDir:
             diff = identity_diff(old, self.identity)
             raise RunMismatch(f"{self.work} holds an unfinished run with other settings (differs in: "
                               f"{', '.join(diff[:8])}{' …' if len(diff) > 8 else ''}); rerun with its "
-                              f"settings to resume it, or pass --overwrite to discard it")
+                              f"settings to resume it, or pass --overwrite to discard it",
+                              keys=diff, path=self.work)
 
     def _staged_identity(self):
         f = self.work / IDENTITY_FILE

@@ -20,6 +20,7 @@ from .errors import UserError
 from .generators import GeneratorConfig, count_parameters
 from .io import save_image, save_npy, versions, write_json
 from .masks import Mask, check_density, maskable_parameters
+from .statefile import file_digest, tensor_digest
 
 METHODS = ("dip", "sparse-dip", "oes", "deep-decoder", "gp-dip")
 
@@ -63,26 +64,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: no CUDA device is available (use --device cpu)")
     return torch.device(name)
-
-
-def tensor_digest(t) -> str:
-    """sha256 of a tensor's dtype, shape and bytes (run identities)."""
-    import hashlib
-    t = torch.as_tensor(t).detach().cpu().contiguous()
-    if t.is_complex():
-        t = torch.view_as_real(t)
-    h = hashlib.sha256(f"{t.dtype}:{tuple(t.shape)}:".encode())
-    h.update(t.numpy().tobytes())
-    return h.hexdigest()
-
-
-def file_digest(path) -> str:
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run_identity(problem, rc: "RunConfig", command: str) -> dict:

@@ -52,7 +52,7 @@ def _add_problem_args(p):
 
 def _identity(args, images, command) -> dict:
     """Run identity for the whole command: every option plus digests of the inputs."""
-    from ..runner import tensor_digest
+    from ..statefile import tensor_digest
     cfg = {k: v for k, v in vars(args).items() if k not in ("func", "progress", "out", "overwrite", "threads")}
     return {"command": command, "config": cfg, "inputs": [tensor_digest(t) for t in images]}
 
@@ -214,7 +214,7 @@ def run_transfer_cmd(args) -> int:
         for f, sl in targets:
             load_slice(f, sl)
         cfg = GeneratorConfig.oes(mri=True, levels=args.levels or largest_levels(hw), width=args.width)
-        from ..runner import file_digest
+        from ..statefile import file_digest
         ident = {"command": "transfer", "config": {k: v for k, v in vars(args).items()
                                                    if k not in ("func", "progress", "out", "overwrite", "threads")},
                  "inputs": [file_digest(args.mri)] + [file_digest(f) for f, _ in targets]}
