@@ -71,26 +71,55 @@ class Parametrization:
 
 
 class TrainWeights(Parametrization):
-    """Train ``theta`` of ``net`` (all parameters), the network seeing ``theta ∘ m`` when a mask is set."""
+    """Train ``theta`` of ``net`` (all parameters), the network seeing ``theta ∘ m`` when a mask is set.
+
+    With a mask, a masked tensor is trained as the vector of its KEPT entries only (``theta[m]``):
+    the network sees ``theta ∘ m`` rebuilt as zeros with the kept values scattered in (one write
+    instead of a multiply each way), its gradient is gathered at the kept entries, and Adam updates
+    only those. Per kept entry this is exactly the masked-gradient computation (Adam is elementwise;
+    pruned entries had zero gradient and never moved), so the sparse step costs what the dense step
+    costs (less Adam work). The kept values are written back into ``net``'s parameters after every
+    step (checkpoints and the caller see the trained network); pruned entries of ``net`` are never
+    touched (they stay at their init)."""
 
     def __init__(self, net: nn.Module, mask: Optional[Mask] = None, sgld_std: float = 0.0, seed: int = 0):
         self.net, self.sgld_std = net, float(sgld_std)
         self.params = dict(net.named_parameters())
         self.masks = {}
+        self._idx, self._vals = {}, {}
         if mask is not None:
             mask.check_compatible(net)
             dev = next(net.parameters()).device
-            self.masks = {k: m.to(dev) for k, m in mask.keep.items() if not m.all()}
+            # stored as 0/1 in the parameter's dtype once (not converted every step)
+            self.masks = {k: m.to(dev, self.params[k].dtype) for k, m in mask.keep.items() if not m.all()}
+            for k, m in self.masks.items():
+                self._idx[k] = m.reshape(-1).nonzero().squeeze(1)
+                self._vals[k] = self.params[k].detach().reshape(-1)[self._idx[k]].clone().requires_grad_(True)
         self._gen = None
         if self.sgld_std > 0:
             dev = next(net.parameters()).device
             self._gen = torch.Generator(device=dev).manual_seed(derive_seed(seed, "sgld"))
 
     def trainable(self):
-        return list(self.params.values())
+        return [self._vals[k] if k in self._vals else p for k, p in self.params.items()]
 
     def weights(self):
-        return {k: self.params[k] * m.to(self.params[k].dtype) for k, m in self.masks.items()}
+        out = {}
+        for k, v in self._vals.items():
+            p = self.params[k]
+            out[k] = torch.zeros(p.numel(), dtype=v.dtype, device=v.device).index_put_(
+                (self._idx[k],), v).view(p.shape)
+        return out
+
+    @torch.no_grad()
+    def _write_back(self):
+        for k, v in self._vals.items():
+            self.params[k].view(-1)[self._idx[k]] = v
+
+    @torch.no_grad()
+    def _read_back(self):
+        for k, v in self._vals.items():
+            v.copy_(self.params[k].detach().reshape(-1)[self._idx[k]])
 
     def after_step(self, lr):
         # GP-DIP / SGLD (Cheng et al. 2019, their code): conv/linear weights += N(0, sgld_std²) after
@@ -100,9 +129,11 @@ class TrainWeights(Parametrization):
                 for k in maskable_parameters(self.net, "weights"):
                     p = self.params[k]
                     noise = torch.randn(p.shape, generator=self._gen, device=p.device, dtype=p.dtype)
-                    if k in self.masks:
-                        noise = noise * self.masks[k]
-                    p.add_(noise, alpha=self.sgld_std)
+                    if k in self._vals:
+                        self._vals[k].add_(noise.reshape(-1)[self._idx[k]], alpha=self.sgld_std)
+                    else:
+                        p.add_(noise, alpha=self.sgld_std)
+        self._write_back()
 
     def state(self):
         return {"gen": self._gen.get_state()} if self._gen is not None else {}
@@ -110,6 +141,7 @@ class TrainWeights(Parametrization):
     def load_state(self, state):
         if self._gen is not None and "gen" in state:
             self._gen.set_state(state["gen"])
+        self._read_back()   # the checkpoint's network holds the trained kept values
 
 
 class _ConcreteWeightFn(torch.autograd.Function):
@@ -163,9 +195,15 @@ class ConcreteMask(Parametrization):
     Penalty ``λ Σ KL(Bern(p) || Bern(p0))``. ``theta_in`` is frozen (no gradient)."""
 
     def __init__(self, net: nn.Module, density: float, temperature: float = 0.2, lam: float = 1e-9,
-                 scope: str = "weights", seed: int = 0, batched_samples: bool = True):
+                 scope: str = "weights", seed: int = 0, batched_samples: Optional[bool] = None):
         self.net, self.p0 = net, check_density(density)
-        self.batched_samples = bool(batched_samples)   # fit(samples=K > 1): one vmap pass, not K
+        # fit(samples=K > 1): K samples in one vmap pass instead of K passes. Default: on GPUs only
+        # (on one CPU thread the K passes are FLOP-bound and the grouped convolutions were ~10%
+        # slower for the OES net: benchmarks/core_speed.py); same result either way up to rounding.
+        if batched_samples is None:
+            from .batched import supports_vmap
+            batched_samples = next(net.parameters()).device.type != "cpu" and supports_vmap(net)
+        self.batched_samples = bool(batched_samples)
         if not self.p0 < 1:
             raise ValueError("OES mask learning needs density < 1 (density 1 is the dense network)")
         self.temperature, self.lam, self.scope = float(temperature), float(lam), scope

@@ -223,3 +223,63 @@ def test_configure_threads_rule(monkeypatch):
             runtime.configure_threads(-1)
     finally:
         torch.set_num_threads(before)
+
+
+class _MaskMultiply(core.TrainWeights):
+    """The textbook Sparse-DIP parametrization: every parameter trained, the network sees
+    ``theta * m`` (pruned entries get zero gradient)."""
+
+    def __init__(self, net, mask, sgld_std=0.0, seed=0):
+        super().__init__(net, None, sgld_std=sgld_std, seed=seed)
+        self.ref_masks = {k: m.to(torch.float64) for k, m in mask.keep.items()}
+
+    def weights(self):
+        return {k: self.params[k] * m.to(self.params[k].dtype) for k, m in self.ref_masks.items()}
+
+    def after_step(self, lr):
+        if self.sgld_std > 0:
+            with torch.no_grad():
+                for k, p in maskable_parameters(self.net).items():
+                    noise = torch.randn(p.shape, generator=self._gen, dtype=p.dtype)
+                    p.add_(noise * self.ref_masks[k].to(p.dtype), alpha=self.sgld_std)
+
+
+@pytest.mark.parametrize("sgld_std,grad_clip", [(0.0, 0.0), (0.01, 0.05)])
+def test_compact_sparse_training_equals_mask_multiply(sgld_std, grad_clip):
+    net, z, A, y = _problem(4)
+    net, z, y = net.double(), z.double(), y.double()
+    mask = _rand_mask(net, 0.2, 4)
+    out = {}
+    for name, cls in (("compact", core.TrainWeights), ("multiply", _MaskMultiply)):
+        n = copy.deepcopy(net)
+        param = cls(n, mask, sgld_std=sgld_std, seed=1)
+        res = core.fit(n, z, A, y, param, steps=6, log_every=1, grad_clip=grad_clip)
+        out[name] = ([h["loss"] for h in res.history], res.output, n)
+    assert out["compact"][0] == pytest.approx(out["multiply"][0], rel=1e-10)
+    assert torch.allclose(out["compact"][1], out["multiply"][1], atol=1e-10)
+    init = maskable_parameters(net)
+    for k, p in maskable_parameters(out["compact"][2]).items():
+        keep = mask.keep[k]
+        assert torch.allclose(p[keep], maskable_parameters(out["multiply"][2])[k][keep], atol=1e-10), k
+        assert torch.equal(p[~keep], init[k][~keep]), k          # pruned: untouched
+
+
+def test_sparse_checkpoint_resume_equals_uninterrupted(tmp_path):
+    net0, z, A, y = _problem(5)
+    mask = _rand_mask(net0, 0.2, 5)
+    full = methods.train_generator(copy.deepcopy(net0), z, A, y, steps=12, mask=mask, seed=2, log_every=3)
+    ck = tmp_path / "run.ckpt"
+
+    class Stop(Exception):
+        pass
+
+    def crash(row):
+        if row["step"] == 9:
+            raise Stop
+    with pytest.raises(Stop):
+        methods.train_generator(copy.deepcopy(net0), z, A, y, steps=12, mask=mask, seed=2, log_every=3,
+                                checkpoint=ck, checkpoint_every=6, fingerprint="a", callback=crash)
+    resumed = methods.train_generator(copy.deepcopy(net0), z, A, y, steps=12, mask=mask, seed=2, log_every=3,
+                                      checkpoint=ck, checkpoint_every=6, fingerprint="a")
+    assert resumed.resumed_from == 6
+    assert torch.allclose(resumed.output, full.output, atol=1e-6)
