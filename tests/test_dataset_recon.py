@@ -193,3 +193,29 @@ def test_dataset_killed_and_resumed_equals_uninterrupted(dataset, tmp_path):
         np.testing.assert_allclose(got[name], ref[name], rtol=0, atol=1e-6 * float(ref[name].max()))
     assert partial or n_done >= 2   # staged (unfinished) slices existed at the kill in practice
     assert not glob.glob(str(out / "dip_4x" / "slices" / "*" / ".*.partial"))
+
+
+def test_dataset_failed_slice_is_retried_then_reported_others_kept(dataset, tmp_path, capsys):
+    """A slice that fails in its Ray task (NaN k-space in slice 1 only) is retried --retries times, then
+    reported (failures.json, exit 1) while the other slices and volumes are written; the volume with
+    the failed slice gets no file."""
+    pytest.importorskip("ray")
+    with h5py.File(dataset / NAMES[0]) as f:
+        k = f["kspace"][()]
+    k[1, :, 10, 10] = np.nan
+    bad = tmp_path / "data"
+    bad.mkdir()
+    write_file(bad / "file_brain_AXT1_bad.h5", k)
+    shutil.copy(dataset / NAMES[1], bad / NAMES[1])
+    out = tmp_path / "out"
+    rc = main(["recon", str(bad), "--method", "zero-filled", "--accel", "4", "--workers", "2", "--retries", "1",
+               "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "1 slice(s) failed after 1 retries" in err and "contains NaN" in err
+    fails = json.loads((out / "failures.json").read_text())
+    assert [(f["file"].endswith("bad.h5"), f["slice"]) for f in fails] == [(True, 1)]
+    run = out / "zero-filled_4x"
+    assert (run / "reconstructions" / NAMES[1]).is_file()
+    assert not (run / "reconstructions" / "file_brain_AXT1_bad.h5").exists()
+    assert (run / "slices" / "file_brain_AXT1_bad" / "000" / "metrics.json").is_file()
+    assert (run / "slices" / "file_brain_AXT1_bad" / "002" / "metrics.json").is_file()

@@ -130,6 +130,8 @@ def _validate(args, vols):
         raise UserError("--density is only for --method sparse-dip")
     if args.mask_path:
         _check_mask_file(args.mask_path)
+    if args.gpus_per_task > 0 and not args.device.startswith("cuda"):
+        raise UserError(f"--gpus-per-task {args.gpus_per_task} needs --device cuda (the slices run on the GPU)")
     full = [v for v in vols if not v.undersampled]
     if full and not args.accel:
         raise UserError(f"{full[0].path} is fully sampled: give --accel (e.g. --accel 4 8)")
@@ -208,8 +210,10 @@ def run_recon(args) -> int:
     esp = _validate(args, vols)
     out = out_path(args, "recon")
     workers = args.workers or max(1, usable_cores() // threads)
-    if args.device.startswith("cuda") and args.gpus_per_task == 0 and workers > 1:
-        args.gpus_per_task = round(1.0 / workers, 4)
+    if args.device.startswith("cuda") and args.gpus_per_task == 0 and (workers > 1 or args.ray_address):
+        args.gpus_per_task = round(1.0 / workers, 4)   # the local GPU(s) shared by the workers
+    if args.gpus_per_task > 0:
+        args.device = "cuda"   # Ray sets CUDA_VISIBLE_DEVICES per task: its GPU is cuda:0 there
 
     # the runs: every method at every acceleration (undersampled files: their own mask)
     accels = list(dict.fromkeys(args.accel or []))
