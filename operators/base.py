@@ -97,7 +97,10 @@ def _jsonable_arg(v):
         return {"noise": v.describe()}
     if isinstance(v, LinearOperator):
         return {"operator": v.describe()}
-    return {"repr": repr(v)}
+    r = repr(v)
+    if " at 0x" in r:   # a memory address would make the record (and checkpoint identities) differ per run
+        r = f"<{type(v).__module__}.{type(v).__qualname__} object>"
+    return {"repr": r[:500]}
 
 
 def _record_init_args(init):
