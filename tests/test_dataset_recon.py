@@ -183,7 +183,6 @@ def test_dataset_killed_and_resumed_equals_uninterrupted(dataset, tmp_path):
     n_done = len(done())
     assert 2 <= n_done < 6, n_done
     assert not (out / "dip_4x" / "reconstructions" / NAMES[1]).exists()   # never a partial volume
-    partial = glob.glob(str(out / "dip_4x" / "slices" / "*" / ".*.partial"))
     time.sleep(1)
     r = subprocess.run(_recon_cmd(dataset, out), env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -191,7 +190,6 @@ def test_dataset_killed_and_resumed_equals_uninterrupted(dataset, tmp_path):
     got = _volumes(out)
     for name in NAMES:
         np.testing.assert_allclose(got[name], ref[name], rtol=0, atol=1e-6 * float(ref[name].max()))
-    assert partial or n_done >= 2   # staged (unfinished) slices existed at the kill in practice
     assert not glob.glob(str(out / "dip_4x" / "slices" / "*" / ".*.partial"))
 
 
