@@ -111,7 +111,7 @@ def test_dataset_ray_two_workers_fastmri_files_and_metrics(dataset, tmp_path, ca
             for k in ("psnr", "ssim", "nmse"):
                 assert abs(rec["final"][k] - ev[k]) < 1e-6, (run, name, k, rec["final"][k], ev[k])
             assert rec["metrics_convention"] == "fastmri" and rec["slices"] == [0, 1, 2]
-            assert rec["full_fov"]["psnr"] is not None and rec["crop"] if "crop" in rec else True
+            assert rec["full_fov"]["psnr"] is not None and rec["metric_crop"] == [80, 80]   # W x W
             # per-slice SSIMs (volume max as data range) average to the volume SSIM, as in fastMRI
             srecs = [json.loads((out / run / "slices" / Path(name).stem / f"{s:03d}" / "metrics.json").read_text())
                      for s in range(3)]

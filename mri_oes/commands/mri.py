@@ -44,7 +44,7 @@ import numpy as np
 from ..cli_common import (_ranged, add_generator_args, add_mask_args, add_run_args, add_training_args,
                           nonneg_int, positive_float, positive_int)
 from ..errors import UserError
-from ..mri.volume import CLASSICAL, METHODS, NETWORK
+from ..mri.volume import METHODS, NETWORK
 
 accel_int = _ranged(int, 2, what="an integer acceleration >= 2")
 center_frac = _ranged(float, 0, 1, lo_open=True, hi_open=True, what="a fraction in (0, 1)")
@@ -123,7 +123,7 @@ def _validate(args, vols):
     """Every check that can fail on user input, before anything is written."""
     from ..mri.data import load_slice, make_mask
     from ..mri.espirit import espirit_params
-    from ..generators import GeneratorConfig, check_image_size, largest_levels
+    from ..generators import GeneratorConfig, check_image_size
     if args.mask_path and "sparse-dip" not in args.method:
         raise UserError("--mask is only for --method sparse-dip")
     if args.density != _parser_defaults()["density"] and "sparse-dip" not in args.method:

@@ -32,7 +32,6 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..errors import UserError
 from . import metrics as M
 
 CLASSICAL = ("zero-filled", "sense", "l1-wavelet")
