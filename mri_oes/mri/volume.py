@@ -18,6 +18,10 @@ run rerun with the same command skips complete slices, resumes network fits from
 and (re)assembles volume files only from complete slices. :func:`run_slice` is the one per-slice
 reconstruction (classical methods here, network methods through :func:`mri_oes.runner.run`); the
 dataset driver (``mri-oes recon``) maps it over slices with :mod:`mri_oes.parallel`.
+
+Not yet here (the hook): B slices of one shape fitted together on one device with
+:func:`mri_oes.batched.fit_batched` — a task would then be a list of ``SliceJob`` s with one
+:func:`run_slice` per job after the shared batched fit; today one task = one slice = one fit.
 """
 from __future__ import annotations
 
