@@ -13,7 +13,8 @@ TORCH_SPEC=${MRI_OES_TORCH-torch==2.13.0}
 if [ "${1:-}" = "interop" ]; then
   # Optional interop extra (deepinv adapters) in its OWN venv .venv-interop; .venv is not touched.
   # deepinv needs torchvision, which does not install beside the pinned CPU torch 2.13.0; torch 2.14.1 +
-  # torchvision 0.29.1 do (a CUDA build that also runs on the CPU; measured here: ~2 min, 5.6 GB).
+  # torchvision 0.29.1 do (a CUDA build that also runs on the CPU; measured here from scratch: 7.7 min
+  # wall on a busy 2-core machine, I/O bound; 1.5 min when already installed; 5.5 GB on disk).
   [ -x .venv-interop/bin/python ] || "$PY" -m venv .venv-interop
   IPY=.venv-interop/bin/python
   # shellcheck disable=SC2086  # the spec is two requirements on purpose
