@@ -4,6 +4,7 @@ import json
 import pytest
 
 from mri_oes.cli import main
+from mri_oes.datasets import bundled_brain
 from mri_oes.schema import COLUMNS, SchemaError, collect, make_record, validate
 
 TINY = ["--levels", "2", "--width", "0.25", "--log-every", "2", "--no-progress"]
@@ -32,6 +33,8 @@ def runs(tmp_path_factory):
         "prune-at-init": ["prune-at-init", *IMG, "--mask-source", "magnitude", "--density", "0.3", "--steps", "2"],
         "transfer": ["transfer", str(img), str(img), "--tasks", "denoise", "--densities", "0.3",
                      "--mask-sources", "none", "oes", "--steps", "2", "--mask-steps", "2"],
+        "recon": ["recon", str(bundled_brain()), "--accel", "4", "--method", "zero-filled", "dip", "sparse-dip",
+                  "--steps", "2", "--mask-steps", "2", "--workers", "1"],
     }
     out = {}
     for name, argv in cmds.items():
@@ -65,7 +68,11 @@ def test_summarize_one_tidy_csv(runs, capsys):
     assert main(["summarize", str(base), "--csv", str(csv_path)]) == 0
     df = pd.read_csv(csv_path)
     assert list(df.columns[:len(COLUMNS)]) == list(COLUMNS)
-    assert set(df["command"]) == {"fit", "denoise", "learn-mask", "demo", "imp", "prune-at-init", "transfer"}
+    assert set(df["command"]) == {"fit", "denoise", "learn-mask", "demo", "imp", "prune-at-init", "transfer",
+                                  "recon"}
+    mri = df[df["command"] == "recon"]
+    assert set(mri["method"]) == {"zero-filled", "dip", "sparse-dip"} and (mri["accel"] == 4).all()
+    assert (mri["metrics_convention"] == "fastmri").all() and mri["full_fov_psnr"].notna().all()
     assert len(df) == len(collect([base]))
     assert (abs(df["density"] + df["sparsity"] - 1) < 1e-9).all()
     # refuses to overwrite, one line
