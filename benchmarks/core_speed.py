@@ -226,8 +226,9 @@ def make_cases(a, dev):
     # the MRI networks on a brain-sized slice (230×180, 8 coils; grid 256×192)
     if not a.no_mri:
         # 230×180 fits at most 5 levels (grid 256×192); "full": width 1 (gpu preset width), "cpu_preset"
-        for tag, mcfg in (("full", GeneratorConfig.oes(levels=5, width=1.0, mri=True)),
-                          ("cpu_preset", GeneratorConfig.oes(levels=5, width=0.5, mri=True))):
+        mri_cfgs = [("full", GeneratorConfig.oes(levels=5, width=1.0, mri=True)),
+                    ("cpu_preset", GeneratorConfig.oes(levels=5, width=0.5, mri=True))]
+        for tag, mcfg in mri_cfgs[1:] if a.quick else mri_cfgs:   # quick: the cpu preset net only
             prob = mri_problem(mcfg, (230, 180), 0, dev)
             st0 = copy.deepcopy(prob[0].state_dict())
             mm = random_mask(prob[0], a.density)
@@ -269,6 +270,27 @@ def one_step_profile(fn_step, dev):
     return flops, saved[0], peak
 
 
+def synflow_timing(net, z, density, rounds):
+    """SynFlow mask at ``density``: ``rounds`` rounds as shipped (one-pixel scoring, kthvalue top-k)
+    vs the per-round cost of the former implementation (full-size float64 scoring pass + the full sort
+    of ``topk_mask``), measured here and multiplied by ``rounds``; CPU seconds."""
+    from mri_oes import pruning
+    net = copy.deepcopy(net).cpu()
+    t = time.process_time()
+    pruning.synflow_mask(net, z.shape, density, rounds=rounds, seed=0)
+    new = time.process_time() - t
+    full = pruning._SynFlowScorer(net, z.shape)
+    full.reduced = None
+    names = list(maskable_parameters(net))
+    full.scores(names)   # warm-up
+    t = time.process_time()
+    s = full.scores(names)
+    topk_mask(s, density ** (1 / rounds), seed=0)
+    old_round = time.process_time() - t
+    return {"rounds": rounds, "new_s": new, "former_s_per_round": old_round,
+            "former_s_estimate": old_round * rounds, "speedup": old_round * rounds / new}
+
+
 def matmul_peak(dev, n=2048, reps=5):
     """float32 matmul FLOP/s (best of ``reps``; CPU: process time, i.e. per unit of CPU work)."""
     a = torch.randn(n, n, device=dev)
@@ -300,6 +322,7 @@ def main(argv=None):
     ap.add_argument("--compile", action="store_true", help="also time torch.compile of the dense step")
     ap.add_argument("--channels-last", action="store_true", help="also time the dense step in channels_last")
     ap.add_argument("--no-mri", action="store_true", help="skip the MRI-slice cases")
+    ap.add_argument("--synflow-rounds", type=int, default=100, help="SynFlow rounds timed (0: skip)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     a.steps = a.steps or (2 if a.quick else 4)
@@ -346,6 +369,7 @@ def main(argv=None):
                 "oes_k4_batched": prof(lambda n: core.ConcreteMask(n, a.density, batched_samples=True), 4)}
     fresh()
     peak = matmul_peak(dev)
+    syn = synflow_timing(net, z, a.density, a.synflow_rounds) if a.synflow_rounds > 0 else None
     # useful FLOPs: a batched pass does the work of its loop (the counter miscounts vmap's grouped convs)
     useful = {n: p[0] for n, p in profiles.items()}
     useful["oes_k4_batched"] = useful["oes_k4_loop"]
@@ -384,7 +408,7 @@ def main(argv=None):
         "device": str(dev), "device_name": dev_name, "threads": threads, "versions": versions(),
         "timing": "process CPU time (1-thread work, robust to a shared box)" if use_cpu_time else "wall, synchronised",
         "matmul_peak_flops": peak, "ratios": ratios, "goals": GOALS,
-        "batch_ratios": batch_ratios, "mri_230x180_s_per_step": mri, "cases": res,
+        "batch_ratios": batch_ratios, "mri_230x180_s_per_step": mri, "synflow": syn, "cases": res,
         "wall_time_s": time.perf_counter() - t_start,
     }
     print(f"\nnet {out['net']['parameters']:,} params, {a.size}x{a.size} RGB, device {dev} ({dev_name}), "
@@ -404,6 +428,13 @@ def main(argv=None):
         print(f"  {k:<26} {v:6.3f}  (<= {GOALS[k]})  {'ok' if v <= GOALS[k] else 'MISSED'}")
     for B, v in batch_ratios.items():
         print(f"  batch_{B}_vs_sequential      {v:6.3f}")
+    if syn:
+        print(f"SynFlow {syn['rounds']} rounds: {syn['new_s']:.1f} s CPU (former implementation: "
+              f"{syn['former_s_per_round']:.2f} s/round x {syn['rounds']} = {syn['former_s_estimate']:.0f} s; "
+              f"{syn['speedup']:.1f}x faster)")
+    for tag, v in mri.items():
+        print(f"MRI net 230x180 (8 coils, grid 256x192, levels 5, {tag}): dense {v['dense']:.3f} s/step, "
+              f"Sparse-DIP {v['sparse']:.3f} s/step, OES mask K=1 {v['oes_k1']:.3f} s/step")
     path = Path(a.out) if a.out else (Path(__file__).resolve().parent / "results"
                                       / f"core_speed_{dev.type}{'_quick' if a.quick else ''}.json")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -283,3 +283,16 @@ def test_sparse_checkpoint_resume_equals_uninterrupted(tmp_path):
                                       checkpoint=ck, checkpoint_every=6, fingerprint="a")
     assert resumed.resumed_from == 6
     assert torch.allclose(resumed.output, full.output, atol=1e-6)
+
+
+def test_autocast_forward_returns_float32_close_to_float32_net():
+    net, z, A, y = _problem(6)
+    fast = runtime.autocast_forward(copy.deepcopy(net))
+    with torch.no_grad():
+        ref, out = net(z), fast(z)
+    assert out.dtype == torch.float32
+    assert not torch.equal(out, ref)                                   # it did run in bf16
+    assert float((out - ref).abs().max()) < 0.05 * float(ref.abs().max())
+    # masked weights still replace the parameters through functional_call
+    w = {k: torch.zeros_like(p) for k, p in maskable_parameters(fast).items()}
+    assert torch.allclose(core.generate(fast, z, w), core.generate(net, z, w), atol=1e-2)
