@@ -190,3 +190,44 @@ def test_check_adjoint_flags_a_broken_deepinv_physics():
     bad = dinv.physics.LinearPhysics(A=lambda x, **k: 2 * x, A_adjoint=lambda y, **k: y)
     with pytest.raises(AdjointTestError, match="adjoint test failed"):
         check_adjoint(O.from_deepinv(bad, (1, 8, 8)))
+
+
+# ----------------------------------------------------------------------------------------------- BART
+def _bart_compare():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bart_compare.py"
+    spec = importlib.util.spec_from_file_location("bart_compare", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bart_compare_cfl_layout_and_missing_bart(tmp_path, monkeypatch):
+    bc = _bart_compare()
+    rng = np.random.default_rng(0)
+    y = (rng.standard_normal((3, 5, 4)) + 1j * rng.standard_normal((3, 5, 4))).astype(np.complex64)
+    k = bc.to_bart_kspace(y)                                   # BART: readout, phase encode, z, coils
+    assert k.shape == (5, 4, 1, 3) and k[2, 1, 0, 0] == y[0, 2, 1] and k[4, 3, 0, 2] == y[2, 4, 3]
+    bc.write_cfl(tmp_path / "k", k)
+    assert (tmp_path / "k.hdr").read_text().split("\n")[1] == "5 4 1 3"
+    assert np.array_equal(bc.read_cfl(tmp_path / "k"), k)
+    assert np.array_equal(bc.from_bart_maps(k), y)
+    monkeypatch.setattr(bc.shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit, match="`bart` command is not installed"):
+        bc.main(["--out", str(tmp_path / "res")])
+    assert not list(tmp_path.glob("res*"))
+
+
+@pytest.mark.skipif(__import__("shutil").which("bart") is None, reason="bart not installed (apt-get install bart)")
+def test_bart_sees_our_kspace_layout_and_fft_convention(tmp_path):
+    """BART's centred unitary inverse FFT of our k-space, in the benchmark's layout, gives our coil images."""
+    import subprocess
+    from operators.mri import ifft2c
+    bc = _bart_compare()
+    rng = np.random.default_rng(1)
+    y = (rng.standard_normal((2, 6, 4)) + 1j * rng.standard_normal((2, 6, 4))).astype(np.complex64)
+    bc.write_cfl(tmp_path / "k", bc.to_bart_kspace(y))
+    subprocess.run(["bart", "fft", "-u", "-i", "3", str(tmp_path / "k"), str(tmp_path / "img")], check=True)
+    ours = ifft2c(torch.from_numpy(y)).numpy()
+    assert np.allclose(bc.from_bart_maps(bc.read_cfl(tmp_path / "img")), ours, atol=1e-5)
