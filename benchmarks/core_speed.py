@@ -9,7 +9,8 @@ Cases (seconds per training step through the real loops, ``core.fit`` / ``batche
 * ``oes_k4_batched``   OES mask step, K = 4 samples in one vmap pass
 * ``oes_deepcopy``     the OES authors' deep-copy-per-step scheme (re-implementation; full mode)
 * ``seq_B`` / ``batch_B``  B independent fits: one after another vs one batched step (``fit_batched``)
-* ``dense_channels_last`` / ``dense_compiled``  options (``--channels-last`` / ``--compile``)
+* ``dense_contiguous_z``  dense step without ``core.CPU_CHANNELS_LAST`` (CPU: fit feeds ``z`` channels_last)
+* ``dense_channels_last`` / ``dense_compiled``  options: parameters channels_last too / ``torch.compile``
 * ``mri_*``            the 2-channel MRI hourglass on a 230×180 8-coil brain-sized slice (grid 256×192,
   5 levels: the most that fit): dense and Sparse-DIP step and OES K=1 mask step, width 1 (``full``) and
   the ``cpu`` preset's width 0.5
@@ -205,6 +206,14 @@ def make_cases(a, dev):
             return st
         cases[f"seq_{B}"] = seq_case
         cases[f"batch_{B}"] = batch_case
+    def contiguous_case():   # core.fit feeds z as channels_last on the CPU; this is without it
+        core.CPU_CHANNELS_LAST = False
+        try:
+            return run_fit(fresh(), lambda n: core.TrainWeights(n), a.steps)
+        finally:
+            core.CPU_CHANNELS_LAST = True
+    if dev.type == "cpu":
+        cases["dense_contiguous_z"] = contiguous_case
     if a.channels_last:
         def cl_case():
             net, z, op, y = fresh()

@@ -1,4 +1,6 @@
 """Generators, masks and the one fitting loop (dense DIP, OES mask learning, Sparse-DIP)."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -141,7 +143,10 @@ def test_oes_mask_exact_density_no_collapse_and_beats_random(denoise_case):
     assert abs(mask.n_kept - round(0.05 * mask.n_total)) <= 1
     assert mask.collapsed_layers() == []
     assert all(torch.equal(v, theta_in[k]) for k, v in net.state_dict().items())   # theta_in untouched
-    assert res.history[-1]["data_loss"] < res.history[0]["data_loss"]
+    # (no "data loss decreased" check: each logged data loss is ONE random Concrete sample and at this
+    # scale it fluctuates 0.114–0.127 over the 600 steps without a trend, so first-vs-last was a coin
+    # flip that float rounding decided; the learning signal is the comparison with a random mask below)
+    assert all(math.isfinite(h["loss"]) for h in res.history)
     oes_err = core.data_loss(methods.finding1(net, z, A, mask), y)
     rand = topk_mask({k: torch.rand(p.shape, generator=torch.Generator().manual_seed(9))
                       for k, p in maskable_parameters(net).items()}, 0.05, seed=0)
