@@ -296,3 +296,19 @@ def test_autocast_forward_returns_float32_close_to_float32_net():
     # masked weights still replace the parameters through functional_call
     w = {k: torch.zeros_like(p) for k, p in maskable_parameters(fast).items()}
     assert torch.allclose(core.generate(fast, z, w), core.generate(net, z, w), atol=1e-2)
+
+
+def test_sparse_training_on_channels_last_parameters():
+    """The kept values are written back into non-contiguous (channels_last) parameters correctly."""
+    net, z, A, y = _problem(7)
+    net, z, y = net.double(), z.double(), y.double()
+    mask = _rand_mask(net, 0.3, 7)
+    a, b = copy.deepcopy(net), copy.deepcopy(net).to(memory_format=torch.channels_last)
+    assert not dict(b.named_parameters())["encoder.0.0.1.weight"].is_contiguous()
+    ra = methods.train_generator(a, z, A, y, steps=3, mask=mask, log_every=1)
+    rb = methods.train_generator(b, z, A, y, steps=3, mask=mask, log_every=1)
+    assert [h["loss"] for h in rb.history] == pytest.approx([h["loss"] for h in ra.history], rel=1e-9)
+    init = maskable_parameters(net)
+    for k, p in maskable_parameters(b).items():
+        assert torch.allclose(p, maskable_parameters(a)[k], atol=1e-9), k
+        assert torch.equal(p[~mask.keep[k]], init[k][~mask.keep[k]]), k
