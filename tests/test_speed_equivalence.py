@@ -69,15 +69,16 @@ def test_batched_concrete_samples_equal_the_loop():
 
 def test_fit_with_batched_samples_follows_the_loop():
     net, z, A, y = _problem(1)
+    net, z, y = net.double(), z.double(), y.double()   # float64: no Adam sign-flip drift (see below)
     hist = {}
     for bs in (False, True):
         n = copy.deepcopy(net)
         param = core.ConcreteMask(n, 0.1, seed=3, batched_samples=bs)
         res = core.fit(n, z, A, y, param, steps=3, samples=4, log_every=1)
         hist[bs] = ([h["loss"] for h in res.history], param.probabilities())
-    assert hist[True][0] == pytest.approx(hist[False][0], rel=1e-5)
+    assert hist[True][0] == pytest.approx(hist[False][0], rel=1e-10)
     for k in hist[False][1]:
-        assert torch.allclose(hist[True][1][k], hist[False][1][k], atol=1e-4)
+        assert torch.allclose(hist[True][1][k], hist[False][1][k], atol=1e-10)
 
 
 def test_fused_concrete_weight_and_kl_match_textbook_formulas():
