@@ -202,7 +202,8 @@ def make_cases(a, dev):
                 fresh(p, s)
             st = Stamps(dev)
             batched.fit_batched([p[0] for p in probs], [p[1] for p in probs], [p[2] for p in probs],
-                                [p[3] for p in probs], masks, steps=a.steps + 2, log_every=1, callback=st)
+                                [p[3] for p in probs], masks, steps=a.steps + 2, log_every=1, callback=st,
+                                vectorize=True)   # the vmap path (the CPU default is the loop)
             return st
         cases[f"seq_{B}"] = seq_case
         cases[f"batch_{B}"] = batch_case

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, vmap
 
+from . import core
 from .core import FitResult, data_loss, derive_seed
 from .errors import UserError
 from .masks import Mask
@@ -126,7 +127,7 @@ def fit_batched(nets: Sequence[nn.Module], zs: Sequence[torch.Tensor], operators
                 steps: int, lr: float = 1e-2, evaluate: Optional[Sequence[Optional[Callable]]] = None,
                 log_every: int = 50, input_noise_std: float = 0.0, seeds: Optional[Sequence[int]] = None,
                 progress: bool = False, desc: str = "fit-batched",
-                callback: Optional[Callable] = None) -> List[FitResult]:
+                callback: Optional[Callable] = None, vectorize: Optional[bool] = None) -> List[FitResult]:
     """B independent Sparse-DIP / dense-DIP fits advanced in one batched step.
 
     Fit ``b`` is exactly ``methods.train_generator(nets[b], zs[b], operators[b], ys[b],
@@ -142,6 +143,12 @@ def fit_batched(nets: Sequence[nn.Module], zs: Sequence[torch.Tensor], operators
     ``None`` (dense). Not supported here (use :func:`mri_oes.core.fit`): checkpoints, GP-DIP noise,
     OES mask learning. ``callback(b, row)`` is called with each logged row of fit ``b``.
     ``progress``: one tqdm bar for the batch.
+
+    ``vectorize``: ``True`` — one vmap pass for all B (grouped convolutions); ``False`` — the B
+    forward passes one after another inside the step (same stacked Adam, same results); ``None``
+    (default) — :func:`batching_pays` for the device: vmap on GPUs, the loop on CPUs, where the
+    grouped convolutions measured slower (``benchmarks/core_speed.py``). Either way the call is safe
+    to use whenever several fits share a device.
     """
     B = len(nets)
     if B < 1:
@@ -162,6 +169,8 @@ def fit_batched(nets: Sequence[nn.Module], zs: Sequence[torch.Tensor], operators
     if len({tuple(z.shape) for z in zs}) != 1:
         raise UserError("fit_batched: all inputs z need one shape")
     dev = zs[0].device
+    if vectorize is None:
+        vectorize = batching_pays(dev)
     template = nets[0]
     for n in nets:
         n.train()
@@ -204,7 +213,16 @@ def fit_batched(nets: Sequence[nn.Module], zs: Sequence[torch.Tensor], operators
 
     def forward(zin):
         w = {k: (p * stacked_masks[k] if k in stacked_masks else p) for k, p in params.items()}
-        return vmap_forward(template, w, zin, z_batched=True, buffers_b=buffers)
+        if vectorize:
+            return vmap_forward(template, w, zin, z_batched=True, buffers_b=buffers)
+        outs = []
+        for b in range(B):   # views into the stacked tensors: gradients and BN updates land there
+            zb = zin[b]
+            if core.CPU_CHANNELS_LAST and zb.device.type == "cpu" and zb.dim() == 4:
+                zb = zb.contiguous(memory_format=torch.channels_last)   # as core.fit does
+            outs.append(functional_call(template, {**{k: v[b] for k, v in w.items()},
+                                                   **{k: v[b] for k, v in buffers.items()}}, (zb,), strict=False))
+        return outs
 
     t0 = time.perf_counter()
     bar = None

@@ -103,7 +103,8 @@ def test_fused_concrete_weight_and_kl_match_textbook_formulas():
     assert torch.allclose(torch.autograd.grad(kl, v)[0], torch.autograd.grad(ref_kl, v)[0], rtol=1e-8)
 
 
-def test_fit_batched_equals_sequential_fits():
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_fit_batched_equals_sequential_fits(vectorize):
     # float64: in float32 Adam's first steps move every weight by ±lr whatever its gradient's size,
     # so weights with rounding-level gradients make two float32 runs drift apart after a few steps
     # (either run is as valid); float64 shows the batched fit IS the sequential fits.
@@ -123,7 +124,8 @@ def test_fit_batched_equals_sequential_fits():
     rows = []
     res = batched.fit_batched(nets, [p[1] for p in probs], [p[2] for p in probs], [p[3] for p in probs],
                               masks, steps=5, log_every=2, seeds=[0, 1, 2], input_noise_std=0.02,
-                              evaluate=[ev(r) for r in refs], callback=lambda b, row: rows.append(b))
+                              evaluate=[ev(r) for r in refs], callback=lambda b, row: rows.append(b),
+                              vectorize=vectorize)
     assert sorted(set(rows)) == [0, 1, 2]
     for b in range(3):
         s, r = seq[b], res[b]
