@@ -10,7 +10,8 @@ Cases (seconds per training step through the real loops, ``core.fit`` / ``batche
 * ``oes_deepcopy``     the OES authors' deep-copy-per-step scheme (re-implementation; full mode)
 * ``seq_B`` / ``batch_B``  B independent fits: one after another vs one batched step (``fit_batched``)
 * ``dense_contiguous_z``  dense step without ``core.CPU_CHANNELS_LAST`` (CPU: fit feeds ``z`` channels_last)
-* ``dense_channels_last`` / ``dense_compiled``  options: parameters channels_last too / ``torch.compile``
+* ``dense_channels_last`` / ``dense_compiled`` / ``dense_bf16_autocast``  options: parameters
+  channels_last too / ``torch.compile`` / bf16 autocast of the network (operator and loss float32)
 * ``mri_*``            the 2-channel MRI hourglass on a 230×180 8-coil brain-sized slice (grid 256×192,
   5 levels: the most that fit): dense and Sparse-DIP step and OES K=1 mask step, width 1 (``full``) and
   the ``cpu`` preset's width 0.5
@@ -23,7 +24,7 @@ activation memory) and, on CUDA, ``max_memory_allocated``. Achieved FLOP/s: conv
 one step (``torch.utils.flop_counter``) ÷ seconds per step, against the measured matmul peak.
 
     python benchmarks/core_speed.py --quick                 # <= 5 min on 2 cores, 1 thread
-    python benchmarks/core_speed.py --device cuda --batch-sizes 1 2 4 8 16 --compile
+    python benchmarks/core_speed.py --device cuda --batch-sizes 1 2 4 8 16 --compile --channels-last --bf16
 
 Writes ``benchmarks/results/core_speed_<device>[_quick].json`` with a top-level ``ratios`` object
 (``oes_k1_vs_dense``, ``oes_k4_batched_vs_dense``, ``oes_k4_batched_vs_loop``, ``sparse_vs_dense``,
@@ -224,6 +225,12 @@ def make_cases(a, dev):
             net.to(memory_format=torch.contiguous_format)
             return r
         cases["dense_channels_last"] = cl_case
+    if a.bf16:
+        def bf16_case():
+            net, z, op, y = fresh()
+            fast = runtime.autocast_forward(copy.deepcopy(net), torch.bfloat16)
+            return run_fit((fast, z, op, y), lambda n: core.TrainWeights(n), a.steps)
+        cases["dense_bf16_autocast"] = bf16_case
     if a.compile:
         compiled = {}
 
@@ -331,6 +338,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0 = runtime default rule)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile of the dense step")
     ap.add_argument("--channels-last", action="store_true", help="also time the dense step in channels_last")
+    ap.add_argument("--bf16", action="store_true", help="also time the dense step under bf16 autocast (GPUs)")
     ap.add_argument("--no-mri", action="store_true", help="skip the MRI-slice cases")
     ap.add_argument("--synflow-rounds", type=int, default=100, help="SynFlow rounds timed (0: skip)")
     ap.add_argument("--out", default=None)
