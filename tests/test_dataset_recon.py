@@ -6,6 +6,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -186,7 +187,10 @@ def test_dataset_killed_and_resumed_equals_uninterrupted(dataset, tmp_path):
     time.sleep(1)
     r = subprocess.run(_recon_cmd(dataset, out), env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f"({n_done} already done)" in r.stderr
+    # finished slices are skipped: those renamed into place before the kill, plus any whose result was
+    # fully staged (metrics.json written) but not yet renamed when the kill came
+    m = re.search(r"\((\d+) already done\)", r.stderr)
+    assert m and n_done <= int(m.group(1)) < 6, r.stderr[-2000:]
     got = _volumes(out)
     for name in NAMES:
         np.testing.assert_allclose(got[name], ref[name], rtol=0, atol=1e-6 * float(ref[name].max()))
