@@ -6,7 +6,7 @@ One generic driver, :func:`run_transfer`, takes a source :class:`Problem` and na
 :func:`natural_transfer` and :func:`mri_transfer` only build those problems.
 
 * Masks: for every density ``d``: an OES mask (:func:`methods.learn_oes_mask`) and an IMP mask
-  (:func:`pruning.run_imp`) learned on the source at the source's ``theta_in``. The IMP mask has
+  (:func:`imp.run_imp`) learned on the source at the source's ``theta_in``. The IMP mask has
   exactly the OES mask's density: the IMP run uses ``R = imp_rounds_for(d, 0.2)`` rounds (or
   ``imp_rounds``) with the per-round prune fraction ``1 − d^(1/R)`` (≈ 20%), so round ``R`` keeps
   ``round(d·n)`` weights. Masks are saved to ``masks/`` and reused on a rerun.
@@ -31,7 +31,7 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from . import core, methods, pruning
+from . import core, imp, methods, pruning
 from .errors import UserError
 from .generators import GeneratorConfig
 from .io import atomic_path, versions, write_json
@@ -99,7 +99,7 @@ def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Pat
                 masks[("oes", d)] = m
         if "imp" in methods_:
             path = mask_dir / f"imp_d{_fmt_d(d)}.safetensors"
-            R = imp_rounds if imp_rounds is not None else max(1, pruning.imp_rounds_for(d, 0.2))
+            R = imp_rounds if imp_rounds is not None else max(1, imp.imp_rounds_for(d, 0.2))
             frac = 1.0 - d ** (1.0 / R)
             ident = {**src, "method": "imp", "density": d, "imp_steps_per_round": imp_steps_per_round,
                      "imp_rounds": R, "prune_fraction": frac}
@@ -110,7 +110,7 @@ def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Pat
             else:
                 print(f"transfer: IMP to d={d:g}: {R} rounds x {imp_steps_per_round} steps, "
                       f"prune fraction {frac:.4f}", file=sys.stderr)
-                res = pruning.run_imp(cfg, source.image_hw, seed, [(source.operator, source.y)],
+                res = imp.run_imp(cfg, source.image_hw, seed, [(source.operator, source.y)],
                                       imp_steps_per_round, rounds=R, prune_fraction=frac, scope=scope,
                                       out_dir=mask_dir / f"imp_d{_fmt_d(d)}", lr=lr,
                                       min_layer_density=min_layer_density, log_every=log_every,

@@ -6,5 +6,6 @@ from .registry import (OperatorNameClash, available, build, builtin, get, rebuil
 from .natural import Denoise, Inpaint, SuperResolution  # noqa: F401,E402
 from .mri import MultiCoilMRI  # noqa: F401,E402
 from .mri_coils import CoilImagesMRI  # noqa: F401,E402
+from .stacked import Stacked  # noqa: F401,E402
 from . import testing  # noqa: F401,E402
 from .interop import from_deepinv, from_sigpy, to_deepinv, to_sigpy  # noqa: F401,E402

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import operators as O
-from mri_oes import core, methods, pruning
+from operators.stacked import Stacked
+from mri_oes import core, imp, methods
 from mri_oes.generators import GeneratorConfig
 from mri_oes.masks import Mask
 
@@ -21,25 +22,25 @@ def _problem(seed=0):
 
 
 def test_should_stop_rule():
-    assert pruning.should_stop([1.0, 0.9, 1.0, 1.1, 1.2], 3)
-    assert not pruning.should_stop([1.0, 0.9, 0.8, 0.7, 0.6], 3)
-    assert not pruning.should_stop([1.0, 1.1, 1.05, 1.2, 1.3], 3)
-    assert pruning.should_stop([1.0, 1.1], 1) and not pruning.should_stop([1.0, 1.1], 2)
-    assert not pruning.should_stop([1, 2, 3, 4], None)
+    assert imp.should_stop([1.0, 0.9, 1.0, 1.1, 1.2], 3)
+    assert not imp.should_stop([1.0, 0.9, 0.8, 0.7, 0.6], 3)
+    assert not imp.should_stop([1.0, 1.1, 1.05, 1.2, 1.3], 3)
+    assert imp.should_stop([1.0, 1.1], 1) and not imp.should_stop([1.0, 1.1], 2)
+    assert not imp.should_stop([1, 2, 3, 4], None)
 
 
 def test_keep_counts_follow_exact_schedule():
     d = 3_003_184
     for i in range(15):
-        assert pruning.imp_keep_count(d, i) == round(0.8 ** i * d)
-    assert pruning.imp_rounds_for(0.044) == 14
-    assert pruning.imp_rounds_for(0.8 ** 3) == 3
+        assert imp.imp_keep_count(d, i) == round(0.8 ** i * d)
+    assert imp.imp_rounds_for(0.044) == 14
+    assert imp.imp_rounds_for(0.8 ** 3) == 3
 
 
 def test_imp_densities_nested_and_saved(tmp_path):
     img, A, y = _problem()
     kw = dict(steps_per_round=6, rounds=3, log_every=3, evaluate=methods.natural_evaluator(img), verbose=False)
-    full = pruning.run_imp(TINY, HW, 0, [(A, y)], out_dir=tmp_path / "full", **kw)
+    full = imp.run_imp(TINY, HW, 0, [(A, y)], out_dir=tmp_path / "full", **kw)
     masks = full["masks"]
     d = masks[0].n_total
     assert len(masks) == 4
@@ -60,7 +61,7 @@ def test_imp_densities_nested_and_saved(tmp_path):
 def test_killed_imp_resumes_to_identical_masks(tmp_path, monkeypatch):
     img, A, y = _problem(1)
     kw = dict(steps_per_round=5, rounds=3, log_every=5, verbose=False)
-    full = pruning.run_imp(TINY, HW, 7, [(A, y)], out_dir=tmp_path / "a", **kw)
+    full = imp.run_imp(TINY, HW, 7, [(A, y)], out_dir=tmp_path / "a", **kw)
 
     calls = {"n": 0}
     real = methods.train_generator
@@ -73,11 +74,11 @@ def test_killed_imp_resumes_to_identical_masks(tmp_path, monkeypatch):
 
     monkeypatch.setattr(methods, "train_generator", dying)
     with pytest.raises(KeyboardInterrupt):
-        pruning.run_imp(TINY, HW, 7, [(A, y)], out_dir=tmp_path / "b", **kw)
+        imp.run_imp(TINY, HW, 7, [(A, y)], out_dir=tmp_path / "b", **kw)
     monkeypatch.setattr(methods, "train_generator", real)
     st = json.loads((tmp_path / "b" / "imp_state.json").read_text())
     assert len(st["rounds"]) == 2 and not st["finished"]
-    resumed = pruning.run_imp(TINY, HW, 7, [(A, y)], out_dir=tmp_path / "b", **kw)
+    resumed = imp.run_imp(TINY, HW, 7, [(A, y)], out_dir=tmp_path / "b", **kw)
     assert len(resumed["masks"]) == len(full["masks"]) == 4
     for ma, mb in zip(full["masks"], resumed["masks"]):
         assert all(torch.equal(ma.keep[k], mb.keep[k]) for k in ma.keep)
@@ -100,7 +101,7 @@ def _record_round_starts(monkeypatch):
 def test_rewinding_restores_theta0_of_survivors(monkeypatch):
     img, A, y = _problem(2)
     seen = _record_round_starts(monkeypatch)
-    pruning.run_imp(TINY, HW, 0, [(A, y)], steps_per_round=5, rounds=2, log_every=5, verbose=False)
+    imp.run_imp(TINY, HW, 0, [(A, y)], steps_per_round=5, rounds=2, log_every=5, verbose=False)
     theta0, _, _ = methods.setup_generator(TINY, HW, 0)
     for start in seen:   # every round starts from exactly theta_0
         assert all(torch.equal(start[n], p) for n, p in theta0.named_parameters())
@@ -110,7 +111,7 @@ def test_rewind_to_step_j(monkeypatch):
     img, A, y = _problem(3)
     real = methods.train_generator
     seen = _record_round_starts(monkeypatch)
-    pruning.run_imp(TINY, HW, 0, [(A, y)], steps_per_round=6, rounds=2, rewind=2, log_every=6, verbose=False)
+    imp.run_imp(TINY, HW, 0, [(A, y)], steps_per_round=6, rounds=2, rewind=2, log_every=6, verbose=False)
     # the weights at step 2 of a dense run from theta_0
     net, z, _ = methods.setup_generator(TINY, HW, 0)
     real(net, z, A, y, steps=2, log_every=1, seed=core.derive_seed(0, "imp-train"))
@@ -122,11 +123,11 @@ def test_rewind_to_step_j(monkeypatch):
 
 def test_multi_image_shares_one_network():
     (i1, A1, y1), (i2, A2, y2) = _problem(4), _problem(5)
-    net, z, op, y, ev, seeds = pruning.build_imp_problem([(A1, y1), (A2, y2)], TINY, HW, 0,
+    net, z, op, y, ev, seeds = imp.build_imp_problem([(A1, y1), (A2, y2)], TINY, HW, 0,
                                                          evaluate=[methods.natural_evaluator(i1),
                                                                    methods.natural_evaluator(i2)])
     assert z.shape[0] == 2 and not torch.equal(z[0], z[1])
-    assert isinstance(op, pruning.Stacked) and y.numel() == y1.numel() + y2.numel()
+    assert isinstance(op, Stacked) and y.numel() == y1.numel() + y2.numel()
     x = op.from_network(net(z))
     assert x.shape == (1, 2, 3, *HW)
     # both images' losses reach the same parameters
@@ -136,17 +137,17 @@ def test_multi_image_shares_one_network():
     assert g.abs().sum() > 0 and not torch.allclose(g, g1 / 2)
     m = ev(x.detach())
     assert {"psnr", "psnr_0", "psnr_1"} <= set(m)
-    res = pruning.run_imp(TINY, HW, 0, [(A1, y1), (A2, y2)], steps_per_round=4, rounds=1, log_every=4,
+    res = imp.run_imp(TINY, HW, 0, [(A1, y1), (A2, y2)], steps_per_round=4, rounds=1, log_every=4,
                           verbose=False)
     assert len(res["masks"]) == 2 and res["masks"][1].meta["n_images"] == 2
-    shared = pruning.run_imp(TINY, HW, 0, [(A1, y1), (A2, y2)], steps_per_round=4, rounds=1, log_every=4,
+    shared = imp.run_imp(TINY, HW, 0, [(A1, y1), (A2, y2)], steps_per_round=4, rounds=1, log_every=4,
                              shared_z=True, verbose=False)
     assert shared["masks"][1].meta["shared_z"] is True
 
 
 def test_multi_image_bn_semantics():
     (i1, A1, y1), (i2, A2, y2) = _problem(4), _problem(5)
-    net, z, op, y, _, _ = pruning.build_imp_problem([(A1, y1), (A2, y2)], TINY, HW, 0)   # per-image
+    net, z, op, y, _, _ = imp.build_imp_problem([(A1, y1), (A2, y2)], TINY, HW, 0)   # per-image
     ref, _, _ = methods.setup_generator(TINY, HW, 0)
     ref.train()
     out = net(z)
@@ -154,7 +155,7 @@ def test_multi_image_bn_semantics():
     # the per-image forward still goes through functional_call masking
     w = {"head.weight": torch.zeros_like(net.head.weight)}
     assert torch.allclose(core.generate(net, z, w), torch.sigmoid(net.head.bias).view(1, -1, 1, 1).expand(2, -1, *HW))
-    netb, zb, _, _, _, _ = pruning.build_imp_problem([(A1, y1), (A2, y2)], TINY, HW, 0, bn="batch")
+    netb, zb, _, _, _, _ = imp.build_imp_problem([(A1, y1), (A2, y2)], TINY, HW, 0, bn="batch")
     assert not torch.allclose(netb(zb)[0:1], ref(z[0:1]), atol=1e-4)   # pooled statistics
 
 
@@ -171,13 +172,13 @@ def test_stop_rising_stops_early(monkeypatch):
         return res
 
     monkeypatch.setattr(methods, "train_generator", fake)
-    out = pruning.run_imp(TINY, HW, 0, [(A, y)], steps_per_round=1, rounds=5, stop_rising=2, verbose=False)
+    out = imp.run_imp(TINY, HW, 0, [(A, y)], steps_per_round=1, rounds=5, stop_rising=2, verbose=False)
     assert out["stopped_early"] and len(out["rounds"]) == 4 and out["recommended_round"] == 1
 
 
 def test_oracle_clean_target_is_labelled():
     img, A, y = _problem(7)
     with pytest.warns(UserWarning, match="CLEAN"):
-        out = pruning.run_imp(TINY, HW, 0, [(A, y)], steps_per_round=2, rounds=1, log_every=2,
+        out = imp.run_imp(TINY, HW, 0, [(A, y)], steps_per_round=2, rounds=1, log_every=2,
                               oracle_clean_target=[img], verbose=False)
     assert out["masks"][1].meta["imp_target"] == "oracle-clean"

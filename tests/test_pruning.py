@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 import operators as O
+from operators.stacked import Stacked
 from mri_oes import core, methods, pruning
 from mri_oes.generators import GeneratorConfig
 from mri_oes.masks import Mask
@@ -161,13 +162,13 @@ def test_stacked_operator_adjoint_and_layout():
     ops = [O.Denoise((3, 8, 8)), O.Inpaint((3, 8, 8), keep_fraction=0.5, seed=1),
            O.SuperResolution((3, 8, 8), factor=2)]
     for shared in (False, True):
-        S = pruning.Stacked(ops, shared_input=shared)
+        S = Stacked(ops, shared_input=shared)
         x = torch.randn(2, *S.in_shape, dtype=torch.float64)
         y = torch.randn(2, *S.out_shape, dtype=torch.float64)
         lhs = (S(x) * y).sum()
         rhs = (x * S.adjoint(y)).sum()
         assert math.isclose(float(lhs), float(rhs), rel_tol=1e-10)
-    S = pruning.Stacked(ops)
+    S = Stacked(ops)
     x = torch.randn(1, 3, 3, 8, 8)
     ref = torch.cat([op(x[:, i]).reshape(1, -1) for i, op in enumerate(ops)], 1)
     assert torch.equal(S(x), ref)

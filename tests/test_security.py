@@ -180,11 +180,11 @@ def test_statefile_roundtrip_and_identity_from_header_only(tmp_path):
 
 # ------------------------------------------------------------------------------- library: IMP
 def _imp(out, **kw):
-    from mri_oes import pruning
+    from mri_oes import imp
     net, z, A, y, cfg = _tiny_problem()
     args = dict(rounds=2, out_dir=out, lr=0.01, log_every=1, verbose=False)
     args.update(kw)
-    return pruning.run_imp(cfg, (16, 16), 0, [(A, y)], 2, **args)
+    return imp.run_imp(cfg, (16, 16), 0, [(A, y)], 2, **args)
 
 
 def test_imp_never_unpickles_and_refuses_other_settings(tmp_path, marker):

@@ -71,7 +71,7 @@ def _img_out(op, x):
 
 # ---------------------------------------------------------------------------------------------- imp
 def run_imp_cmd(args) -> int:
-    from .. import pruning
+    from .. import imp
     from ..io import save_image, write_json
     from ..rundir import RunDir
     from ..schema import make_record, flatten, write_table
@@ -90,7 +90,7 @@ def run_imp_cmd(args) -> int:
     rewind = args.rewind if args.rewind == "init" else int(args.rewind)
     out = out_path(args, "imp")
     with RunDir(out, _identity(args, imgs, "imp"), args.overwrite) as rd:
-        res = pruning.run_imp(cfg, hw, args.seed, [(p.operator, p.y) for p in probs], args.steps,
+        res = imp.run_imp(cfg, hw, args.seed, [(p.operator, p.y) for p in probs], args.steps,
                               rounds=args.rounds, target_density=args.target_density,
                               prune_fraction=args.prune_fraction, rewind=rewind, scope=args.scope,
                               out_dir=rd.work, evaluate=[p.evaluate for p in probs],
