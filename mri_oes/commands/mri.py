@@ -35,6 +35,7 @@ network fits continue from their checkpoints (``--checkpoint-every``).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -77,9 +78,19 @@ def register(subparsers) -> None:
     add_training_args(p)
     add_generator_args(p)
     add_mask_args(p)
-    p.add_argument("--preset", choices=("cpu", "gpu"), default=None,
-                   help="network defaults (steps, mask steps, levels, width, lr, per-layer floor) from "
-                        "mri_oes.mri.presets; flags given explicitly win")
+    p.add_argument("--preset", choices=("cpu", "gpu"), default="cpu",
+                   help="network defaults from mri_oes.mri.presets (steps, mask steps, depth cap, width, lr, "
+                        "density rule, per-layer floor, data consistency): cpu (default; sized for <= 30 "
+                        "min per slice on a 2-core CPU) or gpu (the paper's step counts); flags given "
+                        "explicitly win")
+    p.add_argument("--data-consistency", action=argparse.BooleanOptionalAction, default=None,
+                   help="network methods: project the final image onto the measured k-space (default: "
+                        "from --preset); `final` is then the projected image, `final_network` the raw output")
+    # flags whose default comes from --preset: None marks "not given"
+    for a in p._actions:
+        if a.dest in PRESET_KEYS + ("density",):
+            a.default = None
+            a.help = re.sub(r"\(default [^)]*\)", "(default: from --preset)", a.help or "")
     g = p.add_argument_group("parallel")
     g.add_argument("--workers", type=positive_int, default=None,
                    help="local Ray worker processes (default: usable cores / --threads; 1 = serial, no Ray)")
@@ -91,17 +102,28 @@ def register(subparsers) -> None:
 
 
 # ------------------------------------------------------------------------------------- validation
-PRESET_KEYS = ("steps", "mask_steps", "levels", "width", "lr", "min_layer_density")
+PRESET_KEYS = ("steps", "mask_steps", "width", "lr", "min_layer_density")
 
 
-def _apply_preset(args, parser_defaults) -> None:
-    if not args.preset:
-        return
+def _apply_preset(args) -> None:
+    """Fill every network flag the user did not give from ``--preset`` (explicit flags win). The
+    preset's depth is a cap (``levels_cap``: the largest hourglass that fits the grid, at most it);
+    without ``--density`` a learned mask keeps ``kept_per_measurement`` weights per measured value."""
     from ..mri.presets import get
     pre = get(args.preset)
     for k in PRESET_KEYS:
-        if k in pre and getattr(args, k) == parser_defaults.get(k):
+        if getattr(args, k) is None:
             setattr(args, k, pre[k])
+    args.levels_cap = pre.get("levels")
+    args.density_rule = None if args.density is not None else {
+        k: pre[k] for k in ("kept_per_measurement", "density_min", "density_max")} \
+        if pre.get("density") is None else None
+    if args.density is None and pre.get("density") is not None:
+        args.density = pre["density"]
+    if args.data_consistency is None:
+        args.data_consistency = bool(pre.get("data_consistency", False))
+    for k in ("lr_final", "grad_clip", "input_noise_std"):
+        setattr(args, k, pre.get(k))
 
 
 def _check_mask_file(path):
@@ -126,7 +148,7 @@ def _validate(args, vols):
     from ..generators import GeneratorConfig, check_image_size
     if args.mask_path and "sparse-dip" not in args.method:
         raise UserError("--mask is only for --method sparse-dip")
-    if args.density != _parser_defaults()["density"] and "sparse-dip" not in args.method:
+    if args.density is not None and "sparse-dip" not in args.method:
         raise UserError("--density is only for --method sparse-dip")
     if args.mask_path:
         _check_mask_file(args.mask_path)
@@ -203,7 +225,9 @@ def run_recon(args) -> int:
                               slice_dir, volume_data_range, write_tables)
     from ..runtime import usable_cores
 
-    _apply_preset(args, _parser_defaults())
+    if args.density is not None and "sparse-dip" not in args.method:
+        raise UserError("--density is only for --method sparse-dip")
+    _apply_preset(args)
     setup_runtime(args)
     threads = int(args.threads)
     vols = discover(args.paths, args.slice)
@@ -224,6 +248,10 @@ def run_recon(args) -> int:
             s = Settings(method=method, accel=accel, mask_type=args.mask_type, center_fraction=args.center_fraction,
                          seed=args.seed, steps=args.steps, mask_steps=args.mask_steps,
                          density=args.density if method == "sparse-dip" and not args.mask_path else None,
+                         density_rule=args.density_rule if method == "sparse-dip" and not args.mask_path else None,
+                         levels_cap=args.levels_cap, data_consistency=bool(args.data_consistency),
+                         lr_final=args.lr_final, grad_clip=args.grad_clip or 0.0,
+                         input_noise_std=args.input_noise_std or 0.0,
                          mask_path=str(Path(args.mask_path).resolve()) if (args.mask_path and method == "sparse-dip") else None,
                          min_layer_density=args.min_layer_density, lr=args.lr, levels=args.levels,
                          scope=args.scope, mask_lr=args.mask_lr, temperature=args.temperature, lam=args.lam,
@@ -329,14 +357,6 @@ def _run_slice_job(job):
     """Ray/serial task entry point (module level: pickled by reference)."""
     from ..mri.volume import run_slice
     return run_slice(job)
-
-
-def _parser_defaults() -> dict:
-    p = argparse.ArgumentParser()
-    add_training_args(p)
-    add_generator_args(p)
-    add_mask_args(p)
-    return {k: p.get_default(k) for k in PRESET_KEYS + ("density",)}
 
 
 def problem_from_args(args):

@@ -66,6 +66,12 @@ class Settings:
     lam: float = 1e-9
     fresh_init: bool = False
     levels: Optional[int] = None              # None: the largest hourglass that fits the grid
+    levels_cap: Optional[int] = None          # ... at most this deep (the preset's depth)
+    density_rule: Optional[dict] = None       # sparse-dip without --density: presets.density_for(**rule)
+    data_consistency: bool = False            # project the final image onto the measured k-space
+    lr_final: Optional[float] = None
+    grad_clip: float = 0.0
+    input_noise_std: float = 0.0
     width: float = 1.0
     log_every: int = 50
     checkpoint_every: int = 500
@@ -88,6 +94,9 @@ class Settings:
         """What a resumed run must share (device, threads and progress do not change the result)."""
         d = {k: v for k, v in asdict(self).items() if k not in ("device", "threads", "progress")}
         if self.method in CLASSICAL:
+            for k in ("levels_cap", "density_rule", "data_consistency", "lr_final", "grad_clip",
+                      "input_noise_std"):
+                d.pop(k)
             for k in ("steps", "mask_steps", "density", "mask_path", "min_layer_density", "lr", "levels",
                       "width", "log_every", "checkpoint_every", "mask_lr", "scope", "temperature", "lam",
                       "fresh_init"):
@@ -227,9 +236,13 @@ def _network(job: SliceJob) -> dict:
                  info={"kind": "mri", "task": "mri", "scan": job.stem, "file": str(job.file),
                        "slice": int(job.slice), "accel": s.accel, "data_range": job.data_range},
                  to_display=lambda x: np.clip(np.abs(p.unscale(x)) / vmax, 0, 1))
-    levels = s.levels or largest_levels(p.image_shape)
+    levels = s.levels or min(s.levels_cap or 6, largest_levels(p.image_shape))
+    density = s.density if s.density is not None else 0.05
+    if s.method == "sparse-dip" and s.density is None and s.density_rule and not s.mask_path:
+        density = _density_from_rule(gp, levels, s)
     rc = RunConfig(method=s.method, steps=s.steps, mask_steps=s.mask_steps,
-                   density=s.density if s.density is not None else 0.05, lr=s.lr, mask_lr=s.mask_lr,
+                   density=density, lr=s.lr, mask_lr=s.mask_lr, lr_final=s.lr_final, grad_clip=s.grad_clip,
+                   input_noise_std=s.input_noise_std,
                    seed=s.seed, levels=levels, width=s.width, min_layer_density=s.min_layer_density,
                    log_every=s.log_every, checkpoint_every=s.checkpoint_every, device=s.device,
                    mask_path=s.mask_path, progress=s.progress, scope=s.scope, temperature=s.temperature,
@@ -237,13 +250,33 @@ def _network(job: SliceJob) -> dict:
     zf = _zf_metrics(p, job.data_range)
 
     def writer(problem, res, work, record):
-        _write_slice_outputs(p, job, p.unscale(res.output), Path(work), record, zf)
+        x = p.unscale(res.output)
+        net_final = dict(record["final"])
+        if s.data_consistency:   # the image a user gets: the network output projected onto the data
+            x = p.data_consistency(x)
+        _write_slice_outputs(p, job, x, Path(work), record, zf)
+        record["data_consistency"] = s.data_consistency
+        record["final_network"] = net_final   # the raw final iterate (what `best` is comparable to)
+        if s.density_rule and s.method == "sparse-dip" and s.density is None:
+            record["density_rule"] = s.density_rule
         record["time"]["total_s"] = time.perf_counter() - t0   # ESPIRiT and set-up included
 
     rec = run(gp, rc, job.slice_dir, command="recon", writer=writer)
     for k in ("_result", "_mask"):
         rec.pop(k, None)
     return rec
+
+
+def _density_from_rule(gp, levels, s) -> float:
+    """Density keeping ``kept_per_measurement`` weights per measured real value (:mod:`.presets`)."""
+    from ..generators import GeneratorConfig, build_generator
+    from ..masks import maskable_parameters
+    from ..problem import measurement_count
+    from .presets import density_for
+    cfg = GeneratorConfig.oes(levels=levels, width=s.width, mri=True)
+    net = build_generator(cfg, 0, gp.image_hw)
+    n = sum(t.numel() for t in maskable_parameters(net, s.scope).values())
+    return density_for(measurement_count(gp.operator), n, **s.density_rule)
 
 
 def run_slice(job: SliceJob) -> dict:
