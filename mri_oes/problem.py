@@ -47,11 +47,15 @@ class Problem:
 
 
 def measurement_count(operator: O.LinearOperator) -> int:
-    """Real-valued numbers actually measured: nonzero entries of ``A(1)`` (unobserved pixels and
-    unsampled k-space excluded; complex entries count twice)."""
-    ones = torch.ones(operator.in_shape, dtype=operator.in_dtype, device=operator.device)
+    """Real-valued numbers actually measured: nonzero entries of ``A(u)`` for a seeded random ``u``
+    (unobserved pixels and unsampled k-space excluded; complex entries count twice). A random input,
+    not ones: for maps-free coil images ``A(1)`` is non-zero only at the k-space centre."""
+    g = torch.Generator().manual_seed(0)
+    u = torch.rand(operator.in_shape, generator=g, dtype=torch.float64) + 0.5
+    if operator.in_dtype.is_complex:
+        u = torch.complex(u, torch.rand(operator.in_shape, generator=g, dtype=torch.float64))
     with torch.no_grad():
-        out = operator(ones)
+        out = operator(u.to(dtype=operator.in_dtype, device=operator.device))
     n = int((out != 0).sum())
     return 2 * n if out.is_complex() else n
 

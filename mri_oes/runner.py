@@ -41,6 +41,9 @@ class RunConfig:
     temperature: float = 0.2
     lam: float = 1e-9
     sgld_std: float = 0.0
+    generator: Optional[str] = None       # None: hourglass (deep decoder for method deep-decoder)
+    layers: Optional[int] = None          # deep decoder depth (None: levels + 1)
+    channels: Optional[int] = None        # deep decoder channels (None: 128)
     lr_final: Optional[float] = None      # cosine decay of the weights' lr to this value (None: constant)
     grad_clip: float = 0.0                # global gradient-norm clip (0: off)
     input_noise_std: float = 0.0          # z + N(0, std²) each step (0: off)
@@ -53,10 +56,16 @@ class RunConfig:
     extra: dict = field(default_factory=dict)
 
     def generator_config(self, problem) -> GeneratorConfig:
+        """The OES hourglass, or the deep decoder (``method`` deep-decoder, or ``generator`` for a
+        Sparse-DIP mask on it: the mask method is generator-agnostic)."""
         mri = problem.kind == "mri"
-        if self.method == "deep-decoder":
+        kind = "deep-decoder" if self.method == "deep-decoder" else (self.generator or "hourglass")
+        if kind == "deep-decoder":
             return GeneratorConfig.deep_decoder(out_channels=problem.out_channels,
-                                                layers=self.levels + 1, mri=mri)
+                                                layers=self.layers or self.levels + 1,
+                                                width=self.channels or 128, mri=mri)
+        if kind != "hourglass":
+            raise UserError(f"--generator must be hourglass or deep-decoder, got {kind!r}")
         return GeneratorConfig.oes(out_channels=problem.out_channels, levels=self.levels, width=self.width,
                                    mri=mri)
 

@@ -83,6 +83,9 @@ def register(subparsers) -> None:
                         "density rule, per-layer floor, data consistency): cpu (default; sized for <= 30 "
                         "min per slice on a 2-core CPU) or gpu (the paper's step counts); flags given "
                         "explicitly win")
+    p.add_argument("--generator", choices=("hourglass", "deep-decoder"), default=None,
+                   help="sparse-dip: the generator the OES mask is learned on (default: from --preset); "
+                        "dip is always the dense hourglass, deep-decoder the dense deep decoder")
     p.add_argument("--data-consistency", action=argparse.BooleanOptionalAction, default=None,
                    help="network methods: project the final image onto the measured k-space (default: "
                         "from --preset); `final` is then the projected image, `final_network` the raw output")
@@ -115,6 +118,9 @@ def _apply_preset(args) -> None:
         if getattr(args, k) is None:
             setattr(args, k, pre[k])
     args.levels_cap = pre.get("levels")
+    if args.generator is None:
+        args.generator = pre.get("generator", "hourglass")
+    args.layers, args.channels = pre.get("layers"), pre.get("channels")
     args.density_rule = None if args.density is not None else {
         k: pre[k] for k in ("kept_per_measurement", "density_min", "density_max")} \
         if pre.get("density") is None else None
@@ -250,6 +256,9 @@ def run_recon(args) -> int:
                          density=args.density if method == "sparse-dip" and not args.mask_path else None,
                          density_rule=args.density_rule if method == "sparse-dip" and not args.mask_path else None,
                          levels_cap=args.levels_cap, data_consistency=bool(args.data_consistency),
+                         generator=args.generator if method == "sparse-dip" and not args.mask_path else None,
+                         layers=args.layers if method in ("sparse-dip", "deep-decoder") else None,
+                         channels=args.channels if method in ("sparse-dip", "deep-decoder") else None,
                          lr_final=args.lr_final, grad_clip=args.grad_clip or 0.0,
                          input_noise_std=args.input_noise_std or 0.0,
                          mask_path=str(Path(args.mask_path).resolve()) if (args.mask_path and method == "sparse-dip") else None,

@@ -57,7 +57,7 @@ PRESETS = {
         "min_layer_density": 0.005,
         "lr": 1e-2, "lr_final": None, "grad_clip": 0.0, "input_noise_std": 0.0,
         "data_consistency": True,
-        "espirit": _ESPIRIT, "threads": 2, "budget_min": 30,
+        "espirit": _ESPIRIT, "threads": 1, "budget_min": 30,
     },
     "gpu": {
         # the paper's step counts (OES: 40k training, 60k mask steps) and Heckel & Hand's 128-channel

@@ -67,6 +67,9 @@ class Settings:
     fresh_init: bool = False
     levels: Optional[int] = None              # None: the largest hourglass that fits the grid
     levels_cap: Optional[int] = None          # ... at most this deep (the preset's depth)
+    generator: Optional[str] = None           # sparse-dip: hourglass or deep-decoder (None: hourglass)
+    layers: Optional[int] = None              # deep decoder depth / channels (deep-decoder, sparse-dip on it)
+    channels: Optional[int] = None
     density_rule: Optional[dict] = None       # sparse-dip without --density: presets.density_for(**rule)
     data_consistency: bool = False            # project the final image onto the measured k-space
     lr_final: Optional[float] = None
@@ -95,7 +98,7 @@ class Settings:
         d = {k: v for k, v in asdict(self).items() if k not in ("device", "threads", "progress")}
         if self.method in CLASSICAL:
             for k in ("levels_cap", "density_rule", "data_consistency", "lr_final", "grad_clip",
-                      "input_noise_std"):
+                      "input_noise_std", "generator", "layers", "channels"):
                 d.pop(k)
             for k in ("steps", "mask_steps", "density", "mask_path", "min_layer_density", "lr", "levels",
                       "width", "log_every", "checkpoint_every", "mask_lr", "scope", "temperature", "lam",
@@ -238,15 +241,16 @@ def _network(job: SliceJob) -> dict:
                  to_display=lambda x: np.clip(np.abs(p.unscale(x)) / vmax, 0, 1))
     levels = s.levels or min(s.levels_cap or 6, largest_levels(p.image_shape))
     density = s.density if s.density is not None else 0.05
-    if s.method == "sparse-dip" and s.density is None and s.density_rule and not s.mask_path:
-        density = _density_from_rule(gp, levels, s)
     rc = RunConfig(method=s.method, steps=s.steps, mask_steps=s.mask_steps,
                    density=density, lr=s.lr, mask_lr=s.mask_lr, lr_final=s.lr_final, grad_clip=s.grad_clip,
-                   input_noise_std=s.input_noise_std,
+                   input_noise_std=s.input_noise_std, generator=s.generator, layers=s.layers,
+                   channels=s.channels,
                    seed=s.seed, levels=levels, width=s.width, min_layer_density=s.min_layer_density,
                    log_every=s.log_every, checkpoint_every=s.checkpoint_every, device=s.device,
                    mask_path=s.mask_path, progress=s.progress, scope=s.scope, temperature=s.temperature,
                    lam=s.lam, fresh_init=s.fresh_init)
+    if s.method == "sparse-dip" and s.density is None and s.density_rule and not s.mask_path:
+        rc.density = _density_from_rule(gp, rc, s.density_rule)
     zf = _zf_metrics(p, job.data_range)
 
     def writer(problem, res, work, record):
@@ -267,16 +271,16 @@ def _network(job: SliceJob) -> dict:
     return rec
 
 
-def _density_from_rule(gp, levels, s) -> float:
-    """Density keeping ``kept_per_measurement`` weights per measured real value (:mod:`.presets`)."""
-    from ..generators import GeneratorConfig, build_generator
+def _density_from_rule(gp, rc, rule: dict) -> float:
+    """Density keeping ``rule["kept_per_measurement"]`` weights per measured real value, clipped to
+    ``[density_min, density_max]`` (:func:`.presets.density_for`), for ``rc``'s generator."""
+    from ..generators import build_generator
     from ..masks import maskable_parameters
     from ..problem import measurement_count
     from .presets import density_for
-    cfg = GeneratorConfig.oes(levels=levels, width=s.width, mri=True)
-    net = build_generator(cfg, 0, gp.image_hw)
-    n = sum(t.numel() for t in maskable_parameters(net, s.scope).values())
-    return density_for(measurement_count(gp.operator), n, **s.density_rule)
+    net = build_generator(rc.generator_config(gp), 0, gp.image_hw)
+    n = sum(t.numel() for t in maskable_parameters(net, rc.scope).values())
+    return density_for(measurement_count(gp.operator), n, **rule)
 
 
 def run_slice(job: SliceJob) -> dict:
