@@ -212,6 +212,19 @@ def _binary(t: torch.Tensor, name: str, path) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------- ranking
+def flat_scores(scores: Dict[str, torch.Tensor], density: float):
+    """``(names, flat float64 scores, kept count round(density · d))`` of a global ranking; refuses
+    non-finite scores and a density that keeps nothing."""
+    names = list(scores)
+    flat = torch.cat([scores[k].detach().reshape(-1).double().cpu() for k in names])
+    if not torch.isfinite(flat).all():
+        raise UserError("mask scores contain NaN/Inf; cannot rank")
+    k_total = int(round(density * flat.numel()))
+    if k_total < 1:
+        raise UserError(f"density {density} keeps no weight of {flat.numel()}")
+    return names, flat, k_total
+
+
 def topk_mask(scores: Dict[str, torch.Tensor], density: float, seed: int = 0,
               min_layer_density: float = 0.0, meta: Optional[dict] = None) -> Mask:
     """Keep exactly ``round(density · d)`` weights with the highest scores, ranked globally over all
@@ -219,14 +232,8 @@ def topk_mask(scores: Dict[str, torch.Tensor], density: float, seed: int = 0,
     tensor its own top ``ceil(min_layer_density · n)`` weights (prevents layer collapse), the rest are
     ranked globally."""
     density = check_density(density)
-    names = list(scores)
-    flat = torch.cat([scores[k].detach().reshape(-1).double().cpu() for k in names])
-    if not torch.isfinite(flat).all():
-        raise UserError("mask scores contain NaN/Inf; cannot rank")
+    names, flat, k_total = flat_scores(scores, density)
     d = flat.numel()
-    k_total = int(round(density * d))
-    if k_total < 1:
-        raise UserError(f"density {density} keeps no weight of {d}")
     g = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(d, generator=g)
     order = perm[torch.argsort(flat[perm], descending=True, stable=True)]  # ties in random order

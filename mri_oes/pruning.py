@@ -42,7 +42,7 @@ from torch.func import functional_call
 
 from . import core, methods
 from .errors import UserError
-from .masks import Mask, check_density, maskable_parameters, topk_mask
+from .masks import Mask, check_density, flat_scores, maskable_parameters, topk_mask
 
 PAI_METHODS = ("random", "magnitude", "snip", "grasp", "synflow")
 
@@ -219,14 +219,8 @@ def _synflow_topk(scores: Dict[str, torch.Tensor], density: float, seed: int, me
     kept set — every score above the k-th largest, and of the scores equal to it the ones first in
     topk_mask's seeded random order — from one selection (``kthvalue``); the random order is drawn
     only when such a tie has to be broken."""
-    names = list(scores)
-    flat = torch.cat([scores[k].detach().reshape(-1).double().cpu() for k in names])
-    if not torch.isfinite(flat).all():
-        raise UserError("mask scores contain NaN/Inf; cannot rank")
+    names, flat, k_total = flat_scores(scores, density)
     d = flat.numel()
-    k_total = int(round(density * d))
-    if k_total < 1:
-        raise UserError(f"density {density} keeps no weight of {d}")
     t = torch.kthvalue(flat, d - k_total + 1).values
     keep = flat > t
     need = k_total - int(keep.sum())
