@@ -7,7 +7,7 @@ already undersampled files)::
     slices/<file stem>/<NNN>/             one complete-or-absent run folder per slice (mri_oes.rundir):
         metrics.json                      the slice record (schema), fastMRI-convention metrics
         reconstruction.npy                float32 [h, w] magnitude at the target size, original units
-        recon.png, error.png, curve.png … (network methods: checkpoint.pt while running, mask.safetensors)
+        recon.png, error.png, curve.png … (network methods: checkpoint.safetensors while running, mask.safetensors)
     reconstructions/<file name>.h5        ``reconstruction`` [slices, h, w], written by
                                           fastmri.save_reconstructions once EVERY slice is complete
     volumes/<file stem>/metrics.json      the volume record: fastmri.evaluate's metrics of that file
