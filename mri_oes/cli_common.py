@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import sys
 import time
 from pathlib import Path
+
+from .runtime import configure_threads, default_threads, resolve_device
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -104,17 +105,6 @@ def out_folder(text):
 
 
 # ----------------------------------------------------------------------------------------- groups
-def default_threads() -> int:
-    """One torch thread per process on a machine with <= 2 cores (more thrash small nets when
-    anything else runs), else min(cores / 2, 8)."""
-    try:
-        from .runtime import default_threads as rt_default
-        return rt_default()
-    except ImportError:
-        n = os.cpu_count() or 1
-        return 1 if n <= 2 else min(n // 2, 8)
-
-
 def add_run_args(p, *, log_every=True, checkpoint=True):
     """--seed --device --threads --out --overwrite --progress/--no-progress [--log-every --checkpoint-every]"""
     g = p.add_argument_group("run")
@@ -122,8 +112,8 @@ def add_run_args(p, *, log_every=True, checkpoint=True):
                    help="one seed fixes init, z, noise, k-space masks and mask sampling (default 0)")
     g.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     g.add_argument("--threads", type=positive_int, default=None,
-                   help=f"torch threads (default {default_threads()} here: 1 per process on <= 2 cores, "
-                        "else half the cores, at most 8)")
+                   help=f"torch threads (default {default_threads()} here: OMP_NUM_THREADS if set, else 1 "
+                        "per process on <= 2 usable cores, else min(cores, 8))")
     g.add_argument("--out", type=out_folder, default=None,
                    help="output folder (default runs/<command>-<date-time>)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing result (the whole folder)")
@@ -194,30 +184,12 @@ def add_task_args(p, *, task=True, image_nargs="?"):
 # ------------------------------------------------------------------------------------------ setup
 def setup_runtime(args):
     """Apply --threads and check --device (one clear line if unavailable). Returns the torch device."""
-    import torch
-    from .errors import UserError
-    n = getattr(args, "threads", None) or default_threads()
-    try:
-        from .runtime import configure_threads
-        args.threads = configure_threads(n)
-    except ImportError:
-        torch.set_num_threads(n)
-        args.threads = n
-    name = getattr(args, "device", "cpu") or "cpu"
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {args.device}: no CUDA device is available here (use --device cpu)")
-        idx = int(name.split(":")[1]) if ":" in name else 0
-        if idx >= torch.cuda.device_count():
-            raise UserError(f"--device {args.device}: only {torch.cuda.device_count()} CUDA device(s)")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("--device mps: MPS is not available here (use --device cpu)")
-    args.device = name
+    args.threads = configure_threads(getattr(args, "threads", None))
+    device = resolve_device(getattr(args, "device", "cpu"))
+    args.device = str(device)
     if getattr(args, "progress", None) is None and hasattr(args, "progress"):
         args.progress = sys.stderr.isatty()
-    return torch.device(name)
+    return device
 
 
 def out_path(args, command: str) -> Path:

@@ -46,11 +46,8 @@ def ray_available() -> bool:
 def _set_threads(threads: int) -> None:
     for v in THREAD_VARS:
         os.environ[v] = str(threads)
-    try:
-        import torch
-        torch.set_num_threads(int(threads))
-    except ImportError:  # pragma: no cover
-        pass
+    from .runtime import configure_threads
+    configure_threads(int(threads))
 
 
 def _call(fn: Callable, task: Any, threads: int):

@@ -43,7 +43,7 @@ def is_complete(folder) -> bool:
 class RunDir:
     def __init__(self, out, identity: Optional[dict] = None, overwrite: bool = False, flag: str = "--out"):
         self.out = Path(out)
-        self.identity = json.loads(json.dumps(canonical(identity or {})))
+        self.identity = canonical(identity or {})   # JSON-able: compares equal to the stored copy
         self.overwrite = overwrite
         self.flag = flag
         self.work = self.out.parent / f".{self.out.name}.partial"

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import torch
 
 from . import methods
 from .errors import UserError
 from .generators import GeneratorConfig, count_parameters
 from .io import save_image, save_npy, versions, write_json
 from .masks import Mask, check_density, maskable_parameters
+from .runtime import resolve_device
 from .statefile import file_digest, tensor_digest
 
 METHODS = ("dip", "sparse-dip", "oes", "deep-decoder", "gp-dip")
@@ -68,14 +68,6 @@ class RunConfig:
             raise UserError(f"--generator must be hourglass or deep-decoder, got {kind!r}")
         return GeneratorConfig.oes(out_channels=problem.out_channels, levels=self.levels, width=self.width,
                                    mri=mri)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA device is available (use --device cpu)")
-    return torch.device(name)
 
 
 def run_identity(problem, rc: "RunConfig", command: str) -> dict:
@@ -143,7 +135,7 @@ def get_mask(problem, rc: RunConfig, device, out: Optional[Path], cfg: Generator
     return mask, cfg, net, z, seeds, res
 
 
-def mask_source_of(method: str, rc: RunConfig, mask: Optional[Mask]) -> str:
+def mask_source_of(rc: RunConfig, mask: Optional[Mask]) -> str:
     if mask is None:
         return "none"
     if rc.mask_path:
@@ -214,7 +206,7 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
         best = res.best_metrics if res is not None else {}
         record = make_record(
             command=command, method=method if rc.steps > 0 else "oes-mask",
-            mask_source=mask_source_of(method, rc, mask), density=kept / n_weights,
+            mask_source=mask_source_of(rc, mask), density=kept / n_weights,
             kept_weights=kept, maskable_weights=n_weights, measurements=problem.n_measurements,
             steps=rc.steps, mask_steps=rc.mask_steps if learned else 0, lr=rc.lr if rc.steps > 0 else None,
             seed=rc.seed, seeds=seeds, final=final, best=best,

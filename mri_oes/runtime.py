@@ -92,6 +92,26 @@ def autocast_forward(net: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.
     return net
 
 
+def resolve_device(name: str = "cpu") -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (CUDA when available) as a torch device;
+    one clear line naming ``--device`` when it is not available here."""
+    name = name or "cpu"
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: no CUDA device is available here (use --device cpu)")
+        idx = int(name.split(":")[1]) if ":" in name else 0
+        if idx >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("--device mps: MPS is not available here (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise UserError(f"--device {name!r}: {e}") from None
+
+
 def prepare_generator(net: nn.Module, z: torch.Tensor, *, channels_last: bool = False,
                       compile: bool = False, autocast_dtype: Optional[torch.dtype] = None):
     """Optional speed transforms of ``(net, z)``: ``channels_last`` memory format (same values),

@@ -48,29 +48,23 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 #   at 8x (crop 0.95: +1.2 dB L1 on brain8, -2.7 dB on brain8b);
 # * cpu step counts are sized by time, NOT measured for quality (only 1,200 steps were run): about
 #   0.11 CPU-s per deep-decoder step on 230x180 at 1 thread -> 5,000 + 1,500 mask steps ~ 12-25 CPU-min.
+_CPU = {
+    "generator": "deep-decoder", "operator": "maps", "levels": 5, "width": 0.5,
+    "layers": 6, "channels": 64,
+    "steps": 5000, "mask_steps": 1500,
+    "kept_per_measurement": 0.5, "density": None, "density_min": 0.02, "density_max": 0.5,
+    "min_layer_density": 0.005,
+    "lr": 1e-2, "lr_final": None, "grad_clip": 0.0, "input_noise_std": 0.0,
+    "data_consistency": True,
+    "espirit": _ESPIRIT, "threads": 1, "budget_min": 30,
+}
+
 PRESETS = {
-    "cpu": {
-        "generator": "deep-decoder", "operator": "maps", "levels": 5, "width": 0.5,
-        "layers": 6, "channels": 64,
-        "steps": 5000, "mask_steps": 1500,
-        "kept_per_measurement": 0.5, "density": None, "density_min": 0.02, "density_max": 0.5,
-        "min_layer_density": 0.005,
-        "lr": 1e-2, "lr_final": None, "grad_clip": 0.0, "input_noise_std": 0.0,
-        "data_consistency": True,
-        "espirit": _ESPIRIT, "threads": 1, "budget_min": 30,
-    },
-    "gpu": {
-        # the paper's step counts (OES: 40k training, 60k mask steps) and Heckel & Hand's 128-channel
-        # deep decoder; NOT run here (no GPU in this session)
-        "generator": "deep-decoder", "operator": "maps", "levels": 6, "width": 1.0,
-        "layers": 6, "channels": 128,
-        "steps": 40000, "mask_steps": 60000,
-        "kept_per_measurement": 0.5, "density": None, "density_min": 0.02, "density_max": 0.5,
-        "min_layer_density": 0.005,
-        "lr": 1e-2, "lr_final": None, "grad_clip": 0.0, "input_noise_std": 0.0,
-        "data_consistency": True,
-        "espirit": _ESPIRIT, "threads": None, "budget_min": None,
-    },
+    "cpu": _CPU,
+    # the same recipe at the paper's step counts (OES: 40k training, 60k mask steps) and Heckel & Hand's
+    # 128-channel deep decoder; NOT run here (no GPU in this session)
+    "gpu": {**_CPU, "levels": 6, "width": 1.0, "channels": 128, "steps": 40000, "mask_steps": 60000,
+            "threads": None, "budget_min": None},
 }
 
 NAMES = tuple(PRESETS)
