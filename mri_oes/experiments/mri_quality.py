@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -65,10 +64,10 @@ def problem(out, scan, accel, seed, espirit=None):
 
 
 def _save_run(d, result, arrays):
-    from ..io import write_json, versions
+    from ..io import save_npy, write_json, versions
     d.mkdir(parents=True, exist_ok=True)
     for k, a in arrays.items():
-        np.save(d / f"{k}.npy", np.asarray(a))
+        save_npy(d / f"{k}.npy", a)
     result["versions"] = versions()
     write_json(d / "result.json", result)   # last: its presence marks the run done
 
@@ -300,7 +299,8 @@ def build_table(args):
     write_json(out / "table.json", rows)
     cols = sorted({k for r in rows for k in r}, key=lambda c: (c not in ("run",), c))
     import csv
-    with open(out / "table.csv", "w", newline="") as fh:
+    from ..io import atomic_path
+    with atomic_path(out / "table.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
@@ -312,8 +312,10 @@ def build_table(args):
         dens = f"{r['density']:.4f}" if r.get("density") is not None else "–"
         md.append(f"| {r['run']} | {f2('final_psnr', 'final_ssim')} | {f2('final_dc_psnr', 'final_dc_ssim')} | "
                   f"{best} | {dens} | {r['cpu_min']:.1f} |")
-    (out / "table.md").write_text("\n".join(md) + "\n")
-    (out / "summary.md").write_text(summarize(rows))
+    with atomic_path(out / "table.md") as tmp:
+        tmp.write_text("\n".join(md) + "\n")
+    with atomic_path(out / "summary.md") as tmp:
+        tmp.write_text(summarize(rows))
     _plots(out, rows)
     print(f"{len(rows)} runs -> {out / 'table.md'}")
 
@@ -398,7 +400,9 @@ def _plots(out, rows):
         ax.legend(fontsize=6)
         fig.suptitle(f"{scan} {accel}x seed 0 (dashed: L1-wavelet black, SENSE grey, zero-filled red)", fontsize=9)
         fig.tight_layout()
-        fig.savefig(out / f"curves_{scan}_{accel}x.png", dpi=90)
+        from ..io import atomic_path
+        with atomic_path(out / f"curves_{scan}_{accel}x.png", suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
         plt.close(fig)
 
 
