@@ -281,6 +281,10 @@ class FitResult:
     history: List[dict] = field(default_factory=list)
     output: Optional[torch.Tensor] = None
     best_output: Optional[torch.Tensor] = None
+    #: with ``output_average`` > 0: ``output``/``final_metrics`` are the averaged iterates and these
+    #: the raw last iterate (else None / empty)
+    last_output: Optional[torch.Tensor] = None
+    last_metrics: dict = field(default_factory=dict)
     best_step: Optional[int] = None
     best_metrics: dict = field(default_factory=dict)
     final_metrics: dict = field(default_factory=dict)
@@ -359,7 +363,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         checkpoint: Optional[Path] = None, checkpoint_every: int = 500, fingerprint: str = "",
         identity: Optional[dict] = None,
         progress: bool = False, desc: str = "fit", callback: Optional[Callable] = None,
-        lr_final: Optional[float] = None, grad_clip: float = 0.0) -> FitResult:
+        lr_final: Optional[float] = None, grad_clip: float = 0.0,
+        output_average: float = 0.0) -> FitResult:
     """Fit ``operator(G(·, z)) ≈ y`` with Adam for ``steps`` steps.
 
     ``evaluate(x_hat) -> dict`` (optional; e.g. PSNR against a clean reference) is called every
@@ -374,7 +379,13 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     regularisation (``z + N(0, std²)`` each step). ``samples``: K forward passes per step (OES K).
     ``lr_final``: cosine decay of the learning rate from ``lr`` to ``lr_final`` over ``steps``
     (``None``: constant). ``grad_clip`` > 0: clip the global gradient norm to it before each step.
+    ``output_average`` in (0, 1): also keep the exponential moving average of the outputs
+    (``avg <- d·avg + (1-d)·x``, the smoothing of the original DIP code, d = 0.99 there): it becomes
+    the fit's ``output`` and ``final_metrics`` (the raw last iterate moves to ``last_output`` /
+    ``last_metrics``); logged rows carry ``average_<metric>`` beside each metric of the raw iterate.
     """
+    if not 0.0 <= output_average < 1.0:
+        raise ValueError(f"output_average must be in [0, 1), got {output_average}")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     net.train()   # DIP/OES use batch statistics throughout (batch of one)
@@ -382,6 +393,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     res = FitResult()
     noise_gen = torch.Generator(device=z.device).manual_seed(derive_seed(seed, "input-noise"))
     start = 0
+    t0 = time.perf_counter()
+    avg = None   # running average of the outputs (output_average > 0)
     ck_path = ck_ident = None
     if checkpoint is not None:
         from .statefile import load_state
@@ -389,7 +402,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         ck_ident = fit_identity(identity, fingerprint, net=net, z=z, operator=operator, y=y, param=param,
                                 steps=steps, lr=lr, samples=samples, log_every=log_every,
                                 input_noise_std=input_noise_std, seed=seed, lr_final=lr_final,
-                                grad_clip=grad_clip)
+                                grad_clip=grad_clip, output_average=output_average)
         legacy = ck_path.with_suffix(".pt")
         if legacy.is_file():
             warnings.warn(f"ignoring {legacy}: pickled checkpoints are never loaded (they can run code); "
@@ -403,6 +416,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             noise_gen.set_state(ck["noise_gen"])
             res.history, res.best_step, res.best_metrics = ck["history"], ck["best_step"], ck["best_metrics"]
             res.best_output = ck["best_output"]
+            avg = ck.get("average_output")
+            avg = avg.to(z.device) if avg is not None else None
             start = res.resumed_from = int(ck["step"])
 
     def save_checkpoint(step):
@@ -410,14 +425,20 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         save_state(ck_path, {"step": step, "net": net.state_dict(), "opt": opt.state_dict(),
                              "param": param.state(), "noise_gen": noise_gen.get_state(),
                              "history": res.history, "best_step": res.best_step,
-                             "best_metrics": res.best_metrics, "best_output": res.best_output}, ck_ident)
+                             "best_metrics": res.best_metrics, "best_output": res.best_output,
+                             "average_output": avg}, ck_ident)
 
     def record(step, loss, dloss, x_hat):
-        row = {"step": step, "loss": loss, "data_loss": dloss}
+        # time_s: seconds since this call started (a resumed run's clock restarts at the resume)
+        row = {"step": step, "loss": loss, "data_loss": dloss, "time_s": time.perf_counter() - t0}
         if evaluate is not None:
             with torch.no_grad():
                 m = evaluate(x_hat.detach())
             row.update(m)
+            if avg is not None:
+                with torch.no_grad():
+                    ma = evaluate(avg)
+                row.update({f"average_{k}": v for k, v in ma.items()})
             if "psnr" in m and (res.best_step is None or m["psnr"] > res.best_metrics.get("psnr", -math.inf)):
                 res.best_step, res.best_metrics = step, dict(m)
                 res.best_output = x_hat.detach().cpu().clone()
@@ -430,7 +451,6 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         # oneDNN then keeps every activation in NHWC: ~14% less time per step on the CPU for dense,
         # Sparse-DIP and OES steps alike (benchmarks/core_speed.py); same values up to rounding
         z = z.contiguous(memory_format=torch.channels_last)
-    t0 = time.perf_counter()
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -451,6 +471,9 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             for _ in range(samples):
                 x_hat = operator.from_network(generate(net, zin, param.weights()))
                 dl = dl + data_loss(operator(x_hat), y) / samples
+        if output_average > 0:
+            xd = x_hat.detach()
+            avg = xd.clone() if avg is None else avg.mul_(output_average).add_(xd, alpha=1 - output_average)
         loss = dl + param.penalty().to(dl.device)
         loss_v, dl_v = float(loss.detach()), float(dl.detach())
         if not math.isfinite(loss_v):
@@ -482,7 +505,14 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             x_hat = operator.from_network(generate(net, z, param.weights()))
             final_loss = float(data_loss(operator(x_hat), y))
         row = record(steps, final_loss + float(param.penalty().detach()), final_loss, x_hat)
-        res.final_metrics = {k: v for k, v in row.items() if k not in ("step",)}
+        res.final_metrics = {k: v for k, v in row.items() if k not in ("step",) and not k.startswith("average_")}
+        if avg is not None:   # the averaged iterates are the output; the raw last iterate is kept beside
+            res.last_output, res.last_metrics = x_hat.detach().cpu(), res.final_metrics
+            with torch.no_grad():
+                avg_loss = float(data_loss(operator(avg), y))
+            res.final_metrics = {"loss": avg_loss + float(param.penalty().detach()), "data_loss": avg_loss,
+                                 **{k[len("average_"):]: v for k, v in row.items() if k.startswith("average_")}}
+            x_hat = avg
     res.output = x_hat.detach().cpu() if x_hat is not None else None
     res.steps = steps
     res.wall_time_s = time.perf_counter() - t0

@@ -47,6 +47,7 @@ class RunConfig:
     lr_final: Optional[float] = None      # cosine decay of the weights' lr to this value (None: constant)
     grad_clip: float = 0.0                # global gradient-norm clip (0: off)
     input_noise_std: float = 0.0          # z + N(0, std²) each step (0: off)
+    output_average: float = 0.0           # output = running average of the iterates, this decay (0: last iterate)
     log_every: int = 50
     checkpoint_every: int = 500
     device: str = "cpu"
@@ -194,6 +195,7 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
                 net, z, problem.operator, problem.y, steps=rc.steps, mask=mask, lr=rc.lr,
                 sgld_std=rc.sgld_std if method == "gp-dip" else 0.0, evaluate=problem.evaluate,
                 lr_final=rc.lr_final, grad_clip=rc.grad_clip, input_noise_std=rc.input_noise_std,
+                output_average=rc.output_average,
                 log_every=rc.log_every, seed=rc.seed, progress=rc.progress, desc=method,
                 checkpoint=(work / "checkpoint.safetensors") if work is not None else None,
                 identity=identity, checkpoint_every=rc.checkpoint_every)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -43,6 +44,11 @@ from .problem import Problem, measurement_count  # noqa: F401  (Problem: operato
 DEFAULT_DENSITIES = (0.5, 0.2, 0.1, 0.03)
 #: what is compared, in the schema's mask_source vocabulary: "none" = dense DIP
 MASK_SOURCES = ("none", "oes", "imp")
+
+
+#: classical methods drawn as horizontal lines in the quality-per-minute plot of an MRI transfer
+CLASSICAL_REFERENCES = ("zero-filled", "sense", "l1-wavelet")
+REFERENCE_COLORS = {"zero-filled": "tab:red", "sense": "grey", "l1-wavelet": "black"}
 
 
 def _fmt_d(d: float) -> str:
@@ -201,7 +207,7 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                 scenario=lab.get("scenario", scen), accel=lab.get("accel"),
                 case=cid, target_key=scen, requested_density=d, final_loss=s["final"].get("data_loss"),
                 collapse=collapse, image_hw=list(prob.image_hw), target=prob.info,
-                curve=[[h["step"], h.get("psnr")] for h in res.history])
+                curve=[[h["step"], h.get("psnr"), h.get("time_s")] for h in res.history])
             write_json(path, {**row, "identity": ident})
             rows.append(row)
     _write_outputs(out, rows, masks, {"source": source.info, "generator": cfg.to_dict(), "seed": seed,
@@ -234,7 +240,7 @@ def _write_outputs(out: Path, rows, masks, info):
         for r in rows:
             if r["target_key"] != scen:
                 continue
-            pts = [(s, p) for s, p in r.get("curve", []) if p is not None]
+            pts = [(c[0], c[1]) for c in r.get("curve", []) if c[1] is not None]
             if pts:
                 lab = ("dense DIP" if r["mask_source"] == "none"
                        else f"{r['mask_source']} d={r['requested_density']:g}")
@@ -246,6 +252,7 @@ def _write_outputs(out: Path, rows, masks, info):
         with atomic_path(out / f"psnr_{safe}.png", suffix=".png") as tmp:
             fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
+    plot_quality_per_minute(out / "quality_per_cpu_minute.png", rows, info.get("baselines") or {})
     for d in sorted({d for (_, d) in masks}):
         fig, ax = plt.subplots(figsize=(7, 4))
         for meth in ("oes", "imp"):
@@ -258,6 +265,51 @@ def _write_outputs(out: Path, rows, masks, info):
         with atomic_path(out / f"layer_density_d{_fmt_d(d)}.png", suffix=".png") as tmp:
             fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
+
+
+def _minutes(row) -> list:
+    """``[(minutes, psnr)]`` of a case's curve: the logged fit time, or (older cases without it)
+    ``step × time_s_per_step``."""
+    per_step = (row.get("time") or {}).get("s_per_step") or 0.0
+    return [((c[2] if len(c) > 2 and c[2] is not None else c[0] * per_step) / 60.0, c[1])
+            for c in row.get("curve", []) if c[1] is not None]
+
+
+def plot_quality_per_minute(path: Path, rows, baselines: Dict[str, dict]) -> None:
+    """PSNR against training minutes for every case, one panel per target; the classical references
+    of that target (``baselines[target key][method]["psnr"]``) as horizontal lines. The mask's own
+    learning time (paid once, on the source) is not on the axis; ``table_info.json`` records it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    scens = list(dict.fromkeys(r["target_key"] for r in rows))
+    if not scens:
+        return
+    cols = min(3, len(scens))
+    nrows = (len(scens) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows), squeeze=False)
+    styles = {"none": "-", "oes": "-", "imp": "--"}
+    for ax, scen in zip(axes.flat, scens):
+        for r in rows:
+            if r["target_key"] != scen:
+                continue
+            pts = _minutes(r)
+            if pts:
+                lab = "dense DIP" if r["mask_source"] == "none" else f"{r['mask_source']} d={r['requested_density']:g}"
+                ax.plot(*zip(*pts), styles.get(r["mask_source"], "-"), lw=1.4 if r["mask_source"] == "none" else 1,
+                        color="k" if r["mask_source"] == "none" else None, label=lab)
+        for m, v in (baselines.get(scen) or {}).items():
+            ax.axhline(v["psnr"], ls=":", lw=1, color=REFERENCE_COLORS.get(m, "grey"))
+            ax.annotate(m, (0, v["psnr"]), fontsize=7, va="bottom")
+        ax.set_title(scen, fontsize=9), ax.set_xlabel("training CPU minutes"), ax.set_ylabel("PSNR (dB)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(scens):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------ problem builders
@@ -325,9 +377,20 @@ def mri_transfer(source_file, out_dir, *, source_slice: int = 0, targets: Sequen
     from .mri.data import load_slice
     from .mri.problem import build_problem
 
+    baselines = {}
+
     def prob(file, sl_idx, accel):
+        from .mri.baselines import run_baseline
         p = build_problem(load_slice(file, sl_idx), accel, mask_type, seed, center_fraction=center_fraction,
                           cache=espirit_cache)
+        if p.reference is not None:   # classical references (project defaults) for the quality-per-minute plot
+            key = (str(file), sl_idx, accel)
+            if key not in baselines:
+                baselines[key] = {}
+                for m in CLASSICAL_REFERENCES:
+                    t = time.perf_counter()
+                    psnr = p.metrics(run_baseline(p, m))["psnr"]
+                    baselines[key][m] = {"psnr": psnr, "time_s": time.perf_counter() - t}
         d = p.describe()
         info = {"file": str(file), "slice": sl_idx, "accel": accel, "scale": d.get("scale"),
                 "reference": d.get("reference")}
@@ -337,6 +400,8 @@ def mri_transfer(source_file, out_dir, *, source_slice: int = 0, targets: Sequen
     cfg = cfg or GeneratorConfig.oes(mri=True)
     src = prob(source_file, source_slice, source_accel)
     tg, labels = {}, {}
+    files = {f"self/{a}x": (str(source_file), source_slice, a) for a in accels}
+    files.update({f"cross-{i}/{a}x": (str(f), sl, a) for i, (f, sl) in enumerate(targets, start=1) for a in accels})
     for a in accels:
         tg[f"self/{a}x"] = src if a == source_accel else prob(source_file, source_slice, a)
         labels[f"self/{a}x"] = {"scenario": "self" if a == source_accel else "cross-accel", "task": "mri",
@@ -348,4 +413,5 @@ def mri_transfer(source_file, out_dir, *, source_slice: int = 0, targets: Sequen
                                          "task": "mri", "scan": Path(f).stem, "accel": a}
     return run_transfer(src, tg, cfg, out_dir, seed=seed, labels=labels,
                         extra_info={"kind": "mri", "source": [str(source_file), source_slice, source_accel],
-                                    "targets": [[str(f), s] for f, s in targets]}, **kw)
+                                    "targets": [[str(f), s] for f, s in targets],
+                                    "baselines": {k: baselines.get(v, {}) for k, v in files.items()}}, **kw)

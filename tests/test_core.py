@@ -201,3 +201,52 @@ def test_sgld_changes_weights_reproducibly(denoise_case):
         net, z, _ = methods.setup_generator(cfg, (64, 64), 0)
         outs.append(methods.train_generator(net, z, A, y, steps=10, sgld_std=s).output)
     assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
+
+
+def test_output_average_is_the_output_and_resumes_exactly(denoise_case, tmp_path):
+    """output_average: the fit's output is the running average of the iterates (recomputed here
+    from the per-step outputs), the raw last iterate is kept beside it, and a resumed run gives the
+    same average."""
+    img, A, y = denoise_case
+    cfg = GeneratorConfig.oes(levels=3, width=0.25)
+    ev = methods.natural_evaluator(img)
+    net, z, _ = methods.setup_generator(cfg, (64, 64), 3)
+    plain = methods.train_generator(net, z, A, y, steps=40, seed=3, log_every=10, evaluate=ev)
+    seen = []
+    net, z, _ = methods.setup_generator(cfg, (64, 64), 3)
+    orig = A.from_network
+
+    def spy(out):
+        x = orig(out)
+        seen.append(x.detach().clone())
+        return x
+    A.from_network = spy
+    try:
+        avg = methods.train_generator(net, z, A, y, steps=40, seed=3, log_every=10, evaluate=ev,
+                                      output_average=0.9)
+    finally:
+        del A.from_network
+    assert torch.allclose(avg.last_output, plain.output, atol=1e-6)   # same trajectory
+    assert avg.last_metrics["psnr"] == pytest.approx(plain.final_metrics["psnr"], abs=1e-4)
+    expect = seen[0]
+    for x in seen[1:40]:                 # 40 training forwards (the 41st is the final evaluation)
+        expect = 0.9 * expect + 0.1 * x
+    assert torch.allclose(avg.output, expect.cpu(), atol=1e-5)
+    assert avg.final_metrics["psnr"] == pytest.approx(ev(expect)["psnr"], abs=1e-4)
+    assert "average_psnr" in avg.history[-1] and not torch.allclose(avg.output, avg.last_output)
+    ck = tmp_path / "avg.ckpt"
+
+    def crash(row):
+        if row["step"] == 30:
+            raise KeyboardInterrupt
+    net, z, _ = methods.setup_generator(cfg, (64, 64), 3)
+    with pytest.raises(KeyboardInterrupt):
+        methods.train_generator(net, z, A, y, steps=40, seed=3, log_every=10, output_average=0.9,
+                                checkpoint=ck, checkpoint_every=20, callback=crash)
+    net, z, _ = methods.setup_generator(cfg, (64, 64), 3)
+    resumed = methods.train_generator(net, z, A, y, steps=40, seed=3, log_every=10, output_average=0.9,
+                                      checkpoint=ck, checkpoint_every=20)
+    assert resumed.resumed_from == 20
+    assert torch.allclose(resumed.output, avg.output, atol=1e-5)
+    with pytest.raises(ValueError, match="output_average"):
+        methods.train_generator(net, z, A, y, steps=1, output_average=1.0)

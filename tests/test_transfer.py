@@ -83,6 +83,14 @@ def test_mri_transfer_protocol(tmp_path):
     r8 = [r for r in res["rows"] if r["scenario"] == "cross-accel" and r["mask_source"] == "oes"][0]
     r4 = [r for r in res["rows"] if r["scenario"] == "self" and r["mask_source"] == "oes"][0]
     assert r8["measurements"] < r4["measurements"] and r4["final"]["psnr"] is not None
+    # quality per CPU minute: timed curves, and each target's classical references (zero-filled below L1)
+    assert all(len(c) == 3 and c[2] >= 0 for c in r4["curve"])
+    base = json.loads((tmp_path / "mri" / "table_info.json").read_text())["baselines"]
+    assert set(base) == {"self/4x", "self/8x", "cross-1/4x", "cross-1/8x"}
+    assert all(set(b) == {"zero-filled", "sense", "l1-wavelet"} for b in base.values())
+    assert base["self/4x"]["l1-wavelet"]["psnr"] > base["self/4x"]["zero-filled"]["psnr"]
+    assert base["self/8x"]["zero-filled"]["psnr"] < base["self/4x"]["zero-filled"]["psnr"]
+    assert (tmp_path / "mri" / "quality_per_cpu_minute.png").stat().st_size > 1000
 
 
 def test_cli_prune_at_init_and_errors(tmp_path):

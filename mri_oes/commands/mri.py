@@ -128,7 +128,7 @@ def _apply_preset(args) -> None:
         args.density = pre["density"]
     if args.data_consistency is None:
         args.data_consistency = bool(pre.get("data_consistency", False))
-    for k in ("lr_final", "grad_clip", "input_noise_std"):
+    for k in ("lr_final", "grad_clip", "input_noise_std", "output_average"):
         setattr(args, k, pre.get(k))
 
 
@@ -261,6 +261,7 @@ def run_recon(args) -> int:
                          channels=args.channels if method in ("sparse-dip", "deep-decoder") else None,
                          lr_final=args.lr_final, grad_clip=args.grad_clip or 0.0,
                          input_noise_std=args.input_noise_std or 0.0,
+                         output_average=args.output_average or 0.0,
                          mask_path=str(Path(args.mask_path).resolve()) if (args.mask_path and method == "sparse-dip") else None,
                          min_layer_density=args.min_layer_density, lr=args.lr, levels=args.levels,
                          scope=args.scope, mask_lr=args.mask_lr, temperature=args.temperature, lam=args.lam,

@@ -205,14 +205,13 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
     res = methods.train_generator(net, z, op, p.y, steps=cfg["steps"], mask=mask, lr=cfg["lr"],
                                   evaluate=evaluate_fn if evaluate and p.reference is not None else None,
                                   log_every=log_every, input_noise_std=cfg["input_noise_std"], seed=seed,
-                                  callback=cb, lr_final=cfg["lr_final"], grad_clip=cfg["grad_clip"])
+                                  callback=cb, lr_final=cfg["lr_final"], grad_clip=cfg["grad_clip"],
+                                  output_average=cfg.get("output_average", 0.0))
     t_fit = time.process_time() - t_fit0
     final = p.unscale(res.output)
     best = p.unscale(res.best_output) if res.best_output is not None else final
-    if cfg["operator"] != "coils":
-        final, best = (a[0] if a.ndim == 3 else a for a in (final, best))
-    else:
-        final, best = (a[0] if a.ndim == 4 else a for a in (final, best))
+    nd = 3 if cfg["operator"] != "coils" else 4
+    final, best = (a[0] if a.ndim == nd else a for a in (final, best))
     info = {"config": cfg, "generator": gcfg.to_dict(), "seeds": seeds, "n_weights": n_w,
             "n_measurements": n_meas, "density": mask.density if mask is not None else 1.0,
             "sparsity": mask.sparsity if mask is not None else 0.0, "steps": cfg["steps"],
@@ -220,6 +219,7 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
             "time_fit_s": t_fit, "time_total_s": time.process_time() - t_start,
             "time_s_per_step": t_fit / max(cfg["steps"], 1), "best_step": res.best_step,
             "final_metrics": res.final_metrics, "best_metrics": res.best_metrics,
+            "last_metrics": res.last_metrics,
             "diverged": res.diverged, "image": "coils" if cfg["operator"] == "coils" else "complex",
             "history": res.history, "mask_history": mres.history if mres is not None else None}
     return final, best, info
@@ -268,6 +268,9 @@ def _image_metrics(p, arr, kind, dc):
     return {k: m[k] for k in ("psnr", "ssim", "nmse")}
 
 
+CLASSICAL = ("zero-filled", "sense", "l1-wavelet")
+
+
 def build_table(args):
     from ..io import write_json
     out = Path(args.out)
@@ -285,16 +288,21 @@ def build_table(args):
                                      "time_s_per_step", "lamda", "threads")}
         row["run"] = f.parent.name
         row["cpu_min"] = (r.get("time_total_s") or 0) / 60
-        for which in ("final", "best"):
-            fp = f.parent / f"{which}.npy"
-            if not fp.exists():
+        # recon's vocabulary: ``final`` = the image a user gets (a network's output projected onto the
+        # measured k-space when data consistency is on), ``final_network`` = the raw network output,
+        # ``best`` = the oracle best raw iterate (comparable to ``final_network``)
+        network = r["method"] not in CLASSICAL
+        dc_on = network and r.get("config", {}).get("data_consistency", True)
+        kind = r.get("image", "complex")
+        # final.npy: the network's output (the averaged iterates when output averaging ran)
+        for col, fname, dc in (("final", "final", dc_on), ("final_network", "final", False),
+                               ("best", "best", False)):
+            if (col != "final" and not network) or not (f.parent / f"{fname}.npy").exists():
                 continue
-            arr = np.load(fp)
-            for dc in (False, True):
-                m = _image_metrics(p, arr, r.get("image", "complex"), dc)
-                if m:
-                    for k, v in m.items():
-                        row[f"{which}{'_dc' if dc else ''}_{k}"] = v
+            m = _image_metrics(p, np.load(f.parent / f"{fname}.npy"), kind, dc)
+            if m:
+                for k, v in m.items():
+                    row[f"{col}_{k}"] = v
         rows.append(row)
     write_json(out / "table.json", rows)
     cols = sorted({k for r in rows for k in r}, key=lambda c: (c not in ("run",), c))
@@ -304,14 +312,15 @@ def build_table(args):
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
-    md = ["| run | final PSNR/SSIM | final+DC | best PSNR (step) | density | CPU min |", "|---|---|---|---|---|---|"]
+    md = ["| run | final PSNR/SSIM | final_network | best PSNR (step) | density | CPU min |",
+          "|---|---|---|---|---|---|"]
     for r in rows:
         def f2(a, b):
             return f"{r[a]:.2f} / {r[b]:.3f}" if r.get(a) is not None else "–"
         best = f"{r['best_psnr']:.2f} ({r.get('best_step')})" if r.get("best_psnr") is not None else "–"
         dens = f"{r['density']:.4f}" if r.get("density") is not None else "–"
-        md.append(f"| {r['run']} | {f2('final_psnr', 'final_ssim')} | {f2('final_dc_psnr', 'final_dc_ssim')} | "
-                  f"{best} | {dens} | {r['cpu_min']:.1f} |")
+        md.append(f"| {r['run']} | {f2('final_psnr', 'final_ssim')} | "
+                  f"{f2('final_network_psnr', 'final_network_ssim')} | {best} | {dens} | {r['cpu_min']:.1f} |")
     with atomic_path(out / "table.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")
     with atomic_path(out / "summary.md") as tmp:
@@ -335,8 +344,8 @@ def summarize(rows) -> str:
 
     scen = sorted({(r["scan"], r["accel"]) for r in rows}, key=lambda t: (t[1], t[0]))
     cols = [("zero-filled", "final"), ("sense", "final"), ("l1-wavelet", "final"), ("dip", "final"),
-            ("dip", "final_dc"), ("dip", "best"), ("sparse-dip", "final"), ("sparse-dip", "final_dc"),
-            ("sparse-dip", "best"), ("conv-decoder", "final_dc"), ("deep-decoder", "final_dc")]
+            ("dip", "final_network"), ("dip", "best"), ("sparse-dip", "final"), ("sparse-dip", "final_network"),
+            ("sparse-dip", "best"), ("conv-decoder", "final"), ("deep-decoder", "final")]
     out = ["## Main table: PSNR dB / SSIM (fastMRI metric); n = seeds averaged", "",
            "| scan | accel | " + " | ".join(f"{m} {k}" for m, k in cols) + " |",
            "|---|---|" + "---|" * len(cols)]
@@ -347,16 +356,17 @@ def summarize(rows) -> str:
                   and r.get("variant") == "default"]
             cells.append(cell(rs, k))
         out.append(f"| {scan} | {accel}x | " + " | ".join(cells) + " |")
-    out += ["", "## Every network run (seed 0 unless named): final, final + data consistency, best iterate", "",
-            "| scenario | method | variant | density | steps (+mask) | final | final+DC | best (step) | "
-            "best − final | CPU min |", "|---|---|---|---|---|---|---|---|---|---|"]
+    out += ["", "## Every network run: final (data-consistent when on), final_network (raw output), oracle best "
+            "raw iterate", "",
+            "| scenario | method | variant | density | steps (+mask) | final | final_network | best (step) | "
+            "best − final_network | CPU min |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["accel"], r["scan"], r["method"], r.get("variant") or "")):
-        if r["method"] in ("zero-filled", "sense", "l1-wavelet"):
+        if r["method"] in CLASSICAL:
             continue
-        gap = (r["best_psnr"] - r["final_psnr"]) if r.get("best_psnr") is not None else None
+        gap = (r["best_psnr"] - r["final_network_psnr"]) if r.get("best_psnr") is not None else None
         out.append(f"| {r['scan']} {r['accel']}x s{r['seed']} | {r['method']} | {r.get('variant')} | "
                    f"{(r.get('density') or 0):.4f} | {r.get('steps')} (+{r.get('mask_steps') or 0}) | "
-                   f"{cell([r], 'final')} | {cell([r], 'final_dc')} | {cell([r], 'best')} ({r.get('best_step')}) | "
+                   f"{cell([r], 'final')} | {cell([r], 'final_network')} | {cell([r], 'best')} ({r.get('best_step')}) | "
                    f"{'–' if gap is None else f'{gap:.2f}'} | {r['cpu_min']:.1f} |")
     out += ["", "## Baseline variants (ESPIRiT settings), seed 0", "",
             "| scenario | method | variant | PSNR / SSIM |", "|---|---|---|---|"]
@@ -383,8 +393,13 @@ def _plots(out, rows):
                 continue
             h = [x for x in r["history"] if "psnr" in x]
             lab = name.split(f"_s0_", 1)[-1]
-            ax.plot([x["step"] for x in h], [x["psnr"] for x in h], label=lab, lw=1)
-            ax2.plot([x.get("cpu_s", 0) / 60 for x in h], [x["psnr"] for x in h], label=lab, lw=1)
+            # the network's output: the averaged iterates when output averaging ran (raw iterate dotted)
+            key = "average_psnr" if h and "average_psnr" in h[-1] else "psnr"
+            line, = ax.plot([x["step"] for x in h], [x.get(key, x["psnr"]) for x in h], label=lab, lw=1)
+            ax2.plot([x.get("cpu_s", 0) / 60 for x in h], [x.get(key, x["psnr"]) for x in h], label=lab, lw=1,
+                     color=line.get_color())
+            if key != "psnr":
+                ax.plot([x["step"] for x in h], [x["psnr"] for x in h], lw=0.5, ls=":", color=line.get_color())
         for r in rows:
             if (r["scan"], r["accel"], r["seed"]) == (scan, accel, 0) and r["method"] in ("l1-wavelet", "sense", "zero-filled") \
                     and r.get("variant") == "default":

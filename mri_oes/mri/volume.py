@@ -75,6 +75,7 @@ class Settings:
     lr_final: Optional[float] = None
     grad_clip: float = 0.0
     input_noise_std: float = 0.0
+    output_average: float = 0.0               # report the running average of the iterates (0: last iterate)
     width: float = 1.0
     log_every: int = 50
     checkpoint_every: int = 500
@@ -98,7 +99,7 @@ class Settings:
         d = {k: v for k, v in asdict(self).items() if k not in ("device", "threads", "progress")}
         if self.method in CLASSICAL:
             for k in ("levels_cap", "density_rule", "data_consistency", "lr_final", "grad_clip",
-                      "input_noise_std", "generator", "layers", "channels"):
+                      "input_noise_std", "output_average", "generator", "layers", "channels"):
                 d.pop(k)
             for k in ("steps", "mask_steps", "density", "mask_path", "min_layer_density", "lr", "levels",
                       "width", "log_every", "checkpoint_every", "mask_lr", "scope", "temperature", "lam",
@@ -243,7 +244,8 @@ def _network(job: SliceJob) -> dict:
     density = s.density if s.density is not None else 0.05
     rc = RunConfig(method=s.method, steps=s.steps, mask_steps=s.mask_steps,
                    density=density, lr=s.lr, mask_lr=s.mask_lr, lr_final=s.lr_final, grad_clip=s.grad_clip,
-                   input_noise_std=s.input_noise_std, generator=s.generator, layers=s.layers,
+                   input_noise_std=s.input_noise_std, output_average=s.output_average,
+                   generator=s.generator, layers=s.layers,
                    channels=s.channels,
                    seed=s.seed, levels=levels, width=s.width, min_layer_density=s.min_layer_density,
                    log_every=s.log_every, checkpoint_every=s.checkpoint_every, device=s.device,
