@@ -370,7 +370,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     ``evaluate(x_hat) -> dict`` (optional; e.g. PSNR against a clean reference) is called every
     ``log_every`` steps and at the end on the current output; it never influences the fit. The
     output with the highest ``evaluate()["psnr"]`` is kept as ``best_output`` (oracle early stop, for
-    reporting only). ``checkpoint``: a state file (:mod:`mri_oes.statefile`, safetensors + JSON;
+    reporting only; with ``output_average`` the output compared is the running average). ``checkpoint``: a state file (:mod:`mri_oes.statefile`, safetensors + JSON;
     a ``.pt`` name is mapped to ``.safetensors``, an old pickle there is never loaded) to save progress
     to every ``checkpoint_every`` steps and resume from. Its identity (:func:`fit_identity`: digests
     of the initial weights, ``z``, ``y``, the operator and the mask, every hyperparameter, seed,
@@ -435,13 +435,15 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             with torch.no_grad():
                 m = evaluate(x_hat.detach())
             row.update(m)
+            out_m, out_x = m, x_hat   # what the fit would return if it stopped here
             if avg is not None:
                 with torch.no_grad():
-                    ma = evaluate(avg)
-                row.update({f"average_{k}": v for k, v in ma.items()})
-            if "psnr" in m and (res.best_step is None or m["psnr"] > res.best_metrics.get("psnr", -math.inf)):
-                res.best_step, res.best_metrics = step, dict(m)
-                res.best_output = x_hat.detach().cpu().clone()
+                    out_m, out_x = evaluate(avg), avg
+                row.update({f"average_{k}": v for k, v in out_m.items()})
+            if "psnr" in out_m and (res.best_step is None or
+                                    out_m["psnr"] > res.best_metrics.get("psnr", -math.inf)):
+                res.best_step, res.best_metrics = step, dict(out_m)
+                res.best_output = out_x.detach().cpu().clone()
         res.history.append(row)
         if callback is not None:
             callback(row)

@@ -250,3 +250,6 @@ def test_output_average_is_the_output_and_resumes_exactly(denoise_case, tmp_path
     assert torch.allclose(resumed.output, avg.output, atol=1e-5)
     with pytest.raises(ValueError, match="output_average"):
         methods.train_generator(net, z, A, y, steps=1, output_average=1.0)
+    # the oracle best is taken over what the fit would return at each logged step: the average
+    assert avg.best_metrics["psnr"] == max(h["average_psnr"] for h in avg.history)
+    assert avg.best_metrics["psnr"] >= avg.final_metrics["psnr"] - 1e-9

@@ -269,6 +269,7 @@ def _image_metrics(p, arr, kind, dc):
 
 
 CLASSICAL = ("zero-filled", "sense", "l1-wavelet")
+METHOD_ORDER = CLASSICAL + ("dip", "sparse-dip", "deep-decoder", "conv-decoder")
 
 
 def build_table(args):
@@ -355,6 +356,15 @@ def summarize(rows) -> str:
             rs = [r for r in rows if (r["scan"], r["accel"], r["method"]) == (scan, accel, m)
                   and r.get("variant") == "default"]
             cells.append(cell(rs, k))
+        out.append(f"| {scan} | {accel}x | " + " | ".join(cells) + " |")
+    out += ["", "## CPU minutes per slice (1 thread, process time; networks: mask learning included; mean over runs)",
+            "", "| scan | accel | " + " | ".join(m for m in METHOD_ORDER) + " |", "|---|---|" + "---|" * len(METHOD_ORDER)]
+    for scan, accel in scen:
+        cells = []
+        for m in METHOD_ORDER:
+            v, n = _mean([r for r in rows if (r["scan"], r["accel"], r["method"]) == (scan, accel, m)
+                          and r.get("variant") == "default"], "cpu_min")
+            cells.append("–" if v is None else (f"{v:.1f}" if v >= 0.1 else f"{v * 60:.1f} s"))
         out.append(f"| {scan} | {accel}x | " + " | ".join(cells) + " |")
     out += ["", "## Every network run: final (data-consistent when on), final_network (raw output), oracle best "
             "raw iterate", "",
