@@ -178,9 +178,17 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
         def to_image(x):
             return p.unscale(x)
 
+    kind = "coils" if cfg["operator"] == "coils" else "complex"
+
     def evaluate_fn(x_hat):
         m = p.metrics(to_image(x_hat))
-        return {k: m[k] for k in ("psnr", "ssim", "nmse")}
+        out = {k: m[k] for k in ("psnr", "ssim", "nmse")}
+        if cfg.get("data_consistency"):   # the curve of the image a user gets (projected), beside the raw one
+            raw = p.unscale(x_hat)
+            raw = raw[0] if raw.ndim == (4 if kind == "coils" else 3) else raw
+            mdc = p.metrics(final_image(p, raw, {"image": kind}, True))
+            out.update({f"dc_{k}": mdc[k] for k in ("psnr", "ssim")})
+        return out
 
     gcfg = _generator_config(cfg, method, coils)
     net, z, seeds = methods.setup_generator(gcfg, p.image_shape, seed)

@@ -34,30 +34,34 @@ import copy
 _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
             8: {"calib_width": None, "thresh": 0.02, "crop": 0.0}}
 
-# Choices and the measurement behind each (seed 0, 1,200 steps + 400 mask steps, 1 thread, final
-# iterate; results/2026-11-26-mri-quality/README.md has the tables):
-# * generator: deep decoder 6 layers x 64 channels through the ESPIRiT maps. Sparse-DIP on it
-#   30.41 dB / 0.850 (+DC) on brain8 4x vs 28.72 / 0.822 on the OES hourglass (5 scales, half width);
-#   dense deep decoder beat the dense hourglass on brain8 (29.74 vs 28.37) and on brain4 4x, the held-out
-#   scan (33.11 vs 32.54). Maps-free ConvDecoder 5x32: 24.69; maps-free hourglass at 8x: 19.7 vs 21.2;
-# * density rule 0.5 kept weights per measured real value: hourglass Sparse-DIP 0.20 density 28.72
-#   vs fixed 5 % 27.40 (brain8 4x); on the 25k-weight deep decoder the rule clips at density_max 0.5;
-# * per-layer floor 0.005: no effect at these densities (identical to floor 0); kept as a guard;
+# Choices and the measurement behind each (brain8 4x, seed 0, 1 thread; PSNR / SSIM of the final image,
+# data-consistent; results/2026-11-26-mri-quality-preset/README.md has the tables and curves):
+# * generator: deep decoder 6 layers x 128 channels through the ESPIRiT maps, OES mask at density 0.5:
+#   31.58 / 0.868 after 1,000 + 5,000 steps (20 CPU-min), still rising. Same loop with 64 channels:
+#   30.53 after 8,000 steps (13 CPU-min, flat from 6,000); OES hourglass (5 scales, half width) at
+#   density 0.49: 30.42 after 8,000 steps (14 CPU-min); at density 0.20 it spiked at step 7,500 (final
+#   24.4, best 29.3). ConvDecoder 6x64 through the maps: +0.6 dB raw over the 64-channel deep decoder
+#   at 1,200 steps for 3x the CPU time. Dense hourglass DIP (not Sparse-DIP) 31.22 / 0.873 at 5,000;
+# * density rule 0.5 kept weights per measured real value: clips at density_max 0.5 on the deep
+#   decoder (99k weights); on the hourglass 0.20 beat a fixed 5 % by 1.3 dB at 1,200 steps;
+# * output_average 0.99 (running average of the iterates): +0.2 dB raw, +0.04 dB after data
+#   consistency at 8,000 steps (64 channels), and it smooths the late iterates; kept;
+# * lr decay off: cosine 1e-2 -> 1e-3 changed the data-consistent result by +0.01 dB at 8,000 steps
+#   (64 channels) and lost 0.7 dB at 1,200; gradient clipping and input noise lost 0.7 / 1.5 dB;
+# * per-layer floor 0.005: no effect at these densities; kept as a guard;
 # * data consistency on: +0.2 to +3.0 dB and +0.01 to +0.18 SSIM on every network run;
-# * lr decay / grad clipping off: cosine 1e-2 -> 1e-3 + clip 1.0 lost 0.7 dB (+DC) at 1,200 steps;
-# * input noise off: std 0.05 lost 1.5 dB (+DC);
 # * ESPIRiT default (crop 0, thresh 0.02, auto calib): no tested variant helps on all three scans
 #   at 8x (crop 0.95: +1.2 dB L1 on brain8, -2.7 dB on brain8b);
-# * cpu step counts are sized by time, NOT measured for quality (only 1,200 steps were run): about
-#   0.11 CPU-s per deep-decoder step on 230x180 at 1 thread -> 5,000 + 1,500 mask steps ~ 12-25 CPU-min.
+# * cpu step counts sized by measured time: 0.19 CPU-s per step on 230x180 at 1 thread (mask steps
+#   0.2 s) -> 20 CPU-min per 230x180 slice, about 25 on 256x256; within the 30-minute budget.
 _CPU = {
     "generator": "deep-decoder", "operator": "maps", "levels": 5, "width": 0.5,
-    "layers": 6, "channels": 64,
-    "steps": 5000, "mask_steps": 1500,
+    "layers": 6, "channels": 128,
+    "steps": 5000, "mask_steps": 1000,
     "kept_per_measurement": 0.5, "density": None, "density_min": 0.02, "density_max": 0.5,
     "min_layer_density": 0.005,
     "lr": 1e-2, "lr_final": None, "grad_clip": 0.0, "input_noise_std": 0.0,
-    "output_average": 0.0,
+    "output_average": 0.99,
     "data_consistency": True,
     "espirit": _ESPIRIT, "threads": 1, "budget_min": 30,
 }
