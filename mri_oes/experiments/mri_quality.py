@@ -277,6 +277,13 @@ def _image_metrics(p, arr, kind, dc):
 
 
 CLASSICAL = ("zero-filled", "sense", "l1-wavelet")
+
+
+def _run_files(out, only=None):
+    """``result.json`` of every run under ``out/runs`` (``only``: glob patterns on the run folder names)."""
+    import fnmatch
+    files = sorted((Path(out) / "runs").glob("*/result.json"))
+    return [f for f in files if not only or any(fnmatch.fnmatch(f.parent.name, pat) for pat in only)]
 METHOD_ORDER = CLASSICAL + ("dip", "sparse-dip", "deep-decoder", "conv-decoder")
 
 
@@ -284,7 +291,7 @@ def build_table(args):
     from ..io import write_json
     out = Path(args.out)
     rows = []
-    for f in sorted((out / "runs").glob("*/result.json")):
+    for f in _run_files(out, args.only):
         r = json.loads(f.read_text())
         if "method" not in r:
             continue
@@ -334,7 +341,7 @@ def build_table(args):
         tmp.write_text("\n".join(md) + "\n")
     with atomic_path(out / "summary.md") as tmp:
         tmp.write_text(summarize(rows))
-    _plots(out, rows)
+    _plots(out, rows, args.only)
     print(f"{len(rows)} runs -> {out / 'table.md'}")
 
 
@@ -394,12 +401,12 @@ def summarize(rows) -> str:
     return "\n".join(out) + "\n"
 
 
-def _plots(out, rows):
+def _plots(out, rows, only=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     runs = {}
-    for f in sorted((out / "runs").glob("*/result.json")):
+    for f in _run_files(out, only):
         r = json.loads(f.read_text())
         if r.get("history"):
             runs[f.parent.name] = r
@@ -411,8 +418,9 @@ def _plots(out, rows):
                 continue
             h = [x for x in r["history"] if "psnr" in x]
             lab = name.split(f"_s0_", 1)[-1]
-            # the network's output: the averaged iterates when output averaging ran (raw iterate dotted)
-            key = "average_psnr" if h and "average_psnr" in h[-1] else "psnr"
+            # the reported image: data-consistent and averaged when logged (runs before the DC curve was
+            # logged show the raw output); the raw last iterate dotted when it differs
+            key = next((k for k in ("average_dc_psnr", "dc_psnr", "average_psnr") if h and k in h[-1]), "psnr")
             line, = ax.plot([x["step"] for x in h], [x.get(key, x["psnr"]) for x in h], label=lab, lw=1)
             ax2.plot([x.get("cpu_s", 0) / 60 for x in h], [x.get(key, x["psnr"]) for x in h], label=lab, lw=1,
                      color=line.get_color())
@@ -462,6 +470,7 @@ def main(argv=None):
     n.add_argument("--overwrite", action="store_true")
     t = sub.add_parser("table")
     t.add_argument("--out", required=True)
+    t.add_argument("--only", nargs="+", default=None, help="glob patterns on run folder names (default: all)")
     a = ap.parse_args(argv)
     import torch
     torch.set_num_threads(getattr(a, "threads", 1))
