@@ -52,12 +52,15 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 # * data consistency on: +0.2 to +3.0 dB and +0.01 to +0.18 SSIM on every network run;
 # * ESPIRiT default (crop 0, thresh 0.02, auto calib): no tested variant helps on all three scans
 #   at 8x (crop 0.95: +1.2 dB L1 on brain8, -2.7 dB on brain8b);
-# * cpu step counts sized by measured time: 0.19 CPU-s per step on 230x180 at 1 thread (mask steps
-#   0.2 s) -> 20 CPU-min per 230x180 slice, about 25 on 256x256; within the 30-minute budget.
+# * cpu step counts sized by measured time (1 thread, two runs sharing the 2-core CPU): 0.19 CPU-s per
+#   step on 230x180 and 0.45 on 256x256 (mask steps 0.2 / 0.45 s). 5,000 steps took 20 / 45 CPU-min;
+#   3,000 + 1,000 mask steps take ~13 / ~30 CPU-min, within the 30-minute budget. The 5,000-step
+#   curves at step 3,000 (data-consistent, averaged): brain8 4x 31.21 (5,000: 31.58), brain8b 8x 27.14
+#   (27.36), brain4 8x 31.15 (30.79: the average passed its peak there).
 _CPU = {
     "generator": "deep-decoder", "operator": "maps", "levels": 5, "width": 0.5,
     "layers": 6, "channels": 128,
-    "steps": 5000, "mask_steps": 1000,
+    "steps": 3000, "mask_steps": 1000,
     "kept_per_measurement": 0.5, "density": None, "density_min": 0.02, "density_max": 0.5,
     "min_layer_density": 0.005,
     "lr": 1e-2, "lr_final": None, "grad_clip": 0.0, "input_noise_std": 0.0,
