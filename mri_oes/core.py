@@ -368,15 +368,16 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     """Fit ``operator(G(·, z)) ≈ y`` with Adam for ``steps`` steps.
 
     ``evaluate(x_hat) -> dict`` (optional; e.g. PSNR against a clean reference) is called every
-    ``log_every`` steps and at the end on the current output; it never influences the fit. The
-    output with the highest ``evaluate()["psnr"]`` is kept as ``best_output`` (oracle early stop, for
-    reporting only; with ``output_average`` the output compared is the running average). ``checkpoint``: a state file (:mod:`mri_oes.statefile`, safetensors + JSON;
-    a ``.pt`` name is mapped to ``.safetensors``, an old pickle there is never loaded) to save progress
-    to every ``checkpoint_every`` steps and resume from. Its identity (:func:`fit_identity`: digests
-    of the initial weights, ``z``, ``y``, the operator and the mask, every hyperparameter, seed,
-    versions, plus the caller's ``identity`` dict / legacy ``fingerprint`` string) must match
-    exactly, else :class:`mri_oes.errors.RunMismatch` names the differing keys. ``input_noise_std``: LIP/DIP input-noise
-    regularisation (``z + N(0, std²)`` each step). ``samples``: K forward passes per step (OES K).
+    ``log_every`` steps and at the end on the current output; it never influences the fit. The output
+    with the highest ``evaluate()["psnr"]`` is kept as ``best_output`` (oracle early stop, for reporting
+    only; with ``output_average`` the output compared is the running average). ``checkpoint``: a state
+    file (:mod:`mri_oes.statefile`, safetensors + JSON; a ``.pt`` name is mapped to ``.safetensors``, an
+    old pickle there is never loaded) to save progress to every ``checkpoint_every`` steps and resume
+    from. Its identity (:func:`fit_identity`: digests of the initial weights, ``z``, ``y``, the operator
+    and the mask, every hyperparameter, seed, versions, plus the caller's ``identity`` dict / legacy
+    ``fingerprint`` string) must match exactly, else :class:`mri_oes.errors.RunMismatch` names the
+    differing keys. ``input_noise_std``: LIP/DIP input-noise regularisation (``z + N(0, std²)`` each
+    step). ``samples``: K forward passes per step (OES K).
     ``lr_final``: cosine decay of the learning rate from ``lr`` to ``lr_final`` over ``steps``
     (``None``: constant). ``grad_clip`` > 0: clip the global gradient norm to it before each step.
     ``output_average`` in (0, 1): also keep the exponential moving average of the outputs

@@ -46,8 +46,7 @@ DEFAULT_DENSITIES = (0.5, 0.2, 0.1, 0.03)
 MASK_SOURCES = ("none", "oes", "imp")
 
 
-#: classical methods drawn as horizontal lines in the quality-per-minute plot of an MRI transfer
-CLASSICAL_REFERENCES = ("zero-filled", "sense", "l1-wavelet")
+#: colours of the classical references (mri.baselines.METHODS) in the quality-per-minute plot
 REFERENCE_COLORS = {"zero-filled": "tab:red", "sense": "grey", "l1-wavelet": "black"}
 
 
@@ -377,20 +376,18 @@ def mri_transfer(source_file, out_dir, *, source_slice: int = 0, targets: Sequen
     from .mri.data import load_slice
     from .mri.problem import build_problem
 
-    baselines = {}
+    baselines = {}   # target key -> classical references (project defaults) for the quality-per-minute plot
 
-    def prob(file, sl_idx, accel):
-        from .mri.baselines import run_baseline
+    def prob(file, sl_idx, accel, key):
+        from .mri.baselines import METHODS as CLASSICAL, run_baseline
         p = build_problem(load_slice(file, sl_idx), accel, mask_type, seed, center_fraction=center_fraction,
                           cache=espirit_cache)
-        if p.reference is not None:   # classical references (project defaults) for the quality-per-minute plot
-            key = (str(file), sl_idx, accel)
-            if key not in baselines:
-                baselines[key] = {}
-                for m in CLASSICAL_REFERENCES:
-                    t = time.perf_counter()
-                    psnr = p.metrics(run_baseline(p, m))["psnr"]
-                    baselines[key][m] = {"psnr": psnr, "time_s": time.perf_counter() - t}
+        baselines[key] = {}
+        if p.reference is not None:
+            for m in CLASSICAL:
+                t = time.perf_counter()
+                psnr = p.metrics(run_baseline(p, m))["psnr"]
+                baselines[key][m] = {"psnr": psnr, "time_s": time.perf_counter() - t}
         d = p.describe()
         info = {"file": str(file), "slice": sl_idx, "accel": accel, "scale": d.get("scale"),
                 "reference": d.get("reference")}
@@ -398,20 +395,18 @@ def mri_transfer(source_file, out_dir, *, source_slice: int = 0, targets: Sequen
                        kind="mri", info=info)
 
     cfg = cfg or GeneratorConfig.oes(mri=True)
-    src = prob(source_file, source_slice, source_accel)
+    src = prob(source_file, source_slice, source_accel, f"self/{source_accel}x")
     tg, labels = {}, {}
-    files = {f"self/{a}x": (str(source_file), source_slice, a) for a in accels}
-    files.update({f"cross-{i}/{a}x": (str(f), sl, a) for i, (f, sl) in enumerate(targets, start=1) for a in accels})
     for a in accels:
-        tg[f"self/{a}x"] = src if a == source_accel else prob(source_file, source_slice, a)
+        tg[f"self/{a}x"] = src if a == source_accel else prob(source_file, source_slice, a, f"self/{a}x")
         labels[f"self/{a}x"] = {"scenario": "self" if a == source_accel else "cross-accel", "task": "mri",
                                 "scan": Path(source_file).stem, "accel": a}
     for i, (f, sl) in enumerate(targets, start=1):
         for a in accels:
-            tg[f"cross-{i}/{a}x"] = prob(f, sl, a)
+            tg[f"cross-{i}/{a}x"] = prob(f, sl, a, f"cross-{i}/{a}x")
             labels[f"cross-{i}/{a}x"] = {"scenario": "cross-scan" if a == source_accel else "cross-scan-accel",
                                          "task": "mri", "scan": Path(f).stem, "accel": a}
     return run_transfer(src, tg, cfg, out_dir, seed=seed, labels=labels,
                         extra_info={"kind": "mri", "source": [str(source_file), source_slice, source_accel],
                                     "targets": [[str(f), s] for f, s in targets],
-                                    "baselines": {k: baselines.get(v, {}) for k, v in files.items()}}, **kw)
+                                    "baselines": {k: baselines.get(k, {}) for k in tg}}, **kw)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..mri.baselines import METHODS as BASELINE_METHODS
+
 SHARED = Path(os.environ.get("MRI_OES_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 SCANS = {"brain8": "data/mri/brain8_full.h5", "brain8b": "data/mri/brain8b_full.h5",
          "brain4": "data/mri/brain4_full.h5"}
@@ -163,39 +165,28 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
     from .. import methods
     from ..masks import maskable_parameters
     from ..mri import presets
-    from ..mri.metrics import rss
+    from ..problem import measurement_count
     from operators.mri_coils import CoilImagesMRI
     t_start = time.process_time()
     coils = p.maps.shape[0]
-    if cfg["operator"] == "coils":
-        op = CoilImagesMRI(torch.from_numpy(p.mask), coils, p.image_shape)
-
-        def to_image(x):   # scaled coil images (1, C, H, W) -> original-units RSS magnitude
-            return rss(p.unscale(x)[0])
-    else:
-        op = p.operator
-
-        def to_image(x):
-            return p.unscale(x)
-
     kind = "coils" if cfg["operator"] == "coils" else "complex"
+    op = CoilImagesMRI(torch.from_numpy(p.mask), coils, p.image_shape) if kind == "coils" else p.operator
+
+    def unscaled(x):   # network output -> original units without the batch axis: (H, W) or (C, H, W)
+        a = p.unscale(x)
+        return a[0] if a.ndim == (4 if kind == "coils" else 3) else a
 
     def evaluate_fn(x_hat):
-        m = p.metrics(to_image(x_hat))
-        out = {k: m[k] for k in ("psnr", "ssim", "nmse")}
+        raw = unscaled(x_hat)
+        out = _image_metrics(p, raw, kind, dc=False)
         if cfg.get("data_consistency"):   # the curve of the image a user gets (projected), beside the raw one
-            raw = p.unscale(x_hat)
-            raw = raw[0] if raw.ndim == (4 if kind == "coils" else 3) else raw
-            mdc = p.metrics(final_image(p, raw, {"image": kind}, True))
-            out.update({f"dc_{k}": mdc[k] for k in ("psnr", "ssim")})
+            out.update({f"dc_{k}": v for k, v in _image_metrics(p, raw, kind, dc=True).items() if k != "nmse"})
         return out
 
     gcfg = _generator_config(cfg, method, coils)
     net, z, seeds = methods.setup_generator(gcfg, p.image_shape, seed)
     n_w = sum(v.numel() for v in maskable_parameters(net, "weights").values())
-    # measured real values = 2 · coils · sampled k-space entries (from the sampling mask; the generic
-    # measurement_count(A) counts nonzeros of A(1), which for maps-free coil images is only the DC)
-    n_meas = 2 * coils * int(np.broadcast_to(p.mask.reshape(1, -1) > 0, p.image_shape).sum())
+    n_meas = measurement_count(op)   # measured real values: 2 · coils · sampled k-space entries
     mask, mres, t_mask = None, None, 0.0
     if method == "sparse-dip":
         density = cfg["density"] or presets.density_for(n_meas, n_w, cfg["kept_per_measurement"],
@@ -216,10 +207,8 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
                                   callback=cb, lr_final=cfg["lr_final"], grad_clip=cfg["grad_clip"],
                                   output_average=cfg.get("output_average", 0.0))
     t_fit = time.process_time() - t_fit0
-    final = p.unscale(res.output)
-    best = p.unscale(res.best_output) if res.best_output is not None else final
-    nd = 3 if cfg["operator"] != "coils" else 4
-    final, best = (a[0] if a.ndim == nd else a for a in (final, best))
+    final = unscaled(res.output)
+    best = unscaled(res.best_output) if res.best_output is not None else final
     info = {"config": cfg, "generator": gcfg.to_dict(), "seeds": seeds, "n_weights": n_w,
             "n_measurements": n_meas, "density": mask.density if mask is not None else 1.0,
             "sparsity": mask.sparsity if mask is not None else 0.0, "steps": cfg["steps"],
@@ -228,18 +217,9 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
             "time_s_per_step": t_fit / max(cfg["steps"], 1), "best_step": res.best_step,
             "final_metrics": res.final_metrics, "best_metrics": res.best_metrics,
             "last_metrics": res.last_metrics,
-            "diverged": res.diverged, "image": "coils" if cfg["operator"] == "coils" else "complex",
+            "diverged": res.diverged, "image": kind,
             "history": res.history, "mask_history": mres.history if mres is not None else None}
     return final, best, info
-
-
-def final_image(p, final, info, data_consistency: bool):
-    """The reported image (original units, magnitude or complex) of a network result."""
-    from ..mri.metrics import rss
-    coils = info["image"] == "coils"
-    if data_consistency:
-        return p.data_consistency(final, coil_images=coils)
-    return rss(final) if coils else final
 
 
 def run_network(args):
@@ -276,7 +256,7 @@ def _image_metrics(p, arr, kind, dc):
     return {k: m[k] for k in ("psnr", "ssim", "nmse")}
 
 
-CLASSICAL = ("zero-filled", "sense", "l1-wavelet")
+CLASSICAL = BASELINE_METHODS
 
 
 def _run_files(out, only=None):
