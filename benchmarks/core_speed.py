@@ -348,7 +348,7 @@ def main(argv=None):
     a.batch_sizes = a.batch_sizes or [4]
     if 4 not in a.batch_sizes:
         a.batch_sizes = sorted(set(a.batch_sizes) | {4})
-    threads = runtime.configure_threads(a.threads or None)
+    threads = runtime.configure_runtime(a.threads or None)
     dev = torch.device(a.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device available")

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from .runtime import configure_threads, default_threads, resolve_device
+from .runtime import configure_runtime, default_threads, resolve_device
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -183,8 +183,9 @@ def add_task_args(p, *, task=True, image_nargs="?"):
 
 # ------------------------------------------------------------------------------------------ setup
 def setup_runtime(args):
-    """Apply --threads and check --device (one clear line if unavailable). Returns the torch device."""
-    args.threads = configure_threads(getattr(args, "threads", None))
+    """Tune the allocator, apply --threads and check --device (one clear line if unavailable).
+    Returns the torch device."""
+    args.threads = configure_runtime(getattr(args, "threads", None))
     device = resolve_device(getattr(args, "device", "cpu"))
     args.device = str(device)
     if getattr(args, "progress", None) is None and hasattr(args, "progress"):

@@ -46,8 +46,8 @@ def ray_available() -> bool:
 def _set_threads(threads: int) -> None:
     for v in THREAD_VARS:
         os.environ[v] = str(threads)
-    from .runtime import configure_threads
-    configure_threads(int(threads))
+    from .runtime import configure_runtime
+    configure_runtime(int(threads))
 
 
 def _call(fn: Callable, task: Any, threads: int):

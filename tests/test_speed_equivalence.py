@@ -4,6 +4,9 @@ KL nodes vs their textbook expressions, SynFlow's one-pixel scoring and top-k vs
 ``topk_mask``; plus the thread rule. Small nets, a few steps: fast."""
 import copy
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -226,6 +229,46 @@ def test_configure_threads_rule(monkeypatch):
             runtime.configure_threads(-1)
     finally:
         torch.set_num_threads(before)
+
+
+_FAULTS_SCRIPT = """
+import resource, torch
+from mri_oes import runtime
+state = runtime.tune_allocator()
+torch.manual_seed(0); torch.set_num_threads(1)
+net = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.BatchNorm2d(32),
+                          torch.nn.Conv2d(32, 32, 3, padding=1))
+z = torch.randn(1, 32, 256, 256)                       # 8 MiB activations
+opt = torch.optim.Adam(net.parameters())
+def step():
+    opt.zero_grad(); net(z).square().mean().backward(); opt.step()
+step()                                                  # first step: the heap grows (faults either way)
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    step()
+print(state, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt tuning is glibc (Linux) only")
+def test_tuned_allocator_stops_page_faulting_freed_blocks():
+    """Training steps of a small conv net on 8 MiB activations: glibc's default gives freed memory
+    back to the kernel and page-faults it in again every step; tuned, the steps reuse the heap."""
+    def run(env_value):
+        env = {k: v for k, v in os.environ.items() if k != "MRI_OES_MALLOC"}
+        if env_value:
+            env["MRI_OES_MALLOC"] = env_value
+        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env=env, capture_output=True,
+                             text=True, check=True).stdout.split()
+        return out[0], int(out[1])
+    state_sys, faults_sys = run("system")
+    state_tuned, faults_tuned = run(None)
+    assert state_sys == "system"
+    if state_tuned != "tuned":
+        pytest.skip("not glibc: no mallopt")
+    if faults_sys < 1000:
+        pytest.skip(f"the untuned steps barely page-fault here ({faults_sys} faults): nothing to compare")
+    assert faults_tuned * 5 < faults_sys, (faults_tuned, faults_sys)
 
 
 class _MaskMultiply(core.TrainWeights):

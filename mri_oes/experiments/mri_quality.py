@@ -452,8 +452,8 @@ def main(argv=None):
     t.add_argument("--out", required=True)
     t.add_argument("--only", nargs="+", default=None, help="glob patterns on run folder names (default: all)")
     a = ap.parse_args(argv)
-    import torch
-    torch.set_num_threads(getattr(a, "threads", 1))
+    from ..runtime import configure_runtime
+    configure_runtime(getattr(a, "threads", 1))
     {"baselines": run_baselines, "net": run_network, "table": build_table}[a.cmd](a)
 
 
