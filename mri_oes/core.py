@@ -381,7 +381,9 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     ``lr_final``: cosine decay of the learning rate from ``lr`` to ``lr_final`` over ``steps``
     (``None``: constant). ``grad_clip`` > 0: clip the global gradient norm to it before each step.
     ``output_average`` in (0, 1): also keep the exponential moving average of the outputs
-    (``avg <- d·avg + (1-d)·x``, the smoothing of the original DIP code, d = 0.99 there): it becomes
+    (``avg <- d·avg + (1-d)·x``, the smoothing of the original DIP code, d = 0.99 there, with Adam's bias
+    correction: iterate ``i`` of ``n`` weighs ``d^(n-i)(1-d)/(1-d^n)``, so the first iterates do not
+    dominate a short run): it becomes
     the fit's ``output`` and ``final_metrics`` (the raw last iterate moves to ``last_output`` /
     ``last_metrics``); logged rows carry ``average_<metric>`` beside each metric of the raw iterate.
     """
@@ -476,7 +478,10 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                 dl = dl + data_loss(operator(x_hat), y) / samples
         if output_average > 0:
             xd = x_hat.detach()
-            avg = xd.clone() if avg is None else avg.mul_(output_average).add_(xd, alpha=1 - output_average)
+            # bias-corrected EMA (as Adam's moments): iterate i of n weighs d^(n-i)(1-d)/(1-d^n), so a
+            # short run is not dominated by the random-init output; long runs: the plain EMA
+            w = (1 - output_average) / (1 - output_average ** (step + 1))
+            avg = xd.clone() if avg is None else avg.add_(xd - avg, alpha=w)
         loss = dl + param.penalty().to(dl.device)
         loss_v, dl_v = float(loss.detach()), float(dl.detach())
         if not math.isfinite(loss_v):

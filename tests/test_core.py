@@ -228,9 +228,10 @@ def test_output_average_is_the_output_and_resumes_exactly(denoise_case, tmp_path
         del A.from_network
     assert torch.allclose(avg.last_output, plain.output, atol=1e-6)   # same trajectory
     assert avg.last_metrics["psnr"] == pytest.approx(plain.final_metrics["psnr"], abs=1e-4)
-    expect = seen[0]
-    for x in seen[1:40]:                 # 40 training forwards (the 41st is the final evaluation)
-        expect = 0.9 * expect + 0.1 * x
+    xs = seen[:40]                       # 40 training forwards (the 41st is the final evaluation)
+    weights = [0.9 ** (40 - i) * 0.1 / (1 - 0.9 ** 40) for i in range(1, 41)]   # bias-corrected EMA
+    assert sum(weights) == pytest.approx(1.0)
+    expect = sum(w * x for w, x in zip(weights, xs))
     assert torch.allclose(avg.output, expect.cpu(), atol=1e-5)
     assert avg.final_metrics["psnr"] == pytest.approx(ev(expect)["psnr"], abs=1e-4)
     assert "average_psnr" in avg.history[-1] and not torch.allclose(avg.output, avg.last_output)
