@@ -3,7 +3,9 @@ with ``ray_address`` — or serially in this process when Ray is not installed o
 
 No scheduler of our own: Ray places the tasks (``num_cpus`` = torch threads per task, ``num_gpus`` =
 ``gpus_per_task`` so several slices share a GPU), retries a task whose worker died or that raised,
-``retries`` times, and the caller gets every outcome as it completes:
+``retries`` times — except for bad input (:class:`~mri_oes.errors.UserError`, e.g. NaN k-space in one
+slice), which fails the same way every time and is reported at once (``TaskFailure.retried`` False)
+— and the caller gets every outcome as it completes:
 
     for task, outcome in run_tasks(fn, tasks, workers=2, threads=1):
         ...   # outcome: the task's return value, or a TaskFailure (after the retries)
@@ -30,6 +32,7 @@ class TaskFailure:
 
     error: str
     detail: str = ""
+    retried: bool = True   # False: bad input (UserError), failed once and was not retried
 
     def __str__(self):
         return self.error
@@ -50,10 +53,27 @@ def _set_threads(threads: int) -> None:
     configure_runtime(int(threads))
 
 
+@dataclass
+class _InputError:
+    """A task's UserError, returned instead of raised so that Ray does not retry it."""
+
+    error: str
+    detail: str
+
+
 def _call(fn: Callable, task: Any, threads: int):
     """What runs in a Ray worker (and serially): fix the threads, call ``fn(task)``."""
     _set_threads(threads)
     return fn(task)
+
+
+def _call_remote(fn: Callable, task: Any, threads: int):
+    """:func:`_call` in a Ray worker: bad input comes back as :class:`_InputError` (never retried)."""
+    from .errors import UserError
+    try:
+        return _call(fn, task, threads)
+    except UserError as e:
+        return _InputError(_short(e), traceback.format_exc())
 
 
 def _short(e: BaseException) -> str:
@@ -120,7 +140,7 @@ def run_tasks(fn: Callable, tasks: Sequence[Any], *, workers: int = 1, threads: 
                      runtime_env=env, configure_logging=False, **kw)
         started = True
     try:
-        remote = ray.remote(_call).options(num_cpus=int(threads), num_gpus=float(gpus_per_task),
+        remote = ray.remote(_call_remote).options(num_cpus=int(threads), num_gpus=float(gpus_per_task),
                                            max_retries=int(retries), retry_exceptions=True)
         pending = {remote.remote(fn, t, threads): t for t in tasks}
         while pending:
@@ -133,6 +153,8 @@ def run_tasks(fn: Callable, tasks: Sequence[Any], *, workers: int = 1, threads: 
                     raise
                 except Exception as e:   # RayTaskError, WorkerCrashedError ... after the retries
                     out = _ray_failure(e)
+                if isinstance(out, _InputError):
+                    out = TaskFailure(out.error, out.detail, retried=False)
                 yield task, out
     finally:
         if started:

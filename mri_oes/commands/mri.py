@@ -99,7 +99,7 @@ def register(subparsers) -> None:
                    help="local Ray worker processes (default: usable cores / --threads; 1 = serial, no Ray)")
     g.add_argument("--gpus-per-task", type=gpu_share, default=0.0, help="GPU share per slice task (Ray)")
     g.add_argument("--ray-address", default=None, help="existing Ray cluster (e.g. auto or ray://host:10001)")
-    g.add_argument("--retries", type=nonneg_int, default=2, help="retries of a failed slice task (default 2)")
+    g.add_argument("--retries", type=nonneg_int, default=2, help="retries of a failed slice task (default 2; bad input is never retried)")
     add_run_args(p)
     p.set_defaults(func=run_recon)
 
@@ -353,9 +353,13 @@ def run_recon(args) -> int:
         print(f"{r['run']}: {r['volumes']} volume(s), {r['slices']} slice(s): {q}")
     if failures:
         write_json(out / "failures.json", [{"task": str(j), "file": j.file, "slice": j.slice,
-                                            "run": j.settings.run_name, "error": f.error, "detail": f.detail}
+                                            "run": j.settings.run_name, "error": f.error, "retried": f.retried, "detail": f.detail}
                                            for j, f in failures])
-        log(f"mri-oes recon: {len(failures)} slice(s) failed after {args.retries} retries (see "
+        n_input = sum(not f.retried for _, f in failures)
+        how = (f"after {args.retries} retries" if not n_input else
+               f"({n_input} for bad input, not retried; the others after {args.retries} retries)"
+               if n_input < len(failures) else "for bad input (not retried)")
+        log(f"mri-oes recon: {len(failures)} slice(s) failed {how} (see "
             f"{out / 'failures.json'}); rerun the same command to retry them:\n"
             + parallel.summarize_failures(failures))
         return 1
