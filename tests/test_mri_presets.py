@@ -26,6 +26,14 @@ def test_presets_have_every_field_and_are_copies():
     assert presets.espirit_for(presets.get("cpu"), 8).keys() >= {"thresh", "crop"}
 
 
+def test_for_accel_applies_the_per_acceleration_overrides():
+    cpu = presets.get("cpu")
+    assert presets.for_accel(cpu, 4)["channels"] == cpu["by_accel"][4]["channels"] != cpu["channels"]
+    assert presets.for_accel(cpu, 8)["channels"] == cpu["channels"]
+    assert presets.for_accel(cpu, None)["channels"] == cpu["channels"]   # unknown acceleration: base
+    assert "by_accel" not in presets.for_accel(cpu, 4) and "by_accel" in cpu   # a copy, input untouched
+
+
 def test_density_rule_counts_weights_per_measurement_and_clips():
     assert presets.density_for(100_000, 1_000_000, 0.5) == pytest.approx(0.05)
     assert presets.density_for(10, 1_000_000, 0.5, density_min=0.02) == 0.02

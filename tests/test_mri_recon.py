@@ -148,3 +148,17 @@ def test_recon_cli_refuses_mask_of_another_generator(phantom_h5, tmp_path, capsy
     path = m.save(tmp_path / "natural.safetensors")
     rc, out = _recon(tmp_path, phantom_h5, "sparse-dip", "--mask", str(path), "--steps", "2")
     assert rc == 2 and "MRI needs 2 linear channels" in capsys.readouterr().err and not out.exists()
+
+
+def test_recon_preset_sizes_the_network_per_acceleration(phantom_h5, tmp_path):
+    """The cpu preset's ``by_accel``: Sparse-DIP's deep decoder is wider at 4x than at 8x, and each
+    run records the width it used."""
+    from mri_oes.mri import presets
+    cpu = presets.get("cpu")
+    rc, out = _recon(tmp_path, phantom_h5, "sparse-dip", "--accel", "4", "8", "--center-fraction", "0.08",
+                     "--steps", "2", "--mask-steps", "2", accel=None)
+    assert rc == 0
+    for accel in (4, 8):
+        run = json.loads((out / f"sparse-dip_{accel}x" / "run.json").read_text())
+        assert run["channels"] == presets.for_accel(cpu, accel)["channels"], (accel, run)
+    assert presets.for_accel(cpu, 4)["channels"] > presets.for_accel(cpu, 8)["channels"]

@@ -226,7 +226,7 @@ def run_network(args):
     import torch
     from ..mri import presets
     torch.set_num_threads(args.threads)
-    cfg = presets.get(args.preset)
+    cfg = presets.for_accel(presets.get(args.preset), args.accel)
     cfg.update(parse_sets(args.set))
     key = f"{args.scan}_{args.accel}x_s{args.seed}_{args.method}" + (f"_{args.tag}" if args.tag else "")
     d = Path(args.out) / "runs" / key

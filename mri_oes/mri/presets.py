@@ -24,6 +24,8 @@ density rule into a density for one problem. Every field (values measured in
   the projected coil images (:meth:`mri_oes.mri.problem.MRIProblem.data_consistency`).
 * ``espirit`` — ESPIRiT settings per acceleration (``{accel: {calib_width, thresh, crop}}``,
   ``None`` values = the automatic rule of :func:`mri_oes.mri.espirit.espirit_params`).
+* ``by_accel`` — per-acceleration overrides of any of these keys (``{accel: {key: value}}``, applied by
+  :func:`for_accel`; an undersampled file of unknown acceleration gets the base values).
 * ``threads`` — torch threads the preset was timed with; ``budget_min`` — the wall-time target per
   slice it was sized for (cpu: 30 min on this 2-core CPU).
 """
@@ -67,6 +69,8 @@ _CPU = {
     "output_average": 0.99,
     "data_consistency": True,
     "espirit": _ESPIRIT, "threads": 1, "budget_min": 30,
+    # 4x measures twice the values of 8x: a 192-channel net (221k weights, density 0.46 by the rule)
+    "by_accel": {4: {"channels": 192}},
 }
 
 PRESETS = {
@@ -97,6 +101,15 @@ def density_for(n_measurements: int, n_weights: int, kept_per_measurement: float
         raise ValueError(f"density_for needs positive counts, got {n_measurements}, {n_weights}")
     d = kept_per_measurement * n_measurements / n_weights
     return float(min(max(d, density_min), density_max))
+
+
+def for_accel(preset: dict, accel) -> dict:
+    """A copy of ``preset`` with its ``by_accel`` overrides for ``accel`` (4, 8, or ``None``) applied."""
+    out = copy.deepcopy(preset)
+    by = out.pop("by_accel", None) or {}
+    if accel is not None:
+        out.update(by.get(accel) or by.get(int(accel), None) or {})
+    return out
 
 
 def espirit_for(preset: dict, accel) -> dict:
