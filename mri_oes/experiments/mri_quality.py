@@ -325,6 +325,42 @@ def build_table(args):
     print(f"{len(rows)} runs -> {out / 'table.md'}")
 
 
+def build_ensemble(args):
+    """Average the network outputs (``final.npy``) of runs on ONE problem (same scan, acceleration and
+    seed, so the same sampling mask), project onto the measured k-space and score it; the runs' CPU
+    minutes add up. A lever measured after the fact: nothing in ``recon`` ensembles. Appends to
+    ``ensembles.json``."""
+    from ..io import write_json
+    out = Path(args.out)
+    recs = []
+    for name in args.runs:
+        f = out / "runs" / name / "result.json"
+        if not f.is_file():
+            raise SystemExit(f"--runs {name}: no {f}")
+        recs.append((name, json.loads(f.read_text())))
+    probs = {(r["scan"], r["accel"], r["seed"]) for _, r in recs}
+    if len(probs) != 1 or any(r["method"] in CLASSICAL for _, r in recs):
+        raise SystemExit(f"--runs must be network runs of one scan/accel/seed (same sampling mask), got {sorted(probs)}")
+    scan, accel, seed = probs.pop()
+    _, r0 = recs[0]
+    esp = {k: v for k, v in r0["config"]["espirit"][str(accel)].items() if v is not None}
+    p = problem(out, scan, accel, seed, esp or None)
+    x = np.mean([np.load(out / "runs" / n / "final.npy") for n, _ in recs], axis=0)
+    row = {"runs": [n for n, _ in recs], "scan": scan, "accel": accel, "seed": seed,
+           "cpu_min": sum((r.get("time_total_s") or 0) for _, r in recs) / 60,
+           "final": _image_metrics(p, x, "complex", True), "final_network": _image_metrics(p, x, "complex", False),
+           "members_final": {n: _image_metrics(p, np.load(out / "runs" / n / "final.npy"), "complex", True)
+                             for n, _ in recs}}
+    f = out / "ensembles.json"
+    rows = json.loads(f.read_text()) if f.is_file() else []
+    rows = [q for q in rows if q["runs"] != row["runs"]] + [row]
+    write_json(f, rows)
+    m = row["final"]
+    members = ", ".join(f"{v['psnr']:.2f}" for v in row["members_final"].values())
+    print(f"{' + '.join(row['runs'])}: final {m['psnr']:.2f} / {m['ssim']:.4f} (members {members}), "
+          f"{row['cpu_min']:.1f} CPU-min")
+
+
 def _mean(rows, key):
     v = [r[key] for r in rows if r.get(key) is not None]
     return (float(np.mean(v)), len(v)) if v else (None, 0)
@@ -451,10 +487,13 @@ def main(argv=None):
     t = sub.add_parser("table")
     t.add_argument("--out", required=True)
     t.add_argument("--only", nargs="+", default=None, help="glob patterns on run folder names (default: all)")
+    e = sub.add_parser("ensemble", help="score the average of several runs' outputs on one problem")
+    e.add_argument("--out", required=True)
+    e.add_argument("--runs", nargs="+", required=True, help="run folder names under OUT/runs")
     a = ap.parse_args(argv)
     from ..runtime import configure_runtime
     configure_runtime(getattr(a, "threads", 1))
-    {"baselines": run_baselines, "net": run_network, "table": build_table}[a.cmd](a)
+    {"baselines": run_baselines, "net": run_network, "table": build_table, "ensemble": build_ensemble}[a.cmd](a)
 
 
 if __name__ == "__main__":
