@@ -59,6 +59,11 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 #   3,000 + 1,000 mask steps take ~13 / ~30 CPU-min, within the 30-minute budget. The 5,000-step
 #   curves at step 3,000 (data-consistent, averaged): brain8 4x 31.21 (5,000: 31.58), brain8b 8x 27.14
 #   (27.36), brain4 8x 31.15 (30.79: the average passed its peak there).
+# * allocator tuning (runtime.tune_allocator) halved the 256x256 step time: 128 channels 0.2 s/step,
+#   192 channels 0.38 s/step (1 thread, two runs sharing the CPU);
+# * by_accel 4x -> 192 channels (same 3,000 + 1,000 steps): brain8 31.78 / 0.873 (19 CPU-min; 128
+#   channels: 31.21 / 0.861, 8,000 steps of 128: 31.81 / 0.873 in 25), brain8b 35.46 / 0.917 (26 CPU-min),
+#   brain4 38.97 / 0.957 (25 CPU-min); L1-wavelet 32.87 / 0.870, 35.47 / 0.873, 39.61 / 0.942.
 _CPU = {
     "generator": "deep-decoder", "operator": "maps", "levels": 5, "width": 0.5,
     "layers": 6, "channels": 128,
