@@ -121,8 +121,7 @@ def _apply_preset(args) -> None:
     if args.generator is None:
         args.generator = pre.get("generator", "hourglass")
     args.layers, args.channels = pre.get("layers"), pre.get("channels")
-    # per-acceleration network size (the preset's ``by_accel``), looked up per run
-    args.channels_by_accel = {a: o["channels"] for a, o in (pre.get("by_accel") or {}).items() if "channels" in o}
+    args.preset_values = pre   # per-acceleration network size: presets.for_accel, per run
     args.density_rule = None if args.density is not None else {
         k: pre[k] for k in ("kept_per_measurement", "density_min", "density_max")} \
         if pre.get("density") is None else None
@@ -226,6 +225,7 @@ def _status(job, rec, elapsed=None) -> str:
 
 def run_recon(args) -> int:
     from .. import parallel
+    from ..mri.presets import for_accel
     from ..cli_common import out_path, setup_runtime
     from ..io import write_json
     from ..mri.dataset import discover, reference_volume
@@ -260,7 +260,7 @@ def run_recon(args) -> int:
                          levels_cap=args.levels_cap, data_consistency=bool(args.data_consistency),
                          generator=args.generator if method == "sparse-dip" and not args.mask_path else None,
                          layers=args.layers if method in ("sparse-dip", "deep-decoder") else None,
-                         channels=args.channels_by_accel.get(accel, args.channels)
+                         channels=for_accel(args.preset_values, accel)["channels"]
                          if method in ("sparse-dip", "deep-decoder") else None,
                          lr_final=args.lr_final, grad_clip=args.grad_clip or 0.0,
                          input_noise_std=args.input_noise_std or 0.0,
