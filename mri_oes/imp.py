@@ -172,7 +172,7 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
             out_dir=None, evaluate=None, oracle_clean_target=None, stop_rising: Optional[int] = None,
             resume: bool = True, shared_z: bool = False, lr: float = 1e-2, input_noise_std: float = 0.0,
             min_layer_density: float = 0.0, log_every: int = 50, progress: bool = False,
-            bn: str = "per-image", device=None, verbose: bool = True) -> dict:
+            bn: str = "per-image", device=None, verbose: bool = True, precision: str = "float32") -> dict:
     """Iterative magnitude pruning with rewinding (LIP Alg. 1–2; SPEC §5).
 
     Round ``r`` (r = 0..R) trains the mask ``m_r`` (``m_0`` dense, density ``0.8^r``) for
@@ -230,6 +230,8 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
               "data": _tensor_digest([y, z]), "operator": op.describe(),
               "rounds": R, "stop_rising": stop_rising, "log_every": log_every,
               "versions": {"torch": torch.__version__, "mri_oes": _mri_oes_version()}}
+    if precision != "float32":   # float32 runs keep the identity they always had
+        fp_src["precision"] = precision
     fingerprint = hashlib.sha256(json.dumps(fp_src, sort_keys=True, default=str).encode()).hexdigest()[:20]
     ident = _canonical(fp_src)
     base_meta = {"generator": cfg.to_dict(), "init_seed": seeds["init_seed"], "z_seed": seeds["z_seed"],
@@ -295,7 +297,7 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
                                       lr=lr, evaluate=ev, log_every=le, input_noise_std=input_noise_std,
                                       seed=core.derive_seed(seed, "imp-train"), progress=progress,
                                       checkpoint=ck, identity={"imp": ident, "round": r},
-                                      desc=f"IMP round {r}", callback=cb)
+                                      desc=f"IMP round {r}", callback=cb, precision=precision)
         if r == 0 and rewind != "init":
             rewind_state = snap.get("w", theta0) if rewind > 0 else theta0
             if out:

@@ -93,7 +93,7 @@ def learn_oes_mask(net, z, operator, y, density: float, *, steps: int, lr: float
                    scope: str = "weights", min_layer_density: float = 0.0, seed: int = 0,
                    meta: Optional[dict] = None, progress: bool = False, log_every: int = 100,
                    checkpoint=None, fingerprint: str = "", identity: Optional[dict] = None,
-                   checkpoint_every: int = 500):
+                   checkpoint_every: int = 500, precision: str = "float32"):
     """OES (SPEC §4): returns ``(mask, fit_result)``. ``net`` holds ``theta_in`` (left unchanged).
     The final mask keeps the top ``density·d`` weights by keep-probability, ranked globally
     (``min_layer_density``: optional per-layer floor against layer collapse). ``checkpoint``: a state
@@ -104,7 +104,7 @@ def learn_oes_mask(net, z, operator, y, density: float, *, steps: int, lr: float
     res = core.fit(net, z, operator, y, param, steps=steps, lr=lr, samples=samples, seed=seed,
                    log_every=log_every, progress=progress, desc="OES mask", checkpoint=checkpoint,
                    checkpoint_every=checkpoint_every, fingerprint=fingerprint,
-                   identity={"what": "oes-mask", **(identity or {})})
+                   identity={"what": "oes-mask", **(identity or {})}, precision=precision)
     # theta_in is frozen, but BN running statistics moved during learning: restore them exactly
     net.load_state_dict(state)
     for p in net.parameters():
@@ -126,13 +126,13 @@ def train_generator(net, z, operator, y, *, steps: int, mask: Optional[Mask] = N
                     identity: Optional[dict] = None,
                     desc: str = "fit", callback: Optional[Callable] = None,
                     lr_final: Optional[float] = None, grad_clip: float = 0.0,
-                    output_average: float = 0.0) -> core.FitResult:
+                    output_average: float = 0.0, precision: str = "float32") -> core.FitResult:
     """Train the weights of ``G(theta ∘ m, z)`` (dense when ``mask`` is None); ``lr_final`` (cosine
-    decay), ``grad_clip`` and ``output_average`` as in :func:`core.fit`."""
+    decay), ``grad_clip``, ``output_average`` and ``precision`` as in :func:`core.fit`."""
     param = core.TrainWeights(net, mask, sgld_std=sgld_std, seed=seed)
     return core.fit(net, z, operator, y, param, steps=steps, lr=lr, evaluate=evaluate,
                     log_every=log_every, input_noise_std=input_noise_std, seed=seed, progress=progress,
                     checkpoint=checkpoint, checkpoint_every=checkpoint_every, fingerprint=fingerprint,
                     identity=identity,
                     desc=desc, callback=callback, lr_final=lr_final, grad_clip=grad_clip,
-                    output_average=output_average)
+                    output_average=output_average, precision=precision)

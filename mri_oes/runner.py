@@ -48,6 +48,7 @@ class RunConfig:
     grad_clip: float = 0.0                # global gradient-norm clip (0: off)
     input_noise_std: float = 0.0          # z + N(0, std²) each step (0: off)
     output_average: float = 0.0           # output = running average of the iterates, this decay (0: last iterate)
+    precision: str = "float32"            # generator passes in float32 or bfloat16 (core.fit)
     log_every: int = 50
     checkpoint_every: int = 500
     device: str = "cpu"
@@ -74,6 +75,8 @@ class RunConfig:
 def run_identity(problem, rc: "RunConfig", command: str) -> dict:
     """Everything that determines a run's result (resume only on an exact match)."""
     cfg = {k: v for k, v in vars(rc).items() if k not in ("progress", "extra")}
+    if cfg.get("precision") == "float32":
+        cfg.pop("precision")   # float32 runs keep the identity they had before the option existed
     ident = {"command": command, "config": cfg, "measurements": tensor_digest(problem.y),
              "operator": problem.operator.describe(), "problem": problem.info,
              "versions": {k: v for k, v in versions().items() if k in ("mri_oes", "torch")}}
@@ -130,7 +133,7 @@ def get_mask(problem, rc: RunConfig, device, out: Optional[Path], cfg: Generator
         temperature=rc.temperature, lam=rc.lam, scope=rc.scope, min_layer_density=rc.min_layer_density,
         seed=rc.seed, meta=meta, progress=rc.progress,
         checkpoint=(out / "mask_checkpoint.safetensors") if out is not None else None,
-        identity=identity, checkpoint_every=rc.checkpoint_every)
+        identity=identity, checkpoint_every=rc.checkpoint_every, precision=rc.precision)
     if out is not None:
         mask.save(out / "mask.safetensors")
     return mask, cfg, net, z, seeds, res
@@ -153,8 +156,10 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
     into place last. ``writer(problem, res, work_dir, record)`` (optional) writes extra outputs
     (e.g. the fastMRI reconstruction file) before the record. ``rc.steps == 0`` learns a mask only
     (``learn-mask``)."""
+    from .core import check_precision
     from .rundir import RunDir
     from .schema import make_record
+    check_precision(rc.precision)
     if rc.method not in METHODS:
         raise UserError(f"--method must be one of {METHODS}, got {rc.method!r}")
     if rc.steps < 0 or rc.mask_steps < 0:
@@ -195,7 +200,7 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
                 net, z, problem.operator, problem.y, steps=rc.steps, mask=mask, lr=rc.lr,
                 sgld_std=rc.sgld_std if method == "gp-dip" else 0.0, evaluate=problem.evaluate,
                 lr_final=rc.lr_final, grad_clip=rc.grad_clip, input_noise_std=rc.input_noise_std,
-                output_average=rc.output_average,
+                output_average=rc.output_average, precision=rc.precision,
                 log_every=rc.log_every, seed=rc.seed, progress=rc.progress, desc=method,
                 checkpoint=(work / "checkpoint.safetensors") if work is not None else None,
                 identity=identity, checkpoint_every=rc.checkpoint_every)

@@ -75,10 +75,13 @@ def _versions_id() -> dict:
 
 
 def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Path, *, mask_steps,
-                  imp_steps_per_round, imp_rounds, lr, scope, min_layer_density, log_every, progress):
+                  imp_steps_per_round, imp_rounds, lr, scope, min_layer_density, log_every, progress,
+                  precision="float32"):
     masks: Dict[tuple, Mask] = {}
     src = {"source": _problem_identity(source), "generator": cfg.to_dict(), "seed": int(seed), "scope": scope,
            "min_layer_density": min_layer_density, "lr": lr, "versions": _versions_id()}
+    if precision != "float32":
+        src["precision"] = precision
     for d in densities:
         if "oes" in methods_:
             path = mask_dir / f"oes_d{_fmt_d(d)}.safetensors"
@@ -97,7 +100,7 @@ def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Pat
                                               seed=core.derive_seed(seed, "oes"), meta=meta,
                                               log_every=log_every, progress=progress,
                                               checkpoint=mask_dir / f"oes_d{_fmt_d(d)}.ckpt.safetensors",
-                                              identity=ident)
+                                              identity=ident, precision=precision)
                 m.meta["collapse"] = pruning.report_collapse(net, z, source.operator, m, what=f"OES mask d={d:g}")
                 m.meta["identity"] = ident
                 m.save(path)
@@ -119,7 +122,7 @@ def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Pat
                                       imp_steps_per_round, rounds=R, prune_fraction=frac, scope=scope,
                                       out_dir=mask_dir / f"imp_d{_fmt_d(d)}", lr=lr,
                                       min_layer_density=min_layer_density, log_every=log_every,
-                                      progress=progress, evaluate=source.evaluate)
+                                      progress=progress, evaluate=source.evaluate, precision=precision)
                 m = res["masks"][-1]
                 m.meta.update({"source": source.info, "image_hw": list(source.image_hw), "requested_density": d,
                                "identity": ident})
@@ -134,7 +137,7 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                  imp_steps_per_round: int = 500, imp_rounds: Optional[int] = None, lr: float = 1e-2,
                  dense_lr: Optional[float] = None, scope: str = "weights", min_layer_density: float = 0.0,
                  log_every: int = 50, progress: bool = False, extra_info: Optional[dict] = None,
-                 labels: Optional[Dict[str, dict]] = None) -> dict:
+                 labels: Optional[Dict[str, dict]] = None, precision: str = "float32") -> dict:
     """Run every (target, mask source, density) case; returns ``{"rows": [...], "out_dir": ...}``.
     ``labels[target key]``: the table columns ``scenario``, ``task``, ``scan``, ``accel`` of a target."""
     out = Path(out_dir)
@@ -146,12 +149,12 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
     masks = _source_masks(source, cfg, seed, densities, methods_, out / "masks", mask_steps=mask_steps,
                           imp_steps_per_round=imp_steps_per_round, imp_rounds=imp_rounds, lr=lr,
                           scope=scope, min_layer_density=min_layer_density, log_every=log_every,
-                          progress=progress)
+                          progress=progress, precision=precision)
     rows = []
     case_config = {"densities": densities, "mask_sources": list(methods_), "mask_steps": mask_steps,
                    "steps": train_steps, "imp_steps": imp_steps_per_round, "imp_rounds": imp_rounds, "lr": lr,
                    "dense_lr": dense_lr or lr, "scope": scope, "min_layer_density": min_layer_density,
-                   "generator": cfg.to_dict(), **(extra_info or {})}
+                   "generator": cfg.to_dict(), "precision": precision, **(extra_info or {})}
     for scen, prob in targets.items():
         n_meas = measurement_count(prob.operator)
         cases = ([("none", 1.0)] if "none" in methods_ else []) + \
@@ -166,6 +169,8 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                      "log_every": log_every, "seed": int(seed), "scope": scope, "generator": cfg.to_dict(),
                      "mask": None if mk is None else identity_digest(mk.meta.get("identity")),
                      "versions": _versions_id()}
+            if precision != "float32":
+                ident["precision"] = precision
             if path.is_file():   # reuse a finished case only when it is exactly this case
                 try:
                     saved = json.loads(path.read_text())
@@ -190,7 +195,7 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                                           evaluate=prob.evaluate, log_every=log_every,
                                           seed=core.derive_seed(seed, "transfer-train"), progress=progress,
                                           checkpoint=out / "cases" / f"{cid}.ckpt.safetensors",
-                                          identity=ident, desc=cid)
+                                          identity=ident, desc=cid, precision=precision)
             s = res.summary()
             lab = (labels or {}).get(scen, {})
             row = make_record(

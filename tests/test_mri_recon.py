@@ -162,3 +162,27 @@ def test_recon_preset_sizes_the_network_per_acceleration(phantom_h5, tmp_path):
         run = json.loads((out / f"sparse-dip_{accel}x" / "run.json").read_text())
         assert run["channels"] == presets.for_accel(cpu, accel)["channels"], (accel, run)
     assert presets.for_accel(cpu, 4)["channels"] > presets.for_accel(cpu, 8)["channels"]
+
+
+def test_recon_takes_precision_and_steps_per_acceleration_from_the_preset(phantom_h5, tmp_path, monkeypatch):
+    """``by_accel`` may set any preset key (here steps and precision at 4x); an explicit flag wins at
+    every acceleration; each run records what it used."""
+    from mri_oes.mri import presets
+    patched = presets.get("cpu")
+    patched.update(steps=3, mask_steps=2)
+    patched["by_accel"] = {4: {"channels": 8, "steps": 4, "precision": "bfloat16"}}
+    monkeypatch.setitem(presets.PRESETS, "cpu", patched)
+    rc, out = _recon(tmp_path, phantom_h5, "sparse-dip", "--accel", "4", "8", "--center-fraction", "0.08",
+                     accel=None)
+    assert rc == 0
+    r4, r8 = (json.loads((out / f"sparse-dip_{a}x" / "run.json").read_text()) for a in (4, 8))
+    assert (r4["steps"], r4["precision"], r4["channels"]) == (4, "bfloat16", 8), r4
+    # run.json is the resume identity: float32 runs leave precision out (the identity they always had)
+    assert (r8["steps"], r8.get("precision")) == (3, None), r8
+    m8 = json.loads((out / "sparse-dip_8x" / "slices" / "phantom" / "000" / "metrics.json").read_text())
+    assert m8["config"]["precision"] == "float32"   # the slice record always names it
+    rc, out2 = _recon(tmp_path / "b", phantom_h5, "sparse-dip", "--accel", "4", "--center-fraction", "0.08",
+                      "--steps", "2", "--precision", "float32", accel=None)
+    assert rc == 0
+    r = json.loads((out2 / "sparse-dip_4x" / "run.json").read_text())
+    assert (r["steps"], r.get("precision")) == (2, None), r

@@ -97,7 +97,7 @@ def run_imp_cmd(args) -> int:
                               oracle_clean_target=imgs if args.oracle_clean_target else None,
                               stop_rising=args.stop_rising, resume=True,
                               shared_z=args.shared_z, bn=args.bn, device=dev,
-                              lr=args.lr, input_noise_std=args.input_noise_std,
+                              lr=args.lr, input_noise_std=args.input_noise_std, precision=args.precision,
                               min_layer_density=args.min_layer_density, log_every=args.log_every,
                               progress=args.progress)
         for i, p in enumerate(probs):
@@ -160,7 +160,8 @@ def run_pai_cmd(args) -> int:
         res = methods.train_generator(net, z, prob.operator, prob.y, steps=args.steps, mask=mask, lr=args.lr,
                                       evaluate=prob.evaluate, log_every=args.log_every, seed=args.seed,
                                       progress=args.progress, checkpoint=rd.work / "checkpoint.safetensors",
-                                      identity=ident, checkpoint_every=args.checkpoint_every)
+                                      identity=ident, checkpoint_every=args.checkpoint_every,
+                                      precision=args.precision)
         s = res.summary()
         if res.output is not None:
             save_image(rd.work / "recon.png", _img_out(prob.operator, res.output))
@@ -199,7 +200,7 @@ def run_transfer_cmd(args) -> int:
               train_steps=args.steps, imp_steps_per_round=args.imp_steps,
               imp_rounds=args.imp_rounds, lr=args.lr, dense_lr=args.dense_lr, scope=args.scope,
               min_layer_density=args.min_layer_density, log_every=args.log_every, progress=args.progress,
-              seed=args.seed)
+              seed=args.seed, precision=args.precision)
     out = out_path(args, "transfer")
     if args.mri:
         from ..mri.data import load_slice

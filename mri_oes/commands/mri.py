@@ -105,7 +105,7 @@ def register(subparsers) -> None:
 
 
 # ------------------------------------------------------------------------------------- validation
-PRESET_KEYS = ("steps", "mask_steps", "width", "lr", "min_layer_density")
+PRESET_KEYS = ("steps", "mask_steps", "width", "lr", "min_layer_density", "precision")
 
 
 def _apply_preset(args) -> None:
@@ -114,6 +114,7 @@ def _apply_preset(args) -> None:
     without ``--density`` a learned mask keeps ``kept_per_measurement`` weights per measured value."""
     from ..mri.presets import get
     pre = get(args.preset)
+    args.given = {k for k in PRESET_KEYS if getattr(args, k) is not None}   # explicit flags win per run too
     for k in PRESET_KEYS:
         if getattr(args, k) is None:
             setattr(args, k, pre[k])
@@ -121,7 +122,7 @@ def _apply_preset(args) -> None:
     if args.generator is None:
         args.generator = pre.get("generator", "hourglass")
     args.layers, args.channels = pre.get("layers"), pre.get("channels")
-    args.preset_values = pre   # per-acceleration network size: presets.for_accel, per run
+    args.preset_values = pre   # per-acceleration values (presets.by_accel): for_accel, per run
     args.density_rule = None if args.density is not None else {
         k: pre[k] for k in ("kept_per_measurement", "density_min", "density_max")} \
         if pre.get("density") is None else None
@@ -253,23 +254,25 @@ def run_recon(args) -> int:
     for method in args.method:
         for accel in ([a for a in accels] if any(not v.undersampled for v in vols) else []) + \
                      ([None] if any(v.undersampled for v in vols) else []):
+            pa = for_accel(args.preset_values, accel)
+            pv = lambda k: getattr(args, k) if k in args.given else pa[k]   # noqa: E731  flag, else preset at accel
             s = Settings(method=method, accel=accel, mask_type=args.mask_type, center_fraction=args.center_fraction,
-                         seed=args.seed, steps=args.steps, mask_steps=args.mask_steps,
+                         seed=args.seed, steps=pv("steps"), mask_steps=pv("mask_steps"),
                          density=args.density if method == "sparse-dip" and not args.mask_path else None,
                          density_rule=args.density_rule if method == "sparse-dip" and not args.mask_path else None,
                          levels_cap=args.levels_cap, data_consistency=bool(args.data_consistency),
                          generator=args.generator if method == "sparse-dip" and not args.mask_path else None,
                          layers=args.layers if method in ("sparse-dip", "deep-decoder") else None,
-                         channels=for_accel(args.preset_values, accel)["channels"]
+                         channels=pa["channels"]
                          if method in ("sparse-dip", "deep-decoder") else None,
                          lr_final=args.lr_final, grad_clip=args.grad_clip or 0.0,
                          input_noise_std=args.input_noise_std or 0.0,
-                         output_average=args.output_average or 0.0,
+                         output_average=args.output_average or 0.0, precision=pv("precision"),
                          mask_path=str(Path(args.mask_path).resolve()) if (args.mask_path and method == "sparse-dip") else None,
-                         min_layer_density=args.min_layer_density, lr=args.lr, levels=args.levels,
+                         min_layer_density=pv("min_layer_density"), lr=pv("lr"), levels=args.levels,
                          scope=args.scope, mask_lr=args.mask_lr, temperature=args.temperature, lam=args.lam,
                          fresh_init=bool(args.fresh_init and args.mask_path),
-                         width=args.width, log_every=args.log_every, checkpoint_every=args.checkpoint_every,
+                         width=pv("width"), log_every=args.log_every, checkpoint_every=args.checkpoint_every,
                          lamda=args.lamda, max_iter=args.max_iter, espirit=esp, device=args.device,
                          threads=threads, progress=bool(args.progress) and workers == 1)
             runs.append((s, [v for v in vols if v.undersampled == (accel is None)]))

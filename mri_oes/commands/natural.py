@@ -72,7 +72,7 @@ def run_config(args, method, problem):
                      temperature=g("temperature", 0.2), lam=g("lam", 1e-9), sgld_std=g("sgld_std", 0.0),
                      log_every=args.log_every, checkpoint_every=g("checkpoint_every", 500),
                      device=args.device, mask_path=g("mask_path"), fresh_init=g("fresh_init", False),
-                     progress=bool(args.progress))
+                     progress=bool(args.progress), precision=g("precision", "float32"))
 
 
 def print_summary(m, out):
@@ -145,7 +145,8 @@ def cmd_demo(args):
         rc = RunConfig(method=method, steps=args.steps, mask_steps=args.mask_steps, density=args.density,
                        min_layer_density=min(args.min_layer_density, args.density / 2), seed=args.seed,
                        levels=4, width=0.5, lr=args.lr, device=args.device, progress=bool(args.progress),
-                       log_every=args.log_every, checkpoint_every=args.checkpoint_every)
+                       log_every=args.log_every, checkpoint_every=args.checkpoint_every,
+                       precision=args.precision)
         m = run(prob, rc, out / method, overwrite=args.overwrite, command="demo")
         print_summary(m, out / method)
         status = max(status, finish(m, out / method))

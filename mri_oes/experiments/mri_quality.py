@@ -194,7 +194,8 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
         t0 = time.process_time()
         mask, mres = methods.learn_oes_mask(net, z, op, p.y, density, steps=cfg["mask_steps"], lr=cfg["lr"],
                                             seed=seed, min_layer_density=cfg["min_layer_density"],
-                                            meta={"generator": gcfg.to_dict()})
+                                            meta={"generator": gcfg.to_dict()},
+                                            precision=cfg.get("precision", "float32"))
         t_mask = time.process_time() - t0
     t_fit0 = time.process_time()
 
@@ -205,7 +206,8 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
                                   evaluate=evaluate_fn if evaluate and p.reference is not None else None,
                                   log_every=log_every, input_noise_std=cfg["input_noise_std"], seed=seed,
                                   callback=cb, lr_final=cfg["lr_final"], grad_clip=cfg["grad_clip"],
-                                  output_average=cfg.get("output_average", 0.0))
+                                  output_average=cfg.get("output_average", 0.0),
+                                  precision=cfg.get("precision", "float32"))
     t_fit = time.process_time() - t_fit0
     final = unscaled(res.output)
     best = unscaled(res.best_output) if res.best_output is not None else final

@@ -18,6 +18,8 @@ density rule into a density for one problem. Every field (values measured in
 * ``lr`` — Adam learning rate (weights and mask logits); ``lr_final`` — cosine decay target
   (``None`` = constant); ``grad_clip`` — global gradient-norm clip (0 = off).
 * ``input_noise_std`` — std of the noise added to ``z`` each step (0 = off).
+* ``precision`` — ``float32`` or ``bfloat16``: the generator's passes under ``torch.autocast``
+  (:func:`mri_oes.core.fit`; weights, Adam, operator and loss stay float32).
 * ``output_average`` — the result is the running average of the iterates with this decay (the
   original DIP code's smoothing, 0.99 there); 0 = the last iterate.
 * ``data_consistency`` — project the final image onto the measured k-space and report the RSS of
@@ -71,7 +73,7 @@ _CPU = {
     "kept_per_measurement": 0.5, "density": None, "density_min": 0.02, "density_max": 0.5,
     "min_layer_density": 0.005,
     "lr": 1e-2, "lr_final": None, "grad_clip": 0.0, "input_noise_std": 0.0,
-    "output_average": 0.99,
+    "output_average": 0.99, "precision": "float32",
     "data_consistency": True,
     "espirit": _ESPIRIT, "threads": 1, "budget_min": 30,
     # 4x measures twice the values of 8x: a 192-channel net (221k weights, density 0.46 by the rule)

@@ -76,6 +76,7 @@ class Settings:
     grad_clip: float = 0.0
     input_noise_std: float = 0.0
     output_average: float = 0.0               # report the running average of the iterates (0: last iterate)
+    precision: str = "float32"                # generator passes in float32 or bfloat16 (core.fit)
     width: float = 1.0
     log_every: int = 50
     checkpoint_every: int = 500
@@ -99,7 +100,7 @@ class Settings:
         d = {k: v for k, v in asdict(self).items() if k not in ("device", "threads", "progress")}
         if self.method in CLASSICAL:
             for k in ("levels_cap", "density_rule", "data_consistency", "lr_final", "grad_clip",
-                      "input_noise_std", "output_average", "generator", "layers", "channels"):
+                      "input_noise_std", "output_average", "generator", "layers", "channels", "precision"):
                 d.pop(k)
             for k in ("steps", "mask_steps", "density", "mask_path", "min_layer_density", "lr", "levels",
                       "width", "log_every", "checkpoint_every", "mask_lr", "scope", "temperature", "lam",
@@ -107,6 +108,8 @@ class Settings:
                 d.pop(k)
         else:
             d.pop("lamda"), d.pop("max_iter")
+            if d["precision"] == "float32":
+                d.pop("precision")   # float32 runs keep the identity they had before the option existed
         return d
 
 
@@ -245,7 +248,7 @@ def _network(job: SliceJob) -> dict:
     rc = RunConfig(method=s.method, steps=s.steps, mask_steps=s.mask_steps,
                    density=density, lr=s.lr, mask_lr=s.mask_lr, lr_final=s.lr_final, grad_clip=s.grad_clip,
                    input_noise_std=s.input_noise_std, output_average=s.output_average,
-                   generator=s.generator, layers=s.layers,
+                   precision=s.precision, generator=s.generator, layers=s.layers,
                    channels=s.channels,
                    seed=s.seed, levels=levels, width=s.width, min_layer_density=s.min_layer_density,
                    log_every=s.log_every, checkpoint_every=s.checkpoint_every, device=s.device,
