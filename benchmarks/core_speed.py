@@ -110,10 +110,11 @@ def random_mask(net, density=0.05, seed=0):
 
 
 # --------------------------------------------------------------------------------------------- cases
-def run_fit(prob, make_param, steps, samples=1):
+def run_fit(prob, make_param, steps, samples=1, precision="float32"):
     net, z, op, y = prob
     st = Stamps(z.device)
-    core.fit(net, z, op, y, make_param(net), steps=steps + 2, log_every=1, samples=samples, callback=st)
+    core.fit(net, z, op, y, make_param(net), steps=steps + 2, log_every=1, samples=samples, callback=st,
+             precision=precision)
     return st
 
 
@@ -227,9 +228,7 @@ def make_cases(a, dev):
         cases["dense_channels_last"] = cl_case
     if a.bf16:
         def bf16_case():
-            net, z, op, y = fresh()
-            fast = runtime.autocast_forward(copy.deepcopy(net), torch.bfloat16)
-            return run_fit((fast, z, op, y), lambda n: core.TrainWeights(n), a.steps)
+            return run_fit(fresh(), lambda n: core.TrainWeights(n), a.steps, precision="bfloat16")
         cases["dense_bf16_autocast"] = bf16_case
     if a.compile:
         compiled = {}
@@ -338,7 +337,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0 = runtime default rule)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile of the dense step")
     ap.add_argument("--channels-last", action="store_true", help="also time the dense step in channels_last")
-    ap.add_argument("--bf16", action="store_true", help="also time the dense step under bf16 autocast (GPUs)")
+    ap.add_argument("--bf16", action="store_true", help="also time the dense step with precision bfloat16 "
+                    "(core.fit; the MRI deep decoder: benchmarks/precision.py)")
     ap.add_argument("--no-mri", action="store_true", help="skip the MRI-slice cases")
     ap.add_argument("--synflow-rounds", type=int, default=100, help="SynFlow rounds timed (0: skip)")
     ap.add_argument("--out", default=None)

@@ -24,11 +24,11 @@ box loaded by two other jobs): 243 → 131 s wall, system 96 → 1.1 s, 54.6 M �
 PSNR. The cost: freed memory stays with the process until it exits — peak RSS 979 → 1,358 MiB there. ``MRI_OES_MALLOC=system``
 keeps glibc's defaults; other C libraries are left alone.
 
-``channels_last``, ``torch.compile`` and bf16 autocast are options only (:func:`prepare_generator`,
-:func:`autocast_forward`): ``benchmarks/core_speed.py --compile --channels-last`` measures the first two
-per device; on this CPU neither was a clear gain for the dense step (within a few % in CPU time, and
-compiling costs minutes), so all are off by default. Compiled or channels_last runs give the same
-results up to float rounding; bf16 does not (GPU validation pending: no GPU was lent).
+``channels_last`` and ``torch.compile`` are options only (:func:`prepare_generator`):
+``benchmarks/core_speed.py --compile --channels-last`` measures them per device; on this CPU neither was
+a clear gain for the dense step (within a few % in CPU time, and compiling costs minutes). Compiled or
+channels_last runs give the same results up to float rounding. bfloat16 generator passes are a fit
+option (``core.fit(precision=...)``, ``--precision``; ``benchmarks/precision.py``), not a module transform.
 """
 from __future__ import annotations
 
@@ -118,27 +118,6 @@ def configure_runtime(threads: Optional[int] = None) -> int:
     return configure_threads(threads)
 
 
-def autocast_forward(net: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
-    """Run ``net`` (in place: an instance-level ``forward``) under ``torch.autocast`` in ``dtype``
-    and return its output in float32, so the operator (FFTs, coil maps) and the loss stay float32.
-    Parameters and their names are unchanged (``functional_call`` masking still applies). Meant for
-    GPUs (bf16); to be kept only where PSNR curves match float32 within 0.1 dB — NOT measured in this
-    project yet (no GPU was lent), so nothing turns it on by default."""
-    if getattr(net, "_autocast_dtype", None) is not None:
-        return net
-    orig = type(net).forward
-
-    def forward(*args, **kwargs):
-        dev = next(net.parameters()).device.type
-        with torch.autocast(device_type=dev, dtype=dtype):
-            out = orig(net, *args, **kwargs)
-        return out.float()
-
-    net.forward = forward
-    net._autocast_dtype = dtype
-    return net
-
-
 def resolve_device(name: str = "cpu") -> torch.device:
     """``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (CUDA when available) as a torch device;
     one clear line naming ``--device`` when it is not available here."""
@@ -160,13 +139,11 @@ def resolve_device(name: str = "cpu") -> torch.device:
 
 
 def prepare_generator(net: nn.Module, z: torch.Tensor, *, channels_last: bool = False,
-                      compile: bool = False, autocast_dtype: Optional[torch.dtype] = None):
-    """Optional speed transforms of ``(net, z)``: ``channels_last`` memory format (same values),
+                      compile: bool = False):
+    """Optional speed transforms of ``(net, z)``: ``channels_last`` memory format (same values) and
     ``torch.compile`` (returns the compiled module; used by the dense path, which calls the module
-    itself) and :func:`autocast_forward`. All off by default; measure with
-    ``benchmarks/core_speed.py`` before enabling one on a device."""
-    if autocast_dtype is not None:
-        net = autocast_forward(net, autocast_dtype)
+    itself). Both off by default; measure with ``benchmarks/core_speed.py`` before enabling one on a
+    device."""
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
         z = z.contiguous(memory_format=torch.channels_last)
