@@ -65,6 +65,23 @@ def default_threads() -> int:
     return min(cores, MAX_DEFAULT_THREADS)
 
 
+def threads_for_tasks(pending: int, cores: Optional[int] = None, load: Optional[float] = None) -> int:
+    """Torch threads per task when ``pending`` tasks (e.g. recon's slices) are all there is to run: the
+    idle cores (``cores`` minus the 1-minute load average, rounded) split between them, at least 1, at
+    most :data:`MAX_DEFAULT_THREADS`. One lone slice on an idle 2-core box gets 2 threads: the ``cpu``
+    preset's 192-channel deep decoder runs 1.9x faster in wall time than with 1 (0.265 -> 0.137 s/step,
+    230x180, float32); on a loaded box (load ~7, the measurement behind :func:`default_threads`) it
+    stays at 1, where 2 threads were 4-7x slower."""
+    cores = usable_cores() if cores is None else int(cores)
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            load = float(cores)
+    idle = max(1, cores - int(round(load)))
+    return max(1, min(idle // max(1, int(pending)), MAX_DEFAULT_THREADS))
+
+
 def configure_threads(n: Optional[int] = None) -> int:
     """Set torch's intra-op threads to ``n`` (``None``/0: :func:`default_threads`) and inter-op
     threads to 1 where still possible; return the thread count in effect (record it as ``threads``)."""

@@ -186,3 +186,25 @@ def test_recon_takes_precision_and_steps_per_acceleration_from_the_preset(phanto
     assert rc == 0
     r = json.loads((out2 / "sparse-dip_4x" / "run.json").read_text())
     assert (r["steps"], r.get("precision")) == (2, None), r
+
+
+def test_recon_gives_a_lone_slice_the_idle_cores(phantom_h5, tmp_path, monkeypatch):
+    """Without --threads / OMP_NUM_THREADS, fewer pending slices than idle cores share the cores as
+    torch threads (recorded per slice); an explicit --threads wins."""
+    import os
+    import torch
+    from mri_oes import runtime
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    try:
+        rc, out = _recon(tmp_path, phantom_h5, "zero-filled")
+        assert rc == 0
+        m = json.loads((out / "zero-filled_4x" / "slices" / "phantom" / "000" / "metrics.json").read_text())
+        assert m["threads"] == 2, m.get("threads")
+        rc, out = _recon(tmp_path / "b", phantom_h5, "zero-filled", "--threads", "1")
+        m = json.loads((out / "zero-filled_4x" / "slices" / "phantom" / "000" / "metrics.json").read_text())
+        assert rc == 0 and m["threads"] == 1
+    finally:
+        torch.set_num_threads(before)

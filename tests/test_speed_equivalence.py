@@ -231,6 +231,15 @@ def test_configure_threads_rule(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_threads_for_tasks_splits_idle_cores_between_pending_tasks():
+    assert runtime.threads_for_tasks(1, cores=2, load=0.1) == 2      # a lone slice on an idle box
+    assert runtime.threads_for_tasks(1, cores=2, load=1.2) == 1      # one core busy elsewhere
+    assert runtime.threads_for_tasks(1, cores=2, load=7.0) == 1      # loaded box: never below 1
+    assert runtime.threads_for_tasks(2, cores=2, load=0.0) == 1
+    assert runtime.threads_for_tasks(3, cores=16, load=0.0) == 5
+    assert runtime.threads_for_tasks(1, cores=64, load=0.0) == runtime.MAX_DEFAULT_THREADS
+
+
 _FAULTS_SCRIPT = """
 import resource, torch
 from mri_oes import runtime

@@ -35,6 +35,7 @@ network fits continue from their checkpoints (``--checkpoint-every``).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -96,7 +97,9 @@ def register(subparsers) -> None:
             a.help = re.sub(r"\(default [^)]*\)", "(default: from --preset)", a.help or "")
     g = p.add_argument_group("parallel")
     g.add_argument("--workers", type=positive_int, default=None,
-                   help="local Ray worker processes (default: usable cores / --threads; 1 = serial, no Ray)")
+                   help="local Ray worker processes (default: usable cores / --threads; 1 = serial, no Ray). "
+                        "Fewer slices at a time than cores and no --threads: the idle cores become each "
+                        "slice's torch threads (a lone slice on an idle 2-core box: 2)")
     g.add_argument("--gpus-per-task", type=gpu_share, default=0.0, help="GPU share per slice task (Ray)")
     g.add_argument("--ray-address", default=None, help="existing Ray cluster (e.g. auto or ray://host:10001)")
     g.add_argument("--retries", type=nonneg_int, default=2, help="retries of a failed slice task (default 2; bad input is never retried)")
@@ -232,11 +235,12 @@ def run_recon(args) -> int:
     from ..mri.dataset import discover, reference_volume
     from ..mri.volume import (SliceJob, Settings, assemble_volume, dataset_summary, is_done,
                               slice_dir, volume_data_range, write_tables)
-    from ..runtime import usable_cores
+    from ..runtime import configure_threads, threads_for_tasks, usable_cores
 
     if args.density is not None and "sparse-dip" not in args.method:
         raise UserError("--density is only for --method sparse-dip")
     _apply_preset(args)
+    threads_given = args.threads is not None or os.environ.get("OMP_NUM_THREADS", "").strip().isdigit()
     setup_runtime(args)
     threads = int(args.threads)
     vols = discover(args.paths, args.slice)
@@ -300,6 +304,13 @@ def run_recon(args) -> int:
                                      str(cache / f"{v.stem}_{sl:03d}.h5") if cache else None))
     if args.workers is None:   # default: no Ray start-up (~7 s) for a single pending slice
         workers = max(1, min(workers, len(jobs)))
+    concurrent = min(len(jobs), workers)
+    if not threads_given and 0 < concurrent < usable_cores() and args.device == "cpu" and not args.ray_address:
+        # fewer slices at a time than cores: the idle cores become the slices' torch threads
+        threads = threads_for_tasks(concurrent)
+        configure_threads(threads)
+        for s, _ in runs:
+            s.threads = threads
     backend = parallel.describe_backend(workers, threads, args.gpus_per_task, args.ray_address)
     write_json(out / "recon.json", {"command": " ".join(sys.argv), "inputs": [v.describe() for v in vols],
                                     "runs": [s.run_name for s, _ in runs], "parallel": backend,
