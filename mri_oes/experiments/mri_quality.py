@@ -225,9 +225,7 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
 
 
 def run_network(args):
-    import torch
-    from ..mri import presets
-    torch.set_num_threads(args.threads)
+    from ..mri import presets   # threads: main() ran configure_runtime(--threads)
     cfg = presets.for_accel(presets.get(args.preset), args.accel)
     cfg.update(parse_sets(args.set))
     key = f"{args.scan}_{args.accel}x_s{args.seed}_{args.method}" + (f"_{args.tag}" if args.tag else "")
