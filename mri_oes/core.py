@@ -402,9 +402,10 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     dominate a short run): it becomes
     the fit's ``output`` and ``final_metrics`` (the raw last iterate moves to ``last_output`` /
     ``last_metrics``); logged rows carry ``average_<metric>`` beside each metric of the raw iterate.
-    ``precision``: ``float32`` or ``bfloat16`` (the generator under ``torch.autocast``, its output cast
-    back to float32 before the operator; 2.5x faster per step on a CPU with AVX-512 BF16 for the MRI
-    deep decoder, ``benchmarks/core_speed.py``; the values differ from float32 by bf16 rounding).
+    ``precision``: ``float32`` (the default: nothing changes) or ``bfloat16`` (the generator under
+    ``torch.autocast``, its output cast back to ``z``'s dtype before the operator; ~1.9x faster per step
+    on a CPU with AVX-512 BF16 for the MRI deep decoder, ``benchmarks/precision.py``; the trajectory
+    differs from float32 by bf16 rounding).
     """
     check_precision(precision)
     if not 0.0 <= output_average < 1.0:
@@ -492,13 +493,13 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             with generation_context(precision, z.device):
                 outs = param.forward_samples(net, zin, samples)
             for out in outs:
-                x_hat = operator.from_network(out.float())
+                x_hat = operator.from_network(out.to(z.dtype))
                 dl = dl + data_loss(operator(x_hat), y) / samples
         else:
             for _ in range(samples):
                 with generation_context(precision, z.device):
                     out = generate(net, zin, param.weights())
-                x_hat = operator.from_network(out.float())
+                x_hat = operator.from_network(out.to(z.dtype))
                 dl = dl + data_loss(operator(x_hat), y) / samples
         if output_average > 0:
             xd = x_hat.detach()
@@ -536,7 +537,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         with torch.no_grad():
             with generation_context(precision, z.device):
                 out = generate(net, z, param.weights())
-            x_hat = operator.from_network(out.float())
+            x_hat = operator.from_network(out.to(z.dtype))
             final_loss = float(data_loss(operator(x_hat), y))
         row = record(steps, final_loss + float(param.penalty().detach()), final_loss, x_hat)
         res.final_metrics = {k: v for k, v in row.items() if k not in ("step",) and not k.startswith("average_")}
