@@ -32,6 +32,9 @@ def test_for_accel_applies_the_per_acceleration_overrides():
     assert presets.for_accel(cpu, 8)["channels"] == cpu["channels"]
     assert presets.for_accel(cpu, None)["channels"] == cpu["channels"]   # unknown acceleration: base
     assert "by_accel" not in presets.for_accel(cpu, 4) and "by_accel" in cpu   # a copy, input untouched
+    assert presets.for_accel(cpu, 4)["steps"] > presets.for_accel(cpu, 8)["steps"] == cpu["steps"]
+    gpu = presets.get("gpu")   # the paper's step counts at every acceleration (the cpu 4x steps do not leak)
+    assert presets.for_accel(gpu, 4)["steps"] == presets.for_accel(gpu, 8)["steps"] == gpu["steps"] == 40000
 
 
 def test_density_rule_counts_weights_per_measurement_and_clips():

@@ -28,8 +28,9 @@ density rule into a density for one problem. Every field (values measured in
   ``None`` values = the automatic rule of :func:`mri_oes.mri.espirit.espirit_params`).
 * ``by_accel`` — per-acceleration overrides of any of these keys (``{accel: {key: value}}``, applied by
   :func:`for_accel`; an undersampled file of unknown acceleration gets the base values).
-* ``threads`` — torch threads the preset was timed with; ``budget_min`` — the wall-time target per
-  slice it was sized for (cpu: 30 min on this 2-core CPU).
+* ``threads`` — torch threads per slice the preset was sized for; ``budget_min`` — the wall-time target
+  per slice (cpu: 30 min on this 2-core CPU: a lone slice gets both cores through recon's idle-core
+  rule, :func:`mri_oes.runtime.threads_for_tasks`; a dataset runs two 1-thread slices at a time).
 """
 from __future__ import annotations
 
@@ -66,6 +67,14 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 # * by_accel 4x -> 192 channels (same 3,000 + 1,000 steps): brain8 31.78 / 0.873 (19 CPU-min; 128
 #   channels: 31.21 / 0.861, 8,000 steps of 128: 31.81 / 0.873 in 25), brain8b 35.46 / 0.917 (26 CPU-min),
 #   brain4 38.97 / 0.957 (25 CPU-min); L1-wavelet 32.87 / 0.870, 35.47 / 0.873, 39.61 / 0.942.
+# * by_accel 4x -> 7,000 training steps (stop 18), sized for a lone slice on both cores (2 threads: 1.96x
+#   the 1-thread speed, 192 channels on 230x180; recon gives a lone slice the idle cores): brain8 32.42 /
+#   0.885 (37 CPU-min = ~19 min wall at 2 threads; 3,000 steps: 31.78), still rising ~0.1 dB per 1,000.
+#   More steps beat a wider net at equal time: 256 channels (density 0.26, the same kept weights) gave
+#   32.17 after 5,000 steps in 41 CPU-min.
+# * precision float32: bfloat16 autocast runs 1.9x faster per step on this CPU (benchmarks/precision.py)
+#   but fitted worse per step: brain8 4x, 192 channels, 31.05 at step 3,000 (float32 31.78), 31.96 after
+#   8,000 (22 CPU-min); 256 channels 32.06 after 5,000 (float32 32.17). Not adopted (one run each).
 _CPU = {
     "generator": "deep-decoder", "operator": "maps", "levels": 5, "width": 0.5,
     "layers": 6, "channels": 128,
@@ -75,9 +84,10 @@ _CPU = {
     "lr": 1e-2, "lr_final": None, "grad_clip": 0.0, "input_noise_std": 0.0,
     "output_average": 0.99, "precision": "float32",
     "data_consistency": True,
-    "espirit": _ESPIRIT, "threads": 1, "budget_min": 30,
-    # 4x measures twice the values of 8x: a 192-channel net (221k weights, density 0.46 by the rule)
-    "by_accel": {4: {"channels": 192}},
+    "espirit": _ESPIRIT, "threads": 2, "budget_min": 30,
+    # 4x measures twice the values of 8x: a 192-channel net (221k weights, density 0.46 by the rule),
+    # trained longer (the 8x curves peak near 3,000 steps: brain4 8x 31.15 at 3,000, 30.79 at 5,000)
+    "by_accel": {4: {"channels": 192, "steps": 7000}},
 }
 
 PRESETS = {
@@ -85,7 +95,7 @@ PRESETS = {
     # the same recipe at the paper's step counts (OES: 40k training, 60k mask steps) and Heckel & Hand's
     # 128-channel deep decoder; NOT run here (no GPU in this session)
     "gpu": {**_CPU, "levels": 6, "width": 1.0, "channels": 128, "steps": 40000, "mask_steps": 60000,
-            "threads": None, "budget_min": None},
+            "threads": None, "budget_min": None, "by_accel": {4: {"channels": 192}}},
 }
 
 NAMES = tuple(PRESETS)
