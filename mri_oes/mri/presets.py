@@ -68,8 +68,10 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 #   channels: 31.21 / 0.861, 8,000 steps of 128: 31.81 / 0.873 in 25), brain8b 35.46 / 0.917 (26 CPU-min),
 #   brain4 38.97 / 0.957 (25 CPU-min); L1-wavelet 32.87 / 0.870, 35.47 / 0.873, 39.61 / 0.942.
 # * by_accel 4x -> 7,000 training steps (stop 18), sized for a lone slice on both cores (2 threads: 1.96x
-#   the 1-thread speed, 192 channels on 230x180; recon gives a lone slice the idle cores): brain8 32.42 /
-#   0.885 (37 CPU-min = ~19 min wall at 2 threads; 3,000 steps: 31.78), still rising ~0.1 dB per 1,000.
+#   the 1-thread speed, 192 channels on 230x180; recon gives a lone slice the idle cores), seed 0: brain8
+#   32.42 / 0.885 (37 CPU-min = ~19 min wall at 2 threads; 3,000 steps: 31.78), brain8b 36.14 / 0.920
+#   (53 CPU-min = ~27 min; its final 0.64 dB below its best: an Adam bump at step 6,800), brain4 40.26 /
+#   0.962 (48 CPU-min); L1-wavelet 32.87 / 0.870, 35.47 / 0.873, 39.61 / 0.942. Still rising ~0.1 dB per 1,000.
 #   More steps beat a wider net at equal time: 256 channels (density 0.26, the same kept weights) gave
 #   32.17 after 5,000 steps in 41 CPU-min.
 # * precision float32: bfloat16 autocast runs 1.9x faster per step on this CPU (benchmarks/precision.py)
