@@ -46,6 +46,12 @@ def check_precision(precision: str) -> None:
         raise UserError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
 
 
+def precision_identity(precision: str) -> dict:
+    """What ``precision`` adds to a run's resume identity: nothing for float32, so float32 runs keep
+    the identities they had before the option existed."""
+    return {} if precision == "float32" else {"precision": precision}
+
+
 def generation_context(precision: str, device: torch.device):
     """The autocast context of :func:`fit`'s generator passes (a no-op for ``float32``)."""
     dtype = PRECISIONS[precision]
@@ -427,7 +433,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                                 steps=steps, lr=lr, samples=samples, log_every=log_every,
                                 input_noise_std=input_noise_std, seed=seed, lr_final=lr_final,
                                 grad_clip=grad_clip, output_average=output_average,
-                                **({} if precision == "float32" else {"precision": precision}))
+                                **precision_identity(precision))
         legacy = ck_path.with_suffix(".pt")
         if legacy.is_file():
             warnings.warn(f"ignoring {legacy}: pickled checkpoints are never loaded (they can run code); "

@@ -79,9 +79,8 @@ def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Pat
                   precision="float32"):
     masks: Dict[tuple, Mask] = {}
     src = {"source": _problem_identity(source), "generator": cfg.to_dict(), "seed": int(seed), "scope": scope,
-           "min_layer_density": min_layer_density, "lr": lr, "versions": _versions_id()}
-    if precision != "float32":
-        src["precision"] = precision
+           "min_layer_density": min_layer_density, "lr": lr, "versions": _versions_id(),
+           **core.precision_identity(precision)}
     for d in densities:
         if "oes" in methods_:
             path = mask_dir / f"oes_d{_fmt_d(d)}.safetensors"
@@ -168,9 +167,7 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                      "target": _problem_identity(prob), "train_steps": train_steps, "lr": lr_case,
                      "log_every": log_every, "seed": int(seed), "scope": scope, "generator": cfg.to_dict(),
                      "mask": None if mk is None else identity_digest(mk.meta.get("identity")),
-                     "versions": _versions_id()}
-            if precision != "float32":
-                ident["precision"] = precision
+                     "versions": _versions_id(), **core.precision_identity(precision)}
             if path.is_file():   # reuse a finished case only when it is exactly this case
                 try:
                     saved = json.loads(path.read_text())
