@@ -181,6 +181,9 @@ def test_recon_takes_precision_and_steps_per_acceleration_from_the_preset(phanto
     assert (r8["steps"], r8.get("precision")) == (3, None), r8
     m8 = json.loads((out / "sparse-dip_8x" / "slices" / "phantom" / "000" / "metrics.json").read_text())
     assert m8["config"]["precision"] == "float32"   # the slice record always names it
+    # recon.json: the flags beside what each run used (its config holds the preset's base steps)
+    top = json.loads((out / "recon.json").read_text())
+    assert (top["settings"]["sparse-dip_4x"]["steps"], top["settings"]["sparse-dip_8x"]["steps"]) == (4, 3)
     rc, out2 = _recon(tmp_path / "b", phantom_h5, "sparse-dip", "--accel", "4", "--center-fraction", "0.08",
                       "--steps", "2", "--precision", "float32", accel=None)
     assert rc == 0

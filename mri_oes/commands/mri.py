@@ -39,6 +39,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -314,7 +315,10 @@ def run_recon(args) -> int:
     backend = parallel.describe_backend(workers, threads, args.gpus_per_task, args.ray_address)
     write_json(out / "recon.json", {"command": " ".join(sys.argv), "inputs": [v.describe() for v in vols],
                                     "runs": [s.run_name for s, _ in runs], "parallel": backend,
-                                    "config": {k: v for k, v in vars(args).items() if k != "func"}})
+                                    # the flags (preset keys not given: the preset's base values) ...
+                                    "config": {k: v for k, v in vars(args).items() if k != "func"},
+                                    # ... and what each run used (per-acceleration preset values applied)
+                                    "settings": {s.run_name: asdict(s) for s, _ in runs}})
 
     def log(msg):
         print(msg, file=sys.stderr)
