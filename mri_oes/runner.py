@@ -58,16 +58,20 @@ class RunConfig:
     extra: dict = field(default_factory=dict)
 
     def generator_config(self, problem) -> GeneratorConfig:
-        """The OES hourglass, or the deep decoder (``method`` deep-decoder, or ``generator`` for a
-        Sparse-DIP mask on it: the mask method is generator-agnostic)."""
+        """The OES hourglass, the deep decoder (``method`` deep-decoder, or ``generator`` for a
+        Sparse-DIP mask on it: the mask method is generator-agnostic), or Darestani & Heckel's
+        ConvDecoder (``generator`` conv-decoder; brain defaults 5 layers × 64 channels, input 8×8)."""
         mri = problem.kind == "mri"
         kind = "deep-decoder" if self.method == "deep-decoder" else (self.generator or "hourglass")
         if kind == "deep-decoder":
             return GeneratorConfig.deep_decoder(out_channels=problem.out_channels,
                                                 layers=self.layers or self.levels + 1,
                                                 width=self.channels or 128, mri=mri)
+        if kind == "conv-decoder":
+            return GeneratorConfig.convdecoder(out_channels=problem.out_channels, layers=self.layers or 5,
+                                               width=self.channels or 64, input_size=(8, 8))
         if kind != "hourglass":
-            raise UserError(f"--generator must be hourglass or deep-decoder, got {kind!r}")
+            raise UserError(f"--generator must be hourglass, deep-decoder or conv-decoder, got {kind!r}")
         return GeneratorConfig.oes(out_channels=problem.out_channels, levels=self.levels, width=self.width,
                                    mri=mri)
 
@@ -148,14 +152,14 @@ def mask_source_of(rc: RunConfig, mask: Optional[Mask]) -> str:
 
 
 def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool = True,
-        command: str = "fit", writer=None) -> dict:
+        command: str = "fit", writer=None, callback=None) -> dict:
     """Run ``rc.method`` on ``problem``; write outputs to ``out``; return the result record.
 
     The run folder is complete or absent (:class:`~mri_oes.rundir.RunDir`): files are staged in
     ``.<out>.partial`` (checkpoints too, so a killed run resumes with the same command) and renamed
     into place last. ``writer(problem, res, work_dir, record)`` (optional) writes extra outputs
-    (e.g. the fastMRI reconstruction file) before the record. ``rc.steps == 0`` learns a mask only
-    (``learn-mask``)."""
+    (e.g. the fastMRI reconstruction file) before the record; ``callback(row)`` sees every logged
+    training row (:func:`mri_oes.core.fit`). ``rc.steps == 0`` learns a mask only (``learn-mask``)."""
     from .core import check_precision
     from .rundir import RunDir
     from .schema import make_record
@@ -203,7 +207,7 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
                 output_average=rc.output_average, precision=rc.precision,
                 log_every=rc.log_every, seed=rc.seed, progress=rc.progress, desc=method,
                 checkpoint=(work / "checkpoint.safetensors") if work is not None else None,
-                identity=identity, checkpoint_every=rc.checkpoint_every)
+                identity=identity, checkpoint_every=rc.checkpoint_every, callback=callback)
         total = time.perf_counter() - t0
         n_weights = mask.n_total if mask is not None else sum(
             p.numel() for p in maskable_parameters(net).values())

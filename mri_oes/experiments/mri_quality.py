@@ -11,7 +11,9 @@ are recomputed from the saved images (``table``) whenever the metric convention 
            --method sparse-dip [--preset cpu] [--set steps=1500 lr_final=0.001 ...] [--tag NAME]
     python -m mri_oes.experiments.mri_quality table --out OUT
 
-``baselines``: zero-filled, SENSE, and L1-wavelet with λ tuned per acceleration on ANOTHER scan
+``net`` trains through the one runner (:func:`mri_oes.runner.run`, as ``recon`` does: the same seeds,
+mask learning and fit; identical numbers) and adds the data-consistent curve (``dc_*``) and the CPU
+clock (``cpu_s``) to every logged row. ``baselines``: zero-filled, SENSE, and L1-wavelet with λ tuned per acceleration on ANOTHER scan
 (``TUNE_ON``; seed 0 of that scan, grid ``L1_GRID``) then applied to the scored scan. It also runs
 the ESPIRiT variants (``ESPIRIT_VARIANTS``) for SENSE/L1 at 8×. ``table``: ``table.csv/json/md``
 (every run: final/best, with and without data-consistency projection), PSNR curves per scenario
@@ -131,21 +133,6 @@ def run_baselines(args):
 
 
 # ------------------------------------------------------------------------------------ networks
-def _generator_config(cfg, method, coils):
-    from ..generators import GeneratorConfig
-    gen = "deep-decoder" if method == "deep-decoder" else "conv-decoder" if method == "conv-decoder" \
-        else cfg["generator"]
-    out_ch = 2 * coils if cfg["operator"] == "coils" else 2
-    if gen == "hourglass":
-        g = GeneratorConfig.oes(levels=cfg["levels"], width=cfg["width"], mri=True)
-        return GeneratorConfig.from_dict({**g.to_dict(), "out_channels": out_ch})
-    if gen == "deep-decoder":
-        return GeneratorConfig.from_dict({**GeneratorConfig.deep_decoder(
-            layers=cfg["layers"], width=cfg["channels"], mri=True).to_dict(), "out_channels": out_ch})
-    return GeneratorConfig.convdecoder(out_channels=out_ch, layers=cfg["layers"], width=cfg["channels"],
-                                       input_size=(8, 8))
-
-
 def parse_sets(pairs):
     out = {}
     for s in pairs or []:
@@ -157,15 +144,30 @@ def parse_sets(pairs):
     return out
 
 
+def run_config(method: str, cfg: dict, seed: int, log_every: int, density: float):
+    """The :class:`mri_oes.runner.RunConfig` of preset dict ``cfg`` (the same fields ``recon`` passes)."""
+    from ..runner import RunConfig
+    gen = {"deep-decoder": None, "conv-decoder": "conv-decoder"}.get(method, cfg["generator"])
+    return RunConfig(method="dip" if method == "conv-decoder" else method, steps=cfg["steps"],
+                     mask_steps=cfg["mask_steps"], density=density, lr=cfg["lr"], mask_lr=cfg["lr"],
+                     lr_final=cfg["lr_final"], grad_clip=cfg["grad_clip"],
+                     input_noise_std=cfg["input_noise_std"], output_average=cfg.get("output_average", 0.0),
+                     precision=cfg.get("precision", "float32"), generator=gen, layers=cfg["layers"],
+                     channels=cfg["channels"], seed=seed, levels=cfg["levels"], width=cfg["width"],
+                     min_layer_density=cfg["min_layer_density"], log_every=log_every, progress=False)
+
+
 def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50, evaluate: bool = True):
-    """Reconstruct problem ``p`` with a network ``method`` under preset dict ``cfg``. Returns
-    ``(final, best, info)``: images in ORIGINAL units (complex ``(H, W)``, or coil images
-    ``(coils, H, W)`` for ``operator = coils``) and a record (density, sparsity, times, history)."""
+    """Reconstruct problem ``p`` with a network ``method`` under preset dict ``cfg``, through the one
+    runner (:func:`mri_oes.runner.run`, as ``recon``). Returns ``(final, best, info)``: images in
+    ORIGINAL units (complex ``(H, W)``, or coil images ``(coils, H, W)`` for ``operator = coils``) and a
+    record (density, sparsity, times, history with the data-consistent curve ``dc_*``)."""
     import torch
-    from .. import methods
+    from ..generators import build_generator
     from ..masks import maskable_parameters
     from ..mri import presets
-    from ..problem import measurement_count
+    from ..problem import Problem, measurement_count
+    from ..runner import run
     from operators.mri_coils import CoilImagesMRI
     t_start = time.process_time()
     coils = p.maps.shape[0]
@@ -183,44 +185,32 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
             out.update({f"dc_{k}": v for k, v in _image_metrics(p, raw, kind, dc=True).items() if k != "nmse"})
         return out
 
-    gcfg = _generator_config(cfg, method, coils)
-    net, z, seeds = methods.setup_generator(gcfg, p.image_shape, seed)
-    n_w = sum(v.numel() for v in maskable_parameters(net, "weights").values())
-    n_meas = measurement_count(op)   # measured real values: 2 · coils · sampled k-space entries
-    mask, mres, t_mask = None, None, 0.0
-    if method == "sparse-dip":
-        density = cfg["density"] or presets.density_for(n_meas, n_w, cfg["kept_per_measurement"],
-                                                        cfg["density_min"], cfg["density_max"])
-        t0 = time.process_time()
-        mask, mres = methods.learn_oes_mask(net, z, op, p.y, density, steps=cfg["mask_steps"], lr=cfg["lr"],
-                                            seed=seed, min_layer_density=cfg["min_layer_density"],
-                                            meta={"generator": gcfg.to_dict()},
-                                            precision=cfg.get("precision", "float32"))
-        t_mask = time.process_time() - t0
-    t_fit0 = time.process_time()
-
-    def cb(row):
+    def cb(row):   # the CPU clock of the curves (mask learning included)
         row["cpu_s"] = time.process_time() - t_start
 
-    res = methods.train_generator(net, z, op, p.y, steps=cfg["steps"], mask=mask, lr=cfg["lr"],
-                                  evaluate=evaluate_fn if evaluate and p.reference is not None else None,
-                                  log_every=log_every, input_noise_std=cfg["input_noise_std"], seed=seed,
-                                  callback=cb, lr_final=cfg["lr_final"], grad_clip=cfg["grad_clip"],
-                                  output_average=cfg.get("output_average", 0.0),
-                                  precision=cfg.get("precision", "float32"))
-    t_fit = time.process_time() - t_fit0
+    gp = Problem(op, p.y, tuple(p.image_shape), kind="mri", info={"kind": "mri", "task": "mri"},
+                 evaluate=evaluate_fn if evaluate and p.reference is not None else None)
+    n_meas = measurement_count(op)   # measured real values: 2 · coils · sampled k-space entries
+    rc = run_config(method, cfg, seed, log_every, density=0.5)
+    n_w = sum(v.numel() for v in maskable_parameters(
+        build_generator(rc.generator_config(gp), 0, gp.image_hw), "weights").values())
+    if method == "sparse-dip":
+        rc.density = cfg["density"] or presets.density_for(n_meas, n_w, cfg["kept_per_measurement"],
+                                                           cfg["density_min"], cfg["density_max"])
+    rec = run(gp, rc, None, save_outputs=False, command="mri-quality", callback=cb)
+    res, mask = rec["_result"], rec["_mask"]
     final = unscaled(res.output)
     best = unscaled(res.best_output) if res.best_output is not None else final
-    info = {"config": cfg, "generator": gcfg.to_dict(), "seeds": seeds, "n_weights": n_w,
-            "n_measurements": n_meas, "density": mask.density if mask is not None else 1.0,
-            "sparsity": mask.sparsity if mask is not None else 0.0, "steps": cfg["steps"],
-            "mask_steps": cfg["mask_steps"] if mask is not None else 0, "time_mask_s": t_mask,
-            "time_fit_s": t_fit, "time_total_s": time.process_time() - t_start,
-            "time_s_per_step": t_fit / max(cfg["steps"], 1), "best_step": res.best_step,
+    t_mask = rec["mask_learning"]["time_s"] if "mask_learning" in rec else 0.0
+    info = {"config": cfg, "generator": rec["generator"], "seeds": rec["seeds"], "n_weights": n_w,
+            "n_measurements": n_meas, "density": rec["density"], "sparsity": rec["sparsity"],
+            "steps": cfg["steps"], "mask_steps": cfg["mask_steps"] if mask is not None else 0,
+            "time_mask_s": t_mask, "time_fit_s": res.wall_time_s, "time_total_s": time.process_time() - t_start,
+            "time_s_per_step": res.wall_time_s / max(cfg["steps"], 1), "best_step": res.best_step,
             "final_metrics": res.final_metrics, "best_metrics": res.best_metrics,
-            "last_metrics": res.last_metrics,
-            "diverged": res.diverged, "image": kind,
-            "history": res.history, "mask_history": mres.history if mres is not None else None}
+            "last_metrics": res.last_metrics, "diverged": res.diverged, "image": kind,
+            "history": res.history,
+            "mask_history": rec["mask_learning"]["history"] if "mask_learning" in rec else None}
     return final, best, info
 
 
