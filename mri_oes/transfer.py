@@ -14,6 +14,9 @@ One generic driver, :func:`run_transfer`, takes a source :class:`Problem` and na
   ``z`` (rebuilt at the target's image size: hourglass weights do not depend on the size) through
   :func:`methods.train_generator` and writes ``cases/<id>.json`` atomically; a rerun skips finished
   cases.
+* MRI with recon's network (``mri-oes transfer --mri … --preset cpu|gpu``): the preset's generator
+  and fit options (``fit_options``) for every case, and with data consistency each case's ``final`` is
+  the image projected onto its target's measured k-space, ``final_network`` the network output.
 * Outputs: ``table.csv`` + ``table.json`` (scenario × method × density → final/best PSNR/SSIM, step of
   best, kept weights, kept-weights-per-measurement ratio), ``psnr_<scenario>.png`` curves and
   ``layer_density_d<d>.png`` (per-layer density, OES vs IMP).
@@ -28,7 +31,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
@@ -136,9 +139,14 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                  imp_steps_per_round: int = 500, imp_rounds: Optional[int] = None, lr: float = 1e-2,
                  dense_lr: Optional[float] = None, scope: str = "weights", min_layer_density: float = 0.0,
                  log_every: int = 50, progress: bool = False, extra_info: Optional[dict] = None,
-                 labels: Optional[Dict[str, dict]] = None, precision: str = "float32") -> dict:
+                 labels: Optional[Dict[str, dict]] = None, precision: str = "float32",
+                 fit_options: Optional[dict] = None, final_image: Optional[Dict[str, Callable]] = None) -> dict:
     """Run every (target, mask source, density) case; returns ``{"rows": [...], "out_dir": ...}``.
-    ``labels[target key]``: the table columns ``scenario``, ``task``, ``scan``, ``accel`` of a target."""
+    ``labels[target key]``: the table columns ``scenario``, ``task``, ``scan``, ``accel`` of a target.
+    ``fit_options``: more :func:`methods.train_generator` options for every case (``lr_final``,
+    ``grad_clip``, ``input_noise_std``, ``output_average``: the MRI preset's). ``final_image[target
+    key](output) -> metrics`` (MRI data consistency): the case's ``final`` is then the metrics of that
+    image and ``final_network`` those of the network's output (``best`` is comparable to the latter)."""
     out = Path(out_dir)
     (out / "cases").mkdir(parents=True, exist_ok=True)
     densities = [check_density(d) for d in densities]
@@ -150,10 +158,12 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                           scope=scope, min_layer_density=min_layer_density, log_every=log_every,
                           progress=progress, precision=precision)
     rows = []
+    fit_options = dict(fit_options or {})
     case_config = {"densities": densities, "mask_sources": list(methods_), "mask_steps": mask_steps,
                    "steps": train_steps, "imp_steps": imp_steps_per_round, "imp_rounds": imp_rounds, "lr": lr,
                    "dense_lr": dense_lr or lr, "scope": scope, "min_layer_density": min_layer_density,
-                   "generator": cfg.to_dict(), "precision": precision, **(extra_info or {})}
+                   "generator": cfg.to_dict(), "precision": precision, **fit_options,
+                   "data_consistency": bool(final_image), **(extra_info or {})}
     for scen, prob in targets.items():
         n_meas = measurement_count(prob.operator)
         cases = ([("none", 1.0)] if "none" in methods_ else []) + \
@@ -167,7 +177,9 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                      "target": _problem_identity(prob), "train_steps": train_steps, "lr": lr_case,
                      "log_every": log_every, "seed": int(seed), "scope": scope, "generator": cfg.to_dict(),
                      "mask": None if mk is None else identity_digest(mk.meta.get("identity")),
-                     "versions": _versions_id(), **core.precision_identity(precision)}
+                     "versions": _versions_id(), **core.precision_identity(precision), **fit_options}
+            if final_image and scen in final_image:   # absent otherwise: earlier cases keep their identity
+                ident["data_consistency"] = True
             if path.is_file():   # reuse a finished case only when it is exactly this case
                 try:
                     saved = json.loads(path.read_text())
@@ -192,8 +204,12 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                                           evaluate=prob.evaluate, log_every=log_every,
                                           seed=core.derive_seed(seed, "transfer-train"), progress=progress,
                                           checkpoint=out / "cases" / f"{cid}.ckpt.safetensors",
-                                          identity=ident, desc=cid, precision=precision)
+                                          identity=ident, desc=cid, precision=precision, **fit_options)
             s = res.summary()
+            final, extra = s["final"], {}
+            if final_image and scen in final_image and not res.diverged:
+                final = {**final, **final_image[scen](res.output)}
+                extra = {"final_network": s["final"], "data_consistency": True}
             lab = (labels or {}).get(scen, {})
             row = make_record(
                 command="transfer", method="dip" if mask is None else "sparse-dip", mask_source=method,
@@ -202,13 +218,13 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                 steps=train_steps, mask_steps=mask_steps if method == "oes" else 0,
                 lr=(dense_lr or lr) if method == "none" else lr, seed=seed,
                 seeds={"seed": seed, "train_seed": core.derive_seed(seed, "transfer-train")},
-                final=s["final"], best=s["best"], best_step=s["best_step"],
+                final=final, best=s["best"], best_step=s["best_step"],
                 time_total_s=s["wall_time_s"], time_fit_s=s["wall_time_s"], device=str(z.device),
                 diverged=res.diverged, config=case_config, task=lab.get("task"), scan=lab.get("scan"),
                 scenario=lab.get("scenario", scen), accel=lab.get("accel"),
                 case=cid, target_key=scen, requested_density=d, final_loss=s["final"].get("data_loss"),
                 collapse=collapse, image_hw=list(prob.image_hw), target=prob.info,
-                curve=[[h["step"], h.get("psnr"), h.get("time_s")] for h in res.history])
+                curve=[[h["step"], h.get("psnr"), h.get("time_s")] for h in res.history], **extra)
             write_json(path, {**row, "identity": ident})
             rows.append(row)
     _write_outputs(out, rows, masks, {"source": source.info, "generator": cfg.to_dict(), "seed": seed,
@@ -367,18 +383,28 @@ def natural_transfer(images: Dict[str, torch.Tensor], out_dir, *, source: Option
                         extra_info={"kind": "natural", "source_image": source, "source_task": source_task}, **kw)
 
 
+def _projected_metrics(p, x_hat) -> dict:
+    """fastMRI metrics of a network output (scaled, batch axis first) projected onto ``p``'s data."""
+    x = p.unscale(x_hat)
+    m = p.metrics(p.data_consistency(x[0] if x.ndim == 3 else x))
+    return {k: m[k] for k in ("psnr", "ssim", "nmse")} if m else {}
+
+
 def mri_transfer(source_file, out_dir, *, source_slice: int = 0, targets: Sequence[tuple] = (),
                  accels: Sequence[int] = (4, 8), source_accel: int = 4, cfg: Optional[GeneratorConfig] = None,
                  seed: int = 0, mask_type: str = "equispaced", center_fraction: Optional[float] = None,
-                 espirit_cache=None, **kw) -> dict:
+                 espirit_cache=None, data_consistency: bool = False, **kw) -> dict:
     """OES appendix-H protocol: OES/IMP masks learned on ``(source_file, source_slice)`` at 4×; targets
     ``self/<a>x`` (the source slice) and ``cross-<i>/<a>x`` for ``targets`` = ``[(file, slice), ...]``
     at every acceleration in ``accels``. Uses :mod:`mri_oes.mri.problem` (ESPIRiT maps, scaling,
-    fastMRI metrics). ``center_fraction`` None: fastMRI's 0.08 at 4×, 0.04 at 8×."""
+    fastMRI metrics). ``center_fraction`` None: fastMRI's 0.08 at 4×, 0.04 at 8×. ``data_consistency``:
+    every case's ``final`` is the network output projected onto its target's measured k-space (as
+    ``recon``), ``final_network`` the output itself."""
     from .mri.data import load_slice
     from .mri.problem import build_problem
 
     baselines = {}   # target key -> classical references (project defaults) for the quality-per-minute plot
+    projected = {}   # target key -> metrics of the data-consistent image of a network output
 
     def prob(file, sl_idx, accel, key):
         from .mri.baselines import METHODS as CLASSICAL, run_baseline
@@ -390,6 +416,7 @@ def mri_transfer(source_file, out_dir, *, source_slice: int = 0, targets: Sequen
                 t = time.perf_counter()
                 psnr = p.metrics(run_baseline(p, m))["psnr"]
                 baselines[key][m] = {"psnr": psnr, "time_s": time.perf_counter() - t}
+        projected[key] = lambda x, p=p: _projected_metrics(p, x)
         d = p.describe()
         info = {"file": str(file), "slice": sl_idx, "accel": accel, "scale": d.get("scale"),
                 "reference": d.get("reference")}
@@ -411,4 +438,5 @@ def mri_transfer(source_file, out_dir, *, source_slice: int = 0, targets: Sequen
     return run_transfer(src, tg, cfg, out_dir, seed=seed, labels=labels,
                         extra_info={"kind": "mri", "source": [str(source_file), source_slice, source_accel],
                                     "targets": [[str(f), s] for f, s in targets],
-                                    "baselines": {k: baselines.get(k, {}) for k in tg}}, **kw)
+                                    "baselines": {k: baselines.get(k, {}) for k in tg}},
+                        final_image={k: projected[k] for k in tg} if data_consistency else None, **kw)

@@ -2,6 +2,7 @@
 transfer (SPEC §5, §6, §7 transfer protocol). All training runs through ``core.fit``."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -190,11 +191,46 @@ def run_pai_cmd(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------- transfer
+#: transfer's defaults without --preset (the paper's protocol); --preset fills these from the MRI preset
+TRANSFER_DEFAULTS = {"steps": 2000, "mask_steps": 2000, "lr": 1e-2, "precision": "float32"}
+
+
+def _transfer_preset(args, hw):
+    """``(generator config, fit options, data consistency)`` of ``--preset`` at the source's 4x (one
+    network for every target: the masks are reused across accelerations); fills the flags not given."""
+    from ..generators import GeneratorConfig, largest_levels
+    from ..mri import presets
+    pre = presets.for_accel(presets.get(args.preset), 4)
+    for k in TRANSFER_DEFAULTS:
+        if getattr(args, k) is None:
+            setattr(args, k, pre[k])
+    if pre["generator"] == "deep-decoder":
+        cfg = GeneratorConfig.deep_decoder(layers=pre["layers"], width=pre["channels"], mri=True)
+    elif pre["generator"] == "hourglass":
+        cfg = GeneratorConfig.oes(mri=True, levels=min(pre["levels"], largest_levels(hw)), width=pre["width"])
+    else:
+        raise UserError(f"--preset {args.preset}: transfer trains the hourglass or the deep decoder, "
+                        f"not {pre['generator']!r}")
+    if pre.get("operator", "maps") != "maps":
+        raise UserError(f"--preset {args.preset}: transfer needs the maps operator, not {pre['operator']!r}")
+    fit = {k: pre[k] for k in ("lr_final", "grad_clip", "input_noise_std", "output_average")}
+    return cfg, fit, bool(pre.get("data_consistency"))
+
+
 def run_transfer_cmd(args) -> int:
     from .. import transfer
     from ..generators import GeneratorConfig, largest_levels
     from ..rundir import RunDir
+    if args.preset and not args.mri:
+        raise UserError("--preset is for MRI transfer (--mri FILE)")
     setup_runtime(args)
+    preset_cfg = None
+    if args.preset:
+        from ..mri.data import load_slice
+        preset_cfg = _transfer_preset(args, tuple(load_slice(args.mri, args.slice).kspace.shape[-2:]))
+    for k, v in TRANSFER_DEFAULTS.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
     densities = [float(d) for d in args.densities]
     kw = dict(densities=densities, methods_=args.mask_sources, mask_steps=args.mask_steps,
               train_steps=args.steps, imp_steps_per_round=args.imp_steps,
@@ -214,14 +250,20 @@ def run_transfer_cmd(args) -> int:
         hw = tuple(src.kspace.shape[-2:])
         for f, sl in targets:
             load_slice(f, sl)
-        cfg = GeneratorConfig.oes(mri=True, levels=args.levels or largest_levels(hw), width=args.width)
+        if preset_cfg is not None:
+            cfg, fit_options, dc = preset_cfg
+        else:
+            cfg = GeneratorConfig.oes(mri=True, levels=args.levels or largest_levels(hw), width=args.width)
+            fit_options, dc = None, False
         from ..statefile import file_digest
         ident = {"command": "transfer", "config": {k: v for k, v in vars(args).items()
-                                                   if k not in ("func", "progress", "out", "overwrite", "threads")},
+                                                   if k not in ("func", "progress", "out", "overwrite", "threads")
+                                                   and not (k == "preset" and v is None)},
                  "inputs": [file_digest(args.mri)] + [file_digest(f) for f, _ in targets]}
         with RunDir(out, ident, args.overwrite) as rd:
             res = transfer.mri_transfer(args.mri, rd.work, source_slice=args.slice, targets=targets,
-                                        accels=args.accels, cfg=cfg, **kw)
+                                        accels=args.accels, cfg=cfg, data_consistency=dc,
+                                        fit_options=fit_options, **kw)
             _transfer_record(rd, res, args)
     else:
         if not args.image:
@@ -326,5 +368,16 @@ def register(subparsers) -> None:
     m.add_argument("--slice", type=nonneg_int, default=0, help="slice of the source scan (default 0)")
     m.add_argument("--mri-targets", nargs="*", default=None, help="FILE:SLICE of other scans")
     m.add_argument("--accels", nargs="+", type=int, choices=(4, 8), default=[4, 8])
+    m.add_argument("--preset", choices=("cpu", "gpu"), default=None,
+                   help="train recon's network (mri_oes.mri.presets at the source's 4x: generator and width, "
+                        "lr and its schedule, output averaging, data consistency, precision; steps and mask "
+                        "steps unless given) instead of the paper's OES hourglass; the densities stay the "
+                        "protocol's. final = the data-consistent image, final_network = the network output")
+    # defaults resolved in run_transfer_cmd (from --preset when given): None marks "not given"
+    for a in p._actions:
+        if a.dest in TRANSFER_DEFAULTS:
+            a.default = None
+            h = re.sub(r"; default [^)]*\)", ")", re.sub(r" ?\(default [^)]*\)", "", a.help or ""))
+            a.help = f"{h} (default {TRANSFER_DEFAULTS[a.dest]}, or from --preset)"
     add_run_args(p, checkpoint=False)
     p.set_defaults(func=run_transfer_cmd)
