@@ -10,6 +10,9 @@ round, prune-at-init, every transfer case, the experiment scripts):
   ``magnitude``, ``snip``, ``grasp``, ``synflow``, ``file`` (given with ``--mask``).
 * ``density`` = kept fraction of the maskable weights, ``sparsity`` = 1 − density (both always).
 * ``final`` {psnr, ssim, nmse} — the final iterate (what a user gets; no early stopping).
+* ``final_network`` {psnr, ssim, nmse} — MRI with data consistency (recon, transfer ``--preset``): the
+  network's own final output, while ``final`` is that output projected onto the measured k-space; the
+  overfitting gap compares ``best`` with ``final_network`` (both raw outputs). Absent otherwise.
 * ``best`` {psnr, ssim, nmse, step} — ORACLE: the iterate with the highest PSNR against the clean
   reference, which a user does not have. For reporting the overfitting gap only. Its ssim and nmse
   are those *at the best-PSNR step* (not the best SSIM seen).
@@ -75,7 +78,8 @@ TIME_KEYS = ("total_s", "fit_s", "s_per_step")
 COLUMNS = ("command", "method", "mask_source", "task", "scan", "slice", "accel", "scenario",
            "density", "sparsity", "kept_weights", "maskable_weights", "kept_weights_per_measurement",
            "steps", "mask_steps", "lr", "seed",
-           "final_psnr", "final_ssim", "final_nmse", "best_psnr", "best_ssim", "best_nmse", "best_step",
+           "final_psnr", "final_ssim", "final_nmse",
+           "final_network_psnr", "final_network_ssim", "final_network_nmse", "best_psnr", "best_ssim", "best_nmse", "best_step",
            "full_fov_psnr", "full_fov_ssim", "full_fov_nmse", "metrics_convention",
            "time_total_s", "time_fit_s", "time_s_per_step", "device", "threads", "diverged", "run_dir")
 
@@ -164,7 +168,7 @@ def validate(rec: dict) -> None:
 def flatten(rec: dict, run_dir: Optional[str] = None) -> dict:
     """One tidy table row (the names of :data:`COLUMNS`) from a record."""
     row = {k: rec.get(k) for k in COLUMNS}
-    for part in ("final", "best"):
+    for part in ("final", "final_network", "best"):
         for k in METRIC_KEYS:
             row[f"{part}_{k}"] = (rec.get(part) or {}).get(k)
     row["best_step"] = (rec.get("best") or {}).get("step")

@@ -148,5 +148,7 @@ def test_mri_transfer_with_the_recon_preset(tmp_path, monkeypatch):
         # the projected image keeps the measured lines: never worse than the raw output here
         assert c["final"]["psnr"] >= c["final_network"]["psnr"] - 1e-6
         assert c["final"]["psnr"] != c["final_network"]["psnr"]
+    with open(out / "table.csv") as fh:   # the tidy table carries both (schema columns)
+        assert all(float(r["final_network_psnr"]) < float(r["final_psnr"]) for r in csv.DictReader(fh))
     assert main(["transfer", "skimage:coffee", "--preset", "cpu", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
