@@ -97,8 +97,17 @@ class GeneratorConfig:
 
     @classmethod
     def deep_decoder(cls, out_channels=3, layers=6, width=128, mri=False) -> "GeneratorConfig":
-        return cls("deep-decoder", out_channels=2 if mri else out_channels, channels=(width,) * layers,
-                   input_channels=width, sigmoid=not mri)
+        """Heckel & Hand's deep decoder: ``layers`` 1×1-conv layers of ``width`` channels, or ``width``
+        a list of per-layer widths (its length is the depth; e.g. a narrower full-resolution layer,
+        where most of the compute is)."""
+        if isinstance(width, (list, tuple)):
+            chans = tuple(int(c) for c in width)
+            if layers is not None and layers != len(chans):
+                raise ValueError(f"deep decoder: {len(chans)} per-layer widths for {layers} layers")
+        else:
+            chans = (int(width),) * layers
+        return cls("deep-decoder", out_channels=2 if mri else out_channels, channels=chans,
+                   input_channels=chans[0], sigmoid=not mri)
 
     @classmethod
     def convdecoder(cls, out_channels=2, layers=8, width=160, input_size=(8, 4)) -> "GeneratorConfig":

@@ -43,7 +43,7 @@ class RunConfig:
     sgld_std: float = 0.0
     generator: Optional[str] = None       # None: hourglass (deep decoder for method deep-decoder)
     layers: Optional[int] = None          # deep decoder depth (None: levels + 1)
-    channels: Optional[int] = None        # deep decoder channels (None: 128)
+    channels: Optional[object] = None     # deep decoder channels, or per-layer widths (None: 128)
     lr_final: Optional[float] = None      # cosine decay of the weights' lr to this value (None: constant)
     grad_clip: float = 0.0                # global gradient-norm clip (0: off)
     input_noise_std: float = 0.0          # z + N(0, std²) each step (0: off)
@@ -65,7 +65,8 @@ class RunConfig:
         kind = "deep-decoder" if self.method == "deep-decoder" else (self.generator or "hourglass")
         if kind == "deep-decoder":
             return GeneratorConfig.deep_decoder(out_channels=problem.out_channels,
-                                                layers=self.layers or self.levels + 1,
+                                                layers=len(self.channels) if isinstance(self.channels, (list, tuple))
+                                                else self.layers or self.levels + 1,
                                                 width=self.channels or 128, mri=mri)
         if kind == "conv-decoder":
             return GeneratorConfig.convdecoder(out_channels=problem.out_channels, layers=self.layers or 5,

@@ -32,6 +32,24 @@ def test_oes_net_parameter_counts_match_the_paper():
     assert count_parameters(build_generator(GeneratorConfig.oes(levels=5), 0)) == 2_040_803
 
 
+def test_deep_decoder_takes_per_layer_widths():
+    """A list of widths sets each layer (here a narrower full-resolution layer): exact weight count,
+    the runner builds it from a list of ``channels``, and a depth that disagrees is refused."""
+    from mri_oes.problem import Problem
+    from mri_oes.runner import RunConfig
+    cfg = GeneratorConfig.deep_decoder(layers=3, width=[16, 16, 4], mri=True)
+    net = build_generator(cfg, 0, (32, 32))
+    assert cfg.channels == (16, 16, 4) and cfg.input_channels == 16
+    # maskable weights: the 1x1 convs 16->16, 16->16, 16->4 and the head 4->2
+    assert sum(p.numel() for p in maskable_parameters(net).values()) == 16 * 16 * 2 + 16 * 4 + 4 * 2
+    assert net(torch.zeros(1, 16, 8, 8)).shape == (1, 2, 32, 32)
+    op = O.Denoise((2, 32, 32))
+    rc = RunConfig(method="sparse-dip", generator="deep-decoder", channels=[16, 16, 4], layers=6)
+    assert rc.generator_config(Problem(op, torch.zeros(1, 2, 32, 32), (32, 32))).channels == (16, 16, 4)
+    with pytest.raises(ValueError, match="3 per-layer widths for 6 layers"):
+        GeneratorConfig.deep_decoder(layers=6, width=[16, 16, 4])
+
+
 def test_too_small_image_gives_clear_error():
     with pytest.raises(UserError, match="too small for a 6-level hourglass"):
         build_generator(GeneratorConfig.oes(), 0, image_hw=(64, 64))

@@ -69,7 +69,7 @@ class Settings:
     levels_cap: Optional[int] = None          # ... at most this deep (the preset's depth)
     generator: Optional[str] = None           # sparse-dip: hourglass or deep-decoder (None: hourglass)
     layers: Optional[int] = None              # deep decoder depth / channels (deep-decoder, sparse-dip on it)
-    channels: Optional[int] = None
+    channels: Optional[object] = None         # an int, or per-layer widths (a list)
     density_rule: Optional[dict] = None       # sparse-dip without --density: presets.density_for(**rule)
     data_consistency: bool = False            # project the final image onto the measured k-space
     lr_final: Optional[float] = None
