@@ -161,7 +161,9 @@ def test_recon_preset_sizes_the_network_per_acceleration(phantom_h5, tmp_path):
     for accel in (4, 8):
         run = json.loads((out / f"sparse-dip_{accel}x" / "run.json").read_text())
         assert run["channels"] == presets.for_accel(cpu, accel)["channels"], (accel, run)
-    assert presets.for_accel(cpu, 4)["channels"] > presets.for_accel(cpu, 8)["channels"]
+    def widest(c):
+        return max(c) if isinstance(c, list) else c
+    assert widest(presets.for_accel(cpu, 4)["channels"]) > widest(presets.for_accel(cpu, 8)["channels"])
 
 
 def test_recon_takes_precision_and_steps_per_acceleration_from_the_preset(phantom_h5, tmp_path, monkeypatch):
@@ -170,15 +172,18 @@ def test_recon_takes_precision_and_steps_per_acceleration_from_the_preset(phanto
     from mri_oes.mri import presets
     patched = presets.get("cpu")
     patched.update(steps=3, mask_steps=2)
-    patched["by_accel"] = {4: {"channels": 8, "steps": 4, "precision": "bfloat16"}}
+    patched["by_accel"] = {4: {"channels": [8, 8, 8, 8, 8, 4], "steps": 4, "precision": "bfloat16",
+                               "lr_final": 1e-3}}
     monkeypatch.setitem(presets.PRESETS, "cpu", patched)
     rc, out = _recon(tmp_path, phantom_h5, "sparse-dip", "--accel", "4", "8", "--center-fraction", "0.08",
                      accel=None)
     assert rc == 0
     r4, r8 = (json.loads((out / f"sparse-dip_{a}x" / "run.json").read_text()) for a in (4, 8))
-    assert (r4["steps"], r4["precision"], r4["channels"]) == (4, "bfloat16", 8), r4
+    assert (r4["steps"], r4["precision"], r4["channels"], r4["lr_final"]) == (4, "bfloat16", [8] * 5 + [4], 1e-3), r4
     # run.json is the resume identity: float32 runs leave precision out (the identity they always had)
-    assert (r8["steps"], r8.get("precision")) == (3, None), r8
+    assert (r8["steps"], r8.get("precision"), r8["lr_final"]) == (3, None, patched["lr_final"]), r8
+    m4 = json.loads((out / "sparse-dip_4x" / "slices" / "phantom" / "000" / "metrics.json").read_text())
+    assert m4["generator"]["channels"] == [8] * 5 + [4]   # the per-layer widths reach the network
     m8 = json.loads((out / "sparse-dip_8x" / "slices" / "phantom" / "000" / "metrics.json").read_text())
     assert m8["config"]["precision"] == "float32"   # the slice record always names it
     # recon.json: the flags beside what each run used (its config holds the preset's base steps)

@@ -270,9 +270,9 @@ def run_recon(args) -> int:
                          layers=args.layers if method in ("sparse-dip", "deep-decoder") else None,
                          channels=pa["channels"]
                          if method in ("sparse-dip", "deep-decoder") else None,
-                         lr_final=args.lr_final, grad_clip=args.grad_clip or 0.0,
-                         input_noise_std=args.input_noise_std or 0.0,
-                         output_average=args.output_average or 0.0, precision=pv("precision"),
+                         lr_final=pa["lr_final"], grad_clip=pa["grad_clip"] or 0.0,
+                         input_noise_std=pa["input_noise_std"] or 0.0,
+                         output_average=pa["output_average"] or 0.0, precision=pv("precision"),
                          mask_path=str(Path(args.mask_path).resolve()) if (args.mask_path and method == "sparse-dip") else None,
                          min_layer_density=pv("min_layer_density"), lr=pv("lr"), levels=args.levels,
                          scope=args.scope, mask_lr=args.mask_lr, temperature=args.temperature, lam=args.lam,
