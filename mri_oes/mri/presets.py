@@ -8,7 +8,8 @@ density rule into a density for one problem. Every field (values measured in
   or ``conv-decoder``; ``operator`` — ``maps`` (``A = M F S``, ESPIRiT) or ``coils`` (maps-free
   :class:`operators.mri_coils.CoilImagesMRI`, the generator outputs ``2·coils`` channels).
 * ``levels``, ``width`` — hourglass scales and channel multiplier (``GeneratorConfig.oes``);
-  ``layers``, ``channels`` — deep decoder / ConvDecoder depth and width.
+  ``layers``, ``channels`` — deep decoder / ConvDecoder depth and width (``channels`` may be a list of
+  per-layer widths; its length is then the depth).
 * ``steps`` — training steps (dense and sparse; the FINAL iterate is the result, no early stop);
   ``mask_steps`` — OES mask-learning steps for ``sparse-dip`` with a density.
 * ``kept_per_measurement`` — density rule: keep this many weights per measured real value
