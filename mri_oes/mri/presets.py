@@ -78,12 +78,12 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 # * precision float32: bfloat16 autocast runs 1.9x faster per step on this CPU (benchmarks/precision.py)
 #   but fitted worse per step: brain8 4x, 192 channels, 31.05 at step 3,000 (float32 31.78), 31.96 after
 #   8,000 (22 CPU-min); 256 channels 32.06 after 5,000 (float32 32.17). Not adopted (one run each).
-# * by_accel 4x -> a narrower full-resolution layer, 12,000 steps, cosine lr decay (stop 19). Most of a
-#   step is the full-resolution 192x192 1x1 conv (profile: 65 % of a step in conv forward/backward); widths
-#   [192]*5 + [64] run 1.75x faster per step and fit no worse: brain8 4x 31.89 at 3,000 steps (full width
-#   31.78) in 11 CPU-min (19); 12,000 steps 32.80 / 0.889 in 36 CPU-min (full width, 7,000 steps: 32.42
-#   in 37). Cosine decay 1e-2 -> 1e-3: brain8 32.41 (constant 32.42), brain8b 36.39 / 0.919 with its final
-#   at its best (constant: 36.14, 0.64 dB below its best after an Adam bump at step 6,800).
+# * by_accel 4x -> cosine lr decay 1e-2 -> 1e-3 over the 7,000 steps (stop 19): brain8 32.41 / 0.882
+#   (constant 32.42), brain8b 36.39 / 0.919 with its final at its best (constant: 36.14, 0.64 dB below its
+#   best after an Adam bump at step 6,800). Not adopted: a narrower full-resolution layer (channels
+#   [192]*5 + [64]; that layer is most of a step's compute), 1.75x faster per step: brain8 32.80 / 0.889
+#   after 12,000 steps in 36 CPU-min (seed 0), but on brain8b the sparse net stopped training at step ~200
+#   (loss flat at 0.0084, 26.1 dB after DC): collapse at this width is not ruled out.
 _CPU = {
     "generator": "deep-decoder", "operator": "maps", "levels": 5, "width": 0.5,
     "layers": 6, "channels": 128,
@@ -94,10 +94,10 @@ _CPU = {
     "output_average": 0.99, "precision": "float32",
     "data_consistency": True,
     "espirit": _ESPIRIT, "threads": 2, "budget_min": 30,
-    # 4x measures twice the values of 8x: a 192-channel net (64 at full resolution; 199k weights,
-    # density 0.5 by the rule), trained longer with lr decay (the 8x curves peak near 3,000 steps: brain4
-    # 8x 31.15 at 3,000, 30.79 at 5,000)
-    "by_accel": {4: {"channels": [192, 192, 192, 192, 192, 64], "steps": 12000, "lr_final": 1e-3}},
+    # 4x measures twice the values of 8x: a 192-channel net (221k weights, density 0.46 by the rule),
+    # trained longer with lr decay (the 8x curves peak near 3,000 steps: brain4 8x 31.15 at 3,000, 30.79
+    # at 5,000)
+    "by_accel": {4: {"channels": 192, "steps": 7000, "lr_final": 1e-3}},
 }
 
 PRESETS = {
