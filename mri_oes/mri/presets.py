@@ -83,7 +83,8 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 #   best after an Adam bump at step 6,800). Not adopted: a narrower full-resolution layer (channels
 #   [192]*5 + [64]; that layer is most of a step's compute), 1.75x faster per step: brain8 32.80 / 0.889
 #   after 12,000 steps in 36 CPU-min (seed 0), but on brain8b the sparse net stopped training at step ~200
-#   (loss flat at 0.0084, 26.1 dB after DC): collapse at this width is not ruled out.
+#   (loss flat at 0.0084, 26.1 dB after DC): its OES mask keeps 4 of the 128 output-head weights (3.1 %;
+#   the per-layer floor 0.005 does not protect so small a layer).
 _CPU = {
     "generator": "deep-decoder", "operator": "maps", "levels": 5, "width": 0.5,
     "layers": 6, "channels": 128,
