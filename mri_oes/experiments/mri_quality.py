@@ -163,10 +163,8 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
     ORIGINAL units (complex ``(H, W)``, or coil images ``(coils, H, W)`` for ``operator = coils``) and a
     record (density, sparsity, times, history with the data-consistent curve ``dc_*``)."""
     import torch
-    from ..generators import build_generator
-    from ..masks import maskable_parameters
-    from ..mri import presets
-    from ..problem import Problem, measurement_count
+    from ..mri.volume import density_from_rule
+    from ..problem import Problem
     from ..runner import run
     from operators.mri_coils import CoilImagesMRI
     t_start = time.process_time()
@@ -190,20 +188,18 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
 
     gp = Problem(op, p.y, tuple(p.image_shape), kind="mri", info={"kind": "mri", "task": "mri"},
                  evaluate=evaluate_fn if evaluate and p.reference is not None else None)
-    n_meas = measurement_count(op)   # measured real values: 2 · coils · sampled k-space entries
     rc = run_config(method, cfg, seed, log_every, density=0.5)
-    n_w = sum(v.numel() for v in maskable_parameters(
-        build_generator(rc.generator_config(gp), 0, gp.image_hw), "weights").values())
-    if method == "sparse-dip":
-        rc.density = cfg["density"] or presets.density_for(n_meas, n_w, cfg["kept_per_measurement"],
-                                                           cfg["density_min"], cfg["density_max"])
+    if method == "sparse-dip":   # recon's density rule (kept weights per measured real value)
+        rc.density = cfg["density"] or density_from_rule(gp, rc, {k: cfg[k] for k in (
+            "kept_per_measurement", "density_min", "density_max")})
     rec = run(gp, rc, None, save_outputs=False, command="mri-quality", callback=cb)
     res, mask = rec["_result"], rec["_mask"]
     final = unscaled(res.output)
     best = unscaled(res.best_output) if res.best_output is not None else final
     t_mask = rec["mask_learning"]["time_s"] if "mask_learning" in rec else 0.0
-    info = {"config": cfg, "generator": rec["generator"], "seeds": rec["seeds"], "n_weights": n_w,
-            "n_measurements": n_meas, "density": rec["density"], "sparsity": rec["sparsity"],
+    info = {"config": cfg, "generator": rec["generator"], "seeds": rec["seeds"], "n_weights": rec["maskable_weights"],
+            "n_measurements": rec["measurements"],   # measured real values: 2 · coils · sampled entries
+            "density": rec["density"], "sparsity": rec["sparsity"],
             "steps": cfg["steps"], "mask_steps": cfg["mask_steps"] if mask is not None else 0,
             "time_mask_s": t_mask, "time_fit_s": res.wall_time_s, "time_total_s": time.process_time() - t_start,
             "time_s_per_step": res.wall_time_s / max(cfg["steps"], 1), "best_step": res.best_step,

@@ -255,7 +255,7 @@ def _network(job: SliceJob) -> dict:
                    mask_path=s.mask_path, progress=s.progress, scope=s.scope, temperature=s.temperature,
                    lam=s.lam, fresh_init=s.fresh_init)
     if s.method == "sparse-dip" and s.density is None and s.density_rule and not s.mask_path:
-        rc.density = _density_from_rule(gp, rc, s.density_rule)
+        rc.density = density_from_rule(gp, rc, s.density_rule)
     zf = _zf_metrics(p, job.data_range)
 
     def writer(problem, res, work, record):
@@ -276,7 +276,7 @@ def _network(job: SliceJob) -> dict:
     return rec
 
 
-def _density_from_rule(gp, rc, rule: dict) -> float:
+def density_from_rule(gp, rc, rule: dict) -> float:
     """Density keeping ``rule["kept_per_measurement"]`` weights per measured real value, clipped to
     ``[density_min, density_max]`` (:func:`.presets.density_for`), for ``rc``'s generator."""
     from ..generators import build_generator
