@@ -61,19 +61,22 @@ class RunConfig:
         """The OES hourglass, the deep decoder (``method`` deep-decoder, or ``generator`` for a
         Sparse-DIP mask on it: the mask method is generator-agnostic), or Darestani & Heckel's
         ConvDecoder (``generator`` conv-decoder; brain defaults 5 layers × 64 channels, input 8×8)."""
-        mri = problem.kind == "mri"
+        return self.generator_config_for(problem.out_channels, mri=problem.kind == "mri")
+
+    def generator_config_for(self, out_channels: int, mri: bool) -> GeneratorConfig:
+        """:meth:`generator_config` for a network of ``out_channels`` outputs (before a problem exists)."""
         kind = "deep-decoder" if self.method == "deep-decoder" else (self.generator or "hourglass")
         if kind == "deep-decoder":
-            return GeneratorConfig.deep_decoder(out_channels=problem.out_channels,
+            return GeneratorConfig.deep_decoder(out_channels=out_channels,
                                                 layers=len(self.channels) if isinstance(self.channels, (list, tuple))
                                                 else self.layers or self.levels + 1,
                                                 width=self.channels or 128, mri=mri)
         if kind == "conv-decoder":
-            return GeneratorConfig.convdecoder(out_channels=problem.out_channels, layers=self.layers or 5,
+            return GeneratorConfig.convdecoder(out_channels=out_channels, layers=self.layers or 5,
                                                width=self.channels or 64, input_size=(8, 8))
         if kind != "hourglass":
             raise UserError(f"--generator must be hourglass, deep-decoder or conv-decoder, got {kind!r}")
-        return GeneratorConfig.oes(out_channels=problem.out_channels, levels=self.levels, width=self.width,
+        return GeneratorConfig.oes(out_channels=out_channels, levels=self.levels, width=self.width,
                                    mri=mri)
 
 

@@ -198,19 +198,17 @@ TRANSFER_DEFAULTS = {"steps": 2000, "mask_steps": 2000, "lr": 1e-2, "precision":
 def _transfer_preset(args, hw):
     """``(generator config, fit options, data consistency)`` of ``--preset`` at the source's 4x (one
     network for every target: the masks are reused across accelerations); fills the flags not given."""
-    from ..generators import GeneratorConfig, largest_levels
+    from ..generators import largest_levels
     from ..mri import presets
+    from ..runner import RunConfig
     pre = presets.for_accel(presets.get(args.preset), 4)
     for k in TRANSFER_DEFAULTS:
         if getattr(args, k) is None:
             setattr(args, k, pre[k])
-    if pre["generator"] == "deep-decoder":
-        cfg = GeneratorConfig.deep_decoder(layers=pre["layers"], width=pre["channels"], mri=True)
-    elif pre["generator"] == "hourglass":
-        cfg = GeneratorConfig.oes(mri=True, levels=min(pre["levels"], largest_levels(hw)), width=pre["width"])
-    else:
-        raise UserError(f"--preset {args.preset}: transfer trains the hourglass or the deep decoder, "
-                        f"not {pre['generator']!r}")
+    # the runner's choice of network (as recon); the maps operator's network has 2 outputs
+    cfg = RunConfig(method="sparse-dip", generator=pre["generator"], layers=pre["layers"], channels=pre["channels"],
+                    levels=min(pre["levels"], largest_levels(hw)), width=pre["width"]
+                    ).generator_config_for(2, mri=True)
     if pre.get("operator", "maps") != "maps":
         raise UserError(f"--preset {args.preset}: transfer needs the maps operator, not {pre['operator']!r}")
     fit = {k: pre[k] for k in ("lr_final", "grad_clip", "input_noise_std", "output_average")}
