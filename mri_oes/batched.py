@@ -218,7 +218,7 @@ def fit_batched(nets: Sequence[nn.Module], zs: Sequence[torch.Tensor], operators
         outs = []
         for b in range(B):   # views into the stacked tensors: gradients and BN updates land there
             zb = zin[b]
-            if core.CPU_CHANNELS_LAST and zb.device.type == "cpu" and zb.dim() == 4:
+            if core.use_channels_last(zb):
                 zb = zb.contiguous(memory_format=torch.channels_last)   # as core.fit does
             outs.append(functional_call(template, {**{k: v[b] for k, v in w.items()},
                                                    **{k: v[b] for k, v in buffers.items()}}, (zb,), strict=False))

@@ -233,6 +233,8 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
             accel=problem.info.get("accel"),
             parameters=count_parameters(net), generator=cfg.to_dict(), problem=problem.info,
             operator=problem.operator.describe(), collapse=report,
+            # a starved layer (e.g. an output head keeping 3 % while hidden layers keep 50 %) shows here
+            per_layer_density=mask.per_layer_density() if mask is not None else None,
             history=res.history if res is not None else [])
         if mask_res is not None:
             record["mask_learning"] = {"history": mask_res.history, "time_s": mask_res.wall_time_s,

@@ -137,16 +137,53 @@ def test_dense_dip_loss_decreases_and_reaches_psnr(denoise_case):
     assert res.best_metrics["psnr"] > 23.0
 
 
-def test_sparse_training_keeps_pruned_weights_at_init(denoise_case):
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_sparse_training_keeps_pruned_weights_at_init(denoise_case, monkeypatch, channels_last):
+    """Pruned weights stay at their init; kept weights of EVERY layer train, the first included (its
+    input z needs no gradient, so its backward computes the weight gradient alone - the case one CI
+    machine got wrong under channels_last, see core.cpu_channels_last_ok)."""
     img, A, y = denoise_case
+    monkeypatch.setattr(core, "CPU_CHANNELS_LAST", channels_last)
     net, z, _ = methods.setup_generator(SMALL, (64, 64), 0)
     init = {k: p.detach().clone() for k, p in net.named_parameters()}
-    m = topk_mask({k: torch.rand(p.shape) for k, p in maskable_parameters(net).items()}, 0.2, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    m = topk_mask({k: torch.rand(p.shape, generator=gen) for k, p in maskable_parameters(net).items()},
+                  0.2, seed=0)
     methods.train_generator(net, z, A, y, steps=20, mask=m)
+    params = dict(net.named_parameters())
     for k, keep in m.keep.items():
-        p = dict(net.named_parameters())[k].detach()
-        assert torch.equal(p[~keep], init[k][~keep])        # pruned: untouched (and unused)
-        assert not torch.equal(p[keep], init[k][keep])       # kept: trained
+        assert torch.equal(params[k].detach()[~keep], init[k][~keep]), k   # pruned: untouched (and unused)
+    untrained = [k for k, keep in m.keep.items() if torch.equal(params[k].detach()[keep], init[k][keep])]
+    assert untrained == [], (f"kept weights never moved in {untrained} (channels_last={channels_last}, "
+                             f"backend check {core.cpu_channels_last_ok()})")
+
+
+def test_wrong_channels_last_backend_is_caught_and_fit_falls_back(denoise_case, monkeypatch):
+    """A backend whose channels_last convolutions drop the weight gradient (what one CI machine did to
+    the first layer) fails the check, warns once, and fit then feeds z contiguous: every layer trains."""
+    import torch.nn.functional as F
+    real_conv2d = F.conv2d
+
+    def faulty_conv2d(x, w, *a, **k):
+        cl = x.dtype == torch.float32 and x.dim() == 4 and x.shape[1] > 1 and \
+            x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        out = real_conv2d(x, w, *a, **k)
+        return out.detach() + 0 * w.sum() if cl else out   # forward right, weight gradient zero
+
+    monkeypatch.setattr(F, "conv2d", faulty_conv2d)
+    monkeypatch.setattr(core, "_CHANNELS_LAST_OK", None)
+    with pytest.warns(UserWarning, match="channels_last convolutions give wrong weight gradients"):
+        assert core.cpu_channels_last_ok() is False
+    img, A, y = denoise_case
+    net, z, _ = methods.setup_generator(SMALL, (64, 64), 0)
+    assert not core.use_channels_last(z)
+    first = "encoder.0.0.1.weight"
+    before = net.get_parameter(first).detach().clone()
+    methods.train_generator(net, z, A, y, steps=5)
+    assert not torch.equal(net.get_parameter(first).detach(), before)
+    monkeypatch.setattr(core, "_CHANNELS_LAST_OK", None)
+    monkeypatch.setattr(F, "conv2d", real_conv2d)
+    assert core.cpu_channels_last_ok() is True   # this machine's backend (the check is not always False)
 
 
 def test_oes_mask_exact_density_no_collapse_and_beats_random(denoise_case):

@@ -199,7 +199,7 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
     t_mask = rec["mask_learning"]["time_s"] if "mask_learning" in rec else 0.0
     info = {"config": cfg, "generator": rec["generator"], "seeds": rec["seeds"], "n_weights": rec["maskable_weights"],
             "n_measurements": rec["measurements"],   # measured real values: 2 · coils · sampled entries
-            "density": rec["density"], "sparsity": rec["sparsity"],
+            "density": rec["density"], "sparsity": rec["sparsity"], "per_layer_density": rec["per_layer_density"],
             "steps": cfg["steps"], "mask_steps": cfg["mask_steps"] if mask is not None else 0,
             "time_mask_s": t_mask, "time_fit_s": res.wall_time_s, "time_total_s": time.process_time() - t_start,
             "time_s_per_step": res.wall_time_s / max(cfg["steps"], 1), "best_step": res.best_step,
