@@ -85,7 +85,31 @@ def test_experiment_networks_go_through_the_runner(phantom_h5, method, operator)
         assert info["generator"]["kind"] == "convdecoder" and info["generator"]["out_channels"] == 2 * coils
         assert info["density"] == 1.0 and info["mask_steps"] == 0
     assert info["density"] + info["sparsity"] == pytest.approx(1.0)
+    if method == "sparse-dip":   # every masked tensor's kept fraction (a starved output head shows here)
+        pl = info["per_layer_density"]
+        assert list(pl) == ["body.0.weight", "body.4.weight", "body.8.weight", "head.weight"]
+        assert all(0 < v <= 1 for v in pl.values())
     rows = [h for h in info["history"] if "psnr" in h]
     assert [h["step"] for h in rows] == [0, 2, 4]
     assert all("dc_psnr" in h and h["cpu_s"] > 0 for h in rows)
     assert info["final_metrics"]["dc_psnr"] >= info["final_metrics"]["psnr"] - 1e-6   # DC never hurts here
+
+
+@pytest.mark.parametrize("method", ["sparse-dip", "dip", "deep-decoder"])
+@pytest.mark.parametrize("accel", [4, 8])
+def test_experiment_and_recon_take_one_route_from_the_preset(method, accel):
+    """``mri_quality net`` and ``recon FILE --method M --accel A`` build the same Settings from the
+    preset (Settings.from_preset): every field that shapes the network and its training agrees."""
+    from dataclasses import asdict
+    from mri_oes.cli import build_parser
+    from mri_oes.commands.mri import _apply_preset, run_settings
+    from mri_oes.experiments.mri_quality import settings
+    args = build_parser().parse_args(["recon", "x.h5", "--method", method, "--accel", str(accel)])
+    _apply_preset(args)
+    ours = asdict(settings(method, presets.for_accel(presets.get("cpu"), accel), accel, 0, 50))
+    theirs = asdict(run_settings(args, method, accel, {}))
+    differ = {k for k in ours if ours[k] != theirs[k]}
+    assert differ <= {"espirit", "threads", "progress", "device", "checkpoint_every"}, differ
+    if method == "sparse-dip":
+        assert ours["density_rule"] and ours["generator"] == "deep-decoder"
+        assert ours["channels"] == (192 if accel == 4 else 128) and ours["steps"] == (7000 if accel == 4 else 3000)

@@ -228,13 +228,29 @@ def _status(job, rec, elapsed=None) -> str:
     return f"{job}: FAILED ({rec})"
 
 
+def run_settings(args, method: str, accel, espirit: dict, threads: int = 1, workers: int = 1):
+    """The :class:`~mri_oes.mri.volume.Settings` of one recon run: the preset at ``accel``
+    (:meth:`Settings.from_preset`, the route the MRI quality experiment takes too) with the flags."""
+    from ..mri.presets import for_accel
+    from ..mri.volume import Settings
+    return Settings.from_preset(
+        method, accel, for_accel(args.preset_values, accel),
+        **{k: getattr(args, k) for k in args.given},   # explicit flags win
+        density=args.density, generator=args.generator, data_consistency=bool(args.data_consistency),
+        mask_type=args.mask_type, center_fraction=args.center_fraction, seed=args.seed,
+        mask_path=str(Path(args.mask_path).resolve()) if (args.mask_path and method == "sparse-dip") else None,
+        levels=args.levels, scope=args.scope, mask_lr=args.mask_lr, temperature=args.temperature,
+        lam=args.lam, fresh_init=bool(args.fresh_init and args.mask_path), log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every, lamda=args.lamda, max_iter=args.max_iter, espirit=espirit,
+        device=args.device, threads=threads, progress=bool(args.progress) and workers == 1)
+
+
 def run_recon(args) -> int:
     from .. import parallel
-    from ..mri.presets import for_accel
     from ..cli_common import out_path, setup_runtime
     from ..io import write_json
     from ..mri.dataset import discover, reference_volume
-    from ..mri.volume import (SliceJob, Settings, assemble_volume, dataset_summary, is_done,
+    from ..mri.volume import (SliceJob, assemble_volume, dataset_summary, is_done,
                               slice_dir, volume_data_range, write_tables)
     from ..runtime import configure_threads, threads_for_tasks, usable_cores
 
@@ -259,27 +275,7 @@ def run_recon(args) -> int:
     for method in args.method:
         for accel in ([a for a in accels] if any(not v.undersampled for v in vols) else []) + \
                      ([None] if any(v.undersampled for v in vols) else []):
-            pa = for_accel(args.preset_values, accel)
-            pv = lambda k: getattr(args, k) if k in args.given else pa[k]   # noqa: E731  flag, else preset at accel
-            s = Settings(method=method, accel=accel, mask_type=args.mask_type, center_fraction=args.center_fraction,
-                         seed=args.seed, steps=pv("steps"), mask_steps=pv("mask_steps"),
-                         density=args.density if method == "sparse-dip" and not args.mask_path else None,
-                         density_rule=args.density_rule if method == "sparse-dip" and not args.mask_path else None,
-                         levels_cap=args.levels_cap, data_consistency=bool(args.data_consistency),
-                         generator=args.generator if method == "sparse-dip" and not args.mask_path else None,
-                         layers=args.layers if method in ("sparse-dip", "deep-decoder") else None,
-                         channels=pa["channels"]
-                         if method in ("sparse-dip", "deep-decoder") else None,
-                         lr_final=pa["lr_final"], grad_clip=pa["grad_clip"] or 0.0,
-                         input_noise_std=pa["input_noise_std"] or 0.0,
-                         output_average=pa["output_average"] or 0.0, precision=pv("precision"),
-                         mask_path=str(Path(args.mask_path).resolve()) if (args.mask_path and method == "sparse-dip") else None,
-                         min_layer_density=pv("min_layer_density"), lr=pv("lr"), levels=args.levels,
-                         scope=args.scope, mask_lr=args.mask_lr, temperature=args.temperature, lam=args.lam,
-                         fresh_init=bool(args.fresh_init and args.mask_path),
-                         width=pv("width"), log_every=args.log_every, checkpoint_every=args.checkpoint_every,
-                         lamda=args.lamda, max_iter=args.max_iter, espirit=esp, device=args.device,
-                         threads=threads, progress=bool(args.progress) and workers == 1)
+            s = run_settings(args, method, accel, esp, threads, workers)
             runs.append((s, [v for v in vols if v.undersampled == (accel is None)]))
     for s, _ in runs:
         _check_run_folder(out / s.run_name, s, args.overwrite)

@@ -144,26 +144,27 @@ def parse_sets(pairs):
     return out
 
 
-def run_config(method: str, cfg: dict, seed: int, log_every: int, density: float):
-    """The :class:`mri_oes.runner.RunConfig` of preset dict ``cfg`` (the same fields ``recon`` passes)."""
-    from ..runner import RunConfig
-    gen = {"deep-decoder": None, "conv-decoder": "conv-decoder"}.get(method, cfg["generator"])
-    return RunConfig(method="dip" if method == "conv-decoder" else method, steps=cfg["steps"],
-                     mask_steps=cfg["mask_steps"], density=density, lr=cfg["lr"], mask_lr=cfg["lr"],
-                     lr_final=cfg["lr_final"], grad_clip=cfg["grad_clip"],
-                     input_noise_std=cfg["input_noise_std"], output_average=cfg.get("output_average", 0.0),
-                     precision=cfg.get("precision", "float32"), generator=gen, layers=cfg["layers"],
-                     channels=cfg["channels"], seed=seed, levels=cfg["levels"], width=cfg["width"],
-                     min_layer_density=cfg["min_layer_density"], log_every=log_every, progress=False)
+def settings(method: str, cfg: dict, accel, seed: int, log_every: int):
+    """recon's :class:`mri_oes.mri.volume.Settings` of preset dict ``cfg`` (one route from preset values to
+    the runner, :meth:`Settings.from_preset`); ``conv-decoder``: dense DIP on the ConvDecoder at the
+    preset's depth and width."""
+    import dataclasses
+    from ..mri.volume import Settings
+    s = Settings.from_preset("dip" if method == "conv-decoder" else method, accel, cfg,
+                             seed=seed, log_every=log_every)
+    if method == "conv-decoder":
+        s = dataclasses.replace(s, generator="conv-decoder", layers=cfg["layers"], channels=cfg["channels"])
+    return s
 
 
-def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50, evaluate: bool = True):
+def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50, evaluate: bool = True,
+                  accel=None):
     """Reconstruct problem ``p`` with a network ``method`` under preset dict ``cfg``, through the one
     runner (:func:`mri_oes.runner.run`, as ``recon``). Returns ``(final, best, info)``: images in
     ORIGINAL units (complex ``(H, W)``, or coil images ``(coils, H, W)`` for ``operator = coils``) and a
     record (density, sparsity, times, history with the data-consistent curve ``dc_*``)."""
     import torch
-    from ..mri.volume import density_from_rule
+    from ..mri.volume import run_config
     from ..problem import Problem
     from ..runner import run
     from operators.mri_coils import CoilImagesMRI
@@ -188,10 +189,7 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
 
     gp = Problem(op, p.y, tuple(p.image_shape), kind="mri", info={"kind": "mri", "task": "mri"},
                  evaluate=evaluate_fn if evaluate and p.reference is not None else None)
-    rc = run_config(method, cfg, seed, log_every, density=0.5)
-    if method == "sparse-dip":   # recon's density rule (kept weights per measured real value)
-        rc.density = cfg["density"] or density_from_rule(gp, rc, {k: cfg[k] for k in (
-            "kept_per_measurement", "density_min", "density_max")})
+    rc = run_config(settings(method, cfg, accel, seed, log_every), gp)   # recon's density rule included
     rec = run(gp, rc, None, save_outputs=False, command="mri-quality", callback=cb)
     res, mask = rec["_result"], rec["_mask"]
     final = unscaled(res.output)
@@ -221,7 +219,7 @@ def run_network(args):
         return
     esp = {k: v for k, v in presets.espirit_for(cfg, args.accel).items() if v is not None}
     p = problem(args.out, args.scan, args.accel, args.seed, esp)
-    final, best, info = network_recon(p, args.method, cfg, args.seed, args.log_every)
+    final, best, info = network_recon(p, args.method, cfg, args.seed, args.log_every, accel=args.accel)
     rec = _base_record(p, args.scan, args.accel, args.seed, args.method)
     rec.update({"variant": args.tag or "default", "preset": args.preset, **info})
     _save_run(d, rec, {"final": final.astype(np.complex64), "best": best.astype(np.complex64)})

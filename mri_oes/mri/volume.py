@@ -87,6 +87,33 @@ class Settings:
     threads: int = 1
     progress: bool = False
 
+    @classmethod
+    def from_preset(cls, method: str, accel: Optional[int], preset: dict, **given) -> "Settings":
+        """The settings of ``method`` at ``accel`` from a preset dict at that acceleration
+        (:func:`.presets.for_accel`): what ``recon`` runs and what the MRI quality experiment measures
+        (one route from preset values to :func:`run_config`). ``given``: fields set explicitly (recon's
+        flags), which win. A learned mask (``sparse-dip`` without ``mask_path``) takes ``density`` or,
+        without one, the preset's density rule, on the preset's (or the given) ``generator``; depth and
+        width of a decoder apply to ``sparse-dip`` and ``deep-decoder``."""
+        learned = method == "sparse-dip" and not given.get("mask_path")
+        decoder = method in ("sparse-dip", "deep-decoder")
+        density = given.pop("density", preset.get("density"))
+        generator = given.pop("generator", preset.get("generator", "hourglass"))
+        fields = dict(
+            method=method, accel=accel, steps=preset["steps"], mask_steps=preset["mask_steps"], lr=preset["lr"],
+            width=preset["width"], min_layer_density=preset["min_layer_density"], precision=preset["precision"],
+            levels_cap=preset.get("levels"), data_consistency=bool(preset.get("data_consistency", False)),
+            generator=generator if learned else None,
+            layers=preset.get("layers") if decoder else None, channels=preset.get("channels") if decoder else None,
+            density=density if learned else None,
+            density_rule={k: preset[k] for k in ("kept_per_measurement", "density_min", "density_max")}
+            if learned and density is None else None,
+            lr_final=preset.get("lr_final"), grad_clip=preset.get("grad_clip") or 0.0,
+            input_noise_std=preset.get("input_noise_std") or 0.0,
+            output_average=preset.get("output_average") or 0.0)
+        fields.update(given)
+        return cls(**fields)
+
     @property
     def tag(self) -> str:
         return f"{self.accel}x" if self.accel is not None else "own-mask"
@@ -232,9 +259,8 @@ def _classical(job: SliceJob) -> dict:
 
 
 def _network(job: SliceJob) -> dict:
-    from ..generators import largest_levels
     from ..problem import Problem
-    from ..runner import RunConfig, run
+    from ..runner import run
     s = job.settings
     t0 = time.perf_counter()
     p = _mri_problem(job)
@@ -243,19 +269,7 @@ def _network(job: SliceJob) -> dict:
                  info={"kind": "mri", "task": "mri", "scan": job.stem, "file": str(job.file),
                        "slice": int(job.slice), "accel": s.accel, "data_range": job.data_range},
                  to_display=lambda x: np.clip(np.abs(p.unscale(x)) / vmax, 0, 1))
-    levels = s.levels or min(s.levels_cap or 6, largest_levels(p.image_shape))
-    density = s.density if s.density is not None else 0.05
-    rc = RunConfig(method=s.method, steps=s.steps, mask_steps=s.mask_steps,
-                   density=density, lr=s.lr, mask_lr=s.mask_lr, lr_final=s.lr_final, grad_clip=s.grad_clip,
-                   input_noise_std=s.input_noise_std, output_average=s.output_average,
-                   precision=s.precision, generator=s.generator, layers=s.layers,
-                   channels=s.channels,
-                   seed=s.seed, levels=levels, width=s.width, min_layer_density=s.min_layer_density,
-                   log_every=s.log_every, checkpoint_every=s.checkpoint_every, device=s.device,
-                   mask_path=s.mask_path, progress=s.progress, scope=s.scope, temperature=s.temperature,
-                   lam=s.lam, fresh_init=s.fresh_init)
-    if s.method == "sparse-dip" and s.density is None and s.density_rule and not s.mask_path:
-        rc.density = density_from_rule(gp, rc, s.density_rule)
+    rc = run_config(s, gp)
     zf = _zf_metrics(p, job.data_range)
 
     def writer(problem, res, work, record):
@@ -274,6 +288,27 @@ def _network(job: SliceJob) -> dict:
     for k in ("_result", "_mask"):
         rec.pop(k, None)
     return rec
+
+
+def run_config(s: Settings, gp):
+    """The runner's :class:`~mri_oes.runner.RunConfig` of ``s`` for problem ``gp`` (an
+    :class:`mri_oes.problem.Problem`): the hourglass as deep as fits the grid (at most the preset's
+    depth) unless ``levels`` is set; a learned mask without ``density`` gets the density rule's."""
+    from ..generators import largest_levels
+    from ..runner import RunConfig
+    levels = s.levels or min(s.levels_cap or 6, largest_levels(gp.image_hw))
+    rc = RunConfig(method=s.method, steps=s.steps, mask_steps=s.mask_steps,
+                   density=s.density if s.density is not None else 0.05, lr=s.lr, mask_lr=s.mask_lr,
+                   lr_final=s.lr_final, grad_clip=s.grad_clip, input_noise_std=s.input_noise_std,
+                   output_average=s.output_average, precision=s.precision, generator=s.generator,
+                   layers=s.layers, channels=s.channels,
+                   seed=s.seed, levels=levels, width=s.width, min_layer_density=s.min_layer_density,
+                   log_every=s.log_every, checkpoint_every=s.checkpoint_every, device=s.device,
+                   mask_path=s.mask_path, progress=s.progress, scope=s.scope, temperature=s.temperature,
+                   lam=s.lam, fresh_init=s.fresh_init)
+    if s.method == "sparse-dip" and s.density is None and s.density_rule and not s.mask_path:
+        rc.density = density_from_rule(gp, rc, s.density_rule)
+    return rc
 
 
 def density_from_rule(gp, rc, rule: dict) -> float:
