@@ -105,7 +105,9 @@ def test_recon_cli_bad_files_write_nothing(tmp_path, capsys):
     assert rc == 2 and "file not found" in capsys.readouterr().err and not out.exists()
 
 
-@pytest.mark.parametrize("method,extra", [("dip", []), ("sparse-dip", ["--density", "0.5", "--mask-steps", "10"])])
+@pytest.mark.parametrize("method,extra", [("dip", []), ("sparse-dip", ["--density", "0.5", "--mask-steps", "10"]),
+                                          ("sparse-dip", ["--density", "0.5", "--mask-steps", "10",
+                                                          "--generator", "conv-decoder"])])
 def test_recon_cli_network(method, extra, phantom_h5, tmp_path):
     pytest.importorskip("mri_oes.methods")
     import torch
@@ -133,6 +135,8 @@ def _network_case(method, extra, phantom_h5, tmp_path):
     assert m["metrics_convention"] == "fastmri" and m["command"] == "recon"
     if method == "sparse-dip":
         assert abs(m["density"] - 0.5) < 0.05 and (d / "mask.safetensors").is_file()
+        kind = {"conv-decoder": "convdecoder"}.get(extra[-1], "deep-decoder")   # default: the preset's
+        assert m["generator"]["kind"] == kind and m["generator"]["out_channels"] == 2
 
 
 def test_recon_cli_refuses_mask_of_another_generator(phantom_h5, tmp_path, capsys):

@@ -85,9 +85,10 @@ def register(subparsers) -> None:
                         "density rule, per-layer floor, data consistency): cpu (default; sized for <= 30 "
                         "min per slice on a 2-core CPU) or gpu (the paper's step counts); flags given "
                         "explicitly win")
-    p.add_argument("--generator", choices=("hourglass", "deep-decoder"), default=None,
-                   help="sparse-dip: the generator the OES mask is learned on (default: from --preset); "
-                        "dip is always the dense hourglass, deep-decoder the dense deep decoder")
+    p.add_argument("--generator", choices=("hourglass", "deep-decoder", "conv-decoder"), default=None,
+                   help="sparse-dip: the generator the OES mask is learned on (default: from --preset; "
+                        "the decoders at the preset's depth and width); dip is always the dense "
+                        "hourglass, deep-decoder the dense deep decoder")
     p.add_argument("--data-consistency", action=argparse.BooleanOptionalAction, default=None,
                    help="network methods: project the final image onto the measured k-space (default: "
                         "from --preset); `final` is then the projected image, `final_network` the raw output")
