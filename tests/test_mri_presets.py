@@ -113,3 +113,26 @@ def test_experiment_and_recon_take_one_route_from_the_preset(method, accel):
     if method == "sparse-dip":
         assert ours["density_rule"] and ours["generator"] == "deep-decoder"
         assert ours["channels"] == (192 if accel == 4 else 128) and ours["steps"] == (7000 if accel == 4 else 3000)
+
+
+def test_steps_scale_with_the_grid_at_equal_compute():
+    """``steps_pixels``: a grid smaller than the one the steps were sized for gets proportionally more
+    steps (same compute per slice), a larger one never fewer; a given step count is taken as is."""
+    import torch
+    import operators as O
+    from mri_oes.mri.volume import Settings, run_config, steps_for_grid
+    from mri_oes.problem import Problem
+    assert steps_for_grid(7000, 256 * 256, (230, 180)) == round(7000 * 65536 / 41400) == 11081
+    assert steps_for_grid(7000, 256 * 256, (256, 256)) == 7000
+    assert steps_for_grid(7000, 256 * 256, (320, 320)) == 7000
+    assert steps_for_grid(7000, None, (230, 180)) == 7000
+    pre = presets.for_accel(presets.get("cpu"), 4)
+    pre["steps_pixels"] = 64 * 64
+    gp = Problem(O.Denoise((2, 32, 32)), torch.zeros(1, 2, 32, 32), (32, 32))
+    assert run_config(Settings.from_preset("dip", 4, pre), gp).steps == 4 * pre["steps"]
+    given = Settings.from_preset("dip", 4, pre, steps=50)
+    assert given.steps_pixels is None and run_config(given, gp).steps == 50
+    # without the key nothing changes, and the resume identity stays what it was
+    plain = Settings.from_preset("dip", 4, presets.for_accel(presets.get("cpu"), 4))
+    assert run_config(plain, gp).steps == plain.steps and "steps_pixels" not in plain.identity()
+    assert Settings.from_preset("dip", 4, pre).identity()["steps_pixels"] == 64 * 64

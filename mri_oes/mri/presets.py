@@ -11,7 +11,9 @@ density rule into a density for one problem. Every field (values measured in
   ``layers``, ``channels`` — deep decoder / ConvDecoder depth and width (``channels`` may be a list of
   per-layer widths; its length is then the depth).
 * ``steps`` — training steps (dense and sparse; the FINAL iterate is the result, no early stop);
-  ``mask_steps`` — OES mask-learning steps for ``sparse-dip`` with a density.
+  ``mask_steps`` — OES mask-learning steps for ``sparse-dip`` with a density; ``steps_pixels`` (optional)
+  — the grid size (pixels) ``steps`` were sized for: a smaller grid gets proportionally more steps (the
+  same compute per slice, :func:`mri_oes.mri.volume.steps_for_grid`); a ``--steps`` flag is taken as is.
 * ``kept_per_measurement`` — density rule: keep this many weights per measured real value
   (:func:`density_for`), clipped to ``[density_min, density_max]``; ``density`` (not ``None``)
   overrides the rule with a fixed fraction.

@@ -67,6 +67,7 @@ class Settings:
     fresh_init: bool = False
     levels: Optional[int] = None              # None: the largest hourglass that fits the grid
     levels_cap: Optional[int] = None          # ... at most this deep (the preset's depth)
+    steps_pixels: Optional[int] = None        # steps were sized for this many pixels: smaller grids get more
     generator: Optional[str] = None           # sparse-dip: hourglass or deep-decoder (None: hourglass)
     layers: Optional[int] = None              # deep decoder depth / channels (deep-decoder, sparse-dip on it)
     channels: Optional[object] = None         # an int, or per-layer widths (a list)
@@ -110,7 +111,9 @@ class Settings:
             if learned and density is None else None,
             lr_final=preset.get("lr_final"), grad_clip=preset.get("grad_clip") or 0.0,
             input_noise_std=preset.get("input_noise_std") or 0.0,
-            output_average=preset.get("output_average") or 0.0)
+            output_average=preset.get("output_average") or 0.0,
+            # a given step count is the step count (no scaling by the grid)
+            steps_pixels=None if "steps" in given else preset.get("steps_pixels"))
         fields.update(given)
         return cls(**fields)
 
@@ -126,7 +129,7 @@ class Settings:
         """What a resumed run must share (device, threads and progress do not change the result)."""
         d = {k: v for k, v in asdict(self).items() if k not in ("device", "threads", "progress")}
         if self.method in CLASSICAL:
-            for k in ("levels_cap", "density_rule", "data_consistency", "lr_final", "grad_clip",
+            for k in ("levels_cap", "steps_pixels", "density_rule", "data_consistency", "lr_final", "grad_clip",
                       "input_noise_std", "output_average", "generator", "layers", "channels", "precision"):
                 d.pop(k)
             for k in ("steps", "mask_steps", "density", "mask_path", "min_layer_density", "lr", "levels",
@@ -137,6 +140,8 @@ class Settings:
             d.pop("lamda"), d.pop("max_iter")
             if d["precision"] == "float32":
                 d.pop("precision")   # float32 runs keep the identity they had before the option existed
+            if d["steps_pixels"] is None:
+                d.pop("steps_pixels")   # (as precision)
         return d
 
 
@@ -297,7 +302,8 @@ def run_config(s: Settings, gp):
     from ..generators import largest_levels
     from ..runner import RunConfig
     levels = s.levels or min(s.levels_cap or 6, largest_levels(gp.image_hw))
-    rc = RunConfig(method=s.method, steps=s.steps, mask_steps=s.mask_steps,
+    rc = RunConfig(method=s.method, steps=steps_for_grid(s.steps, s.steps_pixels, gp.image_hw),
+                   mask_steps=s.mask_steps,
                    density=s.density if s.density is not None else 0.05, lr=s.lr, mask_lr=s.mask_lr,
                    lr_final=s.lr_final, grad_clip=s.grad_clip, input_noise_std=s.input_noise_std,
                    output_average=s.output_average, precision=s.precision, generator=s.generator,
@@ -309,6 +315,16 @@ def run_config(s: Settings, gp):
     if s.method == "sparse-dip" and s.density is None and s.density_rule and not s.mask_path:
         rc.density = density_from_rule(gp, rc, s.density_rule)
     return rc
+
+
+def steps_for_grid(steps: int, steps_pixels: Optional[int], image_hw) -> int:
+    """Training steps on an ``image_hw`` grid when ``steps`` were sized for ``steps_pixels`` pixels:
+    the same compute per slice (a step costs ~ pixels), so a smaller grid gets proportionally more
+    steps, a larger one never fewer than ``steps``. ``steps_pixels`` None: ``steps``."""
+    if not steps_pixels:
+        return int(steps)
+    pixels = int(image_hw[0]) * int(image_hw[1])
+    return max(int(steps), int(round(steps * steps_pixels / pixels)))
 
 
 def density_from_rule(gp, rc, rule: dict) -> float:
