@@ -87,6 +87,10 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 #   after 12,000 steps in 36 CPU-min (seed 0), but on brain8b the sparse net stopped training at step ~200
 #   (loss flat at 0.0084, 26.1 dB after DC): its OES mask keeps 4 of the 128 output-head weights (3.1 %;
 #   the per-layer floor 0.005 does not protect so small a layer).
+# * stop 20, not adopted: per-layer floor 0.25 (the head keeps >= 25 %, not ~5 %): brain8 4x 32.09 (-0.32),
+#   brain8b 36.47 (+0.08). 11,000 steps on brain8 (steps_pixels = 256*256: equal compute per slice): cosine
+#   32.30 (its DC image peaks mid-decay), constant lr 32.69 / 0.889 (L1 mean 32.87) - but constant lr gave
+#   brain8b its late Adam bump; 58 CPU-min.
 _CPU = {
     "generator": "deep-decoder", "operator": "maps", "levels": 5, "width": 0.5,
     "layers": 6, "channels": 128,
