@@ -79,6 +79,7 @@ def use_channels_last(z: torch.Tensor) -> bool:
     checks out (:func:`cpu_channels_last_ok`)."""
     return CPU_CHANNELS_LAST and z.device.type == "cpu" and z.dim() == 4 and cpu_channels_last_ok()
 
+
 #: ``fit(precision=...)``: the generator's forward (and so its backward) in this dtype under
 #: ``torch.autocast``; parameters, Adam state, the operator and the loss stay float32.
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}

@@ -114,23 +114,18 @@ PRESET_KEYS = ("steps", "mask_steps", "width", "lr", "min_layer_density", "preci
 
 
 def _apply_preset(args) -> None:
-    """Fill every network flag the user did not give from ``--preset`` (explicit flags win). The
-    preset's depth is a cap (``levels_cap``: the largest hourglass that fits the grid, at most it);
-    without ``--density`` a learned mask keeps ``kept_per_measurement`` weights per measured value."""
+    """Fill every network flag the user did not give from ``--preset`` (explicit flags win; which were
+    given is kept in ``args.given``). Each run's settings come from the preset at its acceleration
+    (:func:`run_settings`): the depth cap, the density rule without ``--density``, the decoder's width."""
     from ..mri.presets import get
     pre = get(args.preset)
     args.given = {k for k in PRESET_KEYS if getattr(args, k) is not None}   # explicit flags win per run too
     for k in PRESET_KEYS:
         if getattr(args, k) is None:
             setattr(args, k, pre[k])
-    args.levels_cap = pre.get("levels")
     if args.generator is None:
         args.generator = pre.get("generator", "hourglass")
-    args.layers, args.channels = pre.get("layers"), pre.get("channels")
     args.preset_values = pre   # per-acceleration values (presets.by_accel): for_accel, per run
-    args.density_rule = None if args.density is not None else {
-        k: pre[k] for k in ("kept_per_measurement", "density_min", "density_max")} \
-        if pre.get("density") is None else None
     if args.density is None and pre.get("density") is not None:
         args.density = pre["density"]
     if args.data_consistency is None:

@@ -68,7 +68,7 @@ class Settings:
     levels: Optional[int] = None              # None: the largest hourglass that fits the grid
     levels_cap: Optional[int] = None          # ... at most this deep (the preset's depth)
     steps_pixels: Optional[int] = None        # steps were sized for this many pixels: smaller grids get more
-    generator: Optional[str] = None           # sparse-dip: hourglass or deep-decoder (None: hourglass)
+    generator: Optional[str] = None           # sparse-dip: hourglass, deep-decoder or conv-decoder (None: hourglass)
     layers: Optional[int] = None              # deep decoder depth / channels (deep-decoder, sparse-dip on it)
     channels: Optional[object] = None         # an int, or per-layer widths (a list)
     density_rule: Optional[dict] = None       # sparse-dip without --density: presets.density_for(**rule)
