@@ -90,7 +90,8 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 # * stop 20, not adopted: per-layer floor 0.25 (the head keeps >= 25 %, not ~5 %): brain8 4x 32.09 (-0.32),
 #   brain8b 36.47 (+0.08). 11,000 steps on brain8 (steps_pixels = 256*256: equal compute per slice): cosine
 #   32.30 (its DC image peaks mid-decay), constant lr 32.69 / 0.889 (L1 mean 32.87) - but constant lr gave
-#   brain8b its late Adam bump; 58 CPU-min.
+#   brain8b its late Adam bump; 58 CPU-min. brain4 4x at this preset: 40.29 / 0.963 (L1 mean 39.61 / 0.942),
+#   final = best, 26 min wall at 2 threads.
 _CPU = {
     "generator": "deep-decoder", "operator": "maps", "levels": 5, "width": 0.5,
     "layers": 6, "channels": 128,
