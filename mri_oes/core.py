@@ -57,12 +57,11 @@ def cpu_channels_last_ok() -> bool:
             x = F.pad(x, (k // 2,) * 4, mode="reflect") if k > 1 else x
             out_hw = (x.shape[-1] - k) // stride + 1
             up = torch.randn(1, cout, out_hw, out_hw, generator=gen)
-            ref_w = w.double()
 
             def weight_grad(inp, dtype):
                 wd = w.to(dtype).requires_grad_(True)
                 (F.conv2d(inp.to(dtype), wd, stride=stride) * up.to(dtype)).sum().backward()
-                return wd.grad.double() if wd.grad is not None else torch.zeros_like(ref_w)
+                return wd.grad.double() if wd.grad is not None else torch.zeros_like(w, dtype=torch.float64)
 
             ref = weight_grad(x, torch.float64)
             got = weight_grad(x.contiguous(memory_format=torch.channels_last), torch.float32)
