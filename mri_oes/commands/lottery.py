@@ -197,22 +197,20 @@ TRANSFER_DEFAULTS = {"steps": 2000, "mask_steps": 2000, "lr": 1e-2, "precision":
 
 def _transfer_preset(args, hw):
     """``(generator config, fit options, data consistency)`` of ``--preset`` at the source's 4x (one
-    network for every target: the masks are reused across accelerations); fills the flags not given."""
-    from ..generators import largest_levels
+    network for every target: the masks are reused across accelerations); fills the flags not given.
+    The preset reaches the network through recon's route (``Settings.from_preset``, ``grid_run_config``)."""
     from ..mri import presets
-    from ..runner import RunConfig
+    from ..mri.volume import Settings, grid_run_config
     pre = presets.for_accel(presets.get(args.preset), 4)
-    for k in TRANSFER_DEFAULTS:
-        if getattr(args, k) is None:
-            setattr(args, k, pre[k])
-    # the runner's choice of network (as recon); the maps operator's network has 2 outputs
-    cfg = RunConfig(method="sparse-dip", generator=pre["generator"], layers=pre["layers"], channels=pre["channels"],
-                    levels=min(pre["levels"], largest_levels(hw)), width=pre["width"]
-                    ).generator_config_for(2, mri=True)
     if pre.get("operator", "maps") != "maps":
         raise UserError(f"--preset {args.preset}: transfer needs the maps operator, not {pre['operator']!r}")
-    fit = {k: pre[k] for k in ("lr_final", "grad_clip", "input_noise_std", "output_average")}
-    return cfg, fit, bool(pre.get("data_consistency"))
+    s = Settings.from_preset("sparse-dip", 4, pre)
+    for k in TRANSFER_DEFAULTS:
+        if getattr(args, k) is None:
+            setattr(args, k, getattr(s, k))
+    cfg = grid_run_config(s, hw).generator_config_for(2, mri=True)   # the maps operator's network: 2 outputs
+    fit = {k: getattr(s, k) for k in ("lr_final", "grad_clip", "input_noise_std", "output_average")}
+    return cfg, fit, s.data_consistency
 
 
 def run_transfer_cmd(args) -> int:

@@ -297,24 +297,31 @@ def _network(job: SliceJob) -> dict:
 
 def run_config(s: Settings, gp):
     """The runner's :class:`~mri_oes.runner.RunConfig` of ``s`` for problem ``gp`` (an
-    :class:`mri_oes.problem.Problem`): the hourglass as deep as fits the grid (at most the preset's
-    depth) unless ``levels`` is set; a learned mask without ``density`` gets the density rule's."""
-    from ..generators import largest_levels
-    from ..runner import RunConfig
-    levels = s.levels or min(s.levels_cap or 6, largest_levels(gp.image_hw))
-    rc = RunConfig(method=s.method, steps=steps_for_grid(s.steps, s.steps_pixels, gp.image_hw),
-                   mask_steps=s.mask_steps,
-                   density=s.density if s.density is not None else 0.05, lr=s.lr, mask_lr=s.mask_lr,
-                   lr_final=s.lr_final, grad_clip=s.grad_clip, input_noise_std=s.input_noise_std,
-                   output_average=s.output_average, precision=s.precision, generator=s.generator,
-                   layers=s.layers, channels=s.channels,
-                   seed=s.seed, levels=levels, width=s.width, min_layer_density=s.min_layer_density,
-                   log_every=s.log_every, checkpoint_every=s.checkpoint_every, device=s.device,
-                   mask_path=s.mask_path, progress=s.progress, scope=s.scope, temperature=s.temperature,
-                   lam=s.lam, fresh_init=s.fresh_init)
+    :class:`mri_oes.problem.Problem`): :func:`grid_run_config` on its grid; a learned mask without
+    ``density`` gets the density rule's."""
+    rc = grid_run_config(s, gp.image_hw)
     if s.method == "sparse-dip" and s.density is None and s.density_rule and not s.mask_path:
         rc.density = density_from_rule(gp, rc, s.density_rule)
     return rc
+
+
+def grid_run_config(s: Settings, image_hw):
+    """The :class:`~mri_oes.runner.RunConfig` of ``s`` on an ``image_hw`` grid, before any problem
+    exists (its network and steps; ``density`` is ``s.density`` or a 0.05 placeholder): the hourglass
+    as deep as fits the grid (at most the preset's depth) unless ``levels`` is set."""
+    from ..generators import largest_levels
+    from ..runner import RunConfig
+    levels = s.levels or min(s.levels_cap or 6, largest_levels(image_hw))
+    return RunConfig(method=s.method, steps=steps_for_grid(s.steps, s.steps_pixels, image_hw),
+                     mask_steps=s.mask_steps,
+                     density=s.density if s.density is not None else 0.05, lr=s.lr, mask_lr=s.mask_lr,
+                     lr_final=s.lr_final, grad_clip=s.grad_clip, input_noise_std=s.input_noise_std,
+                     output_average=s.output_average, precision=s.precision, generator=s.generator,
+                     layers=s.layers, channels=s.channels,
+                     seed=s.seed, levels=levels, width=s.width, min_layer_density=s.min_layer_density,
+                     log_every=s.log_every, checkpoint_every=s.checkpoint_every, device=s.device,
+                     mask_path=s.mask_path, progress=s.progress, scope=s.scope, temperature=s.temperature,
+                     lam=s.lam, fresh_init=s.fresh_init)
 
 
 def steps_for_grid(steps: int, steps_pixels: Optional[int], image_hw) -> int:
