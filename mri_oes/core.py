@@ -423,13 +423,21 @@ def fit_identity(extra=None, fingerprint: str = "", *, net, z, operator, y, para
     return ident
 
 
+def cosine_lr(step: int, steps: int, lr: float, lr_final: float, decay_start: float = 0.0) -> float:
+    """The learning rate of ``step`` (of ``steps``): ``lr`` until ``decay_start · steps``, then a cosine
+    decay that reaches ``lr_final`` at the end."""
+    start = int(round(decay_start * steps))
+    t = max(step - start, 0) / max(steps - start, 1)
+    return lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * t))
+
+
 def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Parametrization, *,
         steps: int, lr: float = 1e-2, samples: int = 1, evaluate: Optional[Callable] = None,
         log_every: int = 50, input_noise_std: float = 0.0, seed: int = 0,
         checkpoint: Optional[Path] = None, checkpoint_every: int = 500, fingerprint: str = "",
         identity: Optional[dict] = None,
         progress: bool = False, desc: str = "fit", callback: Optional[Callable] = None,
-        lr_final: Optional[float] = None, grad_clip: float = 0.0,
+        lr_final: Optional[float] = None, lr_decay_start: float = 0.0, grad_clip: float = 0.0,
         output_average: float = 0.0, precision: str = "float32") -> FitResult:
     """Fit ``operator(G(·, z)) ≈ y`` with Adam for ``steps`` steps.
 
@@ -445,7 +453,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     differing keys. ``input_noise_std``: LIP/DIP input-noise regularisation (``z + N(0, std²)`` each
     step). ``samples``: K forward passes per step (OES K).
     ``lr_final``: cosine decay of the learning rate from ``lr`` to ``lr_final`` over ``steps``
-    (``None``: constant). ``grad_clip`` > 0: clip the global gradient norm to it before each step.
+    (``None``: constant); ``lr_decay_start`` in [0, 1): the decay starts after this fraction of the
+    steps (constant ``lr`` before; 0: over the whole run). ``grad_clip`` > 0: clip the global gradient norm to it before each step.
     ``output_average`` in (0, 1): also keep the exponential moving average of the outputs
     (``avg <- d·avg + (1-d)·x``, the smoothing of the original DIP code, d = 0.99 there, with Adam's bias
     correction: iterate ``i`` of ``n`` weighs ``d^(n-i)(1-d)/(1-d^n)``, so the first iterates do not
@@ -462,6 +471,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         raise ValueError(f"output_average must be in [0, 1), got {output_average}")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if not 0.0 <= lr_decay_start < 1.0:
+        raise ValueError(f"lr_decay_start must be in [0, 1), got {lr_decay_start}")
     net.train()   # DIP/OES use batch statistics throughout (batch of one)
     opt = torch.optim.Adam(param.trainable(), lr=lr)
     res = FitResult()
@@ -477,6 +488,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                                 steps=steps, lr=lr, samples=samples, log_every=log_every,
                                 input_noise_std=input_noise_std, seed=seed, lr_final=lr_final,
                                 grad_clip=grad_clip, output_average=output_average,
+                                # 0 (the default) adds nothing: earlier checkpoints keep their identity
+                                **({"lr_decay_start": lr_decay_start} if lr_decay_start else {}),
                                 **precision_identity(precision))
         legacy = ck_path.with_suffix(".pt")
         if legacy.is_file():
@@ -573,7 +586,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             torch.nn.utils.clip_grad_norm_(param.trainable(), grad_clip)
         if lr_final is not None:
             for g in opt.param_groups:
-                g["lr"] = lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * step / max(steps, 1)))
+                g["lr"] = cosine_lr(step, steps, lr, lr_final, lr_decay_start)
         opt.step()
         param.after_step(lr)
         if bar is not None:

@@ -125,14 +125,16 @@ def train_generator(net, z, operator, y, *, steps: int, mask: Optional[Mask] = N
                     checkpoint=None, checkpoint_every: int = 500, fingerprint: str = "",
                     identity: Optional[dict] = None,
                     desc: str = "fit", callback: Optional[Callable] = None,
-                    lr_final: Optional[float] = None, grad_clip: float = 0.0,
+                    lr_final: Optional[float] = None, lr_decay_start: float = 0.0, grad_clip: float = 0.0,
                     output_average: float = 0.0, precision: str = "float32") -> core.FitResult:
-    """Train the weights of ``G(theta ∘ m, z)`` (dense when ``mask`` is None); ``lr_final`` (cosine
-    decay), ``grad_clip``, ``output_average`` and ``precision`` as in :func:`core.fit`."""
+    """Train the weights of ``G(theta ∘ m, z)`` (dense when ``mask`` is None); ``lr_final`` and
+    ``lr_decay_start`` (cosine decay), ``grad_clip``, ``output_average`` and ``precision`` as in
+    :func:`core.fit`."""
     param = core.TrainWeights(net, mask, sgld_std=sgld_std, seed=seed)
     return core.fit(net, z, operator, y, param, steps=steps, lr=lr, evaluate=evaluate,
                     log_every=log_every, input_noise_std=input_noise_std, seed=seed, progress=progress,
                     checkpoint=checkpoint, checkpoint_every=checkpoint_every, fingerprint=fingerprint,
                     identity=identity,
-                    desc=desc, callback=callback, lr_final=lr_final, grad_clip=grad_clip,
+                    desc=desc, callback=callback, lr_final=lr_final, lr_decay_start=lr_decay_start,
+                    grad_clip=grad_clip,
                     output_average=output_average, precision=precision)

@@ -45,6 +45,7 @@ class RunConfig:
     layers: Optional[int] = None          # deep decoder depth (None: levels + 1)
     channels: Optional[object] = None     # deep decoder channels, or per-layer widths (None: 128)
     lr_final: Optional[float] = None      # cosine decay of the weights' lr to this value (None: constant)
+    lr_decay_start: float = 0.0           # ... starting after this fraction of the steps (0: whole run)
     grad_clip: float = 0.0                # global gradient-norm clip (0: off)
     input_noise_std: float = 0.0          # z + N(0, std²) each step (0: off)
     output_average: float = 0.0           # output = running average of the iterates, this decay (0: last iterate)
@@ -85,6 +86,8 @@ def run_identity(problem, rc: "RunConfig", command: str) -> dict:
     cfg = {k: v for k, v in vars(rc).items() if k not in ("progress", "extra")}
     if cfg.get("precision") == "float32":
         cfg.pop("precision")   # float32 runs keep the identity they had before the option existed
+    if not cfg.get("lr_decay_start"):
+        cfg.pop("lr_decay_start", None)   # (as precision)
     ident = {"command": command, "config": cfg, "measurements": tensor_digest(problem.y),
              "operator": problem.operator.describe(), "problem": problem.info,
              "versions": {k: v for k, v in versions().items() if k in ("mri_oes", "torch")}}
@@ -207,7 +210,8 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
             res = methods.train_generator(
                 net, z, problem.operator, problem.y, steps=rc.steps, mask=mask, lr=rc.lr,
                 sgld_std=rc.sgld_std if method == "gp-dip" else 0.0, evaluate=problem.evaluate,
-                lr_final=rc.lr_final, grad_clip=rc.grad_clip, input_noise_std=rc.input_noise_std,
+                lr_final=rc.lr_final, lr_decay_start=rc.lr_decay_start, grad_clip=rc.grad_clip,
+                input_noise_std=rc.input_noise_std,
                 output_average=rc.output_average, precision=rc.precision,
                 log_every=rc.log_every, seed=rc.seed, progress=rc.progress, desc=method,
                 checkpoint=(work / "checkpoint.safetensors") if work is not None else None,

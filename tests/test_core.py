@@ -337,3 +337,50 @@ def test_unknown_precision_is_one_clear_error(denoise_case):
     net, z, _ = methods.setup_generator(SMALL, (64, 64), 0)
     with pytest.raises(UserError, match="precision must be one of"):
         methods.train_generator(net, z, A, y, steps=1, precision="float16")
+
+
+def test_cosine_lr_decay_starts_where_asked():
+    """lr_decay_start: constant lr until that fraction of the steps, then the cosine to lr_final."""
+    lr, lo = 1e-2, 1e-3
+    assert core.cosine_lr(0, 100, lr, lo) == pytest.approx(lr)
+    assert core.cosine_lr(50, 100, lr, lo) == pytest.approx((lr + lo) / 2)   # the whole-run decay's midpoint
+    assert core.cosine_lr(100, 100, lr, lo) == pytest.approx(lo)
+    assert [core.cosine_lr(s, 100, lr, lo, 0.6) for s in (0, 30, 60)] == pytest.approx([lr] * 3)
+    assert core.cosine_lr(80, 100, lr, lo, 0.6) == pytest.approx((lr + lo) / 2)
+    assert core.cosine_lr(99, 100, lr, lo, 0.6) < core.cosine_lr(90, 100, lr, lo, 0.6) < lr
+
+
+def test_fit_steps_at_the_scheduled_lr_and_records_the_decay_start(denoise_case, monkeypatch, tmp_path):
+    img, A, y = denoise_case
+    cfg = GeneratorConfig.oes(levels=3, width=0.25)
+    seen = []
+    step = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    net, z, _ = methods.setup_generator(cfg, (64, 64), 0)
+    methods.train_generator(net, z, A, y, steps=10, lr=1e-2, lr_final=1e-3, lr_decay_start=0.5)
+    assert seen == pytest.approx([core.cosine_lr(s, 10, 1e-2, 1e-3, 0.5) for s in range(10)])
+    assert seen[:6] == pytest.approx([1e-2] * 6) and seen[-1] < 2e-3
+    with pytest.raises(ValueError, match="lr_decay_start"):
+        methods.train_generator(net, z, A, y, steps=2, lr_final=1e-3, lr_decay_start=1.0)
+    # a checkpoint written with a decay start is not resumed by a run without one (nor the reverse)
+    from mri_oes.errors import RunMismatch
+
+    class Stop(Exception):
+        pass
+
+    def crash(row):
+        if row["step"] == 5:
+            raise Stop
+    ck = tmp_path / "run.ckpt"
+    net, z, _ = methods.setup_generator(cfg, (64, 64), 0)
+    with pytest.raises(Stop):
+        methods.train_generator(net, z, A, y, steps=10, lr_final=1e-3, lr_decay_start=0.5, log_every=5,
+                                checkpoint=ck, checkpoint_every=5, callback=crash)
+    net, z, _ = methods.setup_generator(cfg, (64, 64), 0)
+    with pytest.raises(RunMismatch, match="lr_decay_start"):
+        methods.train_generator(net, z, A, y, steps=10, lr_final=1e-3, log_every=5, checkpoint=ck,
+                                checkpoint_every=5)

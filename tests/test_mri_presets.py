@@ -136,3 +136,24 @@ def test_steps_scale_with_the_grid_at_equal_compute():
     plain = Settings.from_preset("dip", 4, presets.for_accel(presets.get("cpu"), 4))
     assert run_config(plain, gp).steps == plain.steps and "steps_pixels" not in plain.identity()
     assert Settings.from_preset("dip", 4, pre).identity()["steps_pixels"] == 64 * 64
+
+
+def test_lr_decay_start_reaches_the_run_and_its_identity():
+    """A preset's ``lr_decay_start`` reaches the runner's RunConfig (and the transfer command's fit
+    options); without it, recon's and the runner's resume identities are those of earlier runs."""
+    import torch
+    import operators as O
+    from mri_oes.mri.volume import Settings, run_config
+    from mri_oes.problem import Problem
+    from mri_oes.runner import run_identity
+    gp = Problem(O.Denoise((2, 32, 32)), torch.zeros(1, 2, 32, 32), (32, 32))
+    pre = presets.for_accel(presets.get("cpu"), 4)
+    plain = Settings.from_preset("sparse-dip", 4, pre)
+    assert plain.lr_decay_start == 0.0 and "lr_decay_start" not in plain.identity()
+    assert "lr_decay_start" not in run_identity(gp, run_config(plain, gp), "recon")["config"]
+    late = Settings.from_preset("sparse-dip", 4, {**pre, "lr_decay_start": 0.8})
+    rc = run_config(late, gp)
+    assert rc.lr_decay_start == 0.8 and late.identity()["lr_decay_start"] == 0.8
+    assert run_identity(gp, rc, "recon")["config"]["lr_decay_start"] == 0.8
+    assert Settings.from_preset("l1-wavelet", 4, {**pre, "lr_decay_start": 0.8}).identity() == \
+        Settings.from_preset("l1-wavelet", 4, pre).identity()

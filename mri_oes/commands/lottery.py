@@ -210,6 +210,8 @@ def _transfer_preset(args, hw):
             setattr(args, k, getattr(s, k))
     cfg = grid_run_config(s, hw).generator_config_for(2, mri=True)   # the maps operator's network: 2 outputs
     fit = {k: getattr(s, k) for k in ("lr_final", "grad_clip", "input_noise_std", "output_average")}
+    if s.lr_decay_start:   # only when set: cases of earlier runs keep their identity
+        fit["lr_decay_start"] = s.lr_decay_start
     return cfg, fit, s.data_consistency
 
 

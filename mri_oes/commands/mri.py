@@ -130,7 +130,7 @@ def _apply_preset(args) -> None:
         args.density = pre["density"]
     if args.data_consistency is None:
         args.data_consistency = bool(pre.get("data_consistency", False))
-    for k in ("lr_final", "grad_clip", "input_noise_std", "output_average"):
+    for k in ("lr_final", "lr_decay_start", "grad_clip", "input_noise_std", "output_average"):
         setattr(args, k, pre.get(k))
 
 

@@ -73,7 +73,8 @@ class Settings:
     channels: Optional[object] = None         # an int, or per-layer widths (a list)
     density_rule: Optional[dict] = None       # sparse-dip without --density: presets.density_for(**rule)
     data_consistency: bool = False            # project the final image onto the measured k-space
-    lr_final: Optional[float] = None
+    lr_final: Optional[float] = None          # cosine lr decay to this value (None: constant lr)
+    lr_decay_start: float = 0.0               # ... starting after this fraction of the steps (0: whole run)
     grad_clip: float = 0.0
     input_noise_std: float = 0.0
     output_average: float = 0.0               # report the running average of the iterates (0: last iterate)
@@ -109,7 +110,8 @@ class Settings:
             density=density if learned else None,
             density_rule={k: preset[k] for k in ("kept_per_measurement", "density_min", "density_max")}
             if learned and density is None else None,
-            lr_final=preset.get("lr_final"), grad_clip=preset.get("grad_clip") or 0.0,
+            lr_final=preset.get("lr_final"), lr_decay_start=preset.get("lr_decay_start") or 0.0,
+            grad_clip=preset.get("grad_clip") or 0.0,
             input_noise_std=preset.get("input_noise_std") or 0.0,
             output_average=preset.get("output_average") or 0.0,
             # a given step count is the step count (no scaling by the grid)
@@ -129,7 +131,8 @@ class Settings:
         """What a resumed run must share (device, threads and progress do not change the result)."""
         d = {k: v for k, v in asdict(self).items() if k not in ("device", "threads", "progress")}
         if self.method in CLASSICAL:
-            for k in ("levels_cap", "steps_pixels", "density_rule", "data_consistency", "lr_final", "grad_clip",
+            for k in ("levels_cap", "steps_pixels", "density_rule", "data_consistency", "lr_final",
+                      "lr_decay_start", "grad_clip",
                       "input_noise_std", "output_average", "generator", "layers", "channels", "precision"):
                 d.pop(k)
             for k in ("steps", "mask_steps", "density", "mask_path", "min_layer_density", "lr", "levels",
@@ -142,6 +145,8 @@ class Settings:
                 d.pop("precision")   # float32 runs keep the identity they had before the option existed
             if d["steps_pixels"] is None:
                 d.pop("steps_pixels")   # (as precision)
+            if not d["lr_decay_start"]:
+                d.pop("lr_decay_start")   # (as precision)
         return d
 
 
@@ -315,7 +320,8 @@ def grid_run_config(s: Settings, image_hw):
     return RunConfig(method=s.method, steps=steps_for_grid(s.steps, s.steps_pixels, image_hw),
                      mask_steps=s.mask_steps,
                      density=s.density if s.density is not None else 0.05, lr=s.lr, mask_lr=s.mask_lr,
-                     lr_final=s.lr_final, grad_clip=s.grad_clip, input_noise_std=s.input_noise_std,
+                     lr_final=s.lr_final, lr_decay_start=s.lr_decay_start, grad_clip=s.grad_clip,
+                     input_noise_std=s.input_noise_std,
                      output_average=s.output_average, precision=s.precision, generator=s.generator,
                      layers=s.layers, channels=s.channels,
                      seed=s.seed, levels=levels, width=s.width, min_layer_density=s.min_layer_density,
