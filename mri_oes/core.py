@@ -454,7 +454,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     step). ``samples``: K forward passes per step (OES K).
     ``lr_final``: cosine decay of the learning rate from ``lr`` to ``lr_final`` over ``steps``
     (``None``: constant); ``lr_decay_start`` in [0, 1): the decay starts after this fraction of the
-    steps (constant ``lr`` before; 0: over the whole run). ``grad_clip`` > 0: clip the global gradient norm to it before each step.
+    steps (constant ``lr`` before; 0: over the whole run). ``grad_clip`` > 0: clip the global gradient
+    norm to it before each step.
     ``output_average`` in (0, 1): also keep the exponential moving average of the outputs
     (``avg <- d·avg + (1-d)·x``, the smoothing of the original DIP code, d = 0.99 there, with Adam's bias
     correction: iterate ``i`` of ``n`` weighs ``d^(n-i)(1-d)/(1-d^n)``, so the first iterates do not

@@ -143,8 +143,8 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                  fit_options: Optional[dict] = None, final_image: Optional[Dict[str, Callable]] = None) -> dict:
     """Run every (target, mask source, density) case; returns ``{"rows": [...], "out_dir": ...}``.
     ``labels[target key]``: the table columns ``scenario``, ``task``, ``scan``, ``accel`` of a target.
-    ``fit_options``: more :func:`methods.train_generator` options for every case (``lr_final``, ``lr_decay_start``,
-    ``grad_clip``, ``input_noise_std``, ``output_average``: the MRI preset's). ``final_image[target
+    ``fit_options``: more :func:`methods.train_generator` options for every case (``lr_final``,
+    ``lr_decay_start``, ``grad_clip``, ``input_noise_std``, ``output_average``: the MRI preset's). ``final_image[target
     key](output) -> metrics`` (MRI data consistency): the case's ``final`` is then the metrics of that
     image and ``final_network`` those of the network's output (``best`` is comparable to the latter)."""
     out = Path(out_dir)

@@ -20,7 +20,8 @@ density rule into a density for one problem. Every field (values measured in
 * ``min_layer_density`` — per-layer floor of the OES top-k (against layer collapse).
 * ``lr`` — Adam learning rate (weights and mask logits); ``lr_final`` — cosine decay target
   (``None`` = constant); ``lr_decay_start`` (optional) — the fraction of the steps after which the
-  decay begins (constant ``lr`` before; 0 = over the whole run); ``grad_clip`` — global gradient-norm clip (0 = off).
+  decay begins (constant ``lr`` before; 0 = over the whole run); ``grad_clip`` — global gradient-norm
+  clip (0 = off).
 * ``input_noise_std`` — std of the noise added to ``z`` each step (0 = off).
 * ``precision`` — ``float32`` or ``bfloat16``: the generator's passes under ``torch.autocast``
   (:func:`mri_oes.core.fit`; weights, Adam, operator and loss stay float32).
