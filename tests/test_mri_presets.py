@@ -112,7 +112,8 @@ def test_experiment_and_recon_take_one_route_from_the_preset(method, accel):
     assert differ <= {"espirit", "threads", "progress", "device", "checkpoint_every"}, differ
     if method == "sparse-dip":
         assert ours["density_rule"] and ours["generator"] == "deep-decoder"
-        assert ours["channels"] == (192 if accel == 4 else 128) and ours["steps"] == (7000 if accel == 4 else 3000)
+        assert ours["channels"] == ([192] * 5 + [64] if accel == 4 else 128)
+        assert ours["steps"] == (11000 if accel == 4 else 3000)
 
 
 def test_steps_scale_with_the_grid_at_equal_compute():
@@ -133,14 +134,14 @@ def test_steps_scale_with_the_grid_at_equal_compute():
     given = Settings.from_preset("dip", 4, pre, steps=50)
     assert given.steps_pixels is None and run_config(given, gp).steps == 50
     # without the key nothing changes, and the resume identity stays what it was
-    plain = Settings.from_preset("dip", 4, presets.for_accel(presets.get("cpu"), 4))
+    plain = Settings.from_preset("dip", 8, presets.for_accel(presets.get("cpu"), 8))   # 8x: no steps_pixels
     assert run_config(plain, gp).steps == plain.steps and "steps_pixels" not in plain.identity()
     assert Settings.from_preset("dip", 4, pre).identity()["steps_pixels"] == 64 * 64
 
 
 def test_lr_decay_start_reaches_the_run_and_its_identity():
-    """A preset's ``lr_decay_start`` reaches the runner's RunConfig (and the transfer command's fit
-    options); without it, recon's and the runner's resume identities are those of earlier runs."""
+    """A preset's ``lr_decay_start`` reaches the runner's RunConfig and both resume identities; without
+    it, recon's and the runner's resume identities are those of earlier runs."""
     import torch
     import operators as O
     from mri_oes.mri.volume import Settings, run_config
@@ -157,3 +158,20 @@ def test_lr_decay_start_reaches_the_run_and_its_identity():
     assert run_identity(gp, rc, "recon")["config"]["lr_decay_start"] == 0.8
     assert Settings.from_preset("l1-wavelet", 4, {**pre, "lr_decay_start": 0.8}).identity() == \
         Settings.from_preset("l1-wavelet", 4, pre).identity()
+
+
+def test_preset_floor_never_exceeds_the_density_the_rule_gives():
+    """On a problem with few measurements the density rule may fall below the 4x preset's per-layer
+    floor (0.1): the floor then becomes the density (no impossible mask request); a given density
+    keeps the preset's floor."""
+    import torch
+    import operators as O
+    from mri_oes.mri.volume import Settings, run_config
+    from mri_oes.problem import Problem
+    pre = presets.for_accel(presets.get("cpu"), 4)
+    assert pre["min_layer_density"] == 0.1
+    gp = Problem(O.Denoise((2, 16, 16)), torch.zeros(1, 2, 16, 16), (16, 16))
+    rc = run_config(Settings.from_preset("sparse-dip", 4, pre), gp)
+    assert rc.density == pre["density_min"] < 0.1 and rc.min_layer_density == rc.density
+    given = run_config(Settings.from_preset("sparse-dip", 4, pre, density=0.3), gp)
+    assert (given.density, given.min_layer_density) == (0.3, 0.1)

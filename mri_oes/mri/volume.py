@@ -303,10 +303,12 @@ def _network(job: SliceJob) -> dict:
 def run_config(s: Settings, gp):
     """The runner's :class:`~mri_oes.runner.RunConfig` of ``s`` for problem ``gp`` (an
     :class:`mri_oes.problem.Problem`): :func:`grid_run_config` on its grid; a learned mask without
-    ``density`` gets the density rule's."""
+    ``density`` gets the density rule's, and a per-layer floor above that density becomes the density
+    (every layer at it: a small problem's rule may fall below the preset's floor)."""
     rc = grid_run_config(s, gp.image_hw)
     if s.method == "sparse-dip" and s.density is None and s.density_rule and not s.mask_path:
         rc.density = density_from_rule(gp, rc, s.density_rule)
+        rc.min_layer_density = min(rc.min_layer_density, rc.density)
     return rc
 
 
