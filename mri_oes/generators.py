@@ -100,21 +100,29 @@ class GeneratorConfig:
         """Heckel & Hand's deep decoder: ``layers`` 1×1-conv layers of ``width`` channels, or ``width``
         a list of per-layer widths (its length is the depth; e.g. a narrower full-resolution layer,
         where most of the compute is)."""
-        if isinstance(width, (list, tuple)):
-            chans = tuple(int(c) for c in width)
-            if layers is not None and layers != len(chans):
-                raise ValueError(f"deep decoder: {len(chans)} per-layer widths for {layers} layers")
-        else:
-            chans = (int(width),) * layers
+        chans = _layer_widths("deep decoder", layers, width)
         return cls("deep-decoder", out_channels=2 if mri else out_channels, channels=chans,
                    input_channels=chans[0], sigmoid=not mri)
 
     @classmethod
     def convdecoder(cls, out_channels=2, layers=8, width=160, input_size=(8, 4)) -> "GeneratorConfig":
         """Darestani & Heckel's fastMRI-knee configuration (160 channels, 8 layers, input 8×4);
-        brains: ``layers=5, width=64``. ``out_channels = 2·coils`` for the maps-free variant."""
-        return cls("convdecoder", out_channels=out_channels, channels=(width,) * layers,
-                   input_channels=width, sigmoid=False, input_size=tuple(input_size))
+        brains: ``layers=5, width=64``; ``width`` may be a list of per-layer widths (as the deep
+        decoder's). ``out_channels = 2·coils`` for the maps-free variant."""
+        chans = _layer_widths("ConvDecoder", layers, width)
+        return cls("convdecoder", out_channels=out_channels, channels=chans,
+                   input_channels=chans[0], sigmoid=False, input_size=tuple(input_size))
+
+
+def _layer_widths(name: str, layers, width) -> Tuple[int, ...]:
+    """Per-layer widths of a decoder: ``width`` repeated ``layers`` times, or ``width`` itself when a
+    list (its length is the depth; ``layers``, when given, must agree)."""
+    if isinstance(width, (list, tuple)):
+        chans = tuple(int(c) for c in width)
+        if layers is not None and layers != len(chans):
+            raise ValueError(f"{name}: {len(chans)} per-layer widths for {layers} layers")
+        return chans
+    return (int(width),) * layers
 
 
 # --------------------------------------------------------------------------------------- building

@@ -73,7 +73,9 @@ class RunConfig:
                                                 else self.layers or self.levels + 1,
                                                 width=self.channels or 128, mri=mri)
         if kind == "conv-decoder":
-            return GeneratorConfig.convdecoder(out_channels=out_channels, layers=self.layers or 5,
+            return GeneratorConfig.convdecoder(out_channels=out_channels,
+                                               layers=len(self.channels) if isinstance(self.channels, (list, tuple))
+                                               else self.layers or 5,
                                                width=self.channels or 64, input_size=(8, 8))
         if kind != "hourglass":
             raise UserError(f"--generator must be hourglass, deep-decoder or conv-decoder, got {kind!r}")

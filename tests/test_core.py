@@ -48,6 +48,12 @@ def test_deep_decoder_takes_per_layer_widths():
     assert rc.generator_config(Problem(op, torch.zeros(1, 2, 32, 32), (32, 32))).channels == (16, 16, 4)
     with pytest.raises(ValueError, match="3 per-layer widths for 6 layers"):
         GeneratorConfig.deep_decoder(layers=6, width=[16, 16, 4])
+    # the ConvDecoder takes the same list (recon --generator conv-decoder at the 4x preset)
+    rc = RunConfig(method="sparse-dip", generator="conv-decoder", channels=[16, 16, 4], layers=6)
+    cd = rc.generator_config(Problem(op, torch.zeros(1, 2, 32, 32), (32, 32)))
+    assert cd.kind == "convdecoder" and cd.channels == (16, 16, 4) and cd.input_channels == 16
+    out = build_generator(cd, 0, (32, 32))(torch.zeros(1, 16, 8, 8))
+    assert out.shape == (1, 2, 32, 32)
 
 
 def test_too_small_image_gives_clear_error():
