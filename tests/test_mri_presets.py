@@ -162,8 +162,8 @@ def test_lr_decay_start_reaches_the_run_and_its_identity():
 
 def test_preset_floor_never_exceeds_the_density_the_rule_gives():
     """On a problem with few measurements the density rule may fall below the 4x preset's per-layer
-    floor (0.1): the floor then becomes the density (no impossible mask request); a given density
-    keeps the preset's floor."""
+    floor (0.1): the floor then becomes the density (no impossible mask request); so does a given
+    density below it; a given density above it keeps the preset's floor."""
     import torch
     import operators as O
     from mri_oes.mri.volume import Settings, run_config
@@ -175,3 +175,7 @@ def test_preset_floor_never_exceeds_the_density_the_rule_gives():
     assert rc.density == pre["density_min"] < 0.1 and rc.min_layer_density == rc.density
     given = run_config(Settings.from_preset("sparse-dip", 4, pre, density=0.3), gp)
     assert (given.density, given.min_layer_density) == (0.3, 0.1)
+    low = Settings.from_preset("sparse-dip", 4, pre, density=0.05)   # recon --density 0.05 at 4x
+    assert low.min_layer_density == 0.05 and run_config(low, gp).min_layer_density == 0.05
+    # an explicit floor is the user's: kept as given (the mask then refuses the impossible request)
+    assert Settings.from_preset("sparse-dip", 4, pre, density=0.05, min_layer_density=0.2).min_layer_density == 0.2

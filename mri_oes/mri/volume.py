@@ -95,7 +95,8 @@ class Settings:
         (:func:`.presets.for_accel`): what ``recon`` runs and what the MRI quality experiment measures
         (one route from preset values to :func:`run_config`). ``given``: fields set explicitly (recon's
         flags), which win. A learned mask (``sparse-dip`` without ``mask_path``) takes ``density`` or,
-        without one, the preset's density rule, on the preset's (or the given) ``generator``; depth and
+        without one, the preset's density rule, on the preset's (or the given) ``generator``; the
+        preset's per-layer floor is capped at a given density (a given floor is kept as is); depth and
         width of a decoder apply to ``sparse-dip`` and ``deep-decoder``."""
         learned = method == "sparse-dip" and not given.get("mask_path")
         decoder = method in ("sparse-dip", "deep-decoder")
@@ -116,6 +117,9 @@ class Settings:
             output_average=preset.get("output_average") or 0.0,
             # a given step count is the step count (no scaling by the grid)
             steps_pixels=None if "steps" in given else preset.get("steps_pixels"))
+        if learned and density is not None and "min_layer_density" not in given:
+            # the preset's floor never asks more of a layer than a given density allows
+            fields["min_layer_density"] = min(fields["min_layer_density"], float(density))
         fields.update(given)
         return cls(**fields)
 
