@@ -99,7 +99,8 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 #   the floor it kept 4 on brain8b and the net stopped training), seed 0, 1 thread, two runs sharing the
 #   CPU: brain8 32.89 / 0.890 (was 32.41 / 0.882; L1 mean 32.87 / 0.870) in 52.6 CPU-min (~27 min wall at
 #   2 threads), brain8b 36.47 / 0.918 (36.39 / 0.919) in 44.3, brain4 40.55 / 0.962 (40.29 / 0.963) in
-#   44.5; final = best on all three (no late Adam bump at constant lr in these runs).
+#   44.5; final = best on all three (no late Adam bump at constant lr in these runs). Seed 1: brain8 32.51 /
+#   0.881 (L1 seed 1 32.63 / 0.862), brain8b 37.13 / 0.926 (35.44 / 0.875).
 _CPU = {
     "generator": "deep-decoder", "operator": "maps", "levels": 5, "width": 0.5,
     "layers": 6, "channels": 128,
