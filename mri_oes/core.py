@@ -96,6 +96,12 @@ def precision_identity(precision: str) -> dict:
     return {} if precision == "float32" else {"precision": precision}
 
 
+def lr_decay_identity(lr_decay_start: float) -> dict:
+    """What ``lr_decay_start`` adds to a run's resume identity: nothing for 0 (the default), so runs
+    without it keep the identities they had before the option existed (as :func:`precision_identity`)."""
+    return {"lr_decay_start": lr_decay_start} if lr_decay_start else {}
+
+
 def generation_context(precision: str, device: torch.device):
     """The autocast context of :func:`fit`'s generator passes (a no-op for ``float32``)."""
     dtype = PRECISIONS[precision]
@@ -489,8 +495,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                                 steps=steps, lr=lr, samples=samples, log_every=log_every,
                                 input_noise_std=input_noise_std, seed=seed, lr_final=lr_final,
                                 grad_clip=grad_clip, output_average=output_average,
-                                # 0 (the default) adds nothing: earlier checkpoints keep their identity
-                                **({"lr_decay_start": lr_decay_start} if lr_decay_start else {}),
+                                **lr_decay_identity(lr_decay_start),
                                 **precision_identity(precision))
         legacy = ck_path.with_suffix(".pt")
         if legacy.is_file():

@@ -67,15 +67,14 @@ class RunConfig:
     def generator_config_for(self, out_channels: int, mri: bool) -> GeneratorConfig:
         """:meth:`generator_config` for a network of ``out_channels`` outputs (before a problem exists)."""
         kind = "deep-decoder" if self.method == "deep-decoder" else (self.generator or "hourglass")
+        per_layer = isinstance(self.channels, (list, tuple))   # per-layer widths: their length is the depth
         if kind == "deep-decoder":
             return GeneratorConfig.deep_decoder(out_channels=out_channels,
-                                                layers=len(self.channels) if isinstance(self.channels, (list, tuple))
-                                                else self.layers or self.levels + 1,
+                                                layers=None if per_layer else self.layers or self.levels + 1,
                                                 width=self.channels or 128, mri=mri)
         if kind == "conv-decoder":
             return GeneratorConfig.convdecoder(out_channels=out_channels,
-                                               layers=len(self.channels) if isinstance(self.channels, (list, tuple))
-                                               else self.layers or 5,
+                                               layers=None if per_layer else self.layers or 5,
                                                width=self.channels or 64, input_size=(8, 8))
         if kind != "hourglass":
             raise UserError(f"--generator must be hourglass, deep-decoder or conv-decoder, got {kind!r}")

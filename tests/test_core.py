@@ -372,7 +372,7 @@ def test_fit_steps_at_the_scheduled_lr_and_records_the_decay_start(denoise_case,
     assert seen[:6] == pytest.approx([1e-2] * 6) and seen[-1] < 2e-3
     with pytest.raises(ValueError, match="lr_decay_start"):
         methods.train_generator(net, z, A, y, steps=2, lr_final=1e-3, lr_decay_start=1.0)
-    # a checkpoint written with a decay start is not resumed by a run without one (nor the reverse)
+    # a checkpoint written with a decay start is not resumed by a run without one
     from mri_oes.errors import RunMismatch
 
     class Stop(Exception):

@@ -199,6 +199,7 @@ def _transfer_preset(args, hw):
     """``(generator config, fit options, data consistency)`` of ``--preset`` at the source's 4x (one
     network for every target: the masks are reused across accelerations); fills the flags not given.
     The preset reaches the network through recon's route (``Settings.from_preset``, ``grid_run_config``)."""
+    from .. import core
     from ..mri import presets
     from ..mri.volume import Settings, grid_run_config
     pre = presets.for_accel(presets.get(args.preset), 4)
@@ -210,8 +211,7 @@ def _transfer_preset(args, hw):
             setattr(args, k, getattr(s, k))
     cfg = grid_run_config(s, hw).generator_config_for(2, mri=True)   # the maps operator's network: 2 outputs
     fit = {k: getattr(s, k) for k in ("lr_final", "grad_clip", "input_noise_std", "output_average")}
-    if s.lr_decay_start:   # only when set: cases of earlier runs keep their identity
-        fit["lr_decay_start"] = s.lr_decay_start
+    fit.update(core.lr_decay_identity(s.lr_decay_start))   # cases of earlier runs keep their identity
     return cfg, fit, s.data_consistency
 
 
