@@ -190,14 +190,17 @@ def test_recon_takes_precision_and_steps_per_acceleration_from_the_preset(phanto
     assert m4["generator"]["channels"] == [8] * 5 + [4]   # the per-layer widths reach the network
     m8 = json.loads((out / "sparse-dip_8x" / "slices" / "phantom" / "000" / "metrics.json").read_text())
     assert m8["config"]["precision"] == "float32"   # the slice record always names it
-    # recon.json: the flags beside what each run used (its config holds the preset's base steps)
+    # recon.json: the flags as given (steps not given: None, never the preset's base value that the 4x
+    # run did not use) beside what each run used
     top = json.loads((out / "recon.json").read_text())
     assert (top["settings"]["sparse-dip_4x"]["steps"], top["settings"]["sparse-dip_8x"]["steps"]) == (4, 3)
+    assert (top["config"]["steps"], top["config"]["preset"]) == (None, "cpu"), top["config"]
     rc, out2 = _recon(tmp_path / "b", phantom_h5, "sparse-dip", "--accel", "4", "--center-fraction", "0.08",
                       "--steps", "2", "--precision", "float32", accel=None)
     assert rc == 0
     r = json.loads((out2 / "sparse-dip_4x" / "run.json").read_text())
     assert (r["steps"], r.get("precision")) == (2, None), r
+    assert json.loads((out2 / "recon.json").read_text())["config"]["steps"] == 2
 
 
 def test_recon_gives_a_lone_slice_the_idle_cores(phantom_h5, tmp_path, monkeypatch):

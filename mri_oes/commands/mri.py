@@ -114,15 +114,13 @@ PRESET_KEYS = ("steps", "mask_steps", "width", "lr", "min_layer_density", "preci
 
 
 def _apply_preset(args) -> None:
-    """Fill every network flag the user did not give from ``--preset`` (explicit flags win; which were
-    given is kept in ``args.given``). Each run's settings come from the preset at its acceleration
-    (:func:`run_settings`): the depth cap, the density rule without ``--density``, the decoder's width."""
+    """Load ``--preset`` and note which of its flags were given (``args.given``: explicit flags win at
+    every acceleration). The flags the user left out stay None here (recon.json's ``config`` records the
+    flags as given); each run's values come from the preset at its acceleration (:func:`run_settings`):
+    steps, the depth cap, the density rule without ``--density``, the decoder's width."""
     from ..mri.presets import get
     pre = get(args.preset)
-    args.given = {k for k in PRESET_KEYS if getattr(args, k) is not None}   # explicit flags win per run too
-    for k in PRESET_KEYS:
-        if getattr(args, k) is None:
-            setattr(args, k, pre[k])
+    args.given = {k for k in PRESET_KEYS if getattr(args, k) is not None}
     if args.generator is None:
         args.generator = pre.get("generator", "hourglass")
     args.preset_values = pre   # per-acceleration values (presets.by_accel): for_accel, per run
@@ -130,8 +128,6 @@ def _apply_preset(args) -> None:
         args.density = pre["density"]
     if args.data_consistency is None:
         args.data_consistency = bool(pre.get("data_consistency", False))
-    for k in ("lr_final", "lr_decay_start", "grad_clip", "input_noise_std", "output_average"):
-        setattr(args, k, pre.get(k))
 
 
 def _check_mask_file(path):
@@ -307,8 +303,9 @@ def run_recon(args) -> int:
     backend = parallel.describe_backend(workers, threads, args.gpus_per_task, args.ray_address)
     write_json(out / "recon.json", {"command": " ".join(sys.argv), "inputs": [v.describe() for v in vols],
                                     "runs": [s.run_name for s, _ in runs], "parallel": backend,
-                                    # the flags (preset keys not given: the preset's base values) ...
-                                    "config": {k: v for k, v in vars(args).items() if k != "func"},
+                                    # the flags as given (None: from --preset at each acceleration) ...
+                                    "config": {k: v for k, v in vars(args).items()
+                                               if k not in ("func", "preset_values")},
                                     # ... and what each run used (per-acceleration preset values applied)
                                     "settings": {s.run_name: asdict(s) for s, _ in runs}})
 
