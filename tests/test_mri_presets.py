@@ -163,7 +163,8 @@ def test_lr_decay_start_reaches_the_run_and_its_identity():
 def test_preset_floor_never_exceeds_the_density_the_rule_gives():
     """On a problem with few measurements the density rule may fall below the 4x preset's per-layer
     floor (0.1): the floor then becomes the density (no impossible mask request); so does a given
-    density below it; a given density above it keeps the preset's floor."""
+    density below it; a given density above it keeps the preset's floor. A floor the user gave is never
+    lowered: above the rule's density it is refused, as against a given density."""
     import torch
     import operators as O
     from mri_oes.mri.volume import Settings, run_config
@@ -179,3 +180,10 @@ def test_preset_floor_never_exceeds_the_density_the_rule_gives():
     assert low.min_layer_density == 0.05 and run_config(low, gp).min_layer_density == 0.05
     # an explicit floor is the user's: kept as given (the mask then refuses the impossible request)
     assert Settings.from_preset("sparse-dip", 4, pre, density=0.05, min_layer_density=0.2).min_layer_density == 0.2
+    # ... and above the rule's density it is refused, not silently lowered; at or below it, it is kept
+    with pytest.raises(UserError, match="--min-layer-density 0.1 is above the density 0.0200"):
+        run_config(Settings.from_preset("sparse-dip", 4, pre, min_layer_density=0.1), gp)
+    explicit = Settings.from_preset("sparse-dip", 4, pre, min_layer_density=0.01)
+    assert run_config(explicit, gp).min_layer_density == 0.01
+    # whether the floor was given never enters the resume identity (it only decides cap or refuse)
+    assert explicit.identity() == Settings.from_preset("sparse-dip", 4, {**pre, "min_layer_density": 0.01}).identity()

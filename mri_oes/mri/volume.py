@@ -37,6 +37,7 @@ from typing import List, Optional
 import numpy as np
 
 from . import metrics as M
+from ..errors import UserError
 
 CLASSICAL = ("zero-filled", "sense", "l1-wavelet")
 NETWORK = ("dip", "sparse-dip", "deep-decoder", "gp-dip")
@@ -59,6 +60,7 @@ class Settings:
     density: Optional[float] = None
     mask_path: Optional[str] = None
     min_layer_density: float = 0.0
+    min_layer_density_given: bool = False     # explicit floor: never capped at the rule's density (refused)
     lr: float = 1e-2
     mask_lr: float = 1e-2
     scope: str = "weights"
@@ -121,6 +123,7 @@ class Settings:
             # the preset's floor never asks more of a layer than a given density allows
             fields["min_layer_density"] = min(fields["min_layer_density"], float(density))
         fields.update(given)
+        fields["min_layer_density_given"] = "min_layer_density" in given
         return cls(**fields)
 
     @property
@@ -133,7 +136,9 @@ class Settings:
 
     def identity(self) -> dict:
         """What a resumed run must share (device, threads and progress do not change the result)."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("device", "threads", "progress")}
+        # min_layer_density_given only decides between capping the floor and refusing the run
+        d = {k: v for k, v in asdict(self).items()
+             if k not in ("device", "threads", "progress", "min_layer_density_given")}
         if self.method in CLASSICAL:
             for k in ("levels_cap", "steps_pixels", "density_rule", "data_consistency", "lr_final",
                       "lr_decay_start", "grad_clip",
@@ -307,11 +312,15 @@ def _network(job: SliceJob) -> dict:
 def run_config(s: Settings, gp):
     """The runner's :class:`~mri_oes.runner.RunConfig` of ``s`` for problem ``gp`` (an
     :class:`mri_oes.problem.Problem`): :func:`grid_run_config` on its grid; a learned mask without
-    ``density`` gets the density rule's, and a per-layer floor above that density becomes the density
-    (every layer at it: a small problem's rule may fall below the preset's floor)."""
+    ``density`` gets the density rule's, and the preset's per-layer floor above that density becomes the
+    density (every layer at it: a small problem's rule may fall below the preset's floor); a given floor
+    above it is refused, as it is against a given density."""
     rc = grid_run_config(s, gp.image_hw)
     if s.method == "sparse-dip" and s.density is None and s.density_rule and not s.mask_path:
         rc.density = density_from_rule(gp, rc, s.density_rule)
+        if s.min_layer_density_given and rc.min_layer_density > rc.density:
+            raise UserError(f"--min-layer-density {rc.min_layer_density} is above the density {rc.density:.4f} "
+                            "that the density rule gives this slice: give a lower floor or --density")
         rc.min_layer_density = min(rc.min_layer_density, rc.density)
     return rc
 
