@@ -101,6 +101,9 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 #   2 threads), brain8b 36.47 / 0.918 (36.39 / 0.919) in 44.3, brain4 40.55 / 0.962 (40.29 / 0.963) in
 #   44.5; final = best on all three (no late Adam bump at constant lr in these runs). Seed 1: brain8 32.51 /
 #   0.881 (L1 seed 1 32.63 / 0.862), brain8b 37.13 / 0.926 (35.44 / 0.875).
+# * stop 22, not adopted: output averaging 0.999 at 4x (a ~1,000-step window, not ~100): brain8 seed 0
+#   32.885 / 0.890 (0.99: 32.887), seed 1 32.487 / 0.881 (32.509); the iterates are bit-identical, so the
+#   longer window only lags the still-rising curve: the brain8 gap is bias, not iterate noise.
 _CPU = {
     "generator": "deep-decoder", "operator": "maps", "levels": 5, "width": 0.5,
     "layers": 6, "channels": 128,
