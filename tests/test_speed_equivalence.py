@@ -369,3 +369,36 @@ def test_sparse_training_on_channels_last_parameters():
     for k, p in maskable_parameters(b).items():
         assert torch.allclose(p, maskable_parameters(a)[k], atol=1e-9), k
         assert torch.equal(p[~mask.keep[k]], init[k][~mask.keep[k]]), k
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pointwise_conv_gemm_path_equals_conv2d(bias, channels_last, monkeypatch):
+    """PointwiseConv (the 1×1 convs of the deep decoder, ConvDecoder and the hourglass head) gives
+    nn.Conv2d's output and gradients, with masked weights passed through functional_call."""
+    from torch.func import functional_call
+    from mri_oes import generators
+    g = torch.Generator().manual_seed(0)
+    conv = generators.PointwiseConv(6, 4, bias=bias).double()
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = (conv.weight.detach() * (torch.rand(conv.weight.shape, generator=g) < 0.5)).requires_grad_(True)
+    xs = x.clone().requires_grad_(True)
+    up = torch.randn(2, 4, 5, 7, dtype=torch.float64, generator=g)
+    gemm_calls = []
+    real_linear = torch.nn.functional.linear
+    monkeypatch.setattr(generators.F, "linear", lambda *a: gemm_calls.append(1) or real_linear(*a))
+    out = functional_call(conv, {"weight": w}, (xs,))
+    (out * up).sum().backward()
+    assert bool(gemm_calls) == channels_last          # the GEMM path runs exactly on channels_last input
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    w_ref = w.detach().clone().requires_grad_(True)
+    x_ref = x.detach().clone().contiguous().requires_grad_(True)
+    ref = torch.nn.functional.conv2d(x_ref, w_ref, conv.bias)
+    (ref * up).sum().backward()
+    assert torch.allclose(out, ref, atol=1e-12)
+    assert torch.allclose(w.grad, w_ref.grad, atol=1e-12)
+    assert torch.allclose(xs.grad, x_ref.grad, atol=1e-12)
+    if bias:
+        assert conv.bias.grad is not None

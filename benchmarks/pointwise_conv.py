@@ -1,0 +1,115 @@
+"""1×1 convolutions as one GEMM (``generators.PointwiseConv``) vs ``nn.Conv2d``'s kernel, side by side.
+
+The ``cpu`` preset's MRI generator is a deep decoder of 1×1 convs (``[192]*5 + [64]`` channels) on the
+230×180 8-coil brain grid (256×192). On the CPU, ``core.fit`` feeds ``z`` channels_last, so every layer
+runs channels_last; ``PointwiseConv`` then computes each 1×1 conv as ``(N·H·W, C_in) @ W^T`` on views.
+This times, through the real loop (``core.fit``), the Sparse-DIP step (mask at the preset's density 0.5)
+and the OES mask step (K = 1), with the GEMM path on and off (``generators.POINTWISE_GEMM``), interleaved
+repeats, median step; process CPU time on the CPU (1 thread: the work, robust to a shared box).
+Both paths give the same values up to float rounding (``tests/test_speed_equivalence.py``).
+
+    python benchmarks/pointwise_conv.py            # ~3 min on this 2-core CPU, 1 thread
+    python benchmarks/pointwise_conv.py --device cuda
+
+Writes ``benchmarks/results/pointwise_conv_<device>.json`` (``ratios``: GEMM seconds ÷ conv seconds per
+step, lower is better).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core_speed import Stamps, mri_problem, random_mask  # noqa: E402
+from mri_oes import core, generators, runtime  # noqa: E402
+from mri_oes.generators import GeneratorConfig, count_parameters  # noqa: E402
+from mri_oes.io import versions, write_json  # noqa: E402
+from mri_oes.mri import presets  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per repeat (after one warm-up)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    runtime.configure_runtime(a.threads)
+    dev = torch.device(a.device)
+    chans = presets.for_accel(presets.get("cpu"), 4)["channels"]
+    cfg = GeneratorConfig.deep_decoder(width=list(chans), mri=True)
+    density = 0.5
+    prob = mri_problem(cfg, (230, 180), 0, dev)
+    st0 = copy.deepcopy(prob[0].state_dict())
+    mask = random_mask(prob[0], density)
+
+    def fresh():
+        net = prob[0]
+        net.load_state_dict(st0)
+        return (net,) + prob[1:]
+
+    def fit(make_param):
+        st = Stamps(dev)
+        net, z, op, y = fresh()
+        core.fit(net, z, op, y, make_param(net), steps=a.steps + 2, log_every=1, callback=st)
+        return st
+
+    steps = {"sparse": lambda n: core.TrainWeights(n, mask), "oes_k1": lambda n: core.ConcreteMask(n, density)}
+    cases = {f"{s}_{path}": (s, path) for s in steps for path in ("gemm", "conv")}
+    names = list(cases)
+    wall, cpu = {n: [] for n in names}, {n: [] for n in names}
+    t_start = time.perf_counter()
+    for r in range(a.repeats):
+        for n in names[r % len(names):] + names[:r % len(names)]:   # rotate the order
+            s, path = cases[n]
+            generators.POINTWISE_GEMM = path == "gemm"
+            try:
+                w, c = fit(steps[s]).per_step()
+            finally:
+                generators.POINTWISE_GEMM = True
+            wall[n].append(w)
+            cpu[n].append(c)
+            print(f"  repeat {r}: {n:<12} {c:.4f} s/step (CPU), {w:.4f} wall", flush=True)
+    use_cpu = dev.type == "cpu"
+    res = {n: {"s_per_step": statistics.median(cpu[n] if use_cpu else wall[n]),
+               "s_per_step_wall": statistics.median(wall[n]), "repeats_cpu": cpu[n], "repeats_wall": wall[n]}
+           for n in names}
+    ratios = {f"{s}_gemm_vs_conv": res[f"{s}_gemm"]["s_per_step"] / res[f"{s}_conv"]["s_per_step"] for s in steps}
+    dev_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
+    out = {
+        "benchmark": "pointwise_conv", "config": vars(a),
+        "net": {"generator": cfg.to_dict(), "parameters": count_parameters(prob[0]), "image": [230, 180],
+                "grid": list(generators.grid_size(cfg, (230, 180))), "coils": 8},
+        "density": density, "sparsity": 1 - density, "seed": 0,
+        "device": str(dev), "device_name": dev_name, "threads": torch.get_num_threads(),
+        "channels_last_input": core.use_channels_last(prob[1]),
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "loadavg": list(os.getloadavg())},
+        "timing": "process CPU time (1-thread work)" if use_cpu else "wall, synchronised",
+        "versions": versions(), "ratios": ratios, "cases": res, "wall_time_s": time.perf_counter() - t_start,
+    }
+    print(f"\ncpu-preset deep decoder {chans} ({out['net']['parameters']:,} params), 230x180 8 coils, "
+          f"device {dev} ({dev_name}), threads {out['threads']}, {a.steps} steps x {a.repeats} repeats")
+    print(f"{'step':<8} {'GEMM s/step':>12} {'conv s/step':>12} {'GEMM/conv':>10}")
+    for s in steps:
+        print(f"{s:<8} {res[s + '_gemm']['s_per_step']:12.4f} {res[s + '_conv']['s_per_step']:12.4f} "
+              f"{ratios[s + '_gemm_vs_conv']:10.3f}")
+    path = Path(a.out) if a.out else Path(__file__).resolve().parent / "results" / f"pointwise_conv_{dev.type}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, out)
+    print(f"wrote {path}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
