@@ -4,11 +4,12 @@ The ``cpu`` preset's MRI generator is a deep decoder of 1×1 convs (``[192]*5 + 
 230×180 8-coil brain grid (256×192). On the CPU, ``core.fit`` feeds ``z`` channels_last, so every layer
 runs channels_last; ``PointwiseConv`` then computes each 1×1 conv as ``(N·H·W, C_in) @ W^T`` on views.
 This times, through the real loop (``core.fit``), the Sparse-DIP step (mask at the preset's density 0.5)
-and the OES mask step (K = 1), with the GEMM path on and off (``generators.POINTWISE_GEMM``), interleaved
-repeats, median step; process CPU time on the CPU (1 thread: the work, robust to a shared box).
+and the OES mask step (K = 1), with the GEMM path on and off (``generators.POINTWISE_GEMM``) alternating
+every two steps within one fit (a shared box's drift hits both; only steps whose forward and backward ran
+on one path are timed), median step; process CPU time on the CPU (1 thread: the work).
 Both paths give the same values up to float rounding (``tests/test_speed_equivalence.py``).
 
-    python benchmarks/pointwise_conv.py            # ~3 min on this 2-core CPU, 1 thread
+    python benchmarks/pointwise_conv.py            # ~1 min on this 2-core CPU, 1 thread
     python benchmarks/pointwise_conv.py --device cuda
 
 Writes ``benchmarks/results/pointwise_conv_<device>.json`` (``ratios``: GEMM seconds ÷ conv seconds per
@@ -30,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core_speed import Stamps, mri_problem, random_mask  # noqa: E402
+from core_speed import mri_problem, random_mask  # noqa: E402
 from mri_oes import core, generators, runtime  # noqa: E402
 from mri_oes.generators import GeneratorConfig, count_parameters  # noqa: E402
 from mri_oes.io import versions, write_json  # noqa: E402
@@ -40,8 +41,7 @@ from mri_oes.mri import presets  # noqa: E402
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--steps", type=int, default=6, help="timed steps per repeat (after one warm-up)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=30, help="timed steps per path (alternating with the other)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
@@ -59,31 +59,47 @@ def main(argv=None):
         net.load_state_dict(st0)
         return (net,) + prob[1:]
 
-    def fit(make_param):
-        st = Stamps(dev)
-        net, z, op, y = fresh()
-        core.fit(net, z, op, y, make_param(net), steps=a.steps + 2, log_every=1, callback=st)
-        return st
+    class Alternate:
+        """fit callback (called between a step's forward and its backward): flips ``POINTWISE_GEMM``
+        every second call and stamps only the intervals whose backward and next forward both ran on
+        one path, so the two paths alternate in pairs within one fit (drift on a shared box hits both)."""
+
+        def __init__(self):
+            self.calls, self.t, self.pure, self.times = 0, None, False, {"gemm": ([], []), "conv": ([], [])}
+
+        def __call__(self, *args):
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            now = (time.perf_counter(), time.process_time())
+            if self.pure:
+                w, c = self.times["gemm" if generators.POINTWISE_GEMM else "conv"]
+                w.append(now[0] - self.t[0])
+                c.append(now[1] - self.t[1])
+            flip = self.calls % 2 == 0
+            if flip:   # this backward ran on the old path, the next forward on the new one: not stamped
+                generators.POINTWISE_GEMM = not generators.POINTWISE_GEMM
+            self.pure, self.calls = not flip, self.calls + 1
+            self.t = (time.perf_counter(), time.process_time())
 
     steps = {"sparse": lambda n: core.TrainWeights(n, mask), "oes_k1": lambda n: core.ConcreteMask(n, density)}
-    cases = {f"{s}_{path}": (s, path) for s in steps for path in ("gemm", "conv")}
-    names = list(cases)
+    names = [f"{s}_{path}" for s in steps for path in ("gemm", "conv")]
     wall, cpu = {n: [] for n in names}, {n: [] for n in names}
     t_start = time.perf_counter()
-    for r in range(a.repeats):
-        for n in names[r % len(names):] + names[:r % len(names)]:   # rotate the order
-            s, path = cases[n]
-            generators.POINTWISE_GEMM = path == "gemm"
-            try:
-                w, c = fit(steps[s]).per_step()
-            finally:
-                generators.POINTWISE_GEMM = True
-            wall[n].append(w)
-            cpu[n].append(c)
-            print(f"  repeat {r}: {n:<12} {c:.4f} s/step (CPU), {w:.4f} wall", flush=True)
+    for s, make_param in steps.items():
+        alt = Alternate()
+        net, z, op, y = fresh()
+        try:
+            core.fit(net, z, op, y, make_param(net), steps=4 * a.steps + 6, log_every=1, callback=alt)
+        finally:
+            generators.POINTWISE_GEMM = True
+        for path, (w, c) in alt.times.items():
+            wall[f"{s}_{path}"] += w[1:]     # the first interval of each path: warm-up
+            cpu[f"{s}_{path}"] += c[1:]
+        print(f"  {s}: GEMM {statistics.median(cpu[s + '_gemm']):.4f} s/step (CPU), "
+              f"conv {statistics.median(cpu[s + '_conv']):.4f}", flush=True)
     use_cpu = dev.type == "cpu"
     res = {n: {"s_per_step": statistics.median(cpu[n] if use_cpu else wall[n]),
-               "s_per_step_wall": statistics.median(wall[n]), "repeats_cpu": cpu[n], "repeats_wall": wall[n]}
+               "s_per_step_wall": statistics.median(wall[n]), "steps_cpu": cpu[n], "steps_wall": wall[n]}
            for n in names}
     ratios = {f"{s}_gemm_vs_conv": res[f"{s}_gemm"]["s_per_step"] / res[f"{s}_conv"]["s_per_step"] for s in steps}
     dev_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
@@ -99,7 +115,7 @@ def main(argv=None):
         "versions": versions(), "ratios": ratios, "cases": res, "wall_time_s": time.perf_counter() - t_start,
     }
     print(f"\ncpu-preset deep decoder {chans} ({out['net']['parameters']:,} params), 230x180 8 coils, "
-          f"device {dev} ({dev_name}), threads {out['threads']}, {a.steps} steps x {a.repeats} repeats")
+          f"device {dev} ({dev_name}), threads {out['threads']}, {a.steps} alternating steps per path")
     print(f"{'step':<8} {'GEMM s/step':>12} {'conv s/step':>12} {'GEMM/conv':>10}")
     for s in steps:
         print(f"{s:<8} {res[s + '_gemm']['s_per_step']:12.4f} {res[s + '_conv']['s_per_step']:12.4f} "
