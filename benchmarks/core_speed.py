@@ -455,8 +455,7 @@ def main(argv=None):
               f"Sparse-DIP {v['sparse']:.3f} s/step, OES mask K=1 {v['oes_k1']:.3f} s/step")
     path = Path(a.out) if a.out else (Path(__file__).resolve().parent / "results"
                                       / f"core_speed_{dev.type}{'_quick' if a.quick else ''}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, out)
+    write_json(path, out)   # atomic; creates the folder
     print(f"wrote {path} ({out['wall_time_s']:.0f} s)")
     return out
 

@@ -121,8 +121,7 @@ def main(argv=None):
         print(f"{s:<8} {res[s + '_gemm']['s_per_step']:12.4f} {res[s + '_conv']['s_per_step']:12.4f} "
               f"{ratios[s + '_gemm_vs_conv']:10.3f}")
     path = Path(a.out) if a.out else Path(__file__).resolve().parent / "results" / f"pointwise_conv_{dev.type}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, out)
+    write_json(path, out)   # atomic; creates the folder
     print(f"wrote {path}")
     return out
 

@@ -389,16 +389,18 @@ def test_pointwise_conv_gemm_path_equals_conv2d(bias, channels_last, monkeypatch
     gemm_calls = []
     real_linear = torch.nn.functional.linear
     monkeypatch.setattr(generators.F, "linear", lambda *a: gemm_calls.append(1) or real_linear(*a))
-    out = functional_call(conv, {"weight": w}, (xs,))
+    b = conv.bias.detach().clone().requires_grad_(True) if bias else None
+    out = functional_call(conv, {"weight": w, **({"bias": b} if bias else {})}, (xs,))
     (out * up).sum().backward()
     assert bool(gemm_calls) == channels_last          # the GEMM path runs exactly on channels_last input
     assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     w_ref = w.detach().clone().requires_grad_(True)
     x_ref = x.detach().clone().contiguous().requires_grad_(True)
-    ref = torch.nn.functional.conv2d(x_ref, w_ref, conv.bias)
+    b_ref = b.detach().clone().requires_grad_(True) if bias else None
+    ref = torch.nn.functional.conv2d(x_ref, w_ref, b_ref)
     (ref * up).sum().backward()
     assert torch.allclose(out, ref, atol=1e-12)
     assert torch.allclose(w.grad, w_ref.grad, atol=1e-12)
     assert torch.allclose(xs.grad, x_ref.grad, atol=1e-12)
     if bias:
-        assert conv.bias.grad is not None
+        assert torch.allclose(b.grad, b_ref.grad, atol=1e-12)
