@@ -5,13 +5,13 @@ images averaged (a diagnostic of how correlated the errors are, not a method).
 
     MRI_OES_SHARED=../shared python results/2026-11-26-mri-quality-preset/error_bands.py runs/mq7
 """
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from mri_oes.experiments.mri_quality import problem
+from mri_oes.io import write_json
 from mri_oes.mri import metrics as M
 
 BANDS = ((0.0, 0.05), (0.05, 0.15), (0.15, 0.3), (0.3, 1.0))
@@ -51,4 +51,4 @@ if __name__ == "__main__":
         for b in r["sparse-dip"]["error_energy_by_band"]:
             print(f"  band {b:<9} sparse-dip {r['sparse-dip']['error_energy_by_band'][b]:9.1f}  "
                   f"l1 {r['l1-wavelet']['error_energy_by_band'][b]:9.1f}")
-    Path(__file__).with_name("error_bands.json").write_text(json.dumps(rows, indent=1))
+    write_json(Path(__file__).with_name("error_bands.json"), rows)
