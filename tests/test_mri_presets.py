@@ -91,7 +91,8 @@ def test_experiment_networks_go_through_the_runner(phantom_h5, method, operator)
         assert all(0 < v <= 1 for v in pl.values())
     rows = [h for h in info["history"] if "psnr" in h]
     assert [h["step"] for h in rows] == [0, 2, 4]
-    assert all("dc_psnr" in h and h["cpu_s"] > 0 for h in rows)
+    assert all("dc_psnr" in h and h["cpu_s"] > 0 and h["wall_s"] > 0 for h in rows)
+    assert info["time_wall_s"] >= rows[-1]["wall_s"]
     assert info["final_metrics"]["dc_psnr"] >= info["final_metrics"]["psnr"] - 1e-6   # DC never hurts here
 
 
@@ -114,6 +115,8 @@ def test_experiment_and_recon_take_one_route_from_the_preset(method, accel):
         assert ours["density_rule"] and ours["generator"] == "deep-decoder"
         assert ours["channels"] == ([192] * 5 + [64] if accel == 4 else 128)
         assert ours["steps"] == (11000 if accel == 4 else 3000)
+        kept = 0.9 if accel == 4 else 0.5   # stop 24: the 4x mask keeps up to 90 % of the weights
+        assert ours["density_rule"] == {"kept_per_measurement": kept, "density_min": 0.02, "density_max": kept}
 
 
 def test_steps_scale_with_the_grid_at_equal_compute():
@@ -187,3 +190,19 @@ def test_preset_floor_never_exceeds_the_density_the_rule_gives():
     assert run_config(explicit, gp).min_layer_density == 0.01
     # whether the floor was given never enters the resume identity (it only decides cap or refuse)
     assert explicit.identity() == Settings.from_preset("sparse-dip", 4, {**pre, "min_layer_density": 0.01}).identity()
+
+
+def test_summary_counts_cpu_minutes_of_cpu_runs_only():
+    """A GPU run's process time is the host's, not a CPU reconstruction's: the CPU-minutes table leaves it
+    out and the every-run table shows its wall minutes with the device."""
+    from mri_oes.experiments.mri_quality import summarize
+    base = {"scan": "b", "accel": 4, "seed": 0, "method": "sparse-dip", "variant": "default", "density": 0.9,
+            "steps": 10, "mask_steps": 1, "best_step": 10, "final_psnr": 30.0, "final_ssim": 0.8,
+            "final_network_psnr": 29.0, "final_network_ssim": 0.7, "best_psnr": 29.0, "best_ssim": 0.7}
+    rows = [{**base, "run": "cpu", "cpu_min": 40.0},
+            {**base, "run": "gpu", "seed": 1, "cpu_min": 2.5, "device": "cuda", "time_wall_s": 180.0}]
+    text = summarize(rows)
+    cpu_table = text.split("## CPU minutes")[1].split("##")[0]
+    assert "| b | 4x | – | – | – | – | 40.0 |" in cpu_table      # the mean of the CPU run alone
+    assert "3.0 wall (cuda)" in text and "| 40.0 |" in text
+    assert "30.00 / 0.800 (n=2)" in text                            # both seeds in the quality table

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli_common import device_name
 from ..mri.baselines import METHODS as BASELINE_METHODS
 
 SHARED = Path(os.environ.get("MRI_OES_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
@@ -76,10 +77,10 @@ def _save_run(d, result, arrays):
     write_json(d / "result.json", result)   # last: its presence marks the run done
 
 
-def _base_record(p, scan, accel, seed, method):
+def _base_record(p, scan, accel, seed, method, device="cpu"):
     return {"scan": scan, "accel": accel, "seed": seed, "method": method, "task": "mri",
             "scenario": f"{scan}-{accel}x", "mask_type": "equispaced", "problem": p.describe(),
-            "device": "cpu", "threads": int(__import__("torch").get_num_threads())}
+            "device": device, "threads": int(__import__("torch").get_num_threads())}
 
 
 # ------------------------------------------------------------------------------------- baselines
@@ -144,21 +145,21 @@ def parse_sets(pairs):
     return out
 
 
-def settings(method: str, cfg: dict, accel, seed: int, log_every: int):
+def settings(method: str, cfg: dict, accel, seed: int, log_every: int, device: str = "cpu"):
     """recon's :class:`mri_oes.mri.volume.Settings` of preset dict ``cfg`` (one route from preset values to
     the runner, :meth:`Settings.from_preset`); ``conv-decoder``: dense DIP on the ConvDecoder at the
     preset's depth and width."""
     import dataclasses
     from ..mri.volume import Settings
     s = Settings.from_preset("dip" if method == "conv-decoder" else method, accel, cfg,
-                             seed=seed, log_every=log_every)
+                             seed=seed, log_every=log_every, device=device)
     if method == "conv-decoder":
         s = dataclasses.replace(s, generator="conv-decoder", layers=cfg["layers"], channels=cfg["channels"])
     return s
 
 
 def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50, evaluate: bool = True,
-                  accel=None):
+                  accel=None, device: str = "cpu", verbose: bool = False):
     """Reconstruct problem ``p`` with a network ``method`` under preset dict ``cfg``, through the one
     runner (:func:`mri_oes.runner.run`, as ``recon``). Returns ``(final, best, info)``: images in
     ORIGINAL units (complex ``(H, W)``, or coil images ``(coils, H, W)`` for ``operator = coils``) and a
@@ -168,7 +169,7 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
     from ..problem import Problem
     from ..runner import run
     from operators.mri_coils import CoilImagesMRI
-    t_start = time.process_time()
+    t_start, wall_start = time.process_time(), time.perf_counter()
     coils = p.maps.shape[0]
     kind = "coils" if cfg["operator"] == "coils" else "complex"
     op = CoilImagesMRI(torch.from_numpy(p.mask), coils, p.image_shape) if kind == "coils" else p.operator
@@ -184,12 +185,17 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
             out.update({f"dc_{k}": v for k, v in _image_metrics(p, raw, kind, dc=True).items() if k != "nmse"})
         return out
 
-    def cb(row):   # the CPU clock of the curves (mask learning included)
+    def cb(row):   # the CPU and wall clocks of the curves (mask learning included)
         row["cpu_s"] = time.process_time() - t_start
+        row["wall_s"] = time.perf_counter() - wall_start
+        if verbose:   # one line per logged row: a long or killed run still shows its curve
+            dc = row.get("average_dc_psnr", row.get("dc_psnr"))
+            print(f"step {row.get('step')}  dc_psnr {dc if dc is None else round(dc, 3)}  "
+                  f"wall {row['wall_s']:.0f}s  cpu {row['cpu_s']:.0f}s", flush=True)
 
     gp = Problem(op, p.y, tuple(p.image_shape), kind="mri", info={"kind": "mri", "task": "mri"},
                  evaluate=evaluate_fn if evaluate and p.reference is not None else None)
-    rc = run_config(settings(method, cfg, accel, seed, log_every), gp)   # recon's density rule included
+    rc = run_config(settings(method, cfg, accel, seed, log_every, device), gp)   # recon's density rule included
     rec = run(gp, rc, None, save_outputs=False, command="mri-quality", callback=cb)
     res, mask = rec["_result"], rec["_mask"]
     final = unscaled(res.output)
@@ -200,6 +206,7 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
             "density": rec["density"], "sparsity": rec["sparsity"], "per_layer_density": rec["per_layer_density"],
             "steps": rc.steps, "mask_steps": cfg["mask_steps"] if mask is not None else 0,
             "time_mask_s": t_mask, "time_fit_s": res.wall_time_s, "time_total_s": time.process_time() - t_start,
+            "time_wall_s": time.perf_counter() - wall_start,
             "time_s_per_step": res.wall_time_s / max(rc.steps, 1), "best_step": res.best_step,
             "final_metrics": res.final_metrics, "best_metrics": res.best_metrics,
             "last_metrics": res.last_metrics, "diverged": res.diverged, "image": kind,
@@ -219,8 +226,11 @@ def run_network(args):
         return
     esp = {k: v for k, v in presets.espirit_for(cfg, args.accel).items() if v is not None}
     p = problem(args.out, args.scan, args.accel, args.seed, esp)
-    final, best, info = network_recon(p, args.method, cfg, args.seed, args.log_every, accel=args.accel)
-    rec = _base_record(p, args.scan, args.accel, args.seed, args.method)
+    from ..runtime import resolve_device
+    device = str(resolve_device(args.device))   # "auto" recorded as what it chose
+    final, best, info = network_recon(p, args.method, cfg, args.seed, args.log_every, accel=args.accel,
+                                      device=device, verbose=args.verbose)
+    rec = _base_record(p, args.scan, args.accel, args.seed, args.method, device)
     rec.update({"variant": args.tag or "default", "preset": args.preset, **info})
     _save_run(d, rec, {"final": final.astype(np.complex64), "best": best.astype(np.complex64)})
     print(f"{key}: final {info['final_metrics'].get('psnr'):.2f} best {info['best_metrics'].get('psnr'):.2f} "
@@ -265,8 +275,9 @@ def build_table(args):
         p = problem(out, r["scan"], r["accel"], r["seed"], esp or None)
         row = {k: r.get(k) for k in ("scan", "accel", "seed", "method", "variant", "density", "sparsity",
                                      "steps", "mask_steps", "best_step", "time_total_s", "time_fit_s",
-                                     "time_s_per_step", "lamda", "threads")}
+                                     "time_s_per_step", "lamda", "threads", "time_wall_s")}
         row["run"] = f.parent.name
+        row["device"] = r.get("device", "cpu")
         row["cpu_min"] = (r.get("time_total_s") or 0) / 60
         # recon's vocabulary: ``final`` = the image a user gets (a network's output projected onto the
         # measured k-space when data consistency is on), ``final_network`` = the raw network output,
@@ -350,6 +361,16 @@ def _mean(rows, key):
     return (float(np.mean(v)), len(v)) if v else (None, 0)
 
 
+def _on_cpu(r):   # rows of runs recorded before the device was (always "cpu" then)
+    return r.get("device", "cpu") == "cpu"
+
+
+def _minutes(r):   # CPU minutes of a CPU run; wall minutes of a GPU run (its process time is the host's)
+    if _on_cpu(r) or not r.get("time_wall_s"):
+        return f"{r['cpu_min']:.1f}"
+    return f"{r['time_wall_s'] / 60:.1f} wall ({r['device']})"
+
+
 def summarize(rows) -> str:
     """Main table (scan × accel; baselines mean over their seeds, network methods seed 0 unless more
     exist; default variant) and the per-variant table (every network variant per scenario)."""
@@ -372,19 +393,20 @@ def summarize(rows) -> str:
                   and r.get("variant") == "default"]
             cells.append(cell(rs, k))
         out.append(f"| {scan} | {accel}x | " + " | ".join(cells) + " |")
-    out += ["", "## CPU minutes per slice (1 thread, process time; networks: mask learning included; mean over runs)",
+    out += ["", "## CPU minutes per slice (1 thread, process time; networks: mask learning included; mean over the "
+            "runs on a CPU)",
             "", "| scan | accel | " + " | ".join(m for m in METHOD_ORDER) + " |", "|---|---|" + "---|" * len(METHOD_ORDER)]
     for scan, accel in scen:
         cells = []
         for m in METHOD_ORDER:
             v, n = _mean([r for r in rows if (r["scan"], r["accel"], r["method"]) == (scan, accel, m)
-                          and r.get("variant") == "default"], "cpu_min")
+                          and r.get("variant") == "default" and _on_cpu(r)], "cpu_min")
             cells.append("–" if v is None else (f"{v:.1f}" if v >= 0.1 else f"{v * 60:.1f} s"))
         out.append(f"| {scan} | {accel}x | " + " | ".join(cells) + " |")
     out += ["", "## Every network run: final (data-consistent when on), final_network (raw output), oracle best "
             "raw iterate", "",
             "| scenario | method | variant | density | steps (+mask) | final | final_network | best (step) | "
-            "best − final_network | CPU min |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "best − final_network | CPU min (GPU: wall min) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["accel"], r["scan"], r["method"], r.get("variant") or "")):
         if r["method"] in CLASSICAL:
             continue
@@ -392,7 +414,7 @@ def summarize(rows) -> str:
         out.append(f"| {r['scan']} {r['accel']}x s{r['seed']} | {r['method']} | {r.get('variant')} | "
                    f"{(r.get('density') or 0):.4f} | {r.get('steps')} (+{r.get('mask_steps') or 0}) | "
                    f"{cell([r], 'final')} | {cell([r], 'final_network')} | {cell([r], 'best')} ({r.get('best_step')}) | "
-                   f"{'–' if gap is None else f'{gap:.2f}'} | {r['cpu_min']:.1f} |")
+                   f"{'–' if gap is None else f'{gap:.2f}'} | {_minutes(r)} |")
     out += ["", "## Baseline variants (ESPIRiT settings), seed 0", "",
             "| scenario | method | variant | PSNR / SSIM |", "|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["accel"], r["scan"], r["method"], r.get("variant") or "")):
@@ -466,6 +488,8 @@ def main(argv=None):
     n.add_argument("--set", nargs="*", help="preset overrides KEY=JSON")
     n.add_argument("--tag", default="")
     n.add_argument("--threads", type=int, default=1)
+    n.add_argument("--verbose", action="store_true", help="print each logged row (step, DC PSNR, clocks)")
+    n.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     n.add_argument("--log-every", type=int, default=50)
     n.add_argument("--overwrite", action="store_true")
     t = sub.add_parser("table")
