@@ -113,7 +113,7 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 # * stop 24, by_accel 4x -> density rule 0.9 kept weights per measured value, clipped at 0.9 (was 0.5 / 0.5),
 #   measured on an H200 (results/2026-11-27-mri-gpu/README.md; GPU runs of the same preset are not bitwise
 #   repeatable: two runs of one seed differed by up to 0.45 dB at step 15,100, their 3-seed means by 0.00):
-#   brain8 seeds 0-2 33.08 / 0.893 mean (density 0.5: 32.75 / 0.888; L1-wavelet 32.87 / 0.870), brain8b seed 0
+#   brain8 seeds 0-2 33.07 / 0.893 mean (density 0.5: 32.75 / 0.888; L1-wavelet 32.87 / 0.870), brain8b seed 0
 #   36.91 / 0.924 (0.5: 36.47 / 0.918), brain4 seed 0 40.69 / 0.963 (density clips at 0.74 there; 0.5: 40.55);
 #   final = best within 0.11 dB on every run. Density 0.75 (stop 22) sat between: brain8 s0 32.81, s1 32.74.
 _CPU = {

@@ -27,7 +27,7 @@ while kill -0 $POOL 2>/dev/null && [ $(( $(date +%s) - T0 )) -lt "$DEADLINE" ]; 
   sleep 10
   [ $(( ($(date +%s) - T0) % 60 )) -lt 10 ] && nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader >> $W/logs/_gpu.txt
 done
-pkill -f "mri_quality net" ; sleep 2
+pkill -f "mri_quality net --out $W/" ; sleep 2   # only this script's jobs
 echo "elapsed $(( $(date +%s) - T0 )) s"; cat $W/logs/_done.txt 2>/dev/null
 for f in $W/logs/*.log; do echo "== $(basename $f): $(grep -c '^step' $f) rows; $(tail -n 1 $f)"; done
 # pack: logs + result.json in one file, the images in up to 6 more (<= 16 MB each comes back)
