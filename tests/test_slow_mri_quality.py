@@ -7,7 +7,7 @@ must reach L1-wavelet's PSNR and SSIM at its default λ (0.003 at 4×, the value
 preset through ``mri_quality net``, this CPU): Sparse-DIP 33.18 / 0.895 against L1-wavelet 32.99 / 0.874.
 About 52 CPU-minutes (the 4x preset trains 17,413 steps on this 230x180 grid: 11,000 sized for 256x256;
 one thread here, as the test pins ``--threads 1``). Runs repeat exactly on one CPU, but another machine's
-rounding moves a single run like a seed does: two GPU runs of this seed read 32.99 and 33.44 at step 15,100 (the 3-seed mean
+rounding moves a single run like a seed does: two GPU runs of this seed read 33.00 and 33.44 at step 15,100 (the 3-seed mean
 over L1-wavelet is +0.20 dB), so on other hardware this is a check with a thin margin.
 """
 import json

@@ -110,12 +110,14 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 #   deep decoder (same net and steps, no mask) reaches 33.10 / 0.895 on brain8 seed 0 (Sparse-DIP 32.89, L1
 #   32.99): at this budget nothing overfits (final = best), and the mask's lower capacity limits brain8;
 #   a higher density (0.9) across seeds is the next measurement.
-# * stop 24, by_accel 4x -> density rule 0.9 kept weights per measured value, clipped at 0.9 (was 0.5 / 0.5),
-#   measured on an H200 (results/2026-11-27-mri-gpu/README.md; GPU runs of the same preset are not bitwise
-#   repeatable: two runs of one seed differed by up to 0.45 dB at step 15,100, their 3-seed means by 0.00):
-#   brain8 seeds 0-2 33.07 / 0.893 mean (density 0.5: 32.75 / 0.888; L1-wavelet 32.87 / 0.870), brain8b seed 0
-#   36.91 / 0.924 (0.5: 36.47 / 0.918), brain4 seed 0 40.69 / 0.963 (density clips at 0.74 there; 0.5: 40.55);
-#   final = best within 0.11 dB on every run. Density 0.75 (stop 22) sat between: brain8 s0 32.81, s1 32.74.
+# * stop 24, by_accel 4x -> density rule 0.9 kept weights per measured value, clipped at 0.9 (was 0.5 / 0.5);
+#   results/2026-11-27-mri-gpu/README.md. brain8 33.14 / 0.894 over seeds 0-2 (seed 0 on this CPU 33.18 / 0.895
+#   in 51 CPU-min; seeds 1, 2 on an H200) against L1-wavelet 32.87 / 0.870 (density 0.5: 32.75 / 0.888);
+#   brain8b 36.83 / 0.923 over seeds 0-1 (seed 1 on this CPU 36.76, -0.37 against density 0.5 on that seed;
+#   L1 35.47); brain4 seed 0 40.69 / 0.963 (density clips at 0.74 there; 0.5: 40.55). Final = best (raw) on
+#   brain8/brain4, 0.18 dB below on brain8b (Adam spikes at this density). GPU runs of one seed are not
+#   bitwise repeatable (two runs differed by up to 0.5 dB at one step; their 3-seed means by 0.00).
+#   Density 0.75 (stop 22) sat between: brain8 s0 32.81, s1 32.74.
 _CPU = {
     "generator": "deep-decoder", "operator": "maps", "levels": 5, "width": 0.5,
     "layers": 6, "channels": 128,
