@@ -206,3 +206,15 @@ def test_summary_counts_cpu_minutes_of_cpu_runs_only():
     assert "| b | 4x | – | – | – | – | 40.0 |" in cpu_table      # the mean of the CPU run alone
     assert "3.0 wall (cuda)" in text and "| 40.0 |" in text
     assert "30.00 / 0.800 (n=2)" in text                            # both seeds in the quality table
+
+
+def test_experiment_names_a_missing_gpu_in_one_line(tmp_path):
+    """``mri_quality net --device cuda`` on a machine without CUDA stops before any work, naming the flag."""
+    import torch
+    from mri_oes.experiments.mri_quality import main
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(SystemExit) as e:
+        main(["net", "--out", str(tmp_path), "--scan", "brain8", "--accel", "4", "--method", "sparse-dip",
+              "--device", "cuda"])
+    assert "--device cuda" in str(e.value) and not any(tmp_path.iterdir())

@@ -224,10 +224,10 @@ def run_network(args):
     if (d / "result.json").exists() and not args.overwrite:
         print(f"{key}: done", flush=True)
         return
+    from ..runtime import resolve_device
+    device = str(resolve_device(args.device))   # before ESPIRiT: a missing GPU fails at once; "auto" as chosen
     esp = {k: v for k, v in presets.espirit_for(cfg, args.accel).items() if v is not None}
     p = problem(args.out, args.scan, args.accel, args.seed, esp)
-    from ..runtime import resolve_device
-    device = str(resolve_device(args.device))   # "auto" recorded as what it chose
     final, best, info = network_recon(p, args.method, cfg, args.seed, args.log_every, accel=args.accel,
                                       device=device, verbose=args.verbose)
     rec = _base_record(p, args.scan, args.accel, args.seed, args.method, device)
@@ -501,7 +501,11 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from ..runtime import configure_runtime
     configure_runtime(getattr(a, "threads", 1))
-    {"baselines": run_baselines, "net": run_network, "table": build_table, "ensemble": build_ensemble}[a.cmd](a)
+    from ..errors import UserError
+    try:
+        {"baselines": run_baselines, "net": run_network, "table": build_table, "ensemble": build_ensemble}[a.cmd](a)
+    except UserError as e:   # one clear line (e.g. --device cuda on a machine without one)
+        raise SystemExit(f"mri_quality {a.cmd}: {e}") from None
 
 
 if __name__ == "__main__":
