@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The one device call of stop 24: MRI quality runs on a GPU machine (H100/H200), many at once.
 # Needs: .whl (sigpy, PyWavelets, fastmri, runstats for the image's python3) and .gpudata/data/mri/*.h5
-# carried; the image's own torch/numpy/scipy/h5py/scikit-image. Every job is one
+# carried; the image's own torch/numpy/scipy/h5py/scikit-image. Prepared here (both in .git/info/exclude):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
+#     sigpy==0.1.27 fastmri==0.3.0 runstats PyWavelets
+#   mkdir -p .gpudata/data/mri && cp ../shared/data/mri/brain*_full.h5 .gpudata/data/mri/ Every job is one
 # `mri_quality net --device cuda` run in its own OUT folder (its own ESPIRiT cache: no shared writes).
 # JOBS: a file of "NAME ARGS..." lines, run in order, PAR at a time; at DEADLINE seconds the
 # jobs still running are stopped (their logs keep the curve so far) and everything is packed.
