@@ -113,8 +113,9 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 # * stop 24, by_accel 4x -> density rule 0.9 kept weights per measured value, clipped at 0.9 (was 0.5 / 0.5);
 #   results/2026-11-27-mri-gpu/README.md. brain8 33.14 / 0.894 over seeds 0-2 (seed 0 on this CPU 33.18 / 0.895
 #   in 51 CPU-min; seeds 1, 2 on an H200) against L1-wavelet 32.87 / 0.870 (density 0.5: 32.75 / 0.888);
-#   brain8b 36.83 / 0.923 over seeds 0-1 (seed 1 on this CPU 36.76, -0.37 against density 0.5 on that seed;
-#   L1 35.47); brain4 seed 0 40.69 / 0.963 (density clips at 0.74 there; 0.5: 40.55). Final = best (raw) on
+#   brain8b 36.79 / 0.923 over seeds 0-2 (seeds 1, 2 on this CPU: -0.37 and +0.16 against density 0.5 on
+#   those seeds; L1 35.47); brain4 41.17 / 0.965 over seeds 0-2 (density clips at 0.74 there; seed 1 +1.07
+#   against 0.5; L1 39.61). Final = best (raw) on
 #   brain8/brain4, 0.18 dB below on brain8b (Adam spikes at this density). GPU runs of one seed are not
 #   bitwise repeatable (two runs differed by up to 0.5 dB at one step; their 3-seed means by 0.00).
 #   Density 0.75 (stop 22) sat between: brain8 s0 32.81, s1 32.74.
