@@ -501,11 +501,11 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from ..runtime import configure_runtime
     configure_runtime(getattr(a, "threads", 1))
-    from ..errors import UserError
+    from ..errors import USER_ERRORS
     try:
         {"baselines": run_baselines, "net": run_network, "table": build_table, "ensemble": build_ensemble}[a.cmd](a)
-    except UserError as e:   # one clear line (e.g. --device cuda on a machine without one)
-        raise SystemExit(f"mri_quality {a.cmd}: {e}") from None
+    except USER_ERRORS as e:   # one clear line, as the mri-oes CLI reports them (cli.main)
+        raise SystemExit(f"mri_quality {a.cmd}: error: {' '.join(str(e).split())}") from None
 
 
 if __name__ == "__main__":

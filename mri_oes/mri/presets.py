@@ -116,7 +116,7 @@ _ESPIRIT = {4: {"calib_width": None, "thresh": 0.02, "crop": 0.0},
 #   brain8b 36.79 / 0.923 over seeds 0-2 (seeds 1, 2 on this CPU: -0.37 and +0.16 against density 0.5 on
 #   those seeds; L1 35.47); brain4 41.17 / 0.965 over seeds 0-2 (density clips at 0.74 there; seed 1 +1.07
 #   against 0.5; L1 39.61). Final = best (raw) on
-#   brain8/brain4, 0.18 dB below on brain8b (Adam spikes at this density). GPU runs of one seed are not
+#   brain8/brain4, 0.18 / 0.18 / 0.34 dB below on brain8b seeds 0-2 (Adam spikes at this density). GPU runs of one seed are not
 #   bitwise repeatable (two runs differed by up to 0.5 dB at one step; their 3-seed means by 0.00).
 #   Density 0.75 (stop 22) sat between: brain8 s0 32.81, s1 32.74.
 _CPU = {
