@@ -47,7 +47,9 @@ def main():
     ax.set(title="256x256 scans at 4x (dotted: L1-wavelet 3-seed means)", xlabel="step", ylim=(32, 42))
     ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(HERE / "curves_from_logs.png", dpi=110)
+    from mri_oes.io import atomic_path
+    with atomic_path(HERE / "curves_from_logs.png") as tmp:   # as mri_quality writes its plots
+        fig.savefig(tmp, dpi=110, format="png")
 
 
 if __name__ == "__main__":
