@@ -1,4 +1,4 @@
-"""MRI quality at the final iterate (issue 11): untrained priors vs classical recon on real brains.
+"""MRI quality at the final iterate: untrained priors vs classical recon on real brains.
 
 Resumable: every run is one folder ``OUT/runs/<key>/`` with ``result.json`` (config, seed, times,
 density/sparsity, versions) and the reconstructions as ``.npy`` in ORIGINAL units (``final``,
@@ -10,6 +10,8 @@ are recomputed from the saved images (``table``) whenever the metric convention 
     python -m mri_oes.experiments.mri_quality net --out OUT --scan brain8 --accel 4 --seed 0 \\
            --method sparse-dip [--preset cpu] [--set steps=1500 lr_final=0.001 ...] [--tag NAME]
     python -m mri_oes.experiments.mri_quality table --out OUT
+    python -m mri_oes.experiments.mri_quality summary --tables A/table.json B/table.json [--relabel R.json] --out DIR
+    python -m mri_oes.experiments.mri_quality error-bands --out OUT [--scan brain8 --accel 4 --seeds 0 1 2]
 
 ``net`` trains through the one runner (:func:`mri_oes.runner.run`, as ``recon`` does: the same seeds,
 mask learning and fit; identical numbers) and adds the data-consistent curve (``dc_*``) and the CPU
@@ -17,7 +19,9 @@ clock (``cpu_s``) to every logged row. ``baselines``: zero-filled, SENSE, and L1
 (``TUNE_ON``; seed 0 of that scan, grid ``L1_GRID``) then applied to the scored scan. It also runs
 the ESPIRiT variants (``ESPIRIT_VARIANTS``) for SENSE/L1 at 8×. ``table``: ``table.csv/json/md``
 (every run: final/best, with and without data-consistency projection), PSNR curves per scenario
-and a quality-per-CPU-minute plot.
+and a quality-per-CPU-minute plot. ``summary``: ``table.json`` and ``summary.md`` rebuilt from committed
+``table.json`` files (several merged, variants relabelled by rules), no run folders needed. ``error-bands``:
+where Sparse-DIP and L1-wavelet err (:func:`error_bands`).
 """
 from __future__ import annotations
 
@@ -423,6 +427,107 @@ def summarize(rows) -> str:
     return "\n".join(out) + "\n"
 
 
+def _relabel(row, index, rules):
+    """The variant of ``row`` (read from the ``index``-th table) under the first matching rule."""
+    for rule in rules:
+        if "tables" in rule and index not in rule["tables"]:
+            continue
+        if any(row.get(k) != v for k, v in (rule.get("match") or {}).items()):
+            continue
+        if any(row.get(k) is None or row[k] > v + 1e-9 for k, v in (rule.get("at_most") or {}).items()):
+            continue
+        return rule["variant"]
+    return row.get("variant")
+
+
+def merge_tables(tables, rules=()):
+    """Rows of several ``table.json`` files as one table. A run name in a later table replaces the earlier
+    row; each row records its file in ``source``; ``rules`` (first match wins, on the row as read):
+    ``{"variant": NEW, "match": {key: value}, "at_most": {key: value}, "tables": [indices]}``. Then one run
+    per seed in the means: where a scenario, seed and method has a ``default`` run on a CPU, a ``default``
+    run on another device becomes ``default-<device>`` (CPU runs are deterministic)."""
+    loaded = [(str(t), json.loads(Path(t).read_text())) for t in tables]
+    rows = []
+    for i, (name, trows) in enumerate(loaded):
+        later = {r["run"] for _, rs in loaded[i + 1:] for r in rs}
+        rows += [{**r, "variant": _relabel(r, i, rules), "source": name} for r in trows if r["run"] not in later]
+    cpu_default = {(r["scan"], r["accel"], r["seed"], r["method"]) for r in rows
+                   if r.get("variant") == "default" and r.get("device", "cpu") == "cpu"}
+    for r in rows:
+        if r.get("variant") == "default" and r.get("device", "cpu") != "cpu" and \
+                (r["scan"], r["accel"], r["seed"], r["method"]) in cpu_default:
+            r["variant"] = f"default-{r['device']}"
+    return rows
+
+
+def build_summary(args):
+    """``OUT/table.json`` and ``OUT/summary.md`` from committed ``table.json`` files (no run folders
+    needed): :func:`merge_tables` with the relabel rules of ``--relabel`` (a JSON list)."""
+    from ..errors import UserError
+    from ..io import atomic_path, write_json
+    for t in args.tables:
+        if not Path(t).is_file():
+            raise UserError(f"--tables: {t} not found")
+    rules = []
+    if args.relabel:
+        try:
+            rules = json.loads(Path(args.relabel).read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"--relabel: {args.relabel} is not a readable JSON list of rules ({e})") from None
+    rows = merge_tables(args.tables, rules)
+    out = Path(args.out)
+    write_json(out / "table.json", rows)
+    with atomic_path(out / "summary.md") as tmp:
+        tmp.write_text(summarize(rows))
+    print(f"{len(rows)} rows from {len(args.tables)} tables -> {out / 'summary.md'}")
+
+
+ERROR_BANDS = ((0.0, 0.05), (0.05, 0.15), (0.15, 0.3), (0.3, 1.0))
+
+
+def error_bands(out, scan="brain8", accel=4, seed=0):
+    """Where Sparse-DIP and L1-wavelet err on one problem: the error of each final image against the
+    reference (fastMRI crop, magnitude; Sparse-DIP's after data consistency), split into foreground
+    (reference > 10 % of its max) / background and into radial spatial-frequency bands (cycles per pixel,
+    ``ERROR_BANDS``) of the magnitude error; plus the PSNR of the two images averaged (how correlated the
+    errors are; a diagnostic, not a method). Reads ``OUT/runs/<scan>_<accel>x_s<seed>_{sparse-dip,l1-wavelet}``."""
+    from ..mri import metrics as M
+    p = problem(out, scan, accel, seed, None)
+    ref = p.reference
+    runs = Path(out) / "runs"
+    sd = np.abs(p.data_consistency(np.load(runs / f"{scan}_{accel}x_s{seed}_sparse-dip" / "final.npy")))
+    l1 = np.abs(np.load(runs / f"{scan}_{accel}x_s{seed}_l1-wavelet" / "final.npy"))
+    imgs = {"sparse-dip": M.center_crop(sd, ref.shape), "l1-wavelet": M.center_crop(l1, ref.shape)}
+    fg = ref > 0.1 * ref.max()
+    H, W = ref.shape
+    ky, kx = np.meshgrid(np.fft.fftfreq(H), np.fft.fftfreq(W), indexing="ij")
+    radius = np.hypot(ky, kx)
+    res = {"scan": scan, "accel": accel, "seed": seed, "foreground_fraction": float(fg.mean())}
+    for name, img in imgs.items():
+        err = img - ref
+        spec = np.abs(np.fft.fft2(err)) ** 2 / err.size
+        res[name] = {"psnr": M.mri_metrics(img, ref)["psnr"],
+                     "mse_foreground": float(np.mean(err[fg] ** 2)), "mse_background": float(np.mean(err[~fg] ** 2)),
+                     "error_energy_by_band": {f"{lo}-{hi}": float(spec[(radius >= lo) & (radius < hi)].sum())
+                                              for lo, hi in ERROR_BANDS}}
+    res["psnr_of_the_average"] = M.mri_metrics(0.5 * (imgs["sparse-dip"] + imgs["l1-wavelet"]), ref)["psnr"]
+    return res
+
+
+def build_error_bands(args):
+    from ..io import write_json
+    rows = [error_bands(args.out, args.scan, args.accel, s) for s in args.seeds]
+    for r in rows:
+        print(f"seed {r['seed']}: PSNR sparse-dip {r['sparse-dip']['psnr']:.2f}, l1 {r['l1-wavelet']['psnr']:.2f}, "
+              f"average {r['psnr_of_the_average']:.2f}")
+        for k in ("mse_foreground", "mse_background"):
+            print(f"  {k:<16} sparse-dip {r['sparse-dip'][k]:9.3f}  l1 {r['l1-wavelet'][k]:9.3f}")
+        for b in r["sparse-dip"]["error_energy_by_band"]:
+            print(f"  band {b:<9} sparse-dip {r['sparse-dip']['error_energy_by_band'][b]:9.1f}  "
+                  f"l1 {r['l1-wavelet']['error_energy_by_band'][b]:9.1f}")
+    write_json(Path(args.json) if args.json else Path(args.out) / "error_bands.json", rows)
+
+
 def _plots(out, rows, only=None):
     import matplotlib
     matplotlib.use("Agg")
@@ -498,12 +603,24 @@ def main(argv=None):
     e = sub.add_parser("ensemble", help="score the average of several runs' outputs on one problem")
     e.add_argument("--out", required=True)
     e.add_argument("--runs", nargs="+", required=True, help="run folder names under OUT/runs")
+    s = sub.add_parser("summary", help="table.json and summary.md from committed table.json files")
+    s.add_argument("--tables", nargs="+", required=True, help="table.json files; a run in a later one wins")
+    s.add_argument("--relabel", default=None, help="JSON list of variant relabel rules (see merge_tables)")
+    s.add_argument("--out", required=True, help="folder for table.json and summary.md")
+    eb = sub.add_parser("error-bands", help="where Sparse-DIP and L1-wavelet err (foreground/background, "
+                                            "frequency bands)")
+    eb.add_argument("--out", required=True, help="the OUT of the net and baselines runs")
+    eb.add_argument("--scan", default="brain8", choices=list(SCANS))
+    eb.add_argument("--accel", type=int, default=4, choices=(4, 8))
+    eb.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    eb.add_argument("--json", default=None, help="where to write the result (default OUT/error_bands.json)")
     a = ap.parse_args(argv)
     from ..runtime import configure_runtime
     configure_runtime(getattr(a, "threads", 1))
     from ..errors import USER_ERRORS
     try:
-        {"baselines": run_baselines, "net": run_network, "table": build_table, "ensemble": build_ensemble}[a.cmd](a)
+        {"baselines": run_baselines, "net": run_network, "table": build_table, "ensemble": build_ensemble,
+         "summary": build_summary, "error-bands": build_error_bands}[a.cmd](a)
     except USER_ERRORS as e:   # one clear line, as the mri-oes CLI reports them (cli.main)
         raise SystemExit(f"mri_quality {a.cmd}: error: {' '.join(str(e).split())}") from None
 

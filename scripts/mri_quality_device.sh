@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The one device call of stop 24: MRI quality runs on a GPU machine (H100/H200), many at once.
+# MRI quality runs on a GPU machine (H100/H200), many at once: the two device calls of 2026-11-27
+# (results/2026-11-27-mri-gpu/: jobs.txt, jobs_call2.txt) ran this script.
+#   DEADLINE=470 PAR=14 JOBS=results/2026-11-27-mri-gpu/jobs.txt bash scripts/mri_quality_device.sh
 # Needs: .whl (sigpy, PyWavelets, fastmri, runstats for the image's python3) and .gpudata/data/mri/*.h5
-# carried; the image's own torch/numpy/scipy/h5py/scikit-image. Prepared here (both in .git/info/exclude):
+# carried; the image's own torch/numpy/scipy/h5py/scikit-image. Prepared on the CPU machine (both in
+# .git/info/exclude):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
 #     sigpy==0.1.27 fastmri==0.3.0 runstats PyWavelets
@@ -11,7 +14,7 @@
 # jobs still running are stopped (their logs keep the curve so far) and everything is packed.
 set -u
 T0=$(date +%s)
-DEVICE=${DEVICE:-cuda}; PAR=${PAR:-14}; DEADLINE=${DEADLINE:-480}; JOBS=${JOBS:-results/2026-11-27-mri-gpu/jobs.txt}
+DEVICE=${DEVICE:-cuda}; PAR=${PAR:-14}; DEADLINE=${DEADLINE:-480}; JOBS=${JOBS:?set JOBS to a file of "NAME ARGS..." lines, e.g. results/2026-11-27-mri-gpu/jobs.txt}
 [ -n "${NO_WHL:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 3
 export PYTHONPATH=/tmp/site:$PWD MRI_OES_SHARED=$PWD/.gpudata OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 W=/tmp/w; mkdir -p $W/logs
