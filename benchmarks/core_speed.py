@@ -1,4 +1,4 @@
-"""Speed of the masked-generator core, side by side in ONE run on the same net and input (issue 12).
+"""Speed of the masked-generator core, side by side in ONE run on the same net and input.
 
 Cases (seconds per training step through the real loops, ``core.fit`` / ``batched.fit_batched``):
 

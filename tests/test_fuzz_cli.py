@@ -1,4 +1,4 @@
-"""Bad-value matrix (issue 14): every command × bad flag values and corrupt input files.
+"""Bad-value matrix: every command × bad flag values and corrupt input files.
 
 Each case must end with a NON-ZERO exit, EXACTLY ONE line on stderr (no traceback, no usage block),
 and NOTHING written to ``--out`` (the folder does not exist afterwards; an ``--out`` that names an

@@ -115,7 +115,7 @@ def test_experiment_and_recon_take_one_route_from_the_preset(method, accel):
         assert ours["density_rule"] and ours["generator"] == "deep-decoder"
         assert ours["channels"] == ([192] * 5 + [64] if accel == 4 else 128)
         assert ours["steps"] == (11000 if accel == 4 else 3000)
-        kept = 0.9 if accel == 4 else 0.5   # stop 24: the 4x mask keeps up to 90 % of the weights
+        kept = 0.9 if accel == 4 else 0.5   # the 4x mask keeps up to 90 % of the weights (2026-11-27)
         assert ours["density_rule"] == {"kept_per_measurement": kept, "density_min": 0.02, "density_max": kept}
 
 

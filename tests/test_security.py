@@ -1,4 +1,4 @@
-"""Issue 14: loading a run folder never runs code; resumes only from the same run; inputs decoded at
+"""Loading a run folder never runs code; resumes only from the same run; inputs decoded at
 their real bit depth with size limits; corrupt masks and MRI files refused in one line.
 
 The pickle payload below creates a marker file when it is unpickled (``torch.load(weights_only=False)``

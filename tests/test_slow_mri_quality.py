@@ -1,10 +1,11 @@
-"""Slow end-to-end goal check of issue 11 (run with ``pytest -m slow``; needs ../shared/data).
+"""Slow end-to-end quality check of ``recon``'s defaults on a real brain (run with ``pytest -m slow``; needs
+../shared/data).
 
 One shared brain (``brain8_full.h5``, 230×180, 8 coils) at 4× (fastMRI equispaced mask, seed 0),
 reconstructed by ``mri-oes recon`` at its DEFAULTS (``--preset cpu``): the Sparse-DIP final image
 must reach L1-wavelet's PSNR and SSIM at its default λ (0.003 at 4×, the value tuned on
-``brain4_full.h5``, not on the scored scan), and stay above zero-filled. Measured (stop 24, the same
-preset through ``mri_quality net``, this CPU): Sparse-DIP 33.18 / 0.895 against L1-wavelet 32.99 / 0.874.
+``brain4_full.h5``, not on the scored scan), and stay above zero-filled. Measured on 2026-11-27 (commit
+ff7e66e, the same preset through ``mri_quality net``, the 2-core CPU): Sparse-DIP 33.18 / 0.895 against L1-wavelet 32.99 / 0.874.
 About 52 CPU-minutes (the 4x preset trains 17,413 steps on this 230x180 grid: 11,000 sized for 256x256;
 one thread here, as the test pins ``--threads 1``). Runs repeat exactly on one CPU, but another machine's
 rounding moves a single run like a seed does: two GPU runs of this seed read 33.00 and 33.44 at step 15,100 (the 3-seed mean

@@ -1,4 +1,4 @@
-"""The speed paths compute what the plain paths compute (issue 12): K Concrete samples in one batched
+"""The speed paths compute what the plain paths compute: K Concrete samples in one batched
 pass vs the K-loop, B independent fits in one batched step vs B sequential fits, the fused OES mask /
 KL nodes vs their textbook expressions, SynFlow's one-pixel scoring and top-k vs the full-size pass and
 ``topk_mask``; plus the thread rule. Small nets, a few steps: fast."""
