@@ -1,22 +1,31 @@
 """The one CLI vocabulary: every command builds its flags from these groups, so a concept has one flag
 with one meaning and one validated range everywhere.
 
-=====================  =============================================================================
-``--steps``            training steps of the network (every training command)
-``--mask-steps``       OES mask-learning steps
-``--density``          kept fraction of the maskable weights (sparsity = 1 − density)
-``--min-layer-density`` per-layer floor of kept weights (prevents layer collapse at low density)
-``--levels/--width``   hourglass scales (default: the largest that fits the grid, at most 6) / channels
-``--lr``               Adam learning rate of the weights
-``--device``           cpu, cuda, cuda:N or auto
-``--threads``          torch intra-op threads (default: see :func:`default_threads`)
-``--seed``             one seed fixes init, z, noise, k-space masks and mask sampling
-``--out``              output folder (default ``runs/<command>-<date-time>``)
-``--overwrite``        replace an existing result (the whole folder)
-``--progress/--no-progress``  progress bars (default: on when stderr is a terminal)
-``--log-every``        log loss/metrics every N steps
-``--checkpoint-every`` save a resumable checkpoint every N steps
-=====================  =============================================================================
+=======================  ===========================================================================
+``--steps``              training steps of the network (every training command)
+``--mask-steps``         OES (pruning) mask-learning steps
+``--density``            kept fraction of the maskable weights (sparsity = 1 - density); several
+                         values where a command sweeps (``transfer``)
+``--min-layer-density``  per-layer floor of kept weights (prevents layer collapse at low density)
+``--pruning-mask``       a saved network pruning mask (``mask.safetensors``); fastMRI's "mask" is
+                         the k-space sampling mask (``--accel``, ``--mask-type``, ``--center-fraction``)
+``--kl-weight``          weight of the KL term of OES mask learning (was ``--lam``)
+``--reg-weight``         regularisation weight of SENSE / L1-wavelet (SigPy's ``lamda``; was ``--lamda``)
+``--accel``              acceleration(s) of the k-space sampling mask (one or more values)
+``--levels/--width``     hourglass scales / channels
+``--lr``                 Adam learning rate of the weights
+``--device``             cpu, cuda, cuda:N or auto
+``--threads``            torch intra-op threads (default: see :func:`default_threads`)
+``--seed``               one seed fixes init, z, noise, k-space masks and mask sampling
+``--out``                output folder (default ``runs/<command>-<date-time>``)
+``--overwrite``          replace an existing result (the whole folder)
+``--progress``           progress bars (default: on when stderr is a terminal)
+``--log-every``          log loss/metrics every N steps
+``--checkpoint-every``   save a resumable checkpoint every N steps
+=======================  ===========================================================================
+
+A renamed flag keeps its old name for one release (:func:`add_renamed`): the old name still works,
+is hidden from ``--help`` and prints one deprecation line on stderr.
 
 Bad values are refused by argparse with ONE line naming the flag (``mri-oes fit: error: argument --lr:
 ...``), exit status 2, before anything is written.
@@ -105,6 +114,35 @@ def out_folder(text):
     return text
 
 
+# --------------------------------------------------------------------------------- renamed flags
+#: the release that drops the old flag names accepted by :func:`add_renamed`
+RENAMED_UNTIL = "0.2"
+
+
+class _RenamedFlag(argparse.Action):
+    """The old name of a renamed flag: stores into the new flag's ``dest`` and prints one line on stderr."""
+
+    def __init__(self, option_strings, dest, new=None, **kw):
+        self.new = new
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: warning: {option_string} is deprecated, use {self.new} "
+              f"(the old name goes in release {RENAMED_UNTIL})", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_renamed(group, new: str, old, **kw):
+    """Add flag ``new`` (``kw`` as for ``add_argument``) and accept its previous name(s) ``old`` for one
+    release: same values and destination, hidden from ``--help``, one deprecation line on stderr."""
+    action = group.add_argument(new, **kw)
+    for o in ([old] if isinstance(old, str) else old):
+        group.add_argument(o, dest=action.dest, type=kw.get("type"), nargs=kw.get("nargs"),
+                           choices=kw.get("choices"), metavar=action.metavar, default=argparse.SUPPRESS,
+                           help=argparse.SUPPRESS, action=_RenamedFlag, new=new)
+    return action
+
+
 # ----------------------------------------------------------------------------------------- groups
 def add_run_args(p, *, log_every=True, checkpoint=True):
     """--seed --device --threads --out --overwrite --progress/--no-progress [--log-every --checkpoint-every]"""
@@ -121,68 +159,115 @@ def add_run_args(p, *, log_every=True, checkpoint=True):
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: on when stderr is a terminal)")
     if log_every:
-        g.add_argument("--log-every", type=positive_int, default=50, help="log loss/metrics every N steps")
+        g.add_argument("--log-every", type=positive_int, default=50,
+                       help="log loss/metrics every N steps (default 50)")
     if checkpoint:
         g.add_argument("--checkpoint-every", type=positive_int, default=500,
                        help="save a resumable checkpoint every N steps (default 500)")
     return g
 
 
-def add_training_args(p, *, steps=2000, lr=1e-2):
+def _default(value, show=lambda v: f"{v:g}"):
+    """``(argparse default, help text of the default)``: a string describes a value resolved later (the
+    flag's default is then None, "not given")."""
+    return (None, value) if isinstance(value, str) else (value, show(value))
+
+
+def add_training_args(p, *, steps=2000, lr=1e-2, precision="float32"):
+    """--steps --lr --precision. A string for a default (e.g. ``"from --preset"``) describes a value the
+    command resolves itself; the flag's default is then None."""
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=positive_int, default=steps, help=f"training steps (default {steps})")
-    g.add_argument("--lr", type=positive_float, default=lr, help=f"Adam learning rate (default {lr:g})")
-    g.add_argument("--precision", choices=tuple(PRECISIONS), default="float32",
-                   help="generator forward/backward precision (bfloat16: torch.autocast, ~1.9x faster per step "
-                        "on CPUs with AVX-512 BF16; weights, operator and loss stay float32; default float32)")
+    steps, steps_h = _default(steps, str)
+    lr, lr_h = _default(lr)
+    precision, precision_h = _default(precision, str) if precision != "float32" else ("float32", "float32")
+    g.add_argument("--steps", type=positive_int, default=steps, help=f"training steps (default {steps_h})")
+    g.add_argument("--lr", type=positive_float, default=lr, help=f"Adam learning rate (default {lr_h})")
+    g.add_argument("--precision", choices=tuple(PRECISIONS), default=precision,
+                   help="generator forward/backward precision: bfloat16 runs the generator under torch.autocast "
+                        "(faster per step on CPUs with native bfloat16; weights, operator and loss stay "
+                        f"float32) (default {precision_h})")
     return g
 
 
-def add_generator_args(p):
+def add_generator_args(p, *, levels_cap="6", width=1.0):
+    """--levels --width. ``levels_cap``: the depth cap shown in the help; ``width`` a number or (a string)
+    the description of a value the command resolves itself."""
     g = p.add_argument_group("generator")
+    width, width_h = _default(width)
     g.add_argument("--levels", type=levels_int, default=None,
-                   help="hourglass scales, 1-6 (default: the largest that fits the image grid, at most 6)")
-    g.add_argument("--width", type=positive_float, default=1.0,
-                   help="channel multiplier of the hourglass (default 1 = the paper's 128 channels)")
+                   help=f"hourglass scales, 1-6 (default: the largest that fits the image grid, at most "
+                        f"{levels_cap})")
+    g.add_argument("--width", type=positive_float, default=width,
+                   help="channel multiplier of the hourglass (1 = the paper's 128 channels) "
+                        f"(default {width_h})")
     return g
 
 
-def add_mask_args(p, *, density=0.05, mask_steps=1000, learn=True, reuse=True, oes=True):
-    """Mask flags. ``learn``: OES learning flags; ``reuse``: --mask FILE / --fresh-init."""
-    g = p.add_argument_group("mask")
+def add_mask_args(p, *, density=0.05, mask_steps=1000, learn=True, reuse=True, oes=True, floor=0.0):
+    """Pruning-mask flags. ``learn``: OES learning flags; ``reuse``: --pruning-mask FILE / --fresh-init.
+    A string for ``density``, ``mask_steps`` or ``floor`` describes a value the command resolves itself."""
+    g = p.add_argument_group("pruning mask (which network weights are kept)")
+    density, density_h = _default(density)
+    floor, floor_h = _default(floor)
+    mask_steps, mask_steps_h = _default(mask_steps, str)
     g.add_argument("--density", type=mask_density, default=density,
-                   help=f"kept fraction of weights, sparsity = 1 - density (default {density:g})")
-    g.add_argument("--min-layer-density", type=floor_density, default=0.0,
-                   help="per-layer floor of kept weights (prevents layer collapse; default 0)")
+                   help=f"kept fraction of the network's maskable weights, sparsity = 1 - density "
+                        f"(default {density_h})")
+    g.add_argument("--min-layer-density", type=floor_density, default=floor,
+                   help=f"per-layer floor of kept weights, against layer collapse (default {floor_h})")
     g.add_argument("--scope", choices=("weights", "all"), default="weights",
-                   help="mask conv/linear weights (default) or every parameter (OES authors' code)")
+                   help="mask conv/linear weights only (default) or every parameter (the OES authors' code)")
     if reuse:
-        g.add_argument("--mask", dest="mask_path", default=None,
-                       help="use this mask file (from learn-mask / imp / prune-at-init) instead of learning one")
+        add_renamed(g, "--pruning-mask", "--mask", dest="mask_path", default=None, metavar="FILE",
+                    help="reuse this network pruning mask (mask.safetensors from learn-mask, imp or "
+                         "prune-at-init) instead of learning one; not the k-space sampling mask")
         g.add_argument("--fresh-init", action="store_true",
-                       help="with --mask: apply the mask to a NEW init/z from --seed (default: the mask's own)")
+                       help="with --pruning-mask: apply the mask to a NEW init and z from --seed "
+                            "(default: the mask's own)")
     if learn and oes:
         g.add_argument("--mask-steps", type=positive_int, default=mask_steps,
-                       help=f"OES mask-learning steps (default {mask_steps})")
-        g.add_argument("--mask-lr", type=positive_float, default=1e-2, help="OES mask-learning rate")
-        g.add_argument("--temperature", type=positive_float, default=0.2, help="Concrete temperature T")
-        g.add_argument("--lam", type=nonneg_float, default=1e-9, help="KL weight λ")
+                       help=f"OES mask-learning steps (default {mask_steps_h})")
+        g.add_argument("--mask-lr", type=positive_float, default=1e-2,
+                       help="Adam learning rate of the OES mask logits (default 0.01)")
+        g.add_argument("--temperature", type=positive_float, default=0.2,
+                       help="temperature T of the Concrete (relaxed Bernoulli) mask samples (default 0.2)")
+        add_renamed(g, "--kl-weight", "--lam", dest="lam", metavar="WEIGHT", type=nonneg_float, default=1e-9,
+                    help="weight of the KL term pulling the mask towards --density during OES mask "
+                         "learning (the paper's lambda; default 1e-09)")
     return g
 
 
-def add_task_args(p, *, task=True, image_nargs="?"):
-    """Natural-image degradation flags (shared by fit, learn-mask, imp, prune-at-init, transfer)."""
+def add_task_args(p, *, task=True, fixed=None):
+    """Natural-image degradation flags (shared by fit, learn-mask, imp, prune-at-init, transfer).
+    ``fixed``: a command for one task (denoise, inpaint, super-resolution) gets only that task's flags."""
     g = p.add_argument_group("task")
     if task:
-        g.add_argument("--task", choices=("denoise", "inpaint", "super-resolution"), default="denoise")
+        g.add_argument("--task", choices=("denoise", "inpaint", "super-resolution"), default="denoise",
+                       help="degradation of the image: denoise (Gaussian noise), inpaint (missing pixels) or "
+                            "super-resolution (downsampling) (default denoise)")
     g.add_argument("--sigma", type=nonneg_float, default=None,
                    help="noise std on the 0-255 scale (default: 25 for denoising, 0 otherwise)")
-    g.add_argument("--keep-fraction", type=fraction, default=0.5, help="inpainting: observed pixel fraction")
-    g.add_argument("--factor", type=int, choices=(2, 4, 8), default=4, help="super-resolution factor")
+    if fixed in (None, "inpaint"):
+        g.add_argument("--keep-fraction", type=fraction, default=0.5,
+                       help="inpainting: observed pixel fraction (default 0.5)")
+    if fixed in (None, "super-resolution"):
+        g.add_argument("--factor", type=int, choices=(2, 4, 8), default=4,
+                       help="super-resolution: downsampling factor (default 4)")
     g.add_argument("--crop", type=positive_int, default=None,
-                   help="centre-crop the image to CROP×CROP (nothing is resized)")
-    g.add_argument("--grayscale", action="store_true")
+                   help="centre-crop the image to CROP x CROP pixels (nothing is resized)")
+    g.add_argument("--grayscale", action="store_true", help="load the image as one grey channel")
     return g
+
+
+def add_operator_args(p):
+    """--operator / --operator-args: an operator plugin instead of --task."""
+    o = p.add_argument_group("operator plugin")
+    o.add_argument("--operator", default=None,
+                   help="use a registered operator plugin by name (see operators.available()) instead of "
+                        "--task; it is built as NAME(shape=(C, H, W), noise=..., **OPERATOR_ARGS)")
+    o.add_argument("--operator-args", default="{}",
+                   help="JSON object of keyword arguments for --operator, e.g. '{\"sigma\": 2}'")
+    return o
 
 
 # ------------------------------------------------------------------------------------------ setup

@@ -172,7 +172,8 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
             out_dir=None, evaluate=None, oracle_clean_target=None, stop_rising: Optional[int] = None,
             resume: bool = True, shared_z: bool = False, lr: float = 1e-2, input_noise_std: float = 0.0,
             min_layer_density: float = 0.0, log_every: int = 50, progress: bool = False,
-            bn: str = "per-image", device=None, verbose: bool = True, precision: str = "float32") -> dict:
+            bn: str = "per-image", device=None, verbose: bool = True, precision: str = "float32",
+            checkpoint_every: int = 500) -> dict:
     """Iterative magnitude pruning with rewinding (LIP Alg. 1–2; SPEC §5).
 
     Round ``r`` (r = 0..R) trains the mask ``m_r`` (``m_0`` dense, density ``0.8^r``) for
@@ -295,7 +296,7 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
         res = methods.train_generator(net, z, op, y, steps=steps_per_round, mask=None if r == 0 else mask,
                                       lr=lr, evaluate=ev, log_every=le, input_noise_std=input_noise_std,
                                       seed=core.derive_seed(seed, "imp-train"), progress=progress,
-                                      checkpoint=ck, identity={"imp": ident, "round": r},
+                                      checkpoint=ck, identity={"imp": ident, "round": r}, checkpoint_every=checkpoint_every,
                                       desc=f"IMP round {r}", callback=cb, precision=precision)
         if r == 0 and rewind != "init":
             rewind_state = snap.get("w", theta0) if rewind > 0 else theta0

@@ -114,7 +114,7 @@ def run_tasks(fn: Callable, tasks: Sequence[Any], *, workers: int = 1, threads: 
     tasks = list(tasks)
     if not tasks:
         return
-    use_ray = ray_address is not None or workers > 1 or gpus_per_task > 0
+    use_ray = uses_ray(workers, len(tasks), gpus_per_task, ray_address, check_installed=False)
     if use_ray and not ray_available():
         if ray_address is not None:
             from .errors import UserError
@@ -131,6 +131,9 @@ def run_tasks(fn: Callable, tasks: Sequence[Any], *, workers: int = 1, threads: 
         if ray_address is not None:
             ray.init(address=ray_address, runtime_env=env, log_to_driver=False)
         else:
+            # Ray's default for a local instance (token authentication on), chosen explicitly: Ray then
+            # skips its multi-line banner about it
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
             kw = {}
             if gpus_per_task > 0:
                 import torch
@@ -161,9 +164,19 @@ def run_tasks(fn: Callable, tasks: Sequence[Any], *, workers: int = 1, threads: 
             ray.shutdown()
 
 
-def describe_backend(workers: int, threads: int, gpus_per_task: float, ray_address: Optional[str]) -> dict:
-    """What :func:`run_tasks` will use (recorded in the run's config)."""
-    use_ray = (ray_address is not None or workers > 1 or gpus_per_task > 0) and ray_available()
+def uses_ray(workers: int, n_tasks: Optional[int], gpus_per_task: float = 0.0, ray_address: Optional[str] = None,
+             check_installed: bool = True) -> bool:
+    """Whether :func:`run_tasks` runs on Ray: an existing cluster (``ray_address``) always; locally only
+    when more than one task runs (``n_tasks`` None: unknown) with several workers or GPU shares — a
+    single task runs in this process (no Ray start-up)."""
+    use = ray_address is not None or ((n_tasks is None or n_tasks > 1) and (workers > 1 or gpus_per_task > 0))
+    return use and (ray_available() if check_installed else True)
+
+
+def describe_backend(workers: int, threads: int, gpus_per_task: float, ray_address: Optional[str],
+                     n_tasks: Optional[int] = None) -> dict:
+    """What :func:`run_tasks` will use for ``n_tasks`` tasks (recorded in the run's config)."""
+    use_ray = uses_ray(workers, n_tasks, gpus_per_task, ray_address)
     out = {"backend": "ray" if use_ray else "serial", "workers": workers if use_ray else 1,
            "threads_per_worker": threads, "gpus_per_task": gpus_per_task, "ray_address": ray_address}
     if use_ray:

@@ -79,7 +79,7 @@ def _versions_id() -> dict:
 
 def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Path, *, mask_steps,
                   imp_steps_per_round, imp_rounds, lr, scope, min_layer_density, log_every, progress,
-                  precision="float32"):
+                  precision="float32", checkpoint_every=500):
     masks: Dict[tuple, Mask] = {}
     src = {"source": _problem_identity(source), "generator": cfg.to_dict(), "seed": int(seed), "scope": scope,
            "min_layer_density": min_layer_density, "lr": lr, "versions": _versions_id(),
@@ -102,7 +102,8 @@ def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Pat
                                               seed=core.derive_seed(seed, "oes"), meta=meta,
                                               log_every=log_every, progress=progress,
                                               checkpoint=mask_dir / f"oes_d{_fmt_d(d)}.ckpt.safetensors",
-                                              identity=ident, precision=precision)
+                                              identity=ident, precision=precision,
+                                              checkpoint_every=checkpoint_every)
                 m.meta["collapse"] = pruning.report_collapse(net, z, source.operator, m, what=f"OES mask d={d:g}")
                 m.meta["identity"] = ident
                 m.save(path)
@@ -123,6 +124,7 @@ def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Pat
                 res = imp.run_imp(cfg, source.image_hw, seed, [(source.operator, source.y)],
                                       imp_steps_per_round, rounds=R, prune_fraction=frac, scope=scope,
                                       out_dir=mask_dir / f"imp_d{_fmt_d(d)}", lr=lr,
+                                      checkpoint_every=checkpoint_every,
                                       min_layer_density=min_layer_density, log_every=log_every,
                                       progress=progress, evaluate=source.evaluate, precision=precision)
                 m = res["masks"][-1]
@@ -140,7 +142,8 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                  dense_lr: Optional[float] = None, scope: str = "weights", min_layer_density: float = 0.0,
                  log_every: int = 50, progress: bool = False, extra_info: Optional[dict] = None,
                  labels: Optional[Dict[str, dict]] = None, precision: str = "float32",
-                 fit_options: Optional[dict] = None, final_image: Optional[Dict[str, Callable]] = None) -> dict:
+                 fit_options: Optional[dict] = None, final_image: Optional[Dict[str, Callable]] = None,
+                 checkpoint_every: int = 500) -> dict:
     """Run every (target, mask source, density) case; returns ``{"rows": [...], "out_dir": ...}``.
     ``labels[target key]``: the table columns ``scenario``, ``task``, ``scan``, ``accel`` of a target.
     ``fit_options``: more :func:`methods.train_generator` options for every case (``lr_final``,
@@ -156,7 +159,7 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
     masks = _source_masks(source, cfg, seed, densities, methods_, out / "masks", mask_steps=mask_steps,
                           imp_steps_per_round=imp_steps_per_round, imp_rounds=imp_rounds, lr=lr,
                           scope=scope, min_layer_density=min_layer_density, log_every=log_every,
-                          progress=progress, precision=precision)
+                          progress=progress, precision=precision, checkpoint_every=checkpoint_every)
     rows = []
     fit_options = dict(fit_options or {})
     case_config = {"densities": densities, "mask_sources": list(methods_), "mask_steps": mask_steps,
@@ -204,7 +207,8 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                                           evaluate=prob.evaluate, log_every=log_every,
                                           seed=core.derive_seed(seed, "transfer-train"), progress=progress,
                                           checkpoint=out / "cases" / f"{cid}.ckpt.safetensors",
-                                          identity=ident, desc=cid, precision=precision, **fit_options)
+                                          identity=ident, desc=cid, precision=precision,
+                                          checkpoint_every=checkpoint_every, **fit_options)
             s = res.summary()
             final, extra = s["final"], {}
             if final_image and scen in final_image and not res.diverged:

@@ -44,7 +44,7 @@ def test_learn_mask_then_fit_with_mask(tmp_path, image_file):
     assert abs(mask.density - 0.1) < 1e-4
     assert {"generator", "init_seed", "z_seed", "source"} <= set(mask.meta)
     fit = tmp_path / "fit"
-    assert main(["fit", str(image_file), "--method", "sparse-dip", "--mask", str(out / "mask.safetensors"),
+    assert main(["fit", str(image_file), "--method", "sparse-dip", "--pruning-mask", str(out / "mask.safetensors"),
                  "--steps", "10", "--out", str(fit)] + TINY) == 0
     m = json.loads((fit / "metrics.json").read_text())
     assert m["density"] == pytest.approx(mask.density) and m["sparsity"] == pytest.approx(1 - mask.density)
@@ -74,7 +74,7 @@ def test_bad_inputs_fail_cleanly_and_write_nothing(tmp_path, image_file, capsys)
     assert "factor" in capsys.readouterr().err and not out.exists()
     assert main(["fit", str(image_file), "--levels", "6", "--steps", "1", "--out", str(out)]) == 2
     assert "too small" in capsys.readouterr().err and not out.exists()
-    assert main(["fit", str(image_file), "--mask", str(bad), "--steps", "1", "--out", str(out)] + TINY) == 2
+    assert main(["fit", str(image_file), "--pruning-mask", str(bad), "--steps", "1", "--out", str(out)] + TINY) == 2
     assert "cannot read mask file" in capsys.readouterr().err and not out.exists()
 
 

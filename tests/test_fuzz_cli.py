@@ -34,7 +34,7 @@ BASE = {
     "imp": ["imp", "{img}", "--rounds", "1", "--steps", "2", "--no-progress", *TINY],
     "prune-at-init": ["prune-at-init", "{img}", "--mask-source", "synflow", "--density", "0.5", "--steps", "2",
                       "--synflow-rounds", "2", "--no-progress", *TINY],
-    "transfer": ["transfer", "{img}", "--mask-sources", "oes", "--densities", "0.5", "--mask-steps", "2",
+    "transfer": ["transfer", "{img}", "--mask-source", "oes", "--density", "0.5", "--mask-steps", "2",
                  "--steps", "2", "--tasks", "denoise", "--no-progress", *TINY],
     "demo": ["demo", "--steps", "2", "--mask-steps", "2", "--no-progress"],
 }
@@ -46,7 +46,7 @@ STEPS = {"learn-mask": "--mask-steps"}
 #: the learning-rate flag per command (learn-mask: the mask logits' rate)
 LR = {"learn-mask": "--mask-lr"}
 #: the flag that carries the density per command
-DENSITY = {"transfer": "--densities", "imp": "--target-density"}
+DENSITY = {"transfer": "--density", "imp": "--target-density"}
 #: commands where density 1 (the dense network) is meaningless (OES mask learning needs d < 1)
 DENSITY_ONE_MEANINGLESS = ("fit", "learn-mask", "recon", "transfer", "demo")
 #: case-specific replacements of base flags (e.g. recon needs sparse-dip for --density)
@@ -82,7 +82,7 @@ def _cases():
         add(cmd, "out=existing-file", special="out-file")
         add(cmd, "seed=-1", {"--seed": "-1"})
     for v in ("nan", "-1"):
-        add("recon", f"lamda={v}", {"--method": "sense", "--lamda": v})
+        add("recon", f"lamda={v}", {"--method": "sense", "--reg-weight": v})
     add("recon", "max-iter=0", {"--method": "sense", "--max-iter": "0"})
     add("recon", "center-fraction=nan", {"--center-fraction": "nan"})
     add("recon", "espirit-thresh=nan", {"--espirit-thresh": "nan"})
@@ -92,8 +92,8 @@ def _cases():
     add("imp", "prune-fraction=0", {"--prune-fraction": "0"})
     add("imp", "prune-fraction=nan", {"--prune-fraction": "nan"})
     add("imp", "rewind=-1", {"--rewind": "-1"})
-    add("transfer", "imp-rounds=0", {"--mask-sources": "imp", "--imp-rounds": "0", "--imp-steps": "2"})
-    add("transfer", "imp-steps=-1", {"--mask-sources": "imp", "--imp-steps": "-1"})
+    add("transfer", "imp-rounds=0", {"--mask-source": "imp", "--imp-rounds": "0", "--imp-steps": "2"})
+    add("transfer", "imp-steps=-1", {"--mask-source": "imp", "--imp-steps": "-1"})
     add("prune-at-init", "synflow-rounds=0", {"--synflow-rounds": "0"})
     add("prune-at-init", "synflow-rounds=-1", {"--synflow-rounds": "-1"})
     # corrupt files
@@ -104,9 +104,9 @@ def _cases():
         add(cmd, "file=truncated-h5", special="truncated-h5")
     add("recon", "file=huge-kspace-h5", special="huge-h5")
     add("transfer", "file=truncated-h5", {"--mri": "{trunc}"}, drop=("{img}",), special="truncated-h5")
-    add("fit", "mask=nan-float-mask", {"--mask": "{nanmask}"}, special="nan-mask")
-    add("fit", "mask=non-json-metadata", {"--mask": "{jsonmask}"}, special="json-mask")
-    add("recon", "mask=nan-float-mask", {"--method": "sparse-dip", "--mask": "{nanmask}"}, special="nan-mask")
+    add("fit", "mask=nan-float-mask", {"--pruning-mask": "{nanmask}"}, special="nan-mask")
+    add("fit", "mask=non-json-metadata", {"--pruning-mask": "{jsonmask}"}, special="json-mask")
+    add("recon", "mask=nan-float-mask", {"--method": "sparse-dip", "--pruning-mask": "{nanmask}"}, special="nan-mask")
     return cases
 
 

@@ -150,7 +150,7 @@ def test_recon_cli_refuses_mask_of_another_generator(phantom_h5, tmp_path, capsy
     m = topk_mask({k: torch.rand(p.shape) for k, p in maskable_parameters(net).items()}, 0.1,
                   meta={"generator": cfg.to_dict(), **seeds})
     path = m.save(tmp_path / "natural.safetensors")
-    rc, out = _recon(tmp_path, phantom_h5, "sparse-dip", "--mask", str(path), "--steps", "2")
+    rc, out = _recon(tmp_path, phantom_h5, "sparse-dip", "--pruning-mask", str(path), "--steps", "2")
     assert rc == 2 and "MRI needs 2 linear channels" in capsys.readouterr().err and not out.exists()
 
 

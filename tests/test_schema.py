@@ -31,8 +31,8 @@ def runs(tmp_path_factory):
         "demo": ["demo", "--steps", "3", "--mask-steps", "2"],
         "imp": ["imp", *IMG, "--rounds", "1", "--steps", "2"],
         "prune-at-init": ["prune-at-init", *IMG, "--mask-source", "magnitude", "--density", "0.3", "--steps", "2"],
-        "transfer": ["transfer", str(img), str(img), "--tasks", "denoise", "--densities", "0.3",
-                     "--mask-sources", "none", "oes", "--steps", "2", "--mask-steps", "2"],
+        "transfer": ["transfer", str(img), str(img), "--tasks", "denoise", "--density", "0.3",
+                     "--mask-source", "none", "oes", "--steps", "2", "--mask-steps", "2"],
         "recon": ["recon", str(bundled_brain()), "--accel", "4", "--method", "zero-filled", "dip", "sparse-dip",
                   "--steps", "2", "--mask-steps", "2", "--workers", "1"],
     }
@@ -67,7 +67,12 @@ def test_summarize_one_tidy_csv(runs, capsys):
     csv_path = base / "all.csv"
     assert main(["summarize", str(base), "--csv", str(csv_path)]) == 0
     df = pd.read_csv(csv_path)
-    assert list(df.columns[:len(COLUMNS)]) == list(COLUMNS)
+    assert list(df.columns[:len(COLUMNS) + 1]) == ["level"] + list(COLUMNS)
+    # the level of each row: recon slices and volumes apart from every other command's runs
+    assert set(df.loc[df["command"] != "recon", "level"]) == {"run"}
+    rec = df[df["command"] == "recon"]
+    assert (rec.loc[rec["slice"].notna(), "level"] == "slice").all()
+    assert (rec.loc[rec["slice"].isna(), "level"] == "volume").all() and (rec["level"] == "volume").any()
     assert set(df["command"]) == {"fit", "denoise", "learn-mask", "demo", "imp", "prune-at-init", "transfer",
                                   "recon"}
     mri = df[df["command"] == "recon"]

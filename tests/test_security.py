@@ -265,7 +265,7 @@ COMMANDS = {
     "prune-at-init": ["prune-at-init", "{img}", "--mask-source", "magnitude", "--density", "0.5", "--steps", "4",
                       "--checkpoint-every", "1"],
     "imp": ["imp", "{img}", "--rounds", "1", "--steps", "2"],
-    "transfer": ["transfer", "{img}", "--mask-sources", "oes", "--densities", "0.5", "--mask-steps", "2",
+    "transfer": ["transfer", "{img}", "--mask-source", "oes", "--density", "0.5", "--mask-steps", "2",
                  "--steps", "2", "--tasks", "denoise"],
 }
 

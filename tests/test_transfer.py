@@ -133,7 +133,7 @@ def test_mri_transfer_with_the_recon_preset(tmp_path, monkeypatch):
     k, _, _ = phantom_kspace(n=64, coils=4, slices=1)
     f = write_file(tmp_path / "ph.h5", k)
     out = tmp_path / "t"
-    rc = main(["transfer", "--mri", str(f), "--preset", "cpu", "--accels", "4", "--densities", "0.5",
+    rc = main(["transfer", "--mri", str(f), "--preset", "cpu", "--accel", "4", "--density", "0.5",
                "--mask-steps", "2", "--imp-steps", "1", "--imp-rounds", "1", "--log-every", "1",
                "--out", str(out)])
     assert rc == 0

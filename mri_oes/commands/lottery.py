@@ -1,16 +1,15 @@
 """`mri-oes imp`, `mri-oes prune-at-init`, `mri-oes transfer`: lottery-ticket style baselines and mask
-transfer (SPEC §5, §6, §7 transfer protocol). All training runs through ``core.fit``."""
+transfer (the OES paper's transfer protocol). All training runs through ``core.fit``."""
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import torch
 
-from ..cli_common import (_ranged, add_generator_args, add_mask_args, add_run_args, add_task_args,
-                          add_training_args, floor_density, mask_density, nonneg_float, nonneg_int, out_path,
-                          positive_float, positive_int, setup_runtime)
+from ..cli_common import (_ranged, accel_int, add_generator_args, add_mask_args, add_operator_args, add_renamed,
+                          add_run_args, add_task_args, add_training_args, floor_density, mask_density,
+                          nonneg_float, nonneg_int, out_path, positive_float, positive_int, setup_runtime)
 from ..errors import UserError
 
 TASKS = ("denoise", "inpaint", "super-resolution")
@@ -46,8 +45,10 @@ def _cfg(args, channels, hw):
     return GeneratorConfig.oes(out_channels=channels, levels=args.levels or largest_levels(hw), width=args.width)
 
 
-def _add_problem_args(p):
-    add_task_args(p)
+def _add_problem_args(p, operator=False, task=True):
+    add_task_args(p, task=task)
+    if operator:
+        add_operator_args(p)
     add_generator_args(p)
 
 
@@ -55,10 +56,22 @@ def _identity(args, images, command) -> dict:
     """Run identity for the whole command: every option plus digests of the inputs."""
     from ..statefile import tensor_digest
     cfg = {k: v for k, v in vars(args).items() if k not in ("func", "progress", "out", "overwrite", "threads")}
+    if command in ("imp", "transfer"):   # checkpoints do not change a result (flag added after their first runs)
+        cfg.pop("checkpoint_every", None)
+    if command == "transfer":
+        cfg.setdefault("task", "denoise")   # identity of runs made when transfer listed an unused --task
+    if cfg.get("operator") is None:   # runs without a plugin keep the identity they had before the flag
+        cfg.pop("operator", None), cfg.pop("operator_args", None)
     return {"command": command, "config": cfg, "inputs": [tensor_digest(t) for t in images]}
 
 
 def _problem(args, img, name):
+    if getattr(args, "operator", None):
+        from ..problem import operator_problem
+        p = operator_problem(img.detach().cpu().numpy(), args.operator, args.operator_args,
+                             sigma255=args.sigma, seed=args.seed)
+        p.info.update({"image": name, "scan": name})
+        return p
     from ..transfer import natural_problem
     sigma = 25.0 if args.sigma is None else args.sigma
     return natural_problem(img, args.task, sigma255=sigma, keep_fraction=args.keep_fraction,
@@ -100,7 +113,7 @@ def run_imp_cmd(args) -> int:
                               shared_z=args.shared_z, bn=args.bn, device=dev,
                               lr=args.lr, input_noise_std=args.input_noise_std, precision=args.precision,
                               min_layer_density=args.min_layer_density, log_every=args.log_every,
-                              progress=args.progress)
+                              progress=args.progress, checkpoint_every=args.checkpoint_every)
         for i, p in enumerate(probs):
             save_image(rd.work / f"y_{i}.png", p.y[0].clamp(0, 1).numpy())
         n_meas = sum(measurement_count(p.operator) for p in probs)
@@ -114,7 +127,8 @@ def run_imp_cmd(args) -> int:
                 measurements=n_meas, steps=args.steps, mask_steps=0, lr=args.lr, seed=args.seed,
                 final=r.get("final"), best=r.get("best"), best_step=r.get("best_step"),
                 time_total_s=r.get("wall_time_s") or 0.0, device=str(dev),
-                config={k: v for k, v in vars(args).items() if k != "func"}, task=args.task, scan=scan,
+                config={k: v for k, v in vars(args).items() if k != "func"}, task=args.operator or args.task,
+                scan=scan,
                 round=r["round"], final_loss=r.get("final_loss"), collapse=r.get("collapse"),
                 mask_file=r.get("mask_file"), target="oracle-clean" if args.oracle_clean_target else "y",
                 generator=cfg.to_dict())
@@ -174,7 +188,7 @@ def run_pai_cmd(args) -> int:
             steps=args.steps, mask_steps=0, lr=args.lr, seed=args.seed, seeds=seeds, final=s["final"],
             best=s["best"], best_step=s["best_step"], time_total_s=time.perf_counter() - t0,
             time_fit_s=s["wall_time_s"], device=str(dev), diverged=res.diverged,
-            config={k: v for k, v in vars(args).items() if k != "func"}, task=args.task,
+            config={k: v for k, v in vars(args).items() if k != "func"}, task=args.operator or args.task,
             scan=Path(args.image).stem, collapse=mask.meta["collapse"],
             per_layer_density=mask.per_layer_density(), image_hw=list(hw), problem=prob.info,
             generator=cfg.to_dict(), history=res.history)
@@ -234,7 +248,7 @@ def run_transfer_cmd(args) -> int:
               train_steps=args.steps, imp_steps_per_round=args.imp_steps,
               imp_rounds=args.imp_rounds, lr=args.lr, dense_lr=args.dense_lr, scope=args.scope,
               min_layer_density=args.min_layer_density, log_every=args.log_every, progress=args.progress,
-              seed=args.seed, precision=args.precision)
+              seed=args.seed, precision=args.precision, checkpoint_every=args.checkpoint_every)
     out = out_path(args, "transfer")
     if args.mri:
         from ..mri.data import load_slice
@@ -255,7 +269,8 @@ def run_transfer_cmd(args) -> int:
             fit_options, dc = None, False
         from ..statefile import file_digest
         ident = {"command": "transfer", "config": {k: v for k, v in vars(args).items()
-                                                   if k not in ("func", "progress", "out", "overwrite", "threads")
+                                                   if k not in ("func", "progress", "out", "overwrite", "threads",
+                                                                "checkpoint_every")
                                                    and not (k == "preset" and v is None)},
                  "inputs": [file_digest(args.mri)] + [file_digest(f) for f, _ in targets]}
         with RunDir(out, ident, args.overwrite) as rd:
@@ -300,12 +315,14 @@ def _transfer_record(rd, res, args):
 # ----------------------------------------------------------------------------------------- register
 def register(subparsers) -> None:
     p = subparsers.add_parser("imp", help="iterative magnitude pruning / Lottery Image Prior masks",
-                              description="IMP (LIP Alg. 1-2): train --steps steps, prune 20%% of the remaining "
+                              description="IMP (LIP Alg. 1-2): train --steps steps, prune 20% of the remaining "
                                           "weights by global magnitude, rewind, repeat. Trains against "
                                           "the degraded image y (the clean image only with "
-                                          "--oracle-clean-target). Each round gets round_NN/metrics.json.")
+                                          "--oracle-clean-target). Each round gets round_NN/metrics.json. "
+                                          "Resumable: rerun the same command after a kill (finished rounds "
+                                          "are kept, the running round continues from its checkpoint).")
     p.add_argument("image", nargs="+", help="image file(s) or skimage:<name>; several = multi-image IMP")
-    _add_problem_args(p)
+    _add_problem_args(p, operator=True)
     add_training_args(p, steps=1000)
     g = p.add_argument_group("IMP")
     r = g.add_mutually_exclusive_group()
@@ -313,19 +330,23 @@ def register(subparsers) -> None:
     r.add_argument("--target-density", type=mask_density, default=None, help="prune until density <= this")
     g.add_argument("--prune-fraction", type=_ranged(float, 0, 1, lo_open=True, hi_open=True), default=0.2,
                    help="fraction of the remaining weights pruned per round (default 0.2)")
-    g.add_argument("--rewind", default="init", help="'init' (theta_0) or a step number j")
+    g.add_argument("--rewind", default="init",
+                   help="where the surviving weights are rewound after each round: 'init' (theta_0, "
+                        "default) or a step number j of round 0")
     g.add_argument("--stop-rising", type=positive_int, default=None,
-                   help="stop when the loss rose K rounds in a row")
+                   help="stop when the loss rose K rounds in a row (default: never)")
     g.add_argument("--shared-z", action="store_true", help="multi-image: one z for all images")
     g.add_argument("--bn", choices=("per-image", "batch"), default="per-image",
                    help="multi-image BatchNorm statistics: per image (default) or pooled over the batch")
     g.add_argument("--oracle-clean-target", action="store_true",
                    help="ORACLE: train IMP against the clean image (the LIP authors' code)")
-    g.add_argument("--input-noise-std", type=nonneg_float, default=0.0)
+    g.add_argument("--input-noise-std", type=nonneg_float, default=0.0,
+                   help="std of the noise added to the network input z each step (default 0 = off)")
     g.add_argument("--min-layer-density", type=floor_density, default=0.0,
                    help="per-layer floor of kept weights (default 0)")
-    g.add_argument("--scope", choices=("weights", "all"), default="weights")
-    add_run_args(p, checkpoint=False)
+    g.add_argument("--scope", choices=("weights", "all"), default="weights",
+                   help="prune conv/linear weights only (default) or every parameter")
+    add_run_args(p)
     p.set_defaults(func=run_imp_cmd)
 
     p = subparsers.add_parser("prune-at-init", help="random/magnitude/SNIP/GraSP/SynFlow mask, then Sparse-DIP",
@@ -335,8 +356,9 @@ def register(subparsers) -> None:
     p.add_argument("image", help="image file or skimage:<name>")
     p.add_argument("--mask-source", choices=("random", "magnitude", "snip", "grasp", "synflow"), required=True,
                    help="pruning-at-init score (the result's mask_source)")
-    p.add_argument("--synflow-rounds", type=positive_int, default=100)
-    _add_problem_args(p)
+    p.add_argument("--synflow-rounds", type=positive_int, default=100,
+                   help="SynFlow: iterative scoring rounds (default 100)")
+    _add_problem_args(p, operator=True)
     add_training_args(p)
     add_mask_args(p, learn=False, reuse=False)
     add_run_args(p)
@@ -344,38 +366,44 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("transfer", help="mask transfer table (OES appendix H / Table 5)",
                               description="Learn OES and equal-density IMP masks on a source, reuse them on "
-                                          "other images/tasks (natural) or scans/accelerations (MRI, --mri).")
+                                          "other images/tasks (natural) or scans/accelerations (MRI, --mri). "
+                                          "Resumable: rerun the same command after a kill (finished cases "
+                                          "and masks are kept, running fits continue from their checkpoints).")
     p.add_argument("image", nargs="*", help="natural images (first = source), files or skimage:<name>")
-    _add_problem_args(p)
-    add_training_args(p)
+    _add_problem_args(p, task=False)
+    add_training_args(p, steps="2000, or from --preset", lr="0.01, or from --preset",
+                      precision="float32, or from --preset")   # resolved in run_transfer_cmd
     g = p.add_argument_group("transfer")
-    g.add_argument("--source-task", choices=TASKS, default="denoise")
-    g.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
-    g.add_argument("--densities", nargs="+", type=mask_density, default=[0.5, 0.2, 0.1, 0.03],
-                   help="mask densities (default 0.5 0.2 0.1 0.03)")
-    g.add_argument("--mask-sources", nargs="+", choices=("none", "oes", "imp"), default=["none", "oes", "imp"],
-                   help="what to compare: none (dense DIP), oes, imp (default all)")
-    g.add_argument("--mask-steps", type=positive_int, default=2000, help="OES mask-learning steps")
-    g.add_argument("--imp-steps", type=positive_int, default=500, help="IMP training steps per round")
-    g.add_argument("--imp-rounds", type=positive_int, default=None)
+    g.add_argument("--source-task", choices=TASKS, default="denoise",
+                   help="natural images: the task the masks are learned on (default denoise)")
+    g.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS),
+                   help="natural images: the tasks the masks are reused on (default all three)")
+    add_renamed(g, "--density", "--densities", dest="densities", metavar="DENSITY", nargs="+", type=mask_density, default=[0.5, 0.2, 0.1, 0.03],
+                help="mask densities, one or more (default 0.5 0.2 0.1 0.03)")
+    add_renamed(g, "--mask-source", "--mask-sources", dest="mask_sources", nargs="+", choices=("none", "oes", "imp"),
+                default=["none", "oes", "imp"], help="what to compare, one or more: none (dense DIP), oes, "
+                                                     "imp (default all)")
+    g.add_argument("--mask-steps", type=positive_int, default=None,
+                   help=f"OES mask-learning steps (default {TRANSFER_DEFAULTS['mask_steps']}, or from --preset)")
+    g.add_argument("--imp-steps", type=positive_int, default=500,
+                   help="IMP training steps per round (default 500)")
+    g.add_argument("--imp-rounds", type=positive_int, default=None,
+                   help="IMP pruning rounds (default: enough rounds of 20%% pruning to reach each density)")
     g.add_argument("--dense-lr", type=positive_float, default=None, help="learning rate of dense DIP (default --lr)")
-    g.add_argument("--min-layer-density", type=floor_density, default=0.0)
-    g.add_argument("--scope", choices=("weights", "all"), default="weights")
+    g.add_argument("--min-layer-density", type=floor_density, default=0.0,
+                   help="per-layer floor of kept weights (default 0)")
+    g.add_argument("--scope", choices=("weights", "all"), default="weights",
+                   help="mask conv/linear weights only (default) or every parameter")
     m = p.add_argument_group("MRI (--mri)")
     m.add_argument("--mri", default=None, help="fastMRI multi-coil file of the source scan")
     m.add_argument("--slice", type=nonneg_int, default=0, help="slice of the source scan (default 0)")
     m.add_argument("--mri-targets", nargs="*", default=None, help="FILE:SLICE of other scans")
-    m.add_argument("--accels", nargs="+", type=int, choices=(4, 8), default=[4, 8])
+    add_renamed(m, "--accel", "--accels", dest="accels", nargs="+", type=int, choices=(4, 8), default=[4, 8],
+                help="k-space accelerations, one or more (default 4 8)")
     m.add_argument("--preset", choices=("cpu", "gpu"), default=None,
                    help="train recon's network (mri_oes.mri.presets at the source's 4x: generator and width, "
                         "lr and its schedule, output averaging, data consistency, precision; steps and mask "
                         "steps unless given) instead of the paper's OES hourglass; the densities stay the "
                         "protocol's. final = the data-consistent image, final_network = the network output")
-    # defaults resolved in run_transfer_cmd (from --preset when given): None marks "not given"
-    for a in p._actions:
-        if a.dest in TRANSFER_DEFAULTS:
-            a.default = None
-            h = re.sub(r"; default [^)]*\)", ")", re.sub(r" ?\(default [^)]*\)", "", a.help or ""))
-            a.help = f"{h} (default {TRANSFER_DEFAULTS[a.dest]}, or from --preset)"
-    add_run_args(p, checkpoint=False)
+    add_run_args(p)
     p.set_defaults(func=run_transfer_cmd)

@@ -1,42 +1,40 @@
-"""`mri-oes recon`: reconstruct fastMRI multi-coil volumes and datasets, slice by slice, in parallel,
+"""mri-oes recon: reconstruct fastMRI multi-coil volumes and datasets, slice by slice, in parallel,
 resumably, written and evaluated the fastMRI way.
 
     mri-oes recon DATA_DIR/ FILE.h5 ... --method l1-wavelet dip --accel 4 8 --out runs/recon
-    mri-oes recon FILE.h5 --slice 0 --accel 4 --method sparse-dip --mask runs/mask/mask.safetensors
+    mri-oes recon FILE.h5 --slice 0 --accel 4 --method sparse-dip --pruning-mask runs/mask/mask.safetensors
     mri-oes recon multicoil_test/ --method sense            # undersampled files: their own mask, no metrics
 
 Inputs: fastMRI multi-coil files and directories (searched recursively for *.h5; train / val / test /
-challenge layouts, knee and brain); all slices unless ``--slice`` selects. Fully sampled files are
-undersampled with a seeded fastMRI line mask (``--accel``, ``--mask-type``; the same mask for every
-slice of a volume); already undersampled files (``mask`` dataset, no reference) use their own mask and
-get no metrics.
+challenge layouts, knee and brain); all slices unless --slice selects. Fully sampled files are
+undersampled with a seeded fastMRI k-space sampling mask (--accel, --mask-type, --center-fraction; the
+same mask for every slice of a volume); already undersampled files (a "mask" dataset, no reference) use
+their own sampling mask and get no metrics.
 
-Methods: ``zero-filled``, ``sense``, ``l1-wavelet`` (SigPy), ``dip`` (dense hourglass; the FINAL
-iterate is the result, the best-PSNR step is an oracle reported only), ``sparse-dip`` (hourglass
-restricted to an OES mask: ``--mask FILE`` for every slice, or learned per slice at ``--density``),
-``deep-decoder``, ``gp-dip``. Several methods and accelerations run in one pass.
+Methods: zero-filled, sense, l1-wavelet (SigPy), dip (dense hourglass; the FINAL iterate is the result,
+the best-PSNR step is an oracle reported only), sparse-dip (the network restricted to an OES pruning
+mask: --pruning-mask FILE for every slice, or learned per slice at --density), deep-decoder, gp-dip.
+Several methods and accelerations run in one pass. Network settings not given as flags come from
+--preset (mri_oes/mri/presets.py) at each acceleration; the help of each such flag lists the values.
 
-Output, per method and acceleration, in ``OUT/<method>_<accel>x/`` (``own-mask`` for undersampled
-files): ``reconstructions/<file name>.h5`` (``reconstruction`` [slices, h, w], written by
-``fastmri.save_reconstructions`` once every slice of the file is done — evaluate it with
-``python -m fastmri.evaluate --target-path DATA --predictions-path OUT/<run>/reconstructions
---challenge multicoil``), ``volumes/<stem>/metrics.json`` and ``volumes.csv`` (fastMRI volume
-metrics: PSNR/NMSE on the volume, SSIM averaged over slices, W×W crop, volume max; ``full_fov``
-beside them), ``slices/<stem>/<NNN>/`` (one complete-or-absent folder per slice: metrics.json,
-reconstruction.npy, pngs) and ``slices.csv``; ``OUT/summary.csv`` = mean ± std over volumes per
-method and acceleration.
+Output, per method and acceleration, in OUT/<method>_<accel>x/ (own-mask for undersampled files):
+reconstructions/<file name>.h5 ("reconstruction" [slices, h, w], written by
+fastmri.save_reconstructions once every slice of the file is done), volumes/<stem>/metrics.json and
+volumes.csv (fastMRI volume metrics: PSNR/NMSE on the volume, SSIM averaged over slices, W x W crop,
+volume max; full_fov beside them), slices/<stem>/<NNN>/ (one complete-or-absent folder per slice:
+metrics.json, reconstruction.npy, pictures) and slices.csv; OUT/summary.csv = mean and std over
+volumes per method and acceleration.
 
-Parallel: one Ray task per slice — ``--workers N`` local processes with ``--threads`` torch threads
-each (default: the cores / threads), ``--gpus-per-task 0.25`` shares a GPU between 4 slices,
-``--ray-address`` uses an existing cluster. Without Ray (``pip install -e .[cluster]``) the slices run
-one after the other. Resumable: rerun the same command after a kill — finished slices are skipped,
-network fits continue from their checkpoints (``--checkpoint-every``).
+Parallel: one Ray task per slice when more than one slice is pending: --workers N local processes with
+--threads torch threads each, --gpus-per-task 0.25 shares a GPU between 4 slices, --ray-address uses an
+existing cluster. Without Ray (pip install -e .[cluster]) the slices run one after the other.
+Resumable: rerun the same command after a kill; finished slices are skipped, network fits continue
+from their checkpoints (--checkpoint-every).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from dataclasses import asdict
@@ -44,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli_common import (_ranged, add_generator_args, add_mask_args, add_run_args, add_training_args,
+from ..cli_common import (_ranged, add_generator_args, add_mask_args, add_renamed, add_run_args, add_training_args,
                           nonneg_int, positive_float, positive_int)
 from ..errors import UserError
 from ..mri.volume import METHODS, NETWORK
@@ -54,57 +52,109 @@ center_frac = _ranged(float, 0, 1, lo_open=True, hi_open=True, what="a fraction 
 gpu_share = _ranged(float, 0, 1, what="a GPU share in [0, 1] (0.25 = four slices per GPU)")
 
 
+def _per_preset(key: str, show=None) -> str:
+    """Each preset's value of ``key`` at 4x and 8x, read from mri_oes.mri.presets: "cpu: 4x A, 8x B; gpu: C"."""
+    from ..mri.presets import NAMES, for_accel, get
+    parts = []
+    for name in NAMES:
+        v4, v8 = ((show or _value)(for_accel(get(name), a), key) for a in (4, 8))
+        parts.append(f"{name}: {v4}" if v4 == v8 else f"{name}: 4x {v4}, 8x {v8}")
+    return "; ".join(parts)
+
+
+def _from_preset(key: str, show=None, what: str = "") -> str:
+    """Help text of a flag whose value comes from --preset (the values a run uses when it is not given)."""
+    return f"from --preset{what} ({_per_preset(key, show)})"
+
+
+def _value(pre, key):
+    v = pre.get(key)
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _steps(pre, key):
+    if pre.get("steps_pixels"):
+        side = int(round(pre["steps_pixels"] ** 0.5))
+        return f"{pre['steps']} for a {side}x{side} grid, proportionally more on smaller grids"
+    return str(pre["steps"])
+
+
+def _density(pre, key):
+    if pre.get("density") is not None:
+        return f"{pre['density']:g}"
+    return (f"{pre['kept_per_measurement']:g} kept weights per measured value, within "
+            f"[{pre['density_min']:g}, {pre['density_max']:g}]")
+
+
+def _levels(pre, key):
+    return str(pre.get("levels") or 6)
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "recon", help="reconstruct fastMRI multi-coil volumes/datasets (zero-filled, SENSE, L1, DIP, Sparse-DIP ...)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="fastMRI multi-coil files and/or directories")
     p.add_argument("--method", nargs="+", choices=METHODS, required=True, help="one or more methods")
-    g = p.add_argument_group("data")
+    g = p.add_argument_group("data and k-space sampling mask")
     g.add_argument("--slice", type=nonneg_int, nargs="+", default=None, help="slice indices (default: all)")
     g.add_argument("--accel", type=accel_int, nargs="+", default=None,
-                   help="acceleration(s) for fully sampled files, e.g. 4 8 (undersampled files use their own mask)")
+                   help="acceleration(s) of the k-space sampling mask for fully sampled files, e.g. 4 8 "
+                        "(undersampled files use their own mask)")
     g.add_argument("--mask-type", choices=("random", "equispaced", "equispaced-fraction"), default="equispaced",
-                   help="fastMRI line mask (default equispaced = fastmri EquiSpacedMaskFunc)")
-    g.add_argument("--center-fraction", type=center_frac, default=None, help="default: 0.08 at 4x, 0.04 at 8x")
+                   help="fastMRI k-space sampling mask (default equispaced = fastmri EquiSpacedMaskFunc)")
+    g.add_argument("--center-fraction", type=center_frac, default=None,
+                   help="fully sampled centre of the sampling mask (default: 0.08 at 4x, 0.04 at 8x)")
+    from ..mri import baselines as B
+    from ..mri.espirit import MAX_CALIB_WIDTH
     g = p.add_argument_group("classical methods")
-    g.add_argument("--lamda", type=positive_float, default=None, help="sense / l1-wavelet regularisation (scaled units)")
-    g.add_argument("--max-iter", type=positive_int, default=None, help="sense / l1-wavelet iterations")
-    g = p.add_argument_group("ESPIRiT coil maps")
-    g.add_argument("--espirit-calib-width", type=positive_int, default=None)
-    g.add_argument("--espirit-kernel-width", type=positive_int, default=None)
-    g.add_argument("--espirit-thresh", type=center_frac, default=0.02)
+    add_renamed(g, "--reg-weight", "--lamda", dest="lamda", metavar="WEIGHT", type=positive_float, default=None,
+                help="regularisation weight of sense (Tikhonov, L2) and l1-wavelet (L1 of the wavelet "
+                     "coefficients): SigPy's lamda, in the scaled units of the k-space (the zero-filled "
+                     f"image's 99th percentile is 1) (default: sense {B.SENSE_LAMBDA:g}, l1-wavelet {B.L1_LAMBDA:g})")
+    g.add_argument("--max-iter", type=positive_int, default=None,
+                   help=f"iterations of the sense / l1-wavelet solver (default: sense {B.SENSE_ITERS}, "
+                        f"l1-wavelet {B.L1_ITERS})")
+    g = p.add_argument_group("ESPIRiT coil maps (SigPy)")
+    g.add_argument("--espirit-calib-width", type=positive_int, default=None,
+                   help="calibration region width in phase-encode lines (default: the fully sampled "
+                        f"centre of the sampling mask, at most {MAX_CALIB_WIDTH})")
+    g.add_argument("--espirit-kernel-width", type=positive_int, default=None,
+                   help="ESPIRiT kernel width (default: half the calibration width, within 3-6)")
+    g.add_argument("--espirit-thresh", type=center_frac, default=0.02,
+                   help="singular-value threshold of the calibration matrix (default 0.02)")
     g.add_argument("--espirit-crop", type=_ranged(float, 0, 1, hi_open=True), default=0.0,
                    help="eigenvalue crop (default 0 = maps everywhere: robust with few ACS lines)")
     g.add_argument("--no-espirit-cache", action="store_true", help="do not cache maps in OUT/.espirit/")
-    add_training_args(p)
-    add_generator_args(p)
-    add_mask_args(p)
+    add_training_args(p, steps=_from_preset("steps", _steps), lr=_from_preset("lr", _value),
+                      precision=_from_preset("precision", _value))
+    add_generator_args(p, levels_cap=f"the preset's depth ({_per_preset('levels', _levels)})",
+                       width=_from_preset("width", _value))
+    add_mask_args(p, density=_from_preset("density", _density, "'s rule, sparse-dip only"),
+                  mask_steps=_from_preset("mask_steps", _value), floor=_from_preset("min_layer_density", _value))
     p.add_argument("--preset", choices=("cpu", "gpu"), default="cpu",
-                   help="network defaults from mri_oes.mri.presets (steps, mask steps, depth cap, width, lr, "
-                        "density rule, per-layer floor, data consistency): cpu (default; sized for <= 30 "
-                        "min per slice on a 2-core CPU) or gpu (the paper's step counts); flags given "
-                        "explicitly win")
+                   help="network settings not given as flags, per acceleration (mri_oes/mri/presets.py: steps, "
+                        "mask steps, depth cap, width, lr, density rule, per-layer floor, data consistency): "
+                        "cpu (default; sized for about 30 min per slice on a 2-core CPU) or gpu (the "
+                        "paper's step counts); flags given explicitly win")
     p.add_argument("--generator", choices=("hourglass", "deep-decoder", "conv-decoder"), default=None,
-                   help="sparse-dip: the generator the OES mask is learned on (default: from --preset; "
-                        "the decoders at the preset's depth and width); dip is always the dense "
-                        "hourglass, deep-decoder the dense deep decoder")
+                   help="sparse-dip: the network the OES mask is learned on (default "
+                        + _from_preset("generator") + "; the decoders at the preset's depth and width); "
+                        "dip is always the dense hourglass, deep-decoder the dense deep decoder")
     p.add_argument("--data-consistency", action=argparse.BooleanOptionalAction, default=None,
-                   help="network methods: project the final image onto the measured k-space (default: "
-                        "from --preset); `final` is then the projected image, `final_network` the raw output")
-    # flags whose default comes from --preset: None marks "not given"
-    for a in p._actions:
-        if a.dest in PRESET_KEYS + ("density",):
-            a.default = None
-            a.help = re.sub(r"\(default [^)]*\)", "(default: from --preset)", a.help or "")
+                   help="network methods: project the final image onto the measured k-space; final is then "
+                        "the projected image, final_network the raw output (default "
+                        + _from_preset("data_consistency") + ")")
     g = p.add_argument_group("parallel")
     g.add_argument("--workers", type=positive_int, default=None,
-                   help="local Ray worker processes (default: usable cores / --threads; 1 = serial, no Ray). "
-                        "Fewer slices at a time than cores and no --threads: the idle cores become each "
-                        "slice's torch threads (a lone slice on an idle 2-core box: 2)")
-    g.add_argument("--gpus-per-task", type=gpu_share, default=0.0, help="GPU share per slice task (Ray)")
+                   help="local Ray worker processes (default: usable cores / --threads; 1 = one slice at a "
+                        "time in this process, no Ray). When fewer slices run at once than there are "
+                        "cores and --threads is not given, each slice gets the idle cores as torch threads")
+    g.add_argument("--gpus-per-task", type=gpu_share, default=0.0,
+                   help="GPU share per slice task, e.g. 0.25 = four slices per GPU (Ray; default 0)")
     g.add_argument("--ray-address", default=None, help="existing Ray cluster (e.g. auto or ray://host:10001)")
-    g.add_argument("--retries", type=nonneg_int, default=2, help="retries of a failed slice task (default 2; bad input is never retried)")
+    g.add_argument("--retries", type=nonneg_int, default=2,
+                   help="retries of a failed slice task (default 2; bad input is never retried)")
     add_run_args(p)
     p.set_defaults(func=run_recon)
 
@@ -138,9 +188,9 @@ def _check_mask_file(path):
     except UserError:
         raise
     except Exception as e:
-        raise UserError(f"--mask {path}: not a readable mask file ({e})") from None
+        raise UserError(f"--pruning-mask {path}: not a readable mask file ({e})") from None
     if mcfg.out_channels != 2 or mcfg.sigmoid:
-        raise UserError(f"--mask {path} belongs to a generator with {mcfg.out_channels} output channels "
+        raise UserError(f"--pruning-mask {path} belongs to a generator with {mcfg.out_channels} output channels "
                         f"(sigmoid={mcfg.sigmoid}); MRI needs 2 linear channels (real, imag): learn the mask "
                         "on an MRI file (mri-oes learn-mask FILE.h5)")
 
@@ -151,7 +201,7 @@ def _validate(args, vols):
     from ..mri.espirit import espirit_params
     from ..generators import GeneratorConfig, check_image_size
     if args.mask_path and "sparse-dip" not in args.method:
-        raise UserError("--mask is only for --method sparse-dip")
+        raise UserError("--pruning-mask is only for --method sparse-dip")
     if args.density is not None and "sparse-dip" not in args.method:
         raise UserError("--density is only for --method sparse-dip")
     if args.mask_path:
@@ -291,16 +341,20 @@ def run_recon(args) -> int:
                     continue
                 jobs.append(SliceJob(str(v.path), int(sl), s, str(root), targets[v.path][1],
                                      str(cache / f"{v.stem}_{sl:03d}.h5") if cache else None))
-    if args.workers is None:   # default: no Ray start-up (~7 s) for a single pending slice
-        workers = max(1, min(workers, len(jobs)))
+    # Ray starts only when more than one slice task runs (parallel.uses_ray); a single pending slice runs
+    # here, with its step bar under the slices bar
+    workers = max(1, min(workers, len(jobs)))
     concurrent = min(len(jobs), workers)
+    in_process = not parallel.uses_ray(workers, len(jobs), args.gpus_per_task, args.ray_address)
+    for s, _ in runs:
+        s.progress = bool(args.progress) and in_process   # worker processes do not draw bars
     if not threads_given and 0 < concurrent < usable_cores() and args.device == "cpu" and not args.ray_address:
         # fewer slices at a time than cores: the idle cores become the slices' torch threads
         threads = threads_for_tasks(concurrent)
         configure_threads(threads)
         for s, _ in runs:
             s.threads = threads
-    backend = parallel.describe_backend(workers, threads, args.gpus_per_task, args.ray_address)
+    backend = parallel.describe_backend(workers, threads, args.gpus_per_task, args.ray_address, len(jobs))
     write_json(out / "recon.json", {"command": " ".join(sys.argv), "inputs": [v.describe() for v in vols],
                                     "runs": [s.run_name for s, _ in runs], "parallel": backend,
                                     # the flags as given (None: from --preset at each acceleration) ...
@@ -357,9 +411,18 @@ def run_recon(args) -> int:
                 write_tables(out / s.run_name)
         rows = dataset_summary(out, [out / s.run_name for s, _ in runs])
     wall = time.perf_counter() - t0
+    from ..mri.figures import write_recon_figures
+    figs = write_recon_figures(out)   # every method of an acceleration side by side, per slice/volume
+    if figs:
+        log(f"mri-oes recon: {len(figs)} figure(s) -> {out / 'figures'}")
     for r in rows:
-        q = (f"PSNR {r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} dB, SSIM {r['ssim_mean']:.4f} ± {r['ssim_std']:.4f}"
-             if r.get("psnr_mean") is not None else "no reference")
+        if r.get("psnr_mean") is None:
+            q = "no reference"
+        elif r["volumes"] == 1:   # one volume: no spread to report
+            q = f"PSNR {r['psnr_mean']:.2f} dB, SSIM {r['ssim_mean']:.4f} (n=1)"
+        else:
+            q = (f"PSNR {r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} dB, SSIM {r['ssim_mean']:.4f} ± "
+                 f"{r['ssim_std']:.4f} (n={r['volumes']})")
         print(f"{r['run']}: {r['volumes']} volume(s), {r['slices']} slice(s): {q}")
     if failures:
         write_json(out / "failures.json", [{"task": str(j), "file": j.file, "slice": j.slice,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli_common import (accel_int, add_generator_args, add_mask_args, add_run_args, add_task_args, add_training_args,
-                          floor_density, mask_density, nonneg_float, nonneg_int, out_path, positive_int,
-                          setup_runtime)
+from ..cli_common import (accel_int, add_generator_args, add_mask_args, add_operator_args, add_run_args,
+                          add_task_args, add_training_args, floor_density, mask_density, nonneg_float, nonneg_int,
+                          out_path, positive_int, setup_runtime)
 from ..errors import UserError
 from ..runner import METHODS, RunConfig, run
 
@@ -23,7 +23,7 @@ def default_levels(hw, requested=None):
 def add_task(p: argparse.ArgumentParser, task=None):
     p.add_argument("image", nargs="?", default=None,
                    help="PNG/JPEG image (default: a bundled scikit-image photo)")
-    add_task_args(p, task=task is None)
+    add_task_args(p, task=task is None, fixed=task)
 
 
 def load_task_image(args):
@@ -56,8 +56,8 @@ def build_problem(args, task):
     if getattr(args, "operator", None):
         prob = operator_problem(img, args.operator, args.operator_args, sigma255=args.sigma, seed=args.seed)
     else:
-        prob = natural_problem(img, task, sigma255=args.sigma, keep_fraction=args.keep_fraction,
-                               factor=args.factor, seed=args.seed)
+        prob = natural_problem(img, task, sigma255=args.sigma, keep_fraction=getattr(args, "keep_fraction", 0.5),
+                               factor=getattr(args, "factor", 4), seed=args.seed)
     prob.info["source"] = src
     prob.info["scan"] = Path(src).stem if args.image is not None else src
     return prob
@@ -167,7 +167,8 @@ def register(sub):
     add_training_args(p, steps=2000)
     g = p.add_argument_group("mask")
     g.add_argument("--density", type=mask_density, default=0.03,
-                   help="kept fraction (default 0.03: ~0.3 kept weights per pixel value, cf. SPEC §8)")
+                   help="kept fraction of the network weights (default 0.03: about 0.3 kept weights per "
+                        "pixel value of the 64x64 RGB image)")
     g.add_argument("--min-layer-density", type=floor_density, default=0.005,
                    help="per-layer floor (default 0.005, at most density/2)")
     g.add_argument("--mask-steps", type=positive_int, default=800, help="OES mask-learning steps (default 800)")
@@ -178,13 +179,14 @@ def register(sub):
                        description="Learn an OES mask at random initialisation (no Sparse-DIP training): "
                                    "writes mask.safetensors, finding1.png and metrics.json.")
     add_task(p)
+    add_operator_args(p)
     add_generator_args(p)
     add_mask_args(p, reuse=False)
     m = p.add_argument_group("MRI input (.h5)")
     m.add_argument("--slice", type=nonneg_int, default=0, help="MRI: slice index (default 0)")
     m.add_argument("--accel", type=accel_int, default=4, help="MRI: acceleration (default 4)")
     m.add_argument("--mask-type", choices=("random", "equispaced", "equispaced-fraction"), default="equispaced",
-                   help="MRI: fastMRI line mask (default equispaced)")
+                   help="MRI: fastMRI k-space sampling mask (default equispaced)")
     add_run_args(p)
     p.set_defaults(func=cmd_learn_mask)
 
@@ -194,13 +196,8 @@ def register(sub):
                        help="dip (dense), sparse-dip (OES mask), deep-decoder, gp-dip (default sparse-dip)")
         p.add_argument("--sgld-std", type=nonneg_float, default=0.02,
                        help="gp-dip: std of the noise added to conv weights each step (Cheng et al.: 2*lr)")
-        if fixed_task is None:
-            o = p.add_argument_group("operator plugin")
-            o.add_argument("--operator", default=None,
-                           help="use a registered operator plugin by name (see `operators.available()`) "
-                                "instead of --task; it is built with shape=(C, H, W) of the image")
-            o.add_argument("--operator-args", default="{}",
-                           help="JSON object of keyword arguments for --operator, e.g. '{\"sigma\": 2}'")
+        if fixed_task is None:   # the task shortcuts fix the operator
+            add_operator_args(p)
         add_training_args(p)
         add_generator_args(p)
         add_mask_args(p)

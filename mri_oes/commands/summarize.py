@@ -1,5 +1,7 @@
-"""`mri-oes summarize DIR...`: every result under the given run folders as one tidy CSV (one row per
-run, the columns of :data:`mri_oes.schema.COLUMNS`), readable by ``pandas.read_csv`` as is."""
+"""mri-oes summarize DIR...: every result under the given run folders as one tidy CSV, readable by
+pandas.read_csv as is. One row per result; the first column, level, says what a row is: slice (one
+recon slice), volume (one recon volume, fastMRI volume metrics) or run (any other command's result).
+Average within one level (e.g. df[df.level == "volume"]): mixing levels counts a volume twice."""
 from __future__ import annotations
 
 import sys
@@ -8,13 +10,24 @@ from pathlib import Path
 from ..errors import UserError
 
 
+def row_level(row: dict) -> str:
+    """``slice`` / ``volume`` for recon's slice and volume records, ``run`` for every other result."""
+    if row.get("level") in ("slice", "volume", "run"):
+        return row["level"]
+    if row.get("command") == "recon":
+        return "volume" if row.get("slice") in (None, "") else "slice"
+    return "run"
+
+
 def cmd_summarize(args) -> int:
     from ..io import atomic_path
-    from ..schema import collect, rows_to_csv
+    from ..schema import COLUMNS, collect, rows_to_csv
     rows = collect(args.paths)
     if not rows:
         raise UserError(f"no metrics.json under {' '.join(args.paths)}")
-    text = rows_to_csv(rows)
+    for r in rows:
+        r["level"] = row_level(r)
+    text = rows_to_csv(rows, columns=("level",) + tuple(COLUMNS))
     if args.csv:
         out = Path(args.csv)
         if out.exists() and not args.overwrite:
