@@ -35,25 +35,63 @@ def build_parser() -> OneLineParser:
     return p
 
 
+def _cli_inputs(argv) -> list:
+    """Existing paths named on the command line (``--flag=value`` split): a run folder that is or
+    holds one of them is never replaced (:mod:`mri_oes.rundir`)."""
+    import os
+    out = []
+    for tok in argv or ():
+        tok = str(tok)
+        if tok.startswith("-"):
+            if "=" not in tok:
+                continue
+            tok = tok.split("=", 1)[1]
+        try:
+            if tok and os.path.lexists(tok):
+                out.append(tok)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _one_line(command, e) -> str:
+    return f"mri-oes {command}: error: {' '.join(str(e).split())}"
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not str(a).startswith("-")]
+    command = str(words[0]) if words else "?"
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:   # bad flag (one line already printed), --help, --version
-        return int(e.code or 0) if not isinstance(e.code, str) else 2
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
-    from .errors import USER_ERRORS
-    try:
-        return int(args.func(args) or 0)
-    except USER_ERRORS as e:
-        msg = " ".join(str(e).split())   # one line, whatever the message
-        print(f"mri-oes {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:   # bad flag (one line already printed), --help, --version
+            return int(e.code or 0) if not isinstance(e.code, str) else 2
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
+        command = args.command
+        from . import rundir
+        from .errors import USER_ERRORS
+        rundir.CLI_INPUTS[:] = _cli_inputs(sys.argv[1:] if argv is None else argv)
+        try:
+            return int(args.func(args) or 0)
+        except USER_ERRORS as e:
+            print(_one_line(command, e), file=sys.stderr)   # one line, whatever the message
+            return 2
+        finally:
+            rundir.CLI_INPUTS.clear()
     except KeyboardInterrupt:
-        print(f"mri-oes {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"mri-oes {command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except OSError as e:   # disk full, read-only file system, permissions ... (never a traceback)
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(_one_line(command, f"{e.strerror or e}{where}; a started run is resumable with the same "
+                                 "command once this is fixed"), file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(_one_line(command, "out of memory; use a smaller input or fewer workers"), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -194,3 +194,104 @@ def crop_center(img: np.ndarray, size: int) -> np.ndarray:
         raise UserError(f"image {H}x{W} is smaller than the requested crop {size}")
     t, l = (H - size) // 2, (W - size) // 2
     return np.ascontiguousarray(img[:, t:t + size, l:l + size])
+
+
+# ------------------------------------------------------------------------------- bounded reads
+#: largest JSON file read by :func:`read_json` (a run record with a long training history is < 10 MB)
+MAX_JSON_BYTES = 64 << 20
+#: deepest nesting of objects/arrays :func:`read_json` accepts
+MAX_JSON_DEPTH = 64
+
+
+def check_regular_file(path, what: str = "file"):
+    """``os.stat`` of ``path`` (symbolic links followed) if it is a regular file; a FIFO, a device
+    (``/dev/zero``), a socket, a folder or a missing path is a :class:`UserError` naming it."""
+    import stat
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UserError(f"{what} {path}: not found") from None
+    except OSError as e:
+        raise UserError(f"{what} {path}: cannot be read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise UserError(f"{what} {path} is {kind}, not a regular file")
+    return st
+
+
+def read_bytes_bounded(path, max_bytes: int, what: str = "file") -> bytes:
+    """The bytes of the regular file ``path``, refusing (before reading) a file larger than
+    ``max_bytes`` and anything that is not a regular file (a FIFO is never opened: no hang)."""
+    import stat
+    check_regular_file(path, what)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as e:
+        raise UserError(f"{what} {path}: cannot be read ({e.strerror or e})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())   # the file actually opened (a swap after the check is caught here)
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{what} {path} is not a regular file")
+        if st.st_size > max_bytes:
+            raise UserError(f"{what} {path} is {st.st_size:,} bytes; the limit is {max_bytes:,} "
+                            "(refused before reading)")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UserError(f"{what} {path} is larger than the limit {max_bytes:,} bytes")
+    return data
+
+
+def json_depth(obj) -> int:
+    """Nesting depth of a parsed JSON value (0 for a scalar), iteratively."""
+    depth, stack = 0, [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, dict):
+            depth = max(depth, d)
+            stack.extend((v, d + 1) for v in o.values())
+        elif isinstance(o, list):
+            depth = max(depth, d)
+            stack.extend((v, d + 1) for v in o)
+    return depth
+
+
+def loads_bounded(text, source: str = "JSON", max_bytes: int = MAX_JSON_BYTES,
+                  max_depth: int = MAX_JSON_DEPTH):
+    """``json.loads`` with a size and a nesting-depth limit; every failure is one :class:`UserError`."""
+    if len(text) > max_bytes:
+        raise UserError(f"{source}: {len(text):,} bytes of JSON; the limit is {max_bytes:,}")
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise UserError(f"{source}: JSON nested deeper than the limit {max_depth}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{source}: not valid JSON ({e})") from None
+    if json_depth(obj) > max_depth:
+        raise UserError(f"{source}: JSON nested deeper than the limit {max_depth}")
+    return obj
+
+
+def read_json(path, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH, what: str = "JSON file"):
+    """A JSON file read with limits: only a regular file (no FIFO, no device), at most ``max_bytes``
+    (checked from its size before reading), nested at most ``max_depth``. One UserError otherwise."""
+    data = read_bytes_bounded(path, max_bytes, what)
+    return loads_bounded(data, f"{what} {path}", max_bytes, max_depth)
+
+
+# ------------------------------------------------------------------------------------- tables
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|nan)$", re.IGNORECASE)
+
+
+def csv_cell(v):
+    """A value as a CSV cell a spreadsheet never evaluates: a STRING starting with ``=``, ``+``,
+    ``-``, ``@`` (or tab / carriage return) gets a leading ``'`` unless it is a plain number
+    (``-1.5``, ``-inf``); numbers, booleans and ``None`` (→ empty) are left as they are."""
+    if v is None:
+        return ""
+    if isinstance(v, str) and v.startswith(_FORMULA_START) and not _NUMBER_RE.match(v.strip()):
+        return "'" + v
+    return v
