@@ -10,6 +10,7 @@ are recomputed from the saved images (``table``) whenever the metric convention 
     python -m mri_oes.experiments.mri_quality net --out OUT --scan brain8 --accel 4 --seed 0 \\
            --method sparse-dip [--preset cpu] [--set steps=1500 lr_final=0.001 ...] [--tag NAME]
     python -m mri_oes.experiments.mri_quality table --out OUT
+    python -m mri_oes.experiments.mri_quality plots --table DIR/table.json --curves DIR/curves.json --out DIR
     python -m mri_oes.experiments.mri_quality summary --tables A/table.json B/table.json [--relabel R.json] --out DIR
     python -m mri_oes.experiments.mri_quality error-bands --out OUT [--scan brain8 --accel 4 --seeds 0 1 2]
 
@@ -20,7 +21,8 @@ clock (``cpu_s``) to every logged row. ``baselines``: zero-filled, SENSE, and L1
 the ESPIRiT variants (``ESPIRIT_VARIANTS``) for SENSE/L1 at 8×. ``table``: ``table.csv/json/md``
 (every run: final/best, with and without data-consistency projection), PSNR curves per scenario
 and a quality-per-CPU-minute plot. ``summary``: ``table.json`` and ``summary.md`` rebuilt from committed
-``table.json`` files (several merged, variants relabelled by rules), no run folders needed. ``error-bands``:
+``table.json`` files (several merged, variants relabelled by rules), no run folders needed. ``plots``: the curves again from
+the ``curves.json`` that ``table`` writes beside ``table.json``. ``error-bands``:
 where Sparse-DIP and L1-wavelet err (:func:`error_bands`).
 """
 from __future__ import annotations
@@ -320,7 +322,9 @@ def build_table(args):
         tmp.write_text("\n".join(md) + "\n")
     with atomic_path(out / "summary.md") as tmp:
         tmp.write_text(summarize(rows))
-    _plots(out, rows, args.only)
+    curves = compact_curves(out, args.only)
+    write_json(out / "curves.json", curves)
+    _plots(out, rows, curves)
     print(f"{len(rows)} runs -> {out / 'table.md'}")
 
 
@@ -528,31 +532,45 @@ def build_error_bands(args):
     write_json(Path(args.json) if args.json else Path(args.out) / "error_bands.json", rows)
 
 
-def _plots(out, rows, only=None):
+def compact_curves(out, only=None) -> dict:
+    """The curve of every run under ``out/runs`` that logged one, small enough to commit beside a table:
+    ``{run: {scan, accel, seed, key, step, psnr, reported, cpu_min}}`` (column lists). ``reported`` is the
+    curve of the image a user gets (``key``: the data-consistent averaged PSNR when logged; runs from
+    before the DC curve was logged report the raw output), ``psnr`` the raw iterate's."""
+    curves = {}
+    for f in _run_files(out, only):
+        r = json.loads(f.read_text())
+        h = [x for x in r.get("history") or [] if "psnr" in x]
+        if not h:
+            continue
+        key = next((k for k in ("average_dc_psnr", "dc_psnr", "average_psnr") if k in h[-1]), "psnr")
+        curves[f.parent.name] = {"scan": r["scan"], "accel": r["accel"], "seed": r["seed"], "key": key,
+                                 "step": [x["step"] for x in h],
+                                 "psnr": [round(float(x["psnr"]), 4) for x in h],
+                                 "reported": [round(float(x.get(key, x["psnr"])), 4) for x in h],
+                                 "cpu_min": [round(x.get("cpu_s", 0) / 60, 4) for x in h]}
+    return curves
+
+
+def _plots(out, rows, curves):
+    """``curves_<scan>_<accel>x.png`` in ``out``: the seed-0 curves of :func:`compact_curves` against steps
+    and CPU minutes, the classical baselines of ``rows`` (a table) as dashed lines."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    runs = {}
-    for f in _run_files(out, only):
-        r = json.loads(f.read_text())
-        if r.get("history"):
-            runs[f.parent.name] = r
-    scen = sorted({(r["scan"], r["accel"]) for r in runs.values()})
+    from ..io import atomic_path
+    scen = sorted({(c["scan"], c["accel"]) for c in curves.values()})
     for scan, accel in scen:
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-        for name, r in runs.items():
-            if (r["scan"], r["accel"]) != (scan, accel) or r["seed"] != 0:
+        for name, c in curves.items():
+            if (c["scan"], c["accel"]) != (scan, accel) or c["seed"] != 0:
                 continue
-            h = [x for x in r["history"] if "psnr" in x]
-            lab = name.split(f"_s0_", 1)[-1]
-            # the reported image: data-consistent and averaged when logged (runs before the DC curve was
-            # logged show the raw output); the raw last iterate dotted when it differs
-            key = next((k for k in ("average_dc_psnr", "dc_psnr", "average_psnr") if h and k in h[-1]), "psnr")
-            line, = ax.plot([x["step"] for x in h], [x.get(key, x["psnr"]) for x in h], label=lab, lw=1)
-            ax2.plot([x.get("cpu_s", 0) / 60 for x in h], [x.get(key, x["psnr"]) for x in h], label=lab, lw=1,
-                     color=line.get_color())
-            if key != "psnr":
-                ax.plot([x["step"] for x in h], [x["psnr"] for x in h], lw=0.5, ls=":", color=line.get_color())
+            lab = name.split("_s0_", 1)[-1]
+            # the reported image: data-consistent and averaged when logged; the raw iterate dotted when it differs
+            line, = ax.plot(c["step"], c["reported"], label=lab, lw=1)
+            ax2.plot(c["cpu_min"], c["reported"], label=lab, lw=1, color=line.get_color())
+            if c["key"] != "psnr":
+                ax.plot(c["step"], c["psnr"], lw=0.5, ls=":", color=line.get_color())
         for r in rows:
             if (r["scan"], r["accel"], r["seed"]) == (scan, accel, 0) and r["method"] in ("l1-wavelet", "sense", "zero-filled") \
                     and r.get("variant") == "default":
@@ -568,10 +586,23 @@ def _plots(out, rows, only=None):
         ax.legend(fontsize=6)
         fig.suptitle(f"{scan} {accel}x seed 0 (dashed: L1-wavelet black, SENSE grey, zero-filled red)", fontsize=9)
         fig.tight_layout()
-        from ..io import atomic_path
-        with atomic_path(out / f"curves_{scan}_{accel}x.png", suffix=".png") as tmp:
+        with atomic_path(Path(out) / f"curves_{scan}_{accel}x.png", suffix=".png") as tmp:
             fig.savefig(tmp, dpi=90, format="png")
         plt.close(fig)
+
+
+def build_plots(args):
+    """``curves_*.png`` again from a committed ``table.json`` and ``curves.json`` (no run folders)."""
+    from ..errors import UserError
+    loaded = []
+    for flag, path in (("--table", args.table), ("--curves", args.curves)):
+        try:
+            loaded.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{flag}: {path} is not a readable JSON file ({e})") from None
+    rows, curves = loaded
+    _plots(Path(args.out), rows, curves)
+    print(f"{len(curves)} curves -> {args.out}/curves_*.png")
 
 
 def main(argv=None):
@@ -603,6 +634,10 @@ def main(argv=None):
     e = sub.add_parser("ensemble", help="score the average of several runs' outputs on one problem")
     e.add_argument("--out", required=True)
     e.add_argument("--runs", nargs="+", required=True, help="run folder names under OUT/runs")
+    pl = sub.add_parser("plots", help="curves_*.png from a committed table.json and curves.json")
+    pl.add_argument("--table", required=True, help="table.json (the baselines' dashed lines)")
+    pl.add_argument("--curves", required=True, help="curves.json written by table")
+    pl.add_argument("--out", required=True, help="folder for curves_<scan>_<accel>x.png")
     s = sub.add_parser("summary", help="table.json and summary.md from committed table.json files")
     s.add_argument("--tables", nargs="+", required=True, help="table.json files; a run in a later one wins")
     s.add_argument("--relabel", default=None, help="JSON list of variant relabel rules (see merge_tables)")
@@ -620,7 +655,8 @@ def main(argv=None):
     from ..errors import USER_ERRORS
     try:
         {"baselines": run_baselines, "net": run_network, "table": build_table, "ensemble": build_ensemble,
-         "summary": build_summary, "error-bands": build_error_bands}[a.cmd](a)
+         "summary": build_summary, "error-bands": build_error_bands,
+         "plots": build_plots}[a.cmd](a)
     except USER_ERRORS as e:   # one clear line, as the mri-oes CLI reports them (cli.main)
         raise SystemExit(f"mri_quality {a.cmd}: error: {' '.join(str(e).split())}") from None
 
