@@ -1,7 +1,7 @@
 """Inverse-problem layer: linear forward operators as plugins (see :mod:`operators.base`)."""
 from .base import (Composed, GaussianNoise, LinearOperator, OperatorInputError, Scaled,  # noqa: F401
                    center_crop)
-from .registry import (OperatorNameClash, available, build, builtin, get, rebuild,  # noqa: F401
+from .registry import (OperatorContractError, OperatorNameClash, available, build, builtin, get, rebuild,  # noqa: F401
                        register, source)
 from .natural import Denoise, Inpaint, SuperResolution  # noqa: F401,E402
 from .mri import MultiCoilMRI  # noqa: F401,E402

@@ -14,6 +14,30 @@ Every physics object (denoising, inpainting, super-resolution, multi-coil MRI, a
   a grid that is a multiple of ``2**levels``; the crop happens here, never by resampling the data.
 
 Operators compose: ``A @ B`` is ``x -> A(B(x))`` with adjoint ``B^H A^H``; ``c * A`` scales.
+
+Plugin contract (what :func:`operators.build` and ``--operator NAME --operator-args JSON`` rely on):
+
+1. the constructor takes keyword arguments ``shape`` and ``noise``, plus any options of its own::
+
+       @operators.register("blur")
+       class Blur(LinearOperator):
+           def __init__(self, shape, sigma=1.0, noise=None):
+               super().__init__(in_shape=shape, out_shape=shape, noise=noise)
+               ...
+
+   The registry calls ``Blur(shape=(C, H, W), noise=GaussianNoise(...) or None, **operator_args)``:
+   ``shape`` is the image's ``(C, H, W)`` (the operator's ``in_shape``), ``noise`` is handed on to
+   :meth:`LinearOperator.__init__`, the options come from ``--operator-args``. A constructor that
+   cannot take these keywords (e.g. ``__init__(self, in_shape, sigma)``) is refused with
+   :class:`operators.registry.OperatorContractError` naming this contract;
+2. ``_forward`` / ``_adjoint`` take ``(B, *in_shape)`` / ``(B, *out_shape)`` tensors of ``in_dtype`` /
+   ``out_dtype`` and return ``(B, *out_shape)`` / ``(B, *in_shape)``; the base class adds the batch
+   handling and input checks;
+3. ``_adjoint`` is the exact adjoint: :func:`operators.testing.check_adjoint` checks shapes, dtypes,
+   batching and ``<A x, y> = <x, A^H y>`` and names the part of the contract that fails.
+
+A plugin in another package registers through the entry-point group ``mri_oes.operators``
+(:mod:`operators.registry`).
 """
 from __future__ import annotations
 

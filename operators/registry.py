@@ -7,6 +7,12 @@ the registry is queried, so a user adds an operator without touching this packag
     # in the plugin's pyproject.toml
     [project.entry-points."mri_oes.operators"]
     blur = "my_pkg.blur:Blur"
+
+Constructor contract (see :mod:`operators.base`): an operator used on images (``mri-oes fit /
+learn-mask / imp / prune-at-init --operator NAME --operator-args JSON``) is built as
+``NAME(shape=(C, H, W), noise=<GaussianNoise or None>, **operator_args)``; its ``__init__`` must accept
+the keywords ``shape`` and ``noise``. A constructor that cannot take them is refused by :func:`build`
+with :class:`OperatorContractError` naming the contract.
 """
 from __future__ import annotations
 
@@ -24,6 +30,17 @@ _clash_error = None
 
 class OperatorNameClash(ValueError):
     """Two different operators claim one registry name (a plugin named like a built-in, or two plugins)."""
+
+
+#: what the registry passes to an operator's constructor for an image (see :mod:`operators.base`)
+CONSTRUCTOR_CONTRACT = ("__init__(self, shape, noise=None, **options): shape = (C, H, W) of the image "
+                        "(the operator's in_shape), noise = a noise model or None (pass it to "
+                        "LinearOperator.__init__(in_shape, out_shape, noise)), options = the --operator-args "
+                        "keywords")
+
+
+class OperatorContractError(TypeError):
+    """An operator's constructor does not accept the keyword arguments the registry passes."""
 
 
 def _qualname(obj) -> str:
@@ -105,8 +122,24 @@ def get(name: str):
 
 
 def build(name: str, **kwargs):
-    """Construct the operator registered as ``name`` with keyword arguments."""
-    return get(name)(**kwargs)
+    """Construct the operator registered as ``name`` with keyword arguments (for an image:
+    ``shape=(C, H, W)``, ``noise=...`` and the options; :data:`CONSTRUCTOR_CONTRACT`). A constructor
+    that cannot take these keywords raises :class:`OperatorContractError` naming the contract."""
+    import inspect
+    cls = get(name)
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):   # not introspectable: let the call speak
+        sig = None
+    if sig is not None:
+        try:
+            sig.bind(**kwargs)
+        except TypeError as e:
+            raise OperatorContractError(
+                f"operator {name!r} ({_qualname(cls)}{sig}) cannot be built with keyword arguments "
+                f"{', '.join(sorted(kwargs)) or 'none'}: {e}. The operator plugin contract is "
+                f"{CONSTRUCTOR_CONTRACT}") from None
+    return cls(**kwargs)
 
 
 def rebuild(description: dict, **tensors):

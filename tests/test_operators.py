@@ -63,6 +63,73 @@ def test_shipped_check_adjoint(name, batch):
     assert check_adjoint(ALL[name](), batch=batch, seed=5) < 1e-10
 
 
+def test_check_adjoint_names_each_contract_violation():
+    class Adj(O.Denoise):
+        def _adjoint(self, y):
+            return 1.01 * y
+
+    class Shape(O.Denoise):
+        def _forward(self, x):
+            return torch.cat([x, x[..., :1]], -1)
+
+    class Dtype(O.Denoise):
+        def _forward(self, x):
+            return x.to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
+
+    class Mix(O.Denoise):   # self-adjoint, but items of a batch leak into each other
+        def _forward(self, x):
+            return x - x.mean(0, keepdim=True)
+        _adjoint = _forward
+
+    class Nan(O.Denoise):
+        def _adjoint(self, y):
+            return y * float("nan")
+
+    for cls, kind, words in ((Adj, "adjoint", "relative error"), (Shape, "shape", "expected (2, 1, 8, 8)"),
+                             (Dtype, "dtype", "declares real data"), (Mix, "batching", "differs"),
+                             (Nan, "finite", "NaN")):
+        with pytest.raises(AdjointTestError) as e:
+            check_adjoint(cls((1, 8, 8)), batch=(2,))
+        assert e.value.kind == kind, (cls.__name__, e.value)
+        msg = str(e.value)
+        assert f"violates the operator contract ({kind}:" in msg and words in msg, msg
+
+
+def test_plugin_constructor_contract_is_named(monkeypatch, tmp_path, capsys):
+    """A plugin written as __init__(self, in_shape, sigma) is refused by the registry with the contract."""
+    import operators.registry as reg
+    monkeypatch.setattr(reg, "_REGISTRY", dict(reg._REGISTRY))
+    monkeypatch.setattr(reg, "_SOURCE", dict(reg._SOURCE))
+
+    @O.register("test-blur-wrong-init")
+    class WrongInit(O.Denoise):
+        def __init__(self, in_shape, sigma):
+            super().__init__(in_shape)
+
+    with pytest.raises(O.OperatorContractError) as e:
+        O.build("test-blur-wrong-init", shape=(1, 8, 8), noise=None, sigma=1.0)
+    msg = str(e.value)
+    assert "contract" in msg and "shape" in msg and "noise" in msg and "in_shape" in msg
+    assert isinstance(e.value, TypeError)
+
+    @O.register("test-blur-contract")
+    class RightInit(O.Denoise):
+        def __init__(self, shape, sigma=1.0, noise=None):
+            super().__init__(shape, noise=noise)
+            self.sigma = sigma
+
+    assert O.build("test-blur-contract", shape=(1, 8, 8), noise=None, sigma=2.0).sigma == 2.0
+    # through the command line: one line naming the contract, exit status 2
+    from mri_oes.cli import main
+    from skimage import io as skio
+    img = tmp_path / "x.png"
+    skio.imsave(img, (np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8), check_contrast=False)
+    assert main(["fit", str(img), "--operator", "test-blur-wrong-init", "--operator-args", '{"sigma": 1}',
+                 "--steps", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "operator plugin contract" in err[0] and "shape" in err[0]
+
+
 def test_check_adjoint_catches_wrong_adjoint_shape_and_dtype():
     class WrongAdjoint(O.Denoise):
         def _adjoint(self, y):
