@@ -1,8 +1,8 @@
 """Named MRI defaults for the network methods (``mri-oes recon --preset {cpu,gpu}``).
 
 ``get(name) -> dict`` returns a fresh copy of a preset; :func:`density_for` turns the preset's
-density rule into a density for one problem. Every field (values measured in
-``results/2026-11-26-mri-quality/``; see its README for the numbers behind each choice):
+density rule into a density for one problem. Every field (the comment next to each value of ``_CPU``
+says why, naming the results README that holds its numbers):
 
 * ``generator`` — the network ``sparse-dip`` masks: ``hourglass`` (the OES net), ``deep-decoder``
   or ``conv-decoder``; ``operator`` — ``maps`` (``A = M F S``, ESPIRiT) or ``coils`` (maps-free
