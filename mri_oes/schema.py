@@ -193,12 +193,15 @@ def collect(paths: Iterable) -> List[dict]:
         for f in files:
             if any(part.startswith(".") and part.endswith(".partial") for part in f.parts):
                 continue   # an unfinished run (staging folder)
+            from .io import read_json
             try:
-                rec = json.loads(f.read_text())
-            except (OSError, ValueError) as e:
+                rec = read_json(f, what="result file")   # bounded; never a FIFO or a device
+            except OSError as e:
                 raise UserError(f"{f}: not a JSON result file ({e})") from None
             if isinstance(rec, dict) and rec.get("kind") == "collection":
                 continue   # an index of records that live in sub-folders (transfer cases)
+            if not isinstance(rec, dict):
+                raise UserError(f"{f}: not a result record (a JSON {type(rec).__name__}, not an object)")
             for r in [rec]:
                 try:
                     validate(r)
@@ -209,11 +212,14 @@ def collect(paths: Iterable) -> List[dict]:
 
 
 def _cell(v):
+    """A CSV cell: ``None`` empty, non-finite floats as ``nan``/``inf``, strings that a spreadsheet
+    would evaluate (``=``, ``+``, ``-``, ``@`` ...) neutralised by :func:`mri_oes.io.csv_cell`."""
+    from .io import csv_cell
     if v is None:
         return ""
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)
-    return v
+    return csv_cell(v)
 
 
 def rows_to_csv(rows: List[dict], columns=COLUMNS) -> str:

@@ -212,6 +212,11 @@ def _validate(args, vols):
     if full and not args.accel:
         raise UserError(f"{full[0].path} is fully sampled: give --accel (e.g. --accel 4 8)")
     esp = _espirit(args)
+    from ..mri.data import check_slices
+    from ..mri.volume import register_inputs
+    for v in vols:   # every selected slice read and checked (NaN/Inf, header, zeros) before any output
+        check_slices(v.path, v.slices)
+    register_inputs(vols)
     for v in vols:
         W = v.shape[-1]
         if v.undersampled:
@@ -241,23 +246,38 @@ def _espirit(args) -> dict:
 
 def _check_run_folder(root: Path, settings, overwrite: bool) -> None:
     """``root/run.json`` pins a run's settings: a rerun with others is refused (or, with
-    --overwrite, the run folder is replaced)."""
-    import json
+    --overwrite, the run folder is replaced, but only a folder carrying mri-oes's run marker that
+    holds no input: a user's own folder is never deleted). A new run folder is created here, marked."""
     import shutil
-    from ..rundir import canonical, identity_diff
+    from ..io import read_json
+    from ..rundir import CLI_INPUTS, MARKER_FILE, canonical, check_out_name, held_inputs, identity_diff, \
+        is_ours, write_marker
+    check_out_name(root.parent, "--out")
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        raise UserError(f"{root} is a symbolic link or a file, not an mri-oes recon run folder; choose another --out")
     ident = canonical(settings.identity())
     f = root / "run.json"
     if f.is_file():
-        old = json.loads(f.read_text())
+        old = read_json(f, max_bytes=1 << 20, what="run settings")
         if old != ident:
             if not overwrite:
-                diff = identity_diff(old, ident)
+                diff = identity_diff(old if isinstance(old, dict) else {}, ident)
                 raise UserError(f"{root} holds a run with other settings (differs in: {', '.join(diff[:8])}); "
                                 "rerun with its settings to resume it, choose another --out, or pass --overwrite")
-    if overwrite and root.exists():
-        shutil.rmtree(root)
-    elif root.exists() and not f.is_file() and any(root.iterdir()):
-        raise UserError(f"{root} exists and is not an mri-oes recon run folder; choose another --out or pass --overwrite")
+    if root.exists() and any(root.iterdir()):
+        held = held_inputs(root, CLI_INPUTS)
+        if held:
+            raise UserError(f"{root} holds an input of this run ({held[0]}); it is never replaced: choose another --out")
+        if not is_ours(root) and (overwrite or not f.is_file()):
+            raise UserError(f"{root} exists and is not an mri-oes recon run folder (no {MARKER_FILE} marker); it is "
+                            "never replaced or deleted: choose another --out")
+        if overwrite:
+            shutil.rmtree(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        write_marker(root)
+    except OSError as e:
+        raise UserError(f"--out {root.parent}: cannot create {root} ({e.strerror or e})") from None
 
 
 # --------------------------------------------------------------------------------------------- run

@@ -33,8 +33,23 @@ CENTER_FRACTIONS = {4: 0.08, 8: 0.04}
 #: largest slice (coils × H × W complex entries, 1 GiB of complex64) read from a file; checked from the
 #: dataset's declared shape before anything is allocated
 MAX_SLICE_ELEMENTS = 1 << 27
-#: largest matrix size accepted from an ISMRMRD header (per axis)
+#: largest matrix size accepted from an ISMRMRD header (per axis), and largest k-space grid axis
 MAX_MATRIX = 1 << 14
+#: most slices a file may declare (fastMRI volumes have <= ~50; checked before any index list is made)
+MAX_SLICES = 4096
+#: most coils a file may declare
+MAX_COILS = 1024
+#: largest whole-volume image (slices x h x w) read at once (the reference volume)
+MAX_VOLUME_ELEMENTS = 1 << 28
+#: largest ``ismrmrd_header`` (bytes) read; checked from the declared size (fixed-length strings) or read
+#: through a buffer of this size (variable-length strings), never whole
+MAX_HEADER_BYTES = 1 << 20
+#: largest root attribute (bytes) copied into records; larger ones are noted, not read
+MAX_ATTR_BYTES = 1 << 16
+#: most root attributes copied into records
+MAX_ATTRS = 256
+#: k-space whose largest magnitude is below this cannot be scaled in float32 (denormal data)
+MIN_KSPACE_MAX = 1e-30
 #: an own mask's acceleration may differ this much (relative) from a given --accel
 ACCEL_TOLERANCE = 0.2
 MASK_TYPES = ("random", "equispaced", "equispaced-fraction")
@@ -78,21 +93,121 @@ class MRISlice:
 
 # ----------------------------------------------------------------------------------------- helpers
 def file_fingerprint(path) -> str:
-    """A short hash of (absolute path, size, mtime): changes when the file is replaced or edited."""
+    """A short hash of (absolute path, size, mtime): changes when the file is replaced or edited. Not
+    a content identity (a resume compares :func:`slice_digest`)."""
     p = Path(path).resolve()
     st = p.stat()
     return hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
-def _attrs(obj) -> dict:
+#: digests already computed in this process, keyed by (file identity, what)
+_DIGESTS: dict = {}
+
+
+def _stat_key(path):
+    p = Path(path).resolve()
+    st = p.stat()
+    return (str(p), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _digest_blocks(blocks) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for a in blocks:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{tuple(a.shape)}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def slice_digest(path, index: int) -> str:
+    """blake2b (128 bit) of slice ``index``'s k-space bytes and, when the file has one, its
+    ``reconstruction_rss`` image: the content identity of one slice (a resume reuses a finished slice
+    only when it matches). Cached per (path, inode, size, mtime, ctime) within the process."""
+    key = (_stat_key(path), "slice", int(index))
+    if key not in _DIGESTS:
+        with _open(path) as f:
+            ds = _check_kspace_dataset(f, path)
+            if not 0 <= int(index) < ds.shape[0]:
+                raise UserError(f"{path}: slice {index} out of range: 'kspace' has {ds.shape[0]} slice(s)")
+            rss = _member(f, "reconstruction_rss", path)
+            try:
+                blocks = [np.asarray(ds[int(index)]).astype(np.complex64, copy=False)] + \
+                    ([np.asarray(rss[int(index)], dtype=np.float32)] if isinstance(rss, h5py.Dataset) else [])
+            except OSError as e:
+                raise UserError(f"{path}: cannot read 'kspace' slice {index} (truncated file? {e})") from None
+        _DIGESTS[key] = _digest_blocks(blocks)
+    return _DIGESTS[key]
+
+
+def _read_string(obj, path, name, max_bytes):
+    """A scalar string dataset/attribute (fixed or variable length) read through a buffer of
+    ``max_bytes + 1`` (never whole); longer is a UserError naming the limit."""
+    dt = obj.dtype
+    shape = obj.shape
+    if shape not in ((), (1,)):
+        raise UserError(f"{path}: field {name!r} has shape {shape}; expected one string")
+    if dt.kind == "S" and dt.itemsize > max_bytes:
+        raise UserError(f"{path}: field {name!r} declares {dt.itemsize:,} bytes; the limit is {max_bytes:,} "
+                        "(refused before reading)")
+    if dt.kind not in "SO" or (dt.kind == "O" and h5py.check_string_dtype(dt) is None):
+        raise UserError(f"{path}: field {name!r} has dtype {dt}; expected a string")
+    buf = np.zeros(shape, dtype=f"S{max_bytes + 1}")
+    try:
+        if isinstance(obj, h5py.Dataset):
+            obj.read_direct(buf)
+        else:
+            obj.read(buf, mtype=h5py.h5t.py_create(buf.dtype))
+    except (OSError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: field {name!r} cannot be read ({e})") from None
+    raw = bytes(buf.reshape(-1)[0])
+    if len(raw) > max_bytes:
+        raise UserError(f"{path}: field {name!r} is longer than the limit {max_bytes:,} bytes")
+    return raw
+
+
+def _attrs(obj, path="?") -> dict:
+    """The object's attributes as JSON-able values, capped: at most :data:`MAX_ATTRS` of them, each at
+    most :data:`MAX_ATTR_BYTES` (checked from the declared size before reading; a larger one is
+    recorded as a note, not read)."""
     out = {}
-    for k, v in obj.attrs.items():
+    names = list(obj.attrs.keys())
+    for i, k in enumerate(names):
+        if i >= MAX_ATTRS:
+            out["_not_copied"] = f"{len(names) - MAX_ATTRS} more attribute(s) (limit {MAX_ATTRS})"
+            break
+        try:
+            aid = h5py.h5a.open(obj.id, k.encode())
+            dt, shape = aid.dtype, aid.shape
+            n = int(np.prod(shape)) if shape else 1
+            vstr = dt.kind == "O" and h5py.check_string_dtype(dt) is not None
+            if dt.kind == "O" and not vstr:
+                out[k] = f"<variable-length attribute of dtype {dt}, not copied>"
+                continue
+            if not vstr and n * dt.itemsize > MAX_ATTR_BYTES:
+                out[k] = f"<attribute of {n * dt.itemsize:,} bytes, above the limit {MAX_ATTR_BYTES:,}; not copied>"
+                continue
+            if vstr:
+                if n != 1:
+                    out[k] = f"<{n} variable-length strings, not copied>"
+                    continue
+                try:
+                    v = _read_string(aid, path, k, MAX_ATTR_BYTES).decode(errors="replace")
+                except UserError:
+                    out[k] = f"<string attribute above the limit {MAX_ATTR_BYTES:,} bytes; not copied>"
+                    continue
+            else:
+                v = obj.attrs[k]
+        except (OSError, TypeError, ValueError, KeyError) as e:
+            out[k] = f"<unreadable attribute: {type(e).__name__}>"
+            continue
         if isinstance(v, bytes):
             v = v.decode(errors="replace")
         elif isinstance(v, np.generic):
             v = v.item()
         elif isinstance(v, np.ndarray):
             v = v.tolist()
+        if isinstance(v, float) and not np.isfinite(v):
+            v = str(v)
         out[k] = v
     return out
 
@@ -123,23 +238,89 @@ def parse_header(xml, path="?") -> dict:
     return out
 
 
+def read_header(f, path) -> dict:
+    """The parsed ``ismrmrd_header`` of an open file (``{}`` without one), read through a bounded
+    buffer (:data:`MAX_HEADER_BYTES`) after the link/storage checks of :func:`_member`."""
+    ds = _member(f, "ismrmrd_header", path)
+    if ds is None:
+        return {}
+    if not isinstance(ds, h5py.Dataset):
+        raise UserError(f"{path}: field 'ismrmrd_header' is a group, not a dataset")
+    return parse_header(_read_string(ds, path, "ismrmrd_header", MAX_HEADER_BYTES), path)
+
+
+def check_slices(path, slices: Optional[Sequence[int]] = None) -> None:
+    """Read and validate the given slices (default: all) of a file one at a time, as
+    :func:`load_slices` does (header, NaN/Inf, all-zero and denormal k-space, all-zero reference),
+    keeping none of them, and record each slice's :func:`slice_digest` on the way."""
+    n = num_slices(path)
+    for s in (range(n) if slices is None else slices):
+        sl = load_slices(path, [int(s)])[0]
+        key = (_stat_key(path), "slice", int(s))
+        if key not in _DIGESTS:
+            _DIGESTS[key] = _digest_blocks([sl.kspace] + ([sl.reference] if sl.reference is not None else []))
+        del sl
+
+
 def _open(path) -> h5py.File:
+    """Open an input HDF5 file read-only: a regular file (a symbolic link to one is followed; a
+    FIFO, device or folder is refused without opening it); every failure one UserError."""
+    import stat
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"{p}: file not found")
-    if not p.is_file():
-        raise UserError(f"{p}: not a file")
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise UserError(f"{p}: file not found") from None
+    except OSError as e:
+        raise UserError(f"{p}: cannot be read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{p}: not a file" + (" (a folder)" if stat.S_ISDIR(st.st_mode) else
+                                              " (a FIFO, device or socket: only regular files are read)"))
     try:
         return h5py.File(p, "r")
     except OSError as e:
         raise UserError(f"{p}: not a readable HDF5 file (truncated or wrong format: {e})") from None
 
 
+def _member(f, name, path):
+    """``f[name]`` only when it is a plain member of this file: a soft link (dangling, looping or
+    not), an external link, a dataset with external storage (raw data in another file) or a virtual
+    dataset (data mapped from other files) is refused with one UserError. ``None`` when absent."""
+    try:
+        link = f.get(name, getlink=True)
+    except (OSError, RuntimeError, KeyError, ValueError) as e:
+        raise UserError(f"{path}: field {name!r} cannot be resolved ({e})") from None
+    if link is None:
+        return None
+    if isinstance(link, h5py.ExternalLink):
+        raise UserError(f"{path}: field {name!r} is an external link to {link.filename}:{link.path}; "
+                        "links out of the file are not followed")
+    if isinstance(link, h5py.SoftLink):
+        raise UserError(f"{path}: field {name!r} is a soft link to {link.path!r}; links are not followed "
+                        "(store the data itself)")
+    try:
+        obj = f[name]
+    except (OSError, RuntimeError, KeyError, ValueError) as e:
+        raise UserError(f"{path}: field {name!r} cannot be opened ({e})") from None
+    if isinstance(obj, h5py.Dataset):
+        try:
+            external, virtual = obj.external, obj.is_virtual
+        except (OSError, RuntimeError) as e:
+            raise UserError(f"{path}: field {name!r}: storage cannot be inspected ({e})") from None
+        if external:
+            raise UserError(f"{path}: field {name!r} uses external storage ({external[0][0]!r}...); "
+                            "raw data outside the file is not read")
+        if virtual:
+            raise UserError(f"{path}: field {name!r} is a virtual dataset (data mapped from other files); "
+                            "not read")
+    return obj
+
+
 def _check_kspace_dataset(f, path):
-    if "kspace" not in f:
-        raise UserError(f"{path}: no 'kspace' dataset (found: {sorted(f.keys())}); "
+    ds = _member(f, "kspace", path)
+    if ds is None:
+        raise UserError(f"{path}: no 'kspace' dataset (found: {sorted(f.keys())[:20]}); "
                         "expected fastMRI multi-coil layout kspace[slices, coils, H, W]")
-    ds = f["kspace"]
     if not isinstance(ds, h5py.Dataset):
         raise UserError(f"{path}: 'kspace' is a group, not a dataset")
     if ds.ndim == 3:
@@ -151,11 +332,20 @@ def _check_kspace_dataset(f, path):
         raise UserError(f"{path}: 'kspace' has dtype {ds.dtype}; expected complex64 (fastMRI layout)")
     if min(ds.shape) < 1:
         raise UserError(f"{path}: 'kspace' has an empty dimension, shape {ds.shape}")
-    n_el = int(ds.shape[1]) * int(ds.shape[2]) * int(ds.shape[3])
+    n, C, H, W = (int(a) for a in ds.shape)
+    for what, v, lim in (("slices", n, MAX_SLICES), ("coils", C, MAX_COILS), ("readout lines H", H, MAX_MATRIX),
+                         ("phase-encode lines W", W, MAX_MATRIX)):
+        if v > lim:
+            raise UserError(f"{path}: 'kspace' declares {v:,} {what} (shape {ds.shape}); the limit is {lim:,} "
+                            "(refused before reading)")
+    n_el = C * H * W
     if n_el > MAX_SLICE_ELEMENTS:
         raise UserError(f"{path}: 'kspace' declares slices of {ds.shape[1]} coils x {ds.shape[2]} x "
                         f"{ds.shape[3]} = {n_el:,} entries, above the limit {MAX_SLICE_ELEMENTS:,} "
                         "(refused before reading)")
+    if n * H * W > MAX_VOLUME_ELEMENTS:
+        raise UserError(f"{path}: 'kspace' declares a volume of {n} x {H} x {W} = {n * H * W:,} image "
+                        f"pixels, above the limit {MAX_VOLUME_ELEMENTS:,} (refused before reading)")
     return ds
 
 
@@ -184,20 +374,22 @@ def load_slices(path, slices: Optional[Sequence[int]] = None) -> List[MRISlice]:
         for s in idx:
             if not 0 <= s < n:
                 raise UserError(f"{path}: slice {s} out of range: 'kspace' has {n} slice(s) (0..{n - 1})")
-        header = parse_header(f["ismrmrd_header"][()], path) if "ismrmrd_header" in f else {}
-        attrs = _attrs(f)
+        header = read_header(f, path)
+        attrs = _attrs(f, path)
         recon_size, notes = _recon_size(header, H, W, path)
-        rss = f.get("reconstruction_rss")
+        rss = _member(f, "reconstruction_rss", path)
         if rss is not None:
             if not isinstance(rss, h5py.Dataset) or rss.ndim != 3 or rss.shape[0] != n:
                 raise UserError(f"{path}: 'reconstruction_rss' has shape {getattr(rss, 'shape', None)}; "
                                 f"expected [{n}, h, w] (one image per kspace slice)")
+            if rss.dtype.kind not in "fiu":
+                raise UserError(f"{path}: 'reconstruction_rss' has dtype {rss.dtype}; expected float32 images")
             if rss.shape[1] > H or rss.shape[2] > W:
                 raise UserError(f"{path}: 'reconstruction_rss' images {rss.shape[1:]} are larger than "
                                 f"the k-space grid {(H, W)}")
         file_mask = None
-        if "mask" in f:
-            mds = f["mask"]
+        mds = _member(f, "mask", path)
+        if mds is not None:
             if not isinstance(mds, h5py.Dataset) or mds.dtype.kind not in "biuf":
                 raise UserError(f"{path}: 'mask' must be a numeric dataset, got "
                                 f"{getattr(mds, 'dtype', type(mds).__name__)}")
@@ -223,6 +415,13 @@ def load_slices(path, slices: Optional[Sequence[int]] = None) -> List[MRISlice]:
                 raise UserError(f"{path}: 'reconstruction_rss' slice {s} contains NaN or Inf")
             if not np.any(k):
                 raise UserError(f"{path}: 'kspace' slice {s} is all zeros")
+            kmax = float(np.abs(k).max())
+            if kmax < MIN_KSPACE_MAX:
+                raise UserError(f"{path}: 'kspace' slice {s} holds only denormal/tiny values (max |k| = "
+                                f"{kmax:.3g} < {MIN_KSPACE_MAX:g}); it cannot be reconstructed in float32")
+            if ref is not None and not float(np.max(ref, initial=0.0)) > MIN_KSPACE_MAX:
+                raise UserError(f"{path}: 'reconstruction_rss' slice {s} is all zeros (max "
+                                f"{float(np.max(ref, initial=0.0)):.3g}); no metric can be computed against it")
             mask = file_mask if file_mask is not None else infer_mask(k)
             meta = {"file": path, "slice": s, "attrs": attrs, "num_slices": n,
                     "mask_source": "file" if file_mask is not None else ("inferred" if mask is not None else None),

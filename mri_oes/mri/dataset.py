@@ -24,7 +24,7 @@ from typing import Iterable, List, Optional, Sequence
 import numpy as np
 
 from ..errors import UserError
-from .data import _attrs, _check_kspace_dataset, _open, infer_mask
+from .data import _attrs, _check_kspace_dataset, _member, _open, infer_mask
 
 SPLITS = ("train", "val", "test", "challenge")
 KNEE_ACQUISITIONS = ("CORPD_FBK", "CORPDFS_FBK")
@@ -89,8 +89,8 @@ def describe_file(path) -> Volume:
     with _open(path) as f:
         ds = _check_kspace_dataset(f, path)
         n = int(ds.shape[0])
-        has_rss = "reconstruction_rss" in f
-        if "mask" in f:
+        has_rss = _member(f, "reconstruction_rss", path) is not None
+        if _member(f, "mask", path) is not None:
             undersampled = True
         elif has_rss:
             undersampled = False
@@ -99,27 +99,50 @@ def describe_file(path) -> Volume:
                 undersampled = infer_mask(np.asarray(ds[0])) is not None
             except OSError as e:
                 raise UserError(f"{path}: cannot read 'kspace' (truncated file? {e})") from None
-        attrs = _attrs(f)
+        attrs = _attrs(f, path)
     acq = attrs.get("acquisition")
     acq = str(acq) if acq is not None else None
     return Volume(path, n, tuple(int(s) for s in ds.shape), has_rss, undersampled, _split(path),
                   _anatomy(path, acq), acq, list(range(n)))
 
 
+def _walk_h5(root: Path) -> List[Path]:
+    """``*.h5`` regular files under ``root`` (sorted), skipping hidden files and folders (staging
+    folders, the ESPIRiT cache) and every folder that carries mri-oes's run marker (a recon output
+    inside an input folder is never read back as input); symbolic links to folders are not followed."""
+    import os
+    from ..rundir import MARKER_FILE
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        if MARKER_FILE in filenames and Path(dirpath) != root:
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            q = Path(dirpath) / name
+            if name.endswith(".h5") and not name.startswith(".") and q.is_file():
+                found.append(q)
+    return sorted(found)
+
+
 def find_files(paths: Iterable) -> List[Path]:
-    """Files given, plus every ``*.h5`` under given directories (recursive, sorted). Missing paths,
-    empty directories and two inputs with the same file name (their outputs would collide) are
+    """Files given, plus every ``*.h5`` under given directories (recursive, sorted; hidden entries and
+    mri-oes output folders skipped). Missing paths, empty directories, anything that is not a regular
+    file or a folder, and two inputs with the same file name (their outputs would collide) are
     UserErrors."""
     out: List[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*.h5") if q.is_file() and not q.name.startswith("."))
+            found = _walk_h5(p)
             if not found:
-                raise UserError(f"{p}: directory holds no *.h5 file")
+                raise UserError(f"{p}: directory holds no *.h5 file (mri-oes output folders are skipped)")
             out.extend(found)
-        elif p.exists():
+        elif p.is_file():
             out.append(p)
+        elif p.exists() or p.is_symlink():
+            raise UserError(f"{p}: not a regular file or folder (a FIFO, device, socket or dangling link); "
+                            "only regular files and folders are read")
         else:
             raise UserError(f"{p}: file not found")
     seen = {}
@@ -157,13 +180,13 @@ def reference_volume(vol: Volume, crop=None) -> Optional[np.ndarray]:
     ``crop`` (the recon size); ``None`` for undersampled files."""
     if vol.undersampled:
         return None
-    import h5py
     from . import metrics as M
     from .problem import ifft2c_np
-    with h5py.File(vol.path, "r") as f:
+    with _open(vol.path) as f:
+        ks = _check_kspace_dataset(f, vol.path)   # declared sizes bounded (the volume too)
         if vol.has_rss:
-            return np.asarray(f["reconstruction_rss"][()], np.float32)
-        ks = f["kspace"]
+            rss = _member(f, "reconstruction_rss", vol.path)
+            return np.asarray(rss[()], np.float32)
         imgs = [M.rss(ifft2c_np(np.asarray(ks[s]))) for s in range(vol.num_slices)]
     vol_img = np.stack(imgs).astype(np.float32)
     return vol_img if crop is None else M.center_crop(vol_img, crop).astype(np.float32)

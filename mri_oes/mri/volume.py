@@ -184,12 +184,63 @@ def slice_dir(run_root, file, index) -> Path:
     return Path(run_root) / "slices" / Path(file).stem / f"{int(index):03d}"
 
 
+#: recon's current inputs by file stem (:func:`register_inputs`): what :func:`is_done` compares with
+_INPUTS: dict = {}
+_DATA_RANGES: dict = {}
+
+
+def register_inputs(vols) -> None:
+    """Record the volumes a recon run reads (``slices/<stem>/`` → file), so that :func:`is_done`
+    compares a finished slice with the data given now, not with the file it was made from."""
+    _INPUTS.clear()
+    _INPUTS.update({v.stem: v for v in vols})
+
+
+def _current_data_range(vol):
+    from .data import _stat_key
+    from .dataset import reference_volume
+    key = _stat_key(vol.path)
+    if key not in _DATA_RANGES:
+        _DATA_RANGES[key] = volume_data_range(reference_volume(vol)) if vol.has_reference else None
+    return _DATA_RANGES[key]
+
+
 def is_done(path) -> bool:
-    return (Path(path) / "metrics.json").is_file() and (Path(path) / RECON_FILE).is_file()
+    """Whether ``path`` is a finished slice OF THE SAME DATA: its files are there and the content
+    digest of the slice's k-space (and reference image) recorded in its ``identity.json`` equals that
+    of the input now (:func:`mri_oes.mri.data.slice_digest`; never path, size or mtime), and so does
+    the volume's data range its metrics were computed with. A slice of other data is not done (its
+    rerun is refused by the run folder, naming the differing keys)."""
+    from ..io import read_json
+    from .data import slice_digest
+    path = Path(path)
+    if not ((path / "metrics.json").is_file() and (path / RECON_FILE).is_file()):
+        return False
+    try:
+        stored = read_json(path / "identity.json", max_bytes=1 << 20, what="slice identity")
+        index = int(path.name)
+        vol = _INPUTS.get(path.parent.name)
+        file = str(vol.path) if vol is not None else stored.get("file")
+        if not isinstance(stored, dict) or stored.get("slice") != index or not file:
+            return False
+        if stored.get("kspace_digest") != slice_digest(file, index):
+            return False
+        if vol is not None and stored.get("data_range") != _current_data_range(vol):
+            return False
+    except (UserError, OSError, ValueError, TypeError, AttributeError):
+        return False
+    return True
 
 
 def read_record(path) -> dict:
-    return json.loads((Path(path) / "metrics.json").read_text())
+    """A slice's ``metrics.json`` (bounded read; a tampered file is one UserError naming it)."""
+    from ..io import read_json
+    f = Path(path) / "metrics.json"
+    rec = read_json(f, what="slice record")
+    if not isinstance(rec, dict) or not isinstance(rec.get("final"), dict) or not isinstance(rec.get("time"), dict):
+        raise UserError(f"{f}: not a slice record of mri-oes (tampered or foreign file); remove the slice "
+                        "folder to recompute it")
+    return rec
 
 
 # ------------------------------------------------------------------------------------ one slice
@@ -249,10 +300,12 @@ def _zf_metrics(p, data_range) -> dict:
 
 
 def _identity(job: SliceJob) -> dict:
-    from .data import file_fingerprint
-    return {"command": "recon", "file": str(Path(job.file).resolve()), "file_fingerprint":
-            file_fingerprint(job.file), "slice": int(job.slice), "data_range": job.data_range,
-            "settings": job.settings.identity()}
+    """A slice run's identity: the content digest of its k-space (and reference image), the volume's
+    data range and the settings (the file path is recorded, not trusted: see :func:`is_done`)."""
+    from .data import slice_digest
+    return {"command": "recon", "file": str(Path(job.file).resolve()),
+            "kspace_digest": slice_digest(job.file, job.slice), "slice": int(job.slice),
+            "data_range": job.data_range, "settings": job.settings.identity()}
 
 
 def _classical(job: SliceJob) -> dict:
@@ -441,12 +494,15 @@ def assemble_volume(run_root, vol, settings: Settings, target: Optional[np.ndarr
 
 def write_tables(run_root) -> None:
     """``slices.csv/json`` and ``volumes.csv/json`` of one run folder from its complete records."""
+    from ..io import read_json
     from ..schema import flatten, write_table
     run_root = Path(run_root)
     for level, pattern in (("slices", "slices/*/*/metrics.json"), ("volumes", "volumes/*/metrics.json")):
         rows = []
         for f in sorted(run_root.glob(pattern)):
-            rec = json.loads(f.read_text())
+            rec = read_json(f, what="result record")
+            if not isinstance(rec, dict):
+                raise UserError(f"{f}: not a result record of mri-oes (tampered or foreign file)")
             row = flatten(rec, run_dir=str(f.parent))
             row["file"] = rec.get("file")
             rows.append(row)
@@ -456,10 +512,10 @@ def write_tables(run_root) -> None:
 def dataset_summary(out, run_roots: List[Path]) -> List[dict]:
     """``OUT/summary.csv/json``: per method and acceleration, mean ± std over volumes of the fastMRI
     volume metrics (and the full-FOV ones), number of volumes and slices, total time."""
-    from ..io import atomic_path, write_json
+    from ..io import atomic_path, csv_cell, read_json, write_json
     rows = []
     for root in run_roots:
-        recs = [json.loads(f.read_text()) for f in sorted(Path(root).glob("volumes/*/metrics.json"))]
+        recs = [read_json(f, what="volume record") for f in sorted(Path(root).glob("volumes/*/metrics.json"))]
         if not recs:
             continue
         row = {"method": recs[0]["method"], "accel": recs[0]["accel"], "mask_type": recs[0].get("mask_type"),
@@ -481,7 +537,7 @@ def dataset_summary(out, run_roots: List[Path]) -> List[dict]:
         w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
         w.writeheader()
         for r in rows:
-            w.writerow({k: ("" if r.get(k) is None else r[k]) for k in cols})
+            w.writerow({k: csv_cell(r.get(k)) for k in cols})   # strings never read as formulas
         with atomic_path(out / "summary.csv") as tmp:
             tmp.write_text(buf.getvalue())
         write_json(out / "summary.json", {"convention": "fastmri: per volume PSNR/NMSE on the volume, SSIM "
