@@ -19,8 +19,8 @@ mask learning and fit; identical numbers) and adds the data-consistent curve (``
 clock (``cpu_s``) to every logged row. ``baselines``: zero-filled, SENSE, and L1-wavelet with λ tuned per acceleration on ANOTHER scan
 (``TUNE_ON``; seed 0 of that scan, grid ``L1_GRID``) then applied to the scored scan. It also runs
 the ESPIRiT variants (``ESPIRIT_VARIANTS``) for SENSE/L1 at 8×. ``table``: ``table.csv/json/md``
-(every run: final/best, with and without data-consistency projection), PSNR curves per scenario
-and a quality-per-CPU-minute plot. ``summary``: ``table.json`` and ``summary.md`` rebuilt from committed
+(every run: final/best, with and without data-consistency projection), ``summary.md``, ``curves.json`` and
+``curves_<scan>_<accel>x.png`` (PSNR against steps and CPU minutes per scenario). ``summary``: ``table.json`` and ``summary.md`` rebuilt from committed
 ``table.json`` files (several merged, variants relabelled by rules), no run folders needed. ``plots``: the curves again from
 the ``curves.json`` that ``table`` writes beside ``table.json``. ``error-bands``:
 where Sparse-DIP and L1-wavelet err (:func:`error_bands`).
