@@ -13,6 +13,8 @@ COMMAND_MODULES = [
     "mri_oes.commands.mri",       # recon (and MRI input for learn-mask)
     "mri_oes.commands.lottery",   # imp, prune-at-init, transfer
     "mri_oes.commands.summarize",  # summarize run folders into one table
+    "mri_oes.commands.evaluate",  # fastMRI metrics of reconstruction files against targets
+    "mri_oes.commands.report",    # one self-contained HTML page of a recon output folder
 ]
 
 

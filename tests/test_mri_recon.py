@@ -42,7 +42,7 @@ def test_recon_cli_classical(method, phantom_h5, tmp_path):
     run = out / f"{method}_4x"
     for s in (0, 1):
         d = run / "slices" / "phantom" / f"{s:03d}"
-        for f in ("reconstruction.npy", "recon.png", "error.png", "metrics.json"):
+        for f in ("reconstruction.npy", "recon.png", "figure.png", "metrics.json"):
             assert (d / f).is_file(), f
         m = json.loads((d / "metrics.json").read_text())
         assert m["method"] == method and m["accel"] == 4 and m["slice"] == s and m["seed"] == 0
@@ -74,7 +74,7 @@ def test_recon_cli_undersampled_file(tmp_path):
     d = out / "l1-wavelet_own-mask" / "slices" / "us" / "000"
     met = json.loads((d / "metrics.json").read_text())
     assert met["final"]["psnr"] is None and met["accel"] == 4 and (d / "recon.png").is_file()
-    assert not (d / "error.png").exists()
+    assert (d / "figure.png").is_file() and not (d / "error.png").exists()   # no reference: no error maps
     with h5py.File(out / "l1-wavelet_own-mask" / "reconstructions" / "us.h5") as f:
         assert f["reconstruction"].shape == (1, 64, 64)
 
@@ -125,7 +125,9 @@ def _network_case(method, extra, phantom_h5, tmp_path):
     assert rc == 0
     d = out / f"{method}_4x" / "slices" / "phantom" / "000"
     m = json.loads((d / "metrics.json").read_text())
-    assert (d / "curve.png").is_file() and (d / "recon.png").is_file()
+    assert (d / "curve.png").is_file() and (d / "recon.png").is_file() and (d / "figure.png").is_file()
+    # one name per thing: the result is reconstruction.npy, the raw network output network_output.npy
+    assert np.iscomplexobj(np.load(d / "network_output.npy")) and not (d / "recon.npy").exists()
     fin, net_final, best = m["final"], m["final_network"], m["best"]
     # best = oracle best network iterate >= the final network iterate; the default preset projects the
     # final image onto the measured k-space (data consistency), which helps on this phantom

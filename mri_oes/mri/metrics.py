@@ -86,9 +86,11 @@ def volume_metrics(target, recon, data_range: Optional[float] = None) -> dict:
     h, w = gt.shape[-2:]
     if pred.shape[-2] < h or pred.shape[-1] < w:
         raise ValueError(f"reconstruction {pred.shape} is smaller than the target {gt.shape}")
-    pred = center_crop(pred, (h, w))
     crop = fastmri_crop(gt.shape)
+    # fastMRI crops the prediction straight to W x W (not via the target size: the two differ by a
+    # pixel when the size parities differ)
     gt_c, pred_c = center_crop(gt, crop), center_crop(pred, crop)
+    pred = center_crop(pred, (h, w))
     rng = float(gt_c.max()) if data_range is None else float(data_range)
 
     def three(g, p):

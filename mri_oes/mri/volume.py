@@ -7,10 +7,14 @@ already undersampled files)::
     slices/<file stem>/<NNN>/             one complete-or-absent run folder per slice (mri_oes.rundir):
         metrics.json                      the slice record (schema), fastMRI-convention metrics
         reconstruction.npy                float32 [h, w] magnitude at the target size, original units
-        recon.png, error.png, curve.png … (network methods: checkpoint.safetensors while running, mask.safetensors)
+        recon.png                         that image on the volume's grey scale
+        figure.png                        reference, zero-filled, this method, error maps, sampling mask
+        curve.png, network_output.npy     network methods: PSNR per step, raw output (complex, scaled
+                                          units); checkpoint.safetensors while running, mask.safetensors
     reconstructions/<file name>.h5        ``reconstruction`` [slices, h, w], written by
                                           fastmri.save_reconstructions once EVERY slice is complete
     volumes/<file stem>/metrics.json      the volume record: fastmri.evaluate's metrics of that file
+    volumes/<file stem>/montage.png       the volume's slices: reference and this method
     slices.csv/json, volumes.csv/json     tidy tables (schema.flatten)
 
 A slice is computed in ``slices/<stem>/.<NNN>.partial/`` and renamed into place when done; a killed
@@ -44,6 +48,7 @@ NETWORK = ("dip", "sparse-dip", "deep-decoder", "gp-dip")
 METHODS = CLASSICAL + NETWORK
 ERROR_GAIN = 5.0
 RECON_FILE = "reconstruction.npy"
+NETWORK_OUTPUT_FILE = "network_output.npy"   # a network run's raw output (complex, scaled units)
 
 
 @dataclass
@@ -270,17 +275,36 @@ def _evaluator(p, data_range):
 
 
 def _write_slice_outputs(p, job: SliceJob, x, work: Path, record: dict, zf_metrics: dict) -> None:
-    """reconstruction.npy (+ pngs) into ``work`` and the MRI fields of ``record`` (in place)."""
+    """The slice's outputs into ``work`` and its MRI fields into ``record`` (in place):
+    ``reconstruction.npy`` (the result: magnitude at the target size, original units), ``recon.png``
+    (that image on the volume's grey scale), ``figure.png`` (:func:`.figures.comparison_figure`:
+    reference, zero-filled, this method, error maps at a stated gain, the sampling mask); a network
+    run's raw output (complex, the operator's scaled units) is ``network_output.npy`` and its
+    ``curve.png`` gains the final image's PSNR as a labelled line."""
     from ..io import save_image, save_npy
+    from .figures import FIGURE_FILE, LABELS, comparison_figure
     s = job.settings
+    work = Path(work)
     mag = M.center_crop(np.abs(x), p.crop).astype(np.float32)
     save_npy(work / RECON_FILE, mag)
+    if (work / "recon.npy").is_file():   # written by the runner: one name per thing
+        os.replace(work / "recon.npy", work / NETWORK_OUTPUT_FILE)
     vmax = job.data_range or float(mag.max()) or 1.0
     save_image(work / "recon.png", np.clip(mag / vmax, 0, 1))
     m = {}
     if p.reference is not None:
-        save_image(work / "error.png", np.clip(ERROR_GAIN * np.abs(mag - p.reference) / vmax, 0, 1))
         m = M.slice_metrics(p.reference, mag, job.data_range)
+    images = [] if s.method == "zero-filled" else \
+        [("zero-filled", M.center_crop(p.zero_filled("rss"), p.crop), zf_metrics)]
+    images.append((LABELS.get(s.method, s.method), mag, m))
+    comparison_figure(work / FIGURE_FILE, p.reference, images, p.mask, vmax,
+                      title=f"{Path(job.file).name}, slice {job.slice}, {s.tag}")
+    hist = record.get("history") or []
+    if hist and "psnr" in hist[0] and m.get("psnr") is not None:
+        from ..runner import plot_curve
+        what = "data-consistent image" if s.data_consistency else "final image"
+        plot_curve(work / "curve.png", hist, f"{LABELS.get(s.method, s.method)}, {Path(job.file).name} "
+                   f"slice {job.slice}, {s.tag}", final_psnr=m["psnr"], final_label=f"final ({what})")
     record.update(
         final={k: m.get(k) for k in ("psnr", "ssim", "nmse")},
         full_fov=m.get("full_fov", {"psnr": None, "ssim": None, "nmse": None}),
@@ -488,6 +512,11 @@ def assemble_volume(run_root, vol, settings: Settings, target: Optional[np.ndarr
         slice_final_mean={k: (None if any(r["final"][k] is None for r in recs)
                               else float(np.mean([r["final"][k] for r in recs]))) for k in ("psnr", "ssim", "nmse")})
     rec["time"]["s_per_step"] = None
+    from .figures import LABELS, MONTAGE_FILE, montage_figure
+    rows = [] if target is None else [("reference", M.center_crop(target[vol.slices], recon.shape[-2:]), None)]
+    rows.append((LABELS.get(r0["method"], r0["method"]), recon, [r["final"] for r in recs]))
+    montage_figure(run_root / "volumes" / vol.stem / MONTAGE_FILE, rows, list(vol.slices), data_range,
+                   title=f"{vol.name}, {settings.run_name}")
     write_json(run_root / "volumes" / vol.stem / "metrics.json", rec)
     return rec
 
