@@ -102,6 +102,49 @@ def lr_decay_identity(lr_decay_start: float) -> dict:
     return {"lr_decay_start": lr_decay_start} if lr_decay_start else {}
 
 
+#: ``fit(stop_rule=...)``: ``none`` (run every step) or ``image-change`` (stop once the output changed
+#: less than ``stop_tol`` throughout the last ``stop_patience`` steps; see :func:`fit`)
+STOP_RULES = ("none", "image-change")
+
+
+def check_stop_rule(stop_rule: str, stop_tol: float, stop_patience: int) -> None:
+    from .errors import UserError
+    if stop_rule not in STOP_RULES:
+        raise UserError(f"--stop-rule must be one of {STOP_RULES}, got {stop_rule!r}")
+    if not (stop_tol > 0 and math.isfinite(stop_tol)):
+        raise UserError(f"--stop-tol must be a positive number, got {stop_tol!r}")
+    if int(stop_patience) < 1:
+        raise UserError(f"--stop-patience must be >= 1, got {stop_patience!r}")
+
+
+def stop_identity(stop_rule: str, stop_tol: float, stop_patience: int) -> dict:
+    """What a stopping rule adds to a run's resume identity: nothing for ``none``, so runs without
+    one keep the identities they had before the option existed (as :func:`precision_identity`)."""
+    if stop_rule == "none":
+        return {}
+    return {"stop_rule": stop_rule, "stop_tol": float(stop_tol), "stop_patience": int(stop_patience)}
+
+
+def image_change(x: torch.Tensor, prev: torch.Tensor, steps: int) -> float:
+    """Relative change ``||x - prev|| / ||x||`` of an output over ``steps`` steps, per 1,000 steps."""
+    num = float(torch.linalg.vector_norm((x - prev).reshape(-1)))
+    den = float(torch.linalg.vector_norm(x.reshape(-1)))
+    return (num / den if den > 0 else math.inf) * 1000.0 / max(int(steps), 1)
+
+
+def should_stop(history: List[dict], step: int, stop_tol: float, stop_patience: int) -> bool:
+    """The ``image-change`` rule on the logged rows: every ``image_change`` logged over the last
+    ``stop_patience`` steps (a window that the rows must cover back to its start) is below ``stop_tol``.
+    A function of the logged rows only (the reference never enters), so a resumed run stops where
+    an uninterrupted one does."""
+    if step < stop_patience:
+        return False
+    rows = [h for h in history if h.get("image_change") is not None and step - stop_patience < h["step"] <= step]
+    if not rows or min(h["step"] - h.get("image_change_over", 0) for h in rows) > step - stop_patience:
+        return False
+    return all(h["image_change"] < stop_tol for h in rows)
+
+
 def generation_context(precision: str, device: torch.device):
     """The autocast context of :func:`fit`'s generator passes (a no-op for ``float32``)."""
     dtype = PRECISIONS[precision]
@@ -364,12 +407,15 @@ class FitResult:
     wall_time_s: float = 0.0
     diverged: bool = False
     resumed_from: Optional[int] = None
+    #: the step the stopping rule ended the fit at (None: it ran every step); ``steps`` is then this step
+    stopped_at: Optional[int] = None
+    stop_rule: str = "none"
 
     def summary(self) -> dict:
         return {"steps": self.steps, "wall_time_s": self.wall_time_s, "best_step": self.best_step,
                 "final": self.final_metrics, "best": self.best_metrics, "diverged": self.diverged,
                 "final_loss": self.history[-1]["loss"] if self.history else None,
-                "resumed_from": self.resumed_from}
+                "resumed_from": self.resumed_from, "stopped_at": self.stopped_at, "stop_rule": self.stop_rule}
 
 
 def generate(net: nn.Module, z: torch.Tensor, weights: Optional[Dict[str, torch.Tensor]] = None):
@@ -444,7 +490,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         identity: Optional[dict] = None,
         progress: bool = False, desc: str = "fit", callback: Optional[Callable] = None,
         lr_final: Optional[float] = None, lr_decay_start: float = 0.0, grad_clip: float = 0.0,
-        output_average: float = 0.0, precision: str = "float32") -> FitResult:
+        output_average: float = 0.0, precision: str = "float32", stop_rule: str = "none",
+        stop_tol: float = 0.05, stop_patience: int = 500) -> FitResult:
     """Fit ``operator(G(·, z)) ≈ y`` with Adam for ``steps`` steps.
 
     ``evaluate(x_hat) -> dict`` (optional; e.g. PSNR against a clean reference) is called every
@@ -472,8 +519,15 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     ``torch.autocast``, its output cast back to ``z``'s dtype before the operator; ~1.9x faster per step
     on a CPU with AVX-512 BF16 for the MRI deep decoder, ``benchmarks/precision.py``; the trajectory
     differs from float32 by bf16 rounding).
+    Every logged row carries ``image_change``: the relative change of the output (the running average
+    with ``output_average``) since the previous logged row, per 1,000 steps (``image_change_over``: the
+    steps it spans). ``stop_rule``: ``none`` (all ``steps``) or ``image-change`` — stop at the first logged
+    step where every ``image_change`` of the last ``stop_patience`` steps is below ``stop_tol``; the
+    output is then the (averaged) output at that step, ``steps``/``stopped_at`` that step. The rule sees
+    the network output only, never ``evaluate`` or a reference (ground-truth free).
     """
     check_precision(precision)
+    check_stop_rule(stop_rule, stop_tol, stop_patience)
     if not 0.0 <= output_average < 1.0:
         raise ValueError(f"output_average must be in [0, 1), got {output_average}")
     if steps < 0:
@@ -487,6 +541,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     start = 0
     t0 = time.perf_counter()
     avg = None   # running average of the outputs (output_average > 0)
+    change_ref = {"x": None, "step": None}   # the output at the previous logged row (image_change)
     ck_path = ck_ident = None
     if checkpoint is not None:
         from .statefile import load_state
@@ -496,7 +551,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                                 input_noise_std=input_noise_std, seed=seed, lr_final=lr_final,
                                 grad_clip=grad_clip, output_average=output_average,
                                 **lr_decay_identity(lr_decay_start),
-                                **precision_identity(precision))
+                                **precision_identity(precision),
+                                **stop_identity(stop_rule, stop_tol, stop_patience))
         legacy = ck_path.with_suffix(".pt")
         if legacy.is_file():
             warnings.warn(f"ignoring {legacy}: pickled checkpoints are never loaded (they can run code); "
@@ -512,6 +568,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             res.best_output = ck["best_output"]
             avg = ck.get("average_output")
             avg = avg.to(z.device) if avg is not None else None
+            if ck.get("change_output") is not None:
+                change_ref = {"x": ck["change_output"].to(z.device), "step": int(ck["change_step"])}
             start = res.resumed_from = int(ck["step"])
 
     def save_checkpoint(step):
@@ -520,11 +578,18 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                              "param": param.state(), "noise_gen": noise_gen.get_state(),
                              "history": res.history, "best_step": res.best_step,
                              "best_metrics": res.best_metrics, "best_output": res.best_output,
-                             "average_output": avg}, ck_ident)
+                             "average_output": avg, "change_output": change_ref["x"],
+                             "change_step": change_ref["step"]}, ck_ident)
 
     def record(step, loss, dloss, x_hat):
         # time_s: seconds since this call started (a resumed run's clock restarts at the resume)
         row = {"step": step, "loss": loss, "data_loss": dloss, "time_s": time.perf_counter() - t0}
+        cur = (avg if avg is not None else x_hat).detach()
+        if change_ref["x"] is not None and step > change_ref["step"]:
+            row["image_change"] = image_change(cur, change_ref["x"], step - change_ref["step"])
+            row["image_change_over"] = step - change_ref["step"]
+        if change_ref["step"] is None or step > change_ref["step"]:
+            change_ref["x"], change_ref["step"] = cur.clone(), step
         if evaluate is not None:
             with torch.no_grad():
                 m = evaluate(x_hat.detach())
@@ -587,6 +652,9 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             row = record(step, loss_v, dl_v, x_hat)
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("loss", "psnr")})
+            if stop_rule == "image-change" and should_stop(res.history, step, stop_tol, stop_patience):
+                res.stopped_at = step   # before this step's update: the output is the one just logged
+                break
         loss.backward()
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(param.trainable(), grad_clip)
@@ -602,14 +670,17 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     if bar is not None:
         bar.close()
     # final iterate: the output of the trained parameters (one more forward, no update)
+    end = res.stopped_at if res.stopped_at is not None else steps
+    res.stop_rule = stop_rule
     if not res.diverged:
         with torch.no_grad():
             with generation_context(precision, z.device):
                 out = generate(net, z, param.weights())
             x_hat = operator.from_network(out.to(z.dtype))
             final_loss = float(data_loss(operator(x_hat), y))
-        row = record(steps, final_loss + float(param.penalty().detach()), final_loss, x_hat)
-        res.final_metrics = {k: v for k, v in row.items() if k not in ("step",) and not k.startswith("average_")}
+        row = record(end, final_loss + float(param.penalty().detach()), final_loss, x_hat)
+        res.final_metrics = {k: v for k, v in row.items()
+                             if k not in ("step", "image_change", "image_change_over") and not k.startswith("average_")}
         if avg is not None:   # the averaged iterates are the output; the raw last iterate is kept beside
             res.last_output, res.last_metrics = x_hat.detach().cpu(), res.final_metrics
             with torch.no_grad():
@@ -618,7 +689,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                                  **{k[len("average_"):]: v for k, v in row.items() if k.startswith("average_")}}
             x_hat = avg
     res.output = x_hat.detach().cpu() if x_hat is not None else None
-    res.steps = steps
+    res.steps = end
     res.wall_time_s = time.perf_counter() - t0
     if ck_path is not None and ck_path.is_file():
         ck_path.unlink()   # finished: the result files replace the checkpoint

@@ -126,10 +126,11 @@ def train_generator(net, z, operator, y, *, steps: int, mask: Optional[Mask] = N
                     identity: Optional[dict] = None,
                     desc: str = "fit", callback: Optional[Callable] = None,
                     lr_final: Optional[float] = None, lr_decay_start: float = 0.0, grad_clip: float = 0.0,
-                    output_average: float = 0.0, precision: str = "float32") -> core.FitResult:
+                    output_average: float = 0.0, precision: str = "float32", stop_rule: str = "none",
+                    stop_tol: float = 0.05, stop_patience: int = 500) -> core.FitResult:
     """Train the weights of ``G(theta ∘ m, z)`` (dense when ``mask`` is None); ``lr_final`` and
-    ``lr_decay_start`` (cosine decay), ``grad_clip``, ``output_average`` and ``precision`` as in
-    :func:`core.fit`."""
+    ``lr_decay_start`` (cosine decay), ``grad_clip``, ``output_average``, ``precision`` and the
+    stopping rule (``stop_rule``, ``stop_tol``, ``stop_patience``) as in :func:`core.fit`."""
     param = core.TrainWeights(net, mask, sgld_std=sgld_std, seed=seed)
     return core.fit(net, z, operator, y, param, steps=steps, lr=lr, evaluate=evaluate,
                     log_every=log_every, input_noise_std=input_noise_std, seed=seed, progress=progress,
@@ -137,4 +138,5 @@ def train_generator(net, z, operator, y, *, steps: int, mask: Optional[Mask] = N
                     identity=identity,
                     desc=desc, callback=callback, lr_final=lr_final, lr_decay_start=lr_decay_start,
                     grad_clip=grad_clip,
-                    output_average=output_average, precision=precision)
+                    output_average=output_average, precision=precision, stop_rule=stop_rule,
+                    stop_tol=stop_tol, stop_patience=stop_patience)

@@ -50,6 +50,9 @@ class RunConfig:
     input_noise_std: float = 0.0          # z + N(0, std²) each step (0: off)
     output_average: float = 0.0           # output = running average of the iterates, this decay (0: last iterate)
     precision: str = "float32"            # generator passes in float32 or bfloat16 (core.fit)
+    stop_rule: str = "none"               # ground-truth-free stop of the training fit (core.fit; none: all steps)
+    stop_tol: float = 0.05                # image-change: relative change per 1,000 steps below this ...
+    stop_patience: int = 500              # ... throughout this many steps
     log_every: int = 50
     checkpoint_every: int = 500
     device: str = "cpu"
@@ -89,6 +92,9 @@ def run_identity(problem, rc: "RunConfig", command: str) -> dict:
         cfg.pop("precision")   # float32 runs keep the identity they had before the option existed
     if not cfg.get("lr_decay_start"):
         cfg.pop("lr_decay_start", None)   # (as precision)
+    if cfg.get("stop_rule", "none") == "none":
+        for k in ("stop_rule", "stop_tol", "stop_patience"):
+            cfg.pop(k, None)   # (as precision)
     ident = {"command": command, "config": cfg, "measurements": tensor_digest(problem.y),
              "operator": problem.operator.describe(), "problem": problem.info,
              "versions": {k: v for k, v in versions().items() if k in ("mri_oes", "torch")}}
@@ -181,10 +187,11 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
     into place last. ``writer(problem, res, work_dir, record)`` (optional) writes extra outputs
     (e.g. the fastMRI reconstruction file) before the record; ``callback(row)`` sees every logged
     training row (:func:`mri_oes.core.fit`). ``rc.steps == 0`` learns a mask only (``learn-mask``)."""
-    from .core import check_precision
+    from .core import check_precision, check_stop_rule
     from .rundir import RunDir
     from .schema import make_record
     check_precision(rc.precision)
+    check_stop_rule(rc.stop_rule, rc.stop_tol, rc.stop_patience)
     if rc.method not in METHODS:
         raise UserError(f"--method must be one of {METHODS}, got {rc.method!r}")
     if rc.steps < 0 or rc.mask_steps < 0:
@@ -228,6 +235,7 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
                 lr_final=rc.lr_final, lr_decay_start=rc.lr_decay_start, grad_clip=rc.grad_clip,
                 input_noise_std=rc.input_noise_std,
                 output_average=rc.output_average, precision=rc.precision,
+                stop_rule=rc.stop_rule, stop_tol=rc.stop_tol, stop_patience=rc.stop_patience,
                 log_every=rc.log_every, seed=rc.seed, progress=rc.progress, desc=method,
                 checkpoint=(work / "checkpoint.safetensors") if work is not None else None,
                 identity=identity, checkpoint_every=rc.checkpoint_every, callback=callback)
@@ -242,7 +250,7 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
             command=command, method=method if rc.steps > 0 else "oes-mask",
             mask_source=mask_source_of(rc, mask), density=kept / n_weights,
             kept_weights=kept, maskable_weights=n_weights, measurements=problem.n_measurements,
-            steps=rc.steps, mask_steps=rc.mask_steps if learned else 0, lr=rc.lr if rc.steps > 0 else None,
+            steps=res.steps if res is not None else rc.steps, mask_steps=rc.mask_steps if learned else 0, lr=rc.lr if rc.steps > 0 else None,
             seed=rc.seed, seeds=seeds, final=final, best=best,
             best_step=res.best_step if res is not None else None,
             time_total_s=total, time_fit_s=res.wall_time_s if res is not None else total,
@@ -254,7 +262,9 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
             operator=problem.operator.describe(), collapse=report,
             # a starved layer (e.g. an output head keeping 3 % while hidden layers keep 50 %) shows here
             per_layer_density=mask.per_layer_density() if mask is not None else None,
-            history=res.history if res is not None else [])
+            history=res.history if res is not None else [],
+            stop_rule=rc.stop_rule if res is not None else None,
+            stopped_at=res.stopped_at if res is not None else None)
         if mask_res is not None:
             record["mask_learning"] = {"history": mask_res.history, "time_s": mask_res.wall_time_s,
                                        "finding1": problem.evaluate(f1) if problem.evaluate else None}

@@ -16,6 +16,9 @@ round, prune-at-init, every transfer case, the experiment scripts):
 * ``best`` {psnr, ssim, nmse, step} — ORACLE: the iterate with the highest PSNR against the clean
   reference, which a user does not have. For reporting the overfitting gap only. Its ssim and nmse
   are those *at the best-PSNR step* (not the best SSIM seen).
+* ``stop_rule`` (``none``, ``image-change``) and ``stopped_at`` — network methods: the ground-truth-free
+  stopping rule of the training fit and the step it stopped at (None: it ran every configured step;
+  ``steps`` is the number of steps run). Absent for classical methods.
 * ``time`` {total_s, fit_s, s_per_step}; ``seed`` (the one user seed) and ``seeds`` (every derived
   stream); ``device``, ``threads``, ``config`` (every option), ``versions``.
 * MRI: ``file``, ``slice``, ``accel``, ``mask_type``, ``metrics_convention`` (``fastmri``: centre
@@ -80,6 +83,7 @@ COLUMNS = ("command", "method", "mask_source", "task", "scan", "slice", "accel",
            "steps", "mask_steps", "lr", "seed",
            "final_psnr", "final_ssim", "final_nmse",
            "final_network_psnr", "final_network_ssim", "final_network_nmse", "best_psnr", "best_ssim", "best_nmse", "best_step",
+           "stop_rule", "stopped_at",
            "full_fov_psnr", "full_fov_ssim", "full_fov_nmse", "metrics_convention",
            "time_total_s", "time_fit_s", "time_s_per_step", "device", "threads", "diverged", "run_dir")
 

@@ -1,0 +1,218 @@
+"""Time to quality: CPU-seconds until recon's default Sparse-DIP reaches L1-wavelet's PSNR on a slice.
+
+For each selected scan × acceleration × stopping rule, one row (seed 0 unless ``--seed``):
+
+* L1-wavelet with recon's defaults on the same slice (λ, ESPIRiT maps as ``recon``): PSNR / SSIM and
+  its CPU-seconds;
+* ``sparse-dip`` at ``recon``'s ``cpu`` preset at that acceleration (the same route as ``recon``:
+  :meth:`mri_oes.mri.volume.Settings.from_preset` → ``run_config`` → :func:`mri_oes.runner.run`, via
+  :func:`mri_oes.experiments.mri_quality.network_recon`, which adds the data-consistent curve and the
+  CPU clock to every logged row), with ``--stop-rule`` (and any ``--set key=value`` preset override);
+* CPU-seconds (``time.process_time``, mask learning included, ESPIRiT excluded) until the
+  data-consistent image (the averaged iterates projected onto the measured k-space: what ``recon``
+  returns) first reaches L1-wavelet's PSNR, CPU-seconds to the end, final PSNR / SSIM, ``stopped_at``.
+
+Resumable per row: the rows live in ``OUT/rows.json`` (rewritten atomically after each row), a row
+already there is skipped; each row's logged curve goes to ``OUT/curves/<row>.json``. ``OUT/table.md``
+is rewritten and printed after every row. ``--simulate`` prints, for rows run without a rule, where
+the ``image-change`` rule would have stopped for a grid of tolerances and patiences (the rule reads
+only the logged ``image_change``, so a run without it shows where any setting of it stops, and the
+data-consistent PSNR there). Use one torch thread (``--threads 1``, the default): CPU-seconds are
+then robust to other processes sharing the machine; wall time is not.
+
+    python benchmarks/time_to_quality.py --scan brain16 brain8b --accel 8 --stop-rule none image-change \\
+        --out results/2026-12-05-time-to-quality
+    python benchmarks/time_to_quality.py --out results/2026-12-05-time-to-quality --table-only --simulate
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SHARED = Path(os.environ.get("MRI_OES_SHARED", ROOT.parent / "shared")) / "data" / "mri"
+SCANS = ("brain16", "brain8", "brain8b", "brain4", "phantom4")
+
+
+def scan_file(name: str) -> Path:
+    p = SHARED / f"{name}_full.h5"
+    if not p.is_file():
+        raise SystemExit(f"--scan {name}: {p} not found (set MRI_OES_SHARED to the shared folder)")
+    return p
+
+
+def parse_sets(pairs):
+    out = {}
+    for s in pairs or []:
+        k, sep, v = s.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {s!r}: expected KEY=VALUE")
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def row_key(scan, accel, rule, seed, tag):
+    return f"{scan}_{accel}x_s{seed}_{rule}" + (f"_{tag}" if tag else "")
+
+
+def time_to(history, target, key="average_dc_psnr"):
+    """(cpu_s, step) of the first logged row whose ``key`` reaches ``target`` (None if never)."""
+    for h in history:
+        v = h.get(key, h.get("dc_psnr"))
+        if v is not None and target is not None and v >= target:
+            return h.get("cpu_s"), h["step"]
+    return None, None
+
+
+def run_row(scan, accel, rule, seed, sets, log_every):
+    import numpy as np
+    from mri_oes.experiments.mri_quality import network_recon
+    from mri_oes.mri import presets
+    from mri_oes.mri.baselines import run_baseline
+    from mri_oes.mri.data import load_slice
+    from mri_oes.mri.problem import build_problem
+    cfg = presets.for_accel(presets.get("cpu"), accel)
+    cfg.update(sets)
+    if rule is not None:
+        cfg["stop_rule"] = rule
+    sl = load_slice(scan_file(scan), 0)
+    esp = {k: v for k, v in presets.espirit_for(cfg, accel).items() if v is not None}
+    p = build_problem(sl, accel, "equispaced", seed, espirit=esp or None)
+    t = time.process_time()
+    l1 = p.metrics(run_baseline(p, "l1-wavelet"))
+    l1_cpu = time.process_time() - t
+    final, best, info = network_recon(p, "sparse-dip", cfg, seed, log_every, accel=accel)
+    hist = info["history"]
+    fm = info["final_metrics"]
+    to_l1, to_l1_step = time_to(hist, l1["psnr"])
+    last = hist[-1] if hist else {}
+    row = {"scan": scan, "accel": accel, "seed": seed, "stop_rule": cfg.get("stop_rule", "none"),
+           "stop_tol": cfg.get("stop_tol"), "stop_patience": cfg.get("stop_patience"),
+           "set": sets, "steps_configured": info["steps"], "mask_steps": info["mask_steps"],
+           "stopped_at": last.get("step") if last.get("step", info["steps"]) < info["steps"] else None,
+           "steps_run": last.get("step"),
+           "density": info["density"], "l1_psnr": l1["psnr"], "l1_ssim": l1["ssim"], "l1_cpu_s": l1_cpu,
+           "time_to_l1_cpu_s": to_l1, "time_to_l1_step": to_l1_step,
+           "mask_cpu_s": info["time_mask_s"], "total_cpu_s": info["time_total_s"],
+           "wall_s": info["time_wall_s"],
+           "final_psnr": fm.get("dc_psnr"), "final_ssim": fm.get("dc_ssim"),
+           "final_network_psnr": fm.get("psnr"),
+           "best_dc_psnr": max((h.get("average_dc_psnr", -1) for h in hist), default=None)}
+    curve = [{k: h.get(k) for k in ("step", "cpu_s", "average_dc_psnr", "dc_psnr", "average_psnr", "psnr",
+                                    "image_change", "image_change_over", "data_loss")} for h in hist]
+    return row, curve
+
+
+def fmt(v, spec):
+    return "—" if v is None else format(v, spec)
+
+
+def table(rows) -> str:
+    lines = ["| scan | accel | stop rule | L1 PSNR | time to L1 (CPU-min) | steps run | end (CPU-min) | "
+             "final PSNR / SSIM | best DC PSNR on the curve |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rule = r["stop_rule"] + ("" if r["stop_rule"] == "none" else
+                                 f" (tol {r['stop_tol']:g}, patience {r['stop_patience']})")
+        if r.get("set"):
+            rule += " " + " ".join(f"{k}={v}" for k, v in r["set"].items())
+        to = r["time_to_l1_cpu_s"]
+        lines.append(
+            f"| {r['scan']} | {r['accel']}× | {rule} | {r['l1_psnr']:.2f} | "
+            f"{fmt(None if to is None else to / 60, '.1f')} | {r['steps_run']} / {r['steps_configured']} | "
+            f"{r['total_cpu_s'] / 60:.1f} | {fmt(r['final_psnr'], '.2f')} / {fmt(r['final_ssim'], '.3f')} | "
+            f"{fmt(r['best_dc_psnr'], '.2f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def simulate(rows, out, tols=(0.02, 0.05, 0.1, 0.2), patiences=(250, 500, 1000)) -> str:
+    """Where the image-change rule would stop each rule-free run (from its logged curve)."""
+    from mri_oes.core import should_stop
+    lines = ["| scan | accel | tol | patience | stops at step | CPU-min | DC PSNR there | final DC PSNR (no rule) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["stop_rule"] != "none" or r.get("set"):
+            continue
+        curve = json.loads((Path(out) / "curves" / f"{r['key']}.json").read_text())
+        for tol in tols:
+            for pat in patiences:
+                stop = None
+                for i, h in enumerate(curve):
+                    if should_stop(curve[:i + 1], h["step"], tol, pat):
+                        stop = h
+                        break
+                lines.append(f"| {r['scan']} | {r['accel']}× | {tol:g} | {pat} | "
+                             f"{stop['step'] if stop else '— (end)'} | "
+                             f"{fmt(stop['cpu_s'] / 60 if stop else r['total_cpu_s'] / 60, '.1f')} | "
+                             f"{fmt(stop['average_dc_psnr'] if stop else r['final_psnr'], '.2f')} | "
+                             f"{fmt(r['final_psnr'], '.2f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scan", nargs="+", choices=SCANS, default=["brain16"])
+    ap.add_argument("--accel", nargs="+", type=int, choices=(4, 8), default=[8])
+    ap.add_argument("--stop-rule", nargs="+", choices=("preset", "none", "image-change"), default=["preset"],
+                    help="stopping rules to run (preset: the cpu preset's own)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="preset overrides (e.g. stop_tol=0.1 mask_steps=300); recorded in the row")
+    ap.add_argument("--tag", default="", help="row name suffix for runs with --set")
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--table-only", action="store_true", help="print the table of the rows so far")
+    ap.add_argument("--simulate", action="store_true",
+                    help="also print where the image-change rule would stop the rule-free runs")
+    args = ap.parse_args(argv)
+    from mri_oes.io import write_json, atomic_path
+    from mri_oes.runtime import configure_runtime
+    configure_runtime(args.threads)
+    out = Path(args.out)
+    rows_file = out / "rows.json"
+    rows = json.loads(rows_file.read_text())["rows"] if rows_file.is_file() else []
+    sets = parse_sets(args.set)
+    if not args.table_only:
+        from mri_oes.mri import presets
+        for scan in args.scan:
+            for accel in args.accel:
+                for rule in args.stop_rule:
+                    rname = presets.get("cpu").get("stop_rule", "none") if rule == "preset" else rule
+                    key = row_key(scan, accel, rname, args.seed, args.tag)
+                    if any(r["key"] == key for r in rows):
+                        print(f"{key}: done", flush=True)
+                        continue
+                    print(f"{key}: running", flush=True)
+                    row, curve = run_row(scan, accel, None if rule == "preset" else rule, args.seed, sets,
+                                         args.log_every)
+                    row["key"] = key
+                    write_json(out / "curves" / f"{key}.json", curve)
+                    rows = json.loads(rows_file.read_text())["rows"] if rows_file.is_file() else []
+                    rows = [r for r in rows if r["key"] != key] + [row]   # another process may have added rows
+                    write_json(rows_file, {"rows": rows})
+                    print(f"{key}: final {row['final_psnr']:.2f} (L1 {row['l1_psnr']:.2f}), time to L1 "
+                          f"{row['time_to_l1_cpu_s']} CPU-s, end {row['total_cpu_s']:.0f} CPU-s", flush=True)
+                    with atomic_path(out / "table.md") as tmp:
+                        tmp.write_text(table(rows))
+    rows.sort(key=lambda r: (r["scan"], r["accel"], r["key"]))
+    text = table(rows)
+    if rows:
+        with atomic_path(out / "table.md") as tmp:
+            tmp.write_text(text)
+    print(text)
+    if args.simulate:
+        print(simulate(rows, out))
+
+
+if __name__ == "__main__":
+    main()
