@@ -86,6 +86,9 @@ class Settings:
     input_noise_std: float = 0.0
     output_average: float = 0.0               # report the running average of the iterates (0: last iterate)
     precision: str = "float32"                # generator passes in float32 or bfloat16 (core.fit)
+    stop_rule: str = "none"                   # ground-truth-free stop of the training fit (core.fit)
+    stop_tol: float = 0.05                    # image-change: relative change per 1,000 steps below this ...
+    stop_patience: int = 500                  # ... throughout this many steps
     width: float = 1.0
     log_every: int = 50
     checkpoint_every: int = 500
@@ -122,6 +125,8 @@ class Settings:
             grad_clip=preset.get("grad_clip") or 0.0,
             input_noise_std=preset.get("input_noise_std") or 0.0,
             output_average=preset.get("output_average") or 0.0,
+            stop_rule=preset.get("stop_rule") or "none", stop_tol=preset.get("stop_tol", 0.05),
+            stop_patience=preset.get("stop_patience", 500),
             # a given step count is the step count (no scaling by the grid)
             steps_pixels=None if "steps" in given else preset.get("steps_pixels"))
         if learned and density is not None and "min_layer_density" not in given:
@@ -147,7 +152,8 @@ class Settings:
         if self.method in CLASSICAL:
             for k in ("levels_cap", "steps_pixels", "density_rule", "data_consistency", "lr_final",
                       "lr_decay_start", "grad_clip",
-                      "input_noise_std", "output_average", "generator", "layers", "channels", "precision"):
+                      "input_noise_std", "output_average", "generator", "layers", "channels", "precision",
+                      "stop_rule", "stop_tol", "stop_patience"):
                 d.pop(k)
             for k in ("steps", "mask_steps", "density", "mask_path", "min_layer_density", "lr", "levels",
                       "width", "log_every", "checkpoint_every", "mask_lr", "scope", "temperature", "lam",
@@ -161,6 +167,9 @@ class Settings:
                 d.pop("steps_pixels")   # (as precision)
             if not d["lr_decay_start"]:
                 d.pop("lr_decay_start")   # (as precision)
+            if d["stop_rule"] == "none":
+                for k in ("stop_rule", "stop_tol", "stop_patience"):
+                    d.pop(k)   # (as precision)
         return d
 
 
@@ -415,6 +424,7 @@ def grid_run_config(s: Settings, image_hw):
                      lr_final=s.lr_final, lr_decay_start=s.lr_decay_start, grad_clip=s.grad_clip,
                      input_noise_std=s.input_noise_std,
                      output_average=s.output_average, precision=s.precision, generator=s.generator,
+                     stop_rule=s.stop_rule, stop_tol=s.stop_tol, stop_patience=s.stop_patience,
                      layers=s.layers, channels=s.channels,
                      seed=s.seed, levels=levels, width=s.width, min_layer_density=s.min_layer_density,
                      log_every=s.log_every, checkpoint_every=s.checkpoint_every, device=s.device,
