@@ -30,6 +30,8 @@ from .io import atomic_path
 
 SCOPES = ("weights", "all")
 FORMAT = "mri_oes.mask/1"
+#: most weights a mask file may declare (checked from its header before any tensor is loaded)
+MAX_MASK_ELEMENTS = 1 << 26
 
 
 def maskable_parameters(net: nn.Module, scope: str = "weights") -> Dict[str, nn.Parameter]:
@@ -150,6 +152,8 @@ class Mask:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"mask file not found: {path}")
+        from .statefile import check_safetensors
+        check_safetensors(path, MAX_MASK_ELEMENTS * 8, "mask file", max_elements=MAX_MASK_ELEMENTS, error=UserError)
         try:
             with safe_open(str(path), framework="pt") as f:
                 raw = (f.metadata() or {}).get("mri_oes")

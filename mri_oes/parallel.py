@@ -3,7 +3,7 @@ with ``ray_address`` — or serially in this process when Ray is not installed o
 
 No scheduler of our own: Ray places the tasks (``num_cpus`` = torch threads per task, ``num_gpus`` =
 ``gpus_per_task`` so several slices share a GPU), retries a task whose worker died or that raised,
-``retries`` times — except for bad input (:class:`~mri_oes.errors.UserError`, e.g. NaN k-space in one
+``retries`` times (the serial path too) — except for bad input (:class:`~mri_oes.errors.UserError`, e.g. NaN k-space in one
 slice), which fails the same way every time and is reported at once (``TaskFailure.retried`` False)
 — and the caller gets every outcome as it completes:
 
@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 RAY_HINT = "Ray is not installed: running the slices one after the other (pip install -e .[cluster] for parallel workers)"
+#: the logger of Ray's token-authentication banner (printed by every local ray.init)
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
@@ -81,17 +83,24 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg[-1] if msg else ''}".strip()
 
 
-def _serial(fn, tasks, threads) -> Iterator[Tuple[Any, Any]]:
+def _serial(fn, tasks, threads, retries: int = 0, log=None) -> Iterator[Tuple[Any, Any]]:
+    """Each task in this process; one that raises (not bad input) is retried up to ``retries`` times,
+    as Ray does, and reported as a :class:`TaskFailure` after the last try."""
+    from .errors import UserError
     for t in tasks:
-        try:
-            yield t, _call(fn, t, threads)
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:   # reported per task; the others go on
-            from .errors import UserError
-            if isinstance(e, UserError):
+        for attempt in range(int(retries) + 1):
+            try:
+                out = _call(fn, t, threads)
+                break
+            except KeyboardInterrupt:
                 raise
-            yield t, TaskFailure(_short(e), traceback.format_exc())
+            except UserError:   # bad input fails the same way every time: not retried
+                raise
+            except Exception as e:   # reported per task; the others go on
+                out = TaskFailure(_short(e), traceback.format_exc())   # after `retries` retries
+                if attempt < int(retries) and log is not None:
+                    log(f"{t}: {out.error}; retry {attempt + 1} of {int(retries)}")
+        yield t, out
 
 
 def _ray_failure(e: BaseException) -> TaskFailure:
@@ -122,7 +131,7 @@ def run_tasks(fn: Callable, tasks: Sequence[Any], *, workers: int = 1, threads: 
         log(RAY_HINT)
         use_ray = False
     if not use_ray:
-        yield from _serial(fn, tasks, threads)
+        yield from _serial(fn, tasks, threads, retries=retries, log=log)
         return
     import ray
     started = False
@@ -131,9 +140,10 @@ def run_tasks(fn: Callable, tasks: Sequence[Any], *, workers: int = 1, threads: 
         if ray_address is not None:
             ray.init(address=ray_address, runtime_env=env, log_to_driver=False)
         else:
-            # Ray's default for a local instance (token authentication on), chosen explicitly: Ray then
-            # skips its multi-line banner about it
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
+            # Ray's default for a local instance stays (token authentication on); only its banner about it
+            # is silenced
+            import logging
+            logging.getLogger(RAY_AUTH_LOGGER).setLevel(logging.ERROR)
             kw = {}
             if gpus_per_task > 0:
                 import torch

@@ -36,6 +36,13 @@ from .errors import RunMismatch, StateFileError
 from .io import atomic_path
 
 FORMAT = "mri_oes.state/1"
+#: largest total tensor size (bytes) a state file may declare; checked from its header before loading
+MAX_STATE_BYTES = 1 << 30
+#: largest safetensors JSON header (bytes: tensor table + metadata) read
+MAX_SAFETENSORS_HEADER = 64 << 20
+#: bytes per element of each safetensors dtype
+SAFETENSORS_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+                      "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8}
 _TAG = "__mri_oes__"   # marks encoded (non-JSON) values inside the tree
 
 
@@ -246,11 +253,74 @@ def save_state(path, tree: Any, identity: dict) -> Path:
     return path
 
 
+def check_safetensors(path, max_bytes: int, what: str = "state file", max_elements: Optional[int] = None,
+                      error=StateFileError) -> dict:
+    """Read and check a safetensors file's header WITHOUT loading any tensor: a regular file; header
+    length within :data:`MAX_SAFETENSORS_HEADER` and the file; every tensor's dtype known, shape
+    consistent with its byte range, ranges inside the file; the total at most ``max_bytes`` (and
+    ``max_elements`` entries). Returns the parsed header; every failure is one ``error`` naming the
+    file and the limit."""
+    import struct
+    from .errors import UserError
+    from .io import check_regular_file, loads_bounded
+    path = Path(path)
+    try:
+        st = check_regular_file(path, what)
+    except UserError as e:
+        raise error(str(e)) from None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise error(f"{path}: not a readable {what} (not safetensors: {st.st_size} bytes)")
+            (n,) = struct.unpack("<Q", head)
+            if n > MAX_SAFETENSORS_HEADER or n > st.st_size - 8:
+                raise error(f"{path}: not a readable {what} (its safetensors header declares {n:,} bytes; "
+                            f"file {st.st_size:,} bytes, limit {MAX_SAFETENSORS_HEADER:,})")
+            raw = f.read(n)
+    except OSError as e:
+        raise error(f"{what} {path}: cannot be read ({e.strerror or e})") from None
+    try:
+        header = loads_bounded(raw, f"{what} {path} header", max_bytes=MAX_SAFETENSORS_HEADER, max_depth=8)
+    except UserError as e:
+        raise error(f"{path}: not a readable {what} ({e})") from None
+    if not isinstance(header, dict):
+        raise error(f"{what} {path}: safetensors header is not a JSON object")
+    data_len = st.st_size - 8 - n
+    total = elements = 0
+    for name, t in header.items():
+        if name == "__metadata__":
+            if not isinstance(t, dict) or not all(isinstance(v, str) for v in t.values()):
+                raise error(f"{what} {path}: safetensors metadata is not a string map")
+            continue
+        if not isinstance(t, dict) or t.get("dtype") not in SAFETENSORS_DTYPES:
+            raise error(f"{what} {path}: tensor {name!r} has no known dtype")
+        shape, off = t.get("shape"), t.get("data_offsets")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                for d in shape)
+                and isinstance(off, list) and len(off) == 2 and all(isinstance(o, int) for o in off)):
+            raise error(f"{what} {path}: tensor {name!r} has a malformed shape or byte range")
+        numel = math.prod(shape)
+        nbytes = numel * SAFETENSORS_DTYPES[t["dtype"]]
+        if not 0 <= off[0] <= off[1] <= data_len or off[1] - off[0] != nbytes:
+            raise error(f"{what} {path}: tensor {name!r} ({t['dtype']} {shape}) does not match its byte range "
+                        f"{off} in a data section of {data_len:,} bytes (truncated or forged file)")
+        total += nbytes
+        elements += numel
+        if total > max_bytes or (max_elements is not None and elements > max_elements):
+            lim = (f"{max_elements:,} entries" if max_elements is not None and elements > max_elements
+                   else f"{max_bytes:,} bytes")
+            raise error(f"{what} {path}: its tensors declare more than the limit of {lim} (refused before "
+                        "loading)")
+    return header
+
+
 def _header(path) -> dict:
     from safetensors import safe_open
     path = Path(path)
     if not path.is_file():
         raise StateFileError(f"state file not found: {path}")
+    check_safetensors(path, MAX_STATE_BYTES, "state file")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})

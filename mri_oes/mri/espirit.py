@@ -106,10 +106,39 @@ def cache_key(kspace, mask, params: dict, fingerprint: Optional[str] = None, sli
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _cache_state(cache: Path) -> str:
+    """``absent``, ``ours`` (a readable HDF5 file with the cache mark), ``damaged`` (empty, or an HDF5
+    signature that no longer opens: a cache cut short; rebuilt) or ``foreign`` (anything else)."""
+    if not cache.exists() and not cache.is_symlink():
+        return "absent"
+    if cache.is_symlink() or not cache.is_file():
+        return "foreign"
+    try:
+        with open(cache, "rb") as fh:
+            sig = fh.read(len(_HDF5_SIGNATURE))
+    except OSError:
+        return "foreign"
+    if sig == b"":
+        return "damaged"
+    try:
+        with h5py.File(cache, "r") as f:
+            mark = f.attrs.get(CACHE_MARK[0])
+    except (OSError, RuntimeError, ValueError):
+        return "damaged" if sig == _HDF5_SIGNATURE else "foreign"
+    if isinstance(mark, bytes):
+        mark = mark.decode(errors="replace")
+    return "ours" if mark == CACHE_MARK[1] else "foreign"
+
+
 def check_cache_path(cache, inputs=()) -> Optional[Path]:
-    """Refuse a cache path that is (or links to) one of ``inputs`` or that exists and is not an ESPIRiT
-    cache this toolkit created (no ``mri_oes_cache`` attribute): the cache is never written into an
-    input file or any other file. Returns the path (``None`` for no cache)."""
+    """Refuse a cache path that is (or links to) one of ``inputs``, a symbolic link, a folder, or an
+    existing file that is not an ESPIRiT cache this toolkit created (no ``mri_oes_cache`` attribute):
+    the cache is never written into (or over) an input file or any other file. A damaged cache (an
+    HDF5 file cut short, an empty file) is accepted: it is rebuilt. Returns the path (``None`` for no
+    cache)."""
     if cache is None:
         return None
     cache = Path(cache)
@@ -119,64 +148,92 @@ def check_cache_path(cache, inputs=()) -> Optional[Path]:
                 raise UserError(f"--espirit-cache {cache} is an input file; the cache must be a separate file")
         except OSError:
             continue
-    if cache.is_dir():
+    if cache.is_dir() and not cache.is_symlink():
         raise UserError(f"--espirit-cache {cache} is a folder; give a file name (e.g. espirit_cache.h5)")
-    if cache.exists():
-        try:
-            with h5py.File(cache, "r") as f:
-                mark = f.attrs.get(CACHE_MARK[0])
-        except OSError:
-            mark = None
-        if isinstance(mark, bytes):
-            mark = mark.decode(errors="replace")
-        if mark != CACHE_MARK[1]:
-            raise UserError(f"--espirit-cache {cache} exists and is not an ESPIRiT cache made by mri-oes; "
-                            "refusing to write into it (choose a new file name)")
+    if cache.is_symlink():
+        raise UserError(f"--espirit-cache {cache} is a symbolic link; refusing to write through it")
+    if _cache_state(cache) == "foreign":
+        raise UserError(f"--espirit-cache {cache} exists and is not an ESPIRiT cache made by mri-oes; "
+                        "refusing to write into it (choose a new file name)")
     return cache
+
+
+def _valid_entry(f, key, shape):
+    """The cached maps and info of ``key`` if the entry is whole and sane (shape, complex dtype, finite
+    values, info a JSON object), else ``None``."""
+    if key not in f or not isinstance(f[key], h5py.Group) or "maps" not in f[key]:
+        return None
+    ds = f[key]["maps"]
+    if not isinstance(ds, h5py.Dataset) or tuple(ds.shape) != tuple(shape) or ds.dtype.kind != "c":
+        return None
+    maps = np.asarray(ds[()], np.complex64)
+    if not np.isfinite(maps.view(np.float32)).all():
+        return None
+    info = json.loads(f[key].attrs["info"])
+    if not isinstance(info, dict):
+        return None
+    return maps, info
+
+
+def _write_cache(cache: Path, key: str, maps: np.ndarray, info: dict, keep_old: bool) -> None:
+    """Write the cache file atomically (a new file renamed over the old one: a kill or a full disk
+    never leaves a half-written cache): the old file's entries (when it is ours) plus ``key``."""
+    from ..io import atomic_path
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache, suffix=".h5") as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs[CACHE_MARK[0]] = CACHE_MARK[1]
+            if keep_old:
+                try:
+                    with h5py.File(cache, "r") as old:
+                        for k in old.keys():
+                            if k != key and isinstance(old[k], h5py.Group):
+                                old.copy(old[k], f, name=k)
+                except (OSError, RuntimeError, KeyError, ValueError):
+                    pass   # old entries unreadable: dropped
+            g = f.create_group(key)
+            g.create_dataset("maps", data=maps, compression="gzip", compression_opts=1)
+            g.attrs["info"] = json.dumps(info)
 
 
 def cached_espirit_maps(kspace: np.ndarray, mask: np.ndarray, cache: Optional[Path] = None,
                         fingerprint: Optional[str] = None, slice_index: int = 0, device=-1,
                         **params) -> Tuple[np.ndarray, dict]:
     """:func:`espirit_maps` through an HDF5 cache file (``None``: no cache). The returned info has
-    ``cache_hit`` (bool) and ``cache_key``. A damaged cache file is ignored (recomputed, not fatal)."""
+    ``cache_hit`` (bool) and ``cache_key``. An entry is validated on read (shape, dtype, finite maps,
+    info); a damaged entry or file is recomputed and the file rebuilt, written atomically (never
+    fatal, never left half-written)."""
     p = espirit_params(mask, **params)
     if cache is None:
         maps, p = espirit_maps(kspace, mask, device=device, **params)
         return maps, {**p, "cache_hit": False, "cache_key": None}
     key = cache_key(kspace, mask, p, fingerprint, slice_index)
     cache = Path(cache)
-    try:   # never write into a file this toolkit did not create (an input .h5, a damaged file...)
+    try:   # never write into a file this toolkit did not create (an input .h5, any other file...)
         check_cache_path(cache)
         writable = True
     except UserError as e:
-        if cache.is_dir():
+        if cache.is_dir() and not cache.is_symlink():
             raise
         log.warning("%s; computing the maps without caching", e)
         writable = False
-    if writable and cache.exists():
+    state = _cache_state(cache) if writable else "foreign"
+    if state == "ours":
         try:
             with h5py.File(cache, "r") as f:
-                if key in f and tuple(f[key]["maps"].shape) == tuple(kspace.shape):
-                    info = json.loads(f[key].attrs["info"])
-                    return np.asarray(f[key]["maps"][()], np.complex64), {**info, "cache_hit": True,
-                                                                          "cache_key": key}
-        except (OSError, KeyError, ValueError) as e:
-            log.warning("ESPIRiT cache %s unreadable (%s); recomputing", cache, e)
+                hit = _valid_entry(f, key, np.shape(kspace))
+            if hit is not None:
+                return hit[0], {**hit[1], "cache_hit": True, "cache_key": key}
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+            log.warning("ESPIRiT cache %s entry unreadable (%s); recomputing", cache, e)
+    elif state == "damaged":
+        log.warning("ESPIRiT cache %s is damaged; rebuilding it", cache)
     maps, p = espirit_maps(kspace, mask, device=device, **params)
     if not writable:
         return maps, {**p, "cache_hit": False, "cache_key": key}
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(cache, "a") as f:
-            if f.attrs.get(CACHE_MARK[0]) is None and len(f.keys()):
-                raise UserError(f"--espirit-cache {cache} is not an ESPIRiT cache made by mri-oes")
-            f.attrs[CACHE_MARK[0]] = CACHE_MARK[1]
-            if key in f:
-                del f[key]
-            g = f.create_group(key)
-            g.create_dataset("maps", data=maps, compression="gzip", compression_opts=1)
-            g.attrs["info"] = json.dumps({**p, "file_fingerprint": fingerprint, "slice": int(slice_index)})
+        _write_cache(cache, key, maps, {**p, "file_fingerprint": fingerprint, "slice": int(slice_index)},
+                     keep_old=state == "ours")
     except OSError as e:
         log.warning("could not write ESPIRiT cache %s (%s)", cache, e)
     return maps, {**p, "cache_hit": False, "cache_key": key}
