@@ -119,7 +119,7 @@ def plot_curve(path: Path, history: list, title: str = "", final_psnr: Optional[
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].semilogy(steps, [max(h["data_loss"], 1e-12) for h in history])
     axes[0].set_xlabel("step"); axes[0].set_ylabel("data loss (MSE)")
-    axes[0].set_title("data fidelity ||A x - y||² / n", fontsize=9)
+    axes[0].set_title("data fidelity: MSE of A x - y (scaled units)", fontsize=9)
     if history and "psnr" in history[0]:
         ps = [h["psnr"] for h in history]
         axes[1].plot(steps, ps, label="network output (per logged step)")
