@@ -75,7 +75,8 @@ def test_bad_inputs_fail_cleanly_and_write_nothing(tmp_path, image_file, capsys)
     assert main(["fit", str(image_file), "--levels", "6", "--steps", "1", "--out", str(out)]) == 2
     assert "too small" in capsys.readouterr().err and not out.exists()
     assert main(["fit", str(image_file), "--pruning-mask", str(bad), "--steps", "1", "--out", str(out)] + TINY) == 2
-    assert "cannot read mask file" in capsys.readouterr().err and not out.exists()
+    err = capsys.readouterr().err
+    assert ("cannot read mask file" in err or "not a readable mask file" in err) and not out.exists()
 
 
 def test_existing_result_is_not_overwritten(tmp_path, image_file, capsys):
@@ -86,3 +87,36 @@ def test_existing_result_is_not_overwritten(tmp_path, image_file, capsys):
     assert main(args) == 2
     assert "already holds a result" in capsys.readouterr().err
     assert (out / "metrics.json").read_bytes() == before
+
+
+def test_ray_starts_only_for_more_than_one_slice_task():
+    from mri_oes.parallel import uses_ray
+    assert not uses_ray(4, 1, check_installed=False)            # one task: in this process, whatever --workers
+    assert not uses_ray(1, 8, check_installed=False)            # one worker: in this process
+    assert uses_ray(2, 2, check_installed=False)
+    assert uses_ray(1, 1, ray_address="auto", check_installed=False)   # an existing cluster is always used
+    assert uses_ray(1, 2, gpus_per_task=0.5, check_installed=False)
+
+
+def test_single_slice_recon_shows_a_step_bar_under_the_slices_bar(tmp_path, capsys):
+    from mri_oes import datasets
+    out = tmp_path / "r"
+    assert main(["recon", str(datasets.bundled_brain()), "--method", "dip", "--accel", "4", "--steps", "4",
+                 "--levels", "2", "--workers", "2", "--progress", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "dip: " in err and "/4 [" in err, "no step bar for the running slice"
+    assert "slices: " in err and "1/1 [" in err
+    assert "Token authentication" not in err
+    rec = json.loads((out / "recon.json").read_text())
+    assert rec["parallel"]["backend"] == "serial"      # --workers 2 but one slice: Ray is not started
+
+
+def test_renamed_transfer_flags_reach_the_run(tmp_path, image_file, capsys):
+    out = tmp_path / "t"
+    assert main(["transfer", str(image_file), str(image_file), "--tasks", "denoise", "--densities", "0.3",
+                 "--mask-sources", "oes", "--steps", "2", "--mask-steps", "2", "--checkpoint-every", "1",
+                 "--out", str(out)] + TINY) == 0
+    err = capsys.readouterr().err
+    assert "--densities is deprecated, use --density" in err and "--mask-sources is deprecated" in err
+    rows = [json.loads(p.read_text()) for p in (out / "cases").glob("*/metrics.json")]
+    assert rows and {r["mask_source"] for r in rows} == {"oes"} and all(abs(r["density"] - 0.3) < 0.01 for r in rows)

@@ -36,6 +36,13 @@ def test_notebook_is_stored_without_outputs_and_has_a_size_parameter(nb):
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_opens_with_what_it_shows_and_ends_with_what_it_found(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# ")
+    assert cells[-1]["cell_type"] == "markdown" and "## What it found" in "".join(cells[-1]["source"])
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes(nb, monkeypatch, tmp_path, capsys):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
@@ -53,6 +60,9 @@ def test_notebook_executes(nb, monkeypatch, tmp_path, capsys):
     errors = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    if nb.name.startswith("01_"):   # quick mode: the 4x and 8x masks reach 4x and 8x
+        text = "".join(o.get("text", "") for c in book.cells if c.cell_type == "code" for o in c.get("outputs", []))
+        assert "4x (equispaced-fraction): 4.00x reached" in text and "8x (equispaced-fraction): 8.00x reached" in text
     n_code = sum(c.cell_type == "code" for c in book.cells)
     with capsys.disabled():           # a line in the CI log that the notebook really ran
         print(f"\n[notebook] {nb.name}: {n_code} code cells executed in {dt:.1f} s (MRI_OES_NB_QUICK=1)")
