@@ -4,17 +4,17 @@
     mri-oes evaluate runs/recon/sense_4x/reconstructions DATA_DIR/ --csv sense.csv
     mri-oes evaluate my_preds/ multicoil_val/ --challenge multicoil
 
-PRED: a fastMRI reconstruction file (``reconstruction`` [slices, h, w]), a folder of them, or a recon
-output folder (every ``<run>/reconstructions/*.h5`` under it, one group per run). TARGET: a target
+PRED: a fastMRI reconstruction file (reconstruction [slices, h, w]), a folder of them, or a recon
+output folder (every <run>/reconstructions/*.h5 under it, one group per run). TARGET: a target
 file or a folder of them (searched recursively), matched to each prediction by file name; fastMRI
-input files are targets as they are (they hold ``reconstruction_rss``; ``--challenge singlecoil`` reads
-``reconstruction_esc``). The metrics are fastMRI's own functions in fastMRI's convention
-(:func:`mri_oes.mri.metrics.volume_metrics`: both volumes centre-cropped to W x W, data range = the
+input files are targets as they are (they hold reconstruction_rss; --challenge singlecoil reads
+reconstruction_esc). The metrics are fastMRI's own functions in fastMRI's convention
+(mri_oes.mri.metrics.volume_metrics: both volumes centre-cropped to W x W, data range = the
 cropped target volume's maximum, PSNR and NMSE on the volume, SSIM averaged over slices), the numbers
-``fastmri.evaluate.evaluate`` computes. A prediction holding only some slices of its target (``recon
---slice``) is scored on those slices when its run's ``volumes/<stem>/metrics.json`` names them.
+fastmri.evaluate.evaluate computes. A prediction holding only some slices of its target (recon
+--slice) is scored on those slices when its run's volumes/<stem>/metrics.json names them.
 
-Prints one row per volume and a mean row per run (mean over volumes); ``--csv`` writes the same rows.
+Prints one row per volume and a mean row per run (mean over volumes); --csv writes the same rows.
 """
 from __future__ import annotations
 

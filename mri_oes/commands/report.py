@@ -4,9 +4,9 @@ settings; every image embedded), that opens in a browser without a server.
     mri-oes report runs/recon                  # -> runs/recon/report.html
     mri-oes report runs/recon --html ~/recon.html
 
-For a ``recon`` output folder: the command and inputs, the summary table, per-volume and per-slice
+For a recon output folder: the command and inputs, the summary table, per-volume and per-slice
 fastMRI metrics, the cross-method figures (written first when missing), montages, training curves and
-each run's settings. For any other run folder: every ``metrics.json`` under it and its images.
+each run's settings. For any other run folder: every metrics.json under it and its images.
 """
 from __future__ import annotations
 
