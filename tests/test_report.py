@@ -100,3 +100,18 @@ def test_report_renders_in_chromium(report, tmp_path):
     a = _png(shot)
     assert a.shape == (2000, 1200)
     assert a.std() > 20 and len(np.unique(a)) > 50   # text, tables and images, not one flat colour
+
+
+def test_report_of_a_fit_run(tmp_path):
+    """Any run folder (here `fit`): its record as a table and its images embedded; --html elsewhere."""
+    from mri_oes.report import RUN_IMAGES
+    out = tmp_path / "fit"
+    img = BRAIN.parent / "pepper_128.png"
+    assert main(["fit", str(img), "--method", "dip", "--steps", "2", "--levels", "2", "--width", "0.25",
+                 "--no-progress", "--out", str(out)]) == 0
+    page = tmp_path / "pages" / "fit.html"
+    assert main(["report", str(out), "--html", str(page)]) == 0
+    text = page.read_text()
+    assert text.count("<img ") == sum((out / n).is_file() for n in RUN_IMAGES) >= 2
+    rec = json.loads((out / "metrics.json").read_text())
+    assert f"{rec['final']['psnr']:.2f}" in text and not (out / "report.html").exists()
