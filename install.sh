@@ -24,6 +24,14 @@ if [ "${1:-}" = "interop" ]; then
   $IPY -c "import torch, deepinv, mri_oes, operators; print('interop ready (.venv-interop): torch', torch.__version__, '| deepinv', deepinv.__version__)"
   exit 0
 fi
+if [ "${1:-}" = "notebooks" ]; then
+  # Optional notebooks extra (JupyterLab + ipywidgets) into .venv, which must exist (./install.sh first).
+  # Not installed in CI: tests/test_notebooks.py runs the notebooks with nbclient + ipykernel (extra "test").
+  [ -x .venv/bin/python ] || { echo "run ./install.sh first (it creates .venv)" >&2; exit 1; }
+  .venv/bin/python -m pip install -q -e ".[notebooks]"
+  .venv/bin/python -c "import jupyterlab, ipywidgets; print('notebooks ready: jupyterlab', jupyterlab.__version__, '| ipywidgets', ipywidgets.__version__, '-> .venv/bin/jupyter lab notebooks/')"
+  exit 0
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null 2>&1 || true

@@ -95,3 +95,16 @@ def test_data_helper_search_order_and_clear_errors(monkeypatch, tmp_path):
     assert datasets.brain("brain8", fallback=True) == datasets.bundled_brain()
     assert datasets.image("pepper", fallback=True) == datasets.bundled_image()
     assert datasets.shared_root() is None and not datasets.have_shared()
+
+
+def test_notebooks_extra_is_jupyterlab_and_ipywidgets_installed_by_install_sh_not_ci():
+    import tomllib
+    root = NB_DIR.parent
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["notebooks"]
+    assert {e.split(">")[0].split("=")[0] for e in extra} == {"jupyterlab", "ipywidgets"}
+    sh = (root / "install.sh").read_text()
+    branch = sh[sh.index('if [ "${1:-}" = "notebooks" ]'):]
+    assert '".[notebooks]"' in branch.split("fi\n")[0]
+    ci = root / ".ci" / "run"
+    if ci.is_file():
+        assert "notebooks" not in "".join(l for l in ci.read_text().splitlines(True) if "install" in l)
