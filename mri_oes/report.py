@@ -6,6 +6,7 @@ browser without a server and can be mailed or archived as one file.
   over volumes per method and acceleration), the per-volume and per-slice tables (fastMRI metrics),
   the cross-method figures and montages (``figures/``, written first when missing or stale), each
   volume's montage, each network slice's training curve, and each run's settings;
+  (at most :data:`MAX_IMAGES` images of a kind are embedded; the others are listed by path);
 * any other run folder (``fit``, ``imp``, ``transfer`` …, or one ``recon`` run): every ``metrics.json``
   under it as one table, and its figures (``figure.png``, ``curve.png``, ``recon.png`` …).
 """
@@ -23,6 +24,8 @@ REPORT_FILE = "report.html"
 #: images a report embeds from a generic run folder, in this order per folder
 RUN_IMAGES = ("figure.png", "curve.png", "montage.png", "recon.png", "finding1.png", "measurements.png")
 MAX_SLICE_ROWS = 200
+#: images embedded per kind (cross-method figures, montages, curves); the rest are listed by path
+MAX_IMAGES = 24
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -78,6 +81,16 @@ def image(path, caption: str = "") -> str:
     return f'<figure><img alt="{_e(caption or Path(path).name)}" src="data:image/png;base64,{data}">{cap}</figure>'
 
 
+def _images(items, root: Path) -> List[str]:
+    """The first :data:`MAX_IMAGES` of ``[(path, caption)]`` embedded, the others listed by path."""
+    out = [image(p, cap) for p, cap in items[:MAX_IMAGES]]
+    rest = items[MAX_IMAGES:]
+    if rest:
+        names = ", ".join(_e(p.relative_to(root) if p.is_relative_to(root) else p) for p, _ in rest[:50])
+        out.append(f"<p>{len(rest)} more not embedded: {names}{' ...' if len(rest) > 50 else ''}</p>")
+    return out
+
+
 def _settings_table(d: dict) -> str:
     rows = [{"setting": k, "value": json.dumps(v) if isinstance(v, (dict, list)) else v}
             for k, v in d.items() if v is not None]
@@ -128,11 +141,12 @@ def _recon_sections(root: Path) -> List[str]:
                      + table(summary, ("run", "method", "accel", "volumes", "slices", "psnr", "ssim", "nmse",
                                        "time_total_s"), {"psnr": "PSNR (dB)", "ssim": "SSIM", "nmse": "NMSE",
                                                          "time_total_s": "time (s)"}))
-    figs = write_recon_figures(root)
+    figs = [f for f in write_recon_figures(root) if f.is_file()]
     if figs:
+        figs = sorted(figs, key=lambda f: (not f.stem.endswith("_montage"), f.name))   # montages first
         parts.append("<h2>Figures</h2><p>Reference, zero-filled and every method of one acceleration side by "
                      "side; error maps show the stated gain × |error| / data range.</p>")
-        parts += [image(f, f.name) for f in figs if f.is_file()]
+        parts += _images([(f, f.name) for f in figs], root)
     runs = [(f.parent, _read_json(f) or {}) for f in sorted(root.glob("*/run.json"))]
     settings = rj.get("settings") or {}
     for run, ident in runs:
@@ -151,13 +165,13 @@ def _recon_sections(root: Path) -> List[str]:
             cols.append("time_total_s")
             more = f" (first {MAX_SLICE_ROWS} of {len(srows)})" if len(srows) > MAX_SLICE_ROWS else ""
             parts.append(f"<h3>Slices{more}</h3>" + table(srows[:MAX_SLICE_ROWS], cols, METRIC_HEADERS))
-        for d, _ in vols:
-            if (d / "montage.png").is_file():
-                parts.append(image(d / "montage.png", f"{run.name}: {d.name} montage"))
-        curves = [d for d, _ in srecs if (d / "curve.png").is_file()][:MAX_SLICE_ROWS]
+        parts += _images([(d / "montage.png", f"{run.name}: {d.name} montage") for d, _ in vols
+                          if (d / "montage.png").is_file()], root)
+        curves = [d for d, _ in srecs if (d / "curve.png").is_file()]
         if curves:
-            parts.append("<h3>Training curves</h3>")
-            parts += [image(d / "curve.png", f"{run.name}: {d.parent.name} slice {d.name}") for d in curves]
+            parts.append("<h3>Training curves</h3><p>PSNR of the network output per step; the dashed line is "
+                         "the table's final image.</p>")
+            parts += _images([(d / "curve.png", f"{run.name}: {d.parent.name} slice {d.name}") for d in curves], root)
         s = settings.get(run.name) or ident
         if s:
             parts.append(f"<details><summary>settings of {_e(run.name)}</summary>{_settings_table(s)}</details>")
@@ -179,12 +193,17 @@ def _generic_sections(root: Path) -> List[str]:
                 else r["run_dir"]
     parts = ["<h2>Runs</h2>" + table(rows, cols, {"final_psnr": "PSNR (dB)", "final_ssim": "SSIM",
                                                    "best_psnr": "best PSNR (oracle)", "time_total_s": "time (s)"})]
+    n_img = 0
     for f in sorted(root.rglob("metrics.json")):
         d = f.parent
         if any(p.name.endswith(".partial") for p in [d, *d.parents]):
             continue
         imgs = [d / n for n in RUN_IMAGES if (d / n).is_file()]
         if imgs:
+            n_img += len(imgs)
+            if n_img > 4 * MAX_IMAGES:
+                parts.append(f"<p>further run folders' images not embedded (more than {4 * MAX_IMAGES})</p>")
+                break
             rel = d.relative_to(root)
             parts.append(f"<h3>{_e(rel if str(rel) != '.' else root.name)}</h3>")
             parts += [image(p, f"{rel}/{p.name}") for p in imgs]
