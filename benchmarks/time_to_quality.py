@@ -73,13 +73,20 @@ def time_to(history, target, key="average_dc_psnr"):
     return None, None
 
 
-def run_row(scan, accel, rule, seed, sets, log_every):
-    import numpy as np
-    from mri_oes.experiments.mri_quality import network_recon
+def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
+    """One row: L1-wavelet, then recon's sparse-dip on the same slice through the runner (the route of
+    ``recon``: Settings.from_preset -> run_config -> runner.run), its logged rows carrying the
+    data-consistent metrics and the CPU clock; the curve is rewritten to ``OUT/curves/<key>.partial.json``
+    after every logged row (a killed row keeps its curve)."""
+    from mri_oes.experiments.mri_quality import settings
+    from mri_oes.io import write_json
     from mri_oes.mri import presets
     from mri_oes.mri.baselines import run_baseline
     from mri_oes.mri.data import load_slice
     from mri_oes.mri.problem import build_problem
+    from mri_oes.mri.volume import run_config
+    from mri_oes.problem import Problem
+    from mri_oes.runner import run
     cfg = presets.for_accel(presets.get("cpu"), accel)
     cfg.update(sets)
     if rule is not None:
@@ -90,26 +97,51 @@ def run_row(scan, accel, rule, seed, sets, log_every):
     t = time.process_time()
     l1 = p.metrics(run_baseline(p, "l1-wavelet"))
     l1_cpu = time.process_time() - t
-    final, best, info = network_recon(p, "sparse-dip", cfg, seed, log_every, accel=accel)
-    hist = info["history"]
-    fm = info["final_metrics"]
+
+    def metrics(x_hat, dc):
+        img = p.unscale(x_hat)
+        img = img[0] if img.ndim == 3 else img
+        m = p.metrics(p.data_consistency(img) if dc else img)
+        return {k: m[k] for k in ("psnr", "ssim")}
+
+    def evaluate(x_hat):   # for the curve only: the fit never reads it (core.fit)
+        return {**metrics(x_hat, False), **{f"dc_{k}": v for k, v in metrics(x_hat, True).items()}}
+
+    curve, partial = [], Path(out) / "curves" / f"{key}.partial.json"
+    t_start = time.process_time()
+
+    def cb(row):
+        row["cpu_s"] = time.process_time() - t_start
+        curve.append({k: row.get(k) for k in CURVE_KEYS})
+        write_json(partial, curve)
+        if verbose:
+            print(f"{key} step {row['step']} dc_psnr {row.get('average_dc_psnr', row.get('dc_psnr')):.3f} "
+                  f"change {row.get('image_change')} cpu {row['cpu_s']:.0f}s", flush=True)
+
+    gp = Problem(p.operator, p.y, tuple(p.image_shape), kind="mri", info={"kind": "mri", "task": "mri"},
+                 evaluate=evaluate)
+    rc = run_config(settings("sparse-dip", cfg, accel, seed, log_every), gp)
+    rec = run(gp, rc, None, save_outputs=False, command="time-to-quality", callback=cb)
+    res = rec["_result"]
+    total = time.process_time() - t_start
+    hist = res.history
+    fm = res.final_metrics
     to_l1, to_l1_step = time_to(hist, l1["psnr"])
-    last = hist[-1] if hist else {}
-    row = {"scan": scan, "accel": accel, "seed": seed, "stop_rule": cfg.get("stop_rule", "none"),
-           "stop_tol": cfg.get("stop_tol"), "stop_patience": cfg.get("stop_patience"),
-           "set": sets, "steps_configured": info["steps"], "mask_steps": info["mask_steps"],
-           "stopped_at": last.get("step") if last.get("step", info["steps"]) < info["steps"] else None,
-           "steps_run": last.get("step"),
-           "density": info["density"], "l1_psnr": l1["psnr"], "l1_ssim": l1["ssim"], "l1_cpu_s": l1_cpu,
+    row = {"scan": scan, "accel": accel, "seed": seed, "stop_rule": rc.stop_rule,
+           "stop_tol": rc.stop_tol, "stop_patience": rc.stop_patience,
+           "set": sets, "steps_configured": rc.steps, "mask_steps": rec["mask_steps"],
+           "stopped_at": res.stopped_at, "steps_run": res.steps,
+           "density": rec["density"], "l1_psnr": l1["psnr"], "l1_ssim": l1["ssim"], "l1_cpu_s": l1_cpu,
            "time_to_l1_cpu_s": to_l1, "time_to_l1_step": to_l1_step,
-           "mask_cpu_s": info["time_mask_s"], "total_cpu_s": info["time_total_s"],
-           "wall_s": info["time_wall_s"],
+           "mask_cpu_s": curve[0]["cpu_s"] if curve else None, "total_cpu_s": total,
            "final_psnr": fm.get("dc_psnr"), "final_ssim": fm.get("dc_ssim"),
            "final_network_psnr": fm.get("psnr"),
            "best_dc_psnr": max((h.get("average_dc_psnr", -1) for h in hist), default=None)}
-    curve = [{k: h.get(k) for k in ("step", "cpu_s", "average_dc_psnr", "dc_psnr", "average_psnr", "psnr",
-                                    "image_change", "image_change_over", "data_loss")} for h in hist]
     return row, curve
+
+
+CURVE_KEYS = ("step", "cpu_s", "average_dc_psnr", "dc_psnr", "average_psnr", "psnr", "image_change",
+              "image_change_over", "data_loss")
 
 
 def fmt(v, spec):
@@ -194,9 +226,10 @@ def main(argv=None):
                         continue
                     print(f"{key}: running", flush=True)
                     row, curve = run_row(scan, accel, None if rule == "preset" else rule, args.seed, sets,
-                                         args.log_every)
+                                         args.log_every, out, key)
                     row["key"] = key
                     write_json(out / "curves" / f"{key}.json", curve)
+                    (out / "curves" / f"{key}.partial.json").unlink(missing_ok=True)
                     rows = json.loads(rows_file.read_text())["rows"] if rows_file.is_file() else []
                     rows = [r for r in rows if r["key"] != key] + [row]   # another process may have added rows
                     write_json(rows_file, {"rows": rows})

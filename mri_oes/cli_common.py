@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from .core import PRECISIONS
+from .core import PRECISIONS, STOP_RULES
 from .runtime import configure_runtime, default_threads, resolve_device
 
 
@@ -186,6 +186,25 @@ def add_training_args(p, *, steps=2000, lr=1e-2, precision="float32"):
                    help="generator forward/backward precision: bfloat16 runs the generator under torch.autocast "
                         "(faster per step on CPUs with native bfloat16; weights, operator and loss stay "
                         f"float32) (default {precision_h})")
+    return g
+
+
+def add_stop_args(p, *, rule="none", tol=0.05, patience=500):
+    """--stop-rule --stop-tol --stop-patience: the ground-truth-free stop of the training fit
+    (:func:`mri_oes.core.fit`; defaults as :func:`add_training_args`: a string describes a value the
+    command resolves itself)."""
+    g = p.add_argument_group("stopping rule (never reads the reference)")
+    rule, rule_h = _default(rule, str)
+    tol, tol_h = _default(tol)
+    patience, patience_h = _default(patience, str)
+    g.add_argument("--stop-rule", choices=STOP_RULES, default=rule,
+                   help="none: train every step; image-change: stop once the (averaged) network output has "
+                        "changed less than --stop-tol throughout the last --stop-patience steps "
+                        f"(default {rule_h})")
+    g.add_argument("--stop-tol", type=positive_float, default=tol,
+                   help=f"image-change: relative change of the output per 1,000 steps (default {tol_h})")
+    g.add_argument("--stop-patience", type=positive_int, default=patience,
+                   help=f"image-change: steps the change must stay below --stop-tol (default {patience_h})")
     return g
 
 

@@ -103,3 +103,29 @@ def test_stop_rule_is_in_the_identity_only_when_on():
     assert {k: on.identity()[k] for k in ("stop_rule", "stop_tol", "stop_patience")} == \
         {"stop_rule": "image-change", "stop_tol": 0.1, "stop_patience": 300}
     assert core.stop_identity("none", 0.1, 3) == {}
+
+
+def test_recon_records_the_rule(tmp_path):
+    """recon --stop-rule reaches the fit (Settings -> run_config -> runner -> fit): the slice record
+    carries stop_rule, stopped_at and the steps run, run.json the rule; without the flag the preset's
+    rule (none) runs every step."""
+    import json
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    from mri_fixtures import phantom_kspace, write_file
+    from mri_oes.cli import main
+    torch.set_num_threads(1)
+    f = write_file(tmp_path / "phantom.h5", phantom_kspace(slices=1)[0])
+    out = tmp_path / "out"
+    args = ["recon", str(f), "--slice", "0", "--method", "dip", "--accel", "4", "--out", str(out), "--workers",
+            "1", "--steps", "60", "--levels", "3", "--width", "0.25", "--log-every", "5",
+            "--stop-rule", "image-change", "--stop-tol", "1000", "--stop-patience", "20"]
+    assert main(args) == 0
+    m = json.loads((out / "dip_4x" / "slices" / "phantom" / "000" / "metrics.json").read_text())
+    assert m["stop_rule"] == "image-change" and m["stopped_at"] == 20 and m["steps"] == 20
+    run = json.loads((out / "dip_4x" / "run.json").read_text())
+    assert "image-change" in json.dumps(run)
+    assert main(args[:-6] + ["--out", str(tmp_path / "plain")]) == 0
+    m0 = json.loads((tmp_path / "plain" / "dip_4x" / "slices" / "phantom" / "000" / "metrics.json").read_text())
+    assert m0["stop_rule"] == "none" and m0["stopped_at"] is None and m0["steps"] == 60

@@ -42,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli_common import (_ranged, add_generator_args, add_mask_args, add_renamed, add_run_args, add_training_args,
+from ..cli_common import (_ranged, add_generator_args, add_mask_args, add_renamed, add_run_args, add_stop_args,
+                          add_training_args,
                           nonneg_int, positive_float, positive_int)
 from ..errors import UserError
 from ..mri.volume import METHODS, NETWORK
@@ -128,6 +129,8 @@ def register(subparsers) -> None:
     g.add_argument("--no-espirit-cache", action="store_true", help="do not cache maps in OUT/.espirit/")
     add_training_args(p, steps=_from_preset("steps", _steps), lr=_from_preset("lr", _value),
                       precision=_from_preset("precision", _value))
+    add_stop_args(p, rule=_from_preset("stop_rule", _value), tol=_from_preset("stop_tol", _value),
+                  patience=_from_preset("stop_patience", _value))
     add_generator_args(p, levels_cap=f"the preset's depth ({_per_preset('levels', _levels)})",
                        width=_from_preset("width", _value))
     add_mask_args(p, density=_from_preset("density", _density, "'s rule, sparse-dip only"),
@@ -160,7 +163,8 @@ def register(subparsers) -> None:
 
 
 # ------------------------------------------------------------------------------------- validation
-PRESET_KEYS = ("steps", "mask_steps", "width", "lr", "min_layer_density", "precision")
+PRESET_KEYS = ("steps", "mask_steps", "width", "lr", "min_layer_density", "precision", "stop_rule", "stop_tol",
+               "stop_patience")
 
 
 def _apply_preset(args) -> None:
