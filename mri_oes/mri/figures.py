@@ -209,13 +209,13 @@ def write_recon_figures(out, force: bool = False) -> List[Path]:
     complete slice folders of its runs; the reference, zero-filled image and sampling mask come from
     the input file (recomputed with each acceleration's mask). A figure newer than every slice it
     shows is kept (``force``: rewrite all). Returns the figure paths."""
-    from .volume import RECON_FILE, is_done, read_record
+    from .volume import RECON_FILE, read_record
     out = Path(out)
     groups = {}   # (tag) -> {(stem, slice): [(run settings, slice folder, record)]}
     for root, s in _runs(out):
         tag = f"{s['accel']}x" if s.get("accel") is not None else "own-mask"
         for d in sorted(root.glob("slices/*/[0-9][0-9][0-9]")):
-            if is_done(d):
+            if (d / "metrics.json").is_file() and (d / RECON_FILE).is_file():   # complete (renamed into place)
                 groups.setdefault(tag, {}).setdefault((d.parent.name, int(d.name)), []).append((s, d, read_record(d)))
     written = []
     for tag, by_slice in groups.items():
