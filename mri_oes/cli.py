@@ -94,6 +94,9 @@ def main(argv=None) -> int:
     except MemoryError:
         print(_one_line(command, "out of memory; use a smaller input or fewer workers"), file=sys.stderr)
         return 1
+    except RecursionError:   # e.g. JSON nested thousands deep in a flag value or a file
+        print(_one_line(command, "input nested too deeply (a JSON value or file); refused"), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

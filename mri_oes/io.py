@@ -238,7 +238,7 @@ def read_bytes_bounded(path, max_bytes: int, what: str = "file") -> bytes:
         if st.st_size > max_bytes:
             raise UserError(f"{what} {path} is {st.st_size:,} bytes; the limit is {max_bytes:,} "
                             "(refused before reading)")
-        data = f.read(max_bytes + 1)
+        data = f.read(min(st.st_size, max_bytes) + 1)   # (a buffer of the file size, not the limit)
     if len(data) > max_bytes:
         raise UserError(f"{what} {path} is larger than the limit {max_bytes:,} bytes")
     return data

@@ -16,6 +16,7 @@ not oversubscribe the cores). Ray is the optional extra ``cluster`` (``pip insta
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
@@ -26,6 +27,10 @@ RAY_HINT = "Ray is not installed: running the slices one after the other (pip in
 #: the logger of Ray's token-authentication banner (printed by every local ray.init)
 RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+#: errors of the output file system that no retry fixes (the serial path stops with one line)
+_FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.ENAMETOOLONG}
 
 
 @dataclass
@@ -96,6 +101,13 @@ def _serial(fn, tasks, threads, retries: int = 0, log=None) -> Iterator[Tuple[An
                 raise
             except UserError:   # bad input fails the same way every time: not retried
                 raise
+            except OSError as e:   # a full disk, a read-only output: the same for every task, not retried
+                if e.errno in _FATAL_ERRNOS:
+                    raise
+                out = TaskFailure(_short(e), traceback.format_exc())
+                if attempt < int(retries) and log is not None:
+                    log(f"{t}: {out.error}; retry {attempt + 1} of {int(retries)}")
+                continue
             except Exception as e:   # reported per task; the others go on
                 out = TaskFailure(_short(e), traceback.format_exc())   # after `retries` retries
                 if attempt < int(retries) and log is not None:

@@ -37,7 +37,7 @@ from .io import atomic_path
 
 FORMAT = "mri_oes.state/1"
 #: largest total tensor size (bytes) a state file may declare; checked from its header before loading
-MAX_STATE_BYTES = 1 << 30
+MAX_STATE_BYTES = 1 << 29
 #: largest safetensors JSON header (bytes: tensor table + metadata) read
 MAX_SAFETENSORS_HEADER = 64 << 20
 #: bytes per element of each safetensors dtype

@@ -177,6 +177,11 @@ def _attrs(obj, path="?") -> dict:
             break
         try:
             aid = h5py.h5a.open(obj.id, k.encode())
+            tid = aid.get_type()
+            if isinstance(tid, h5py.h5t.TypeStringID) and not tid.is_variable_str() and \
+                    tid.get_size() > MAX_ATTR_BYTES:
+                out[k] = f"<string attribute of {tid.get_size():,} bytes, above the limit {MAX_ATTR_BYTES:,}; not copied>"
+                continue
             dt, shape = aid.dtype, aid.shape
             n = int(np.prod(shape)) if shape else 1
             vstr = dt.kind == "O" and h5py.check_string_dtype(dt) is not None
@@ -313,7 +318,20 @@ def _member(f, name, path):
         if virtual:
             raise UserError(f"{path}: field {name!r} is a virtual dataset (data mapped from other files); "
                             "not read")
+        _check_type(obj.id.get_type(), path, name)
+        try:
+            obj.dtype
+        except (TypeError, ValueError, OSError) as e:
+            raise UserError(f"{path}: field {name!r} has a data type that cannot be read ({e})") from None
     return obj
+
+
+def _check_type(tid, path, name) -> None:
+    """Refuse a fixed-length string type above :data:`MAX_HEADER_BYTES` from its declared size
+    (before numpy is asked to represent it or anything is read)."""
+    if isinstance(tid, h5py.h5t.TypeStringID) and not tid.is_variable_str() and tid.get_size() > MAX_HEADER_BYTES:
+        raise UserError(f"{path}: field {name!r} declares {tid.get_size():,}-byte strings; the limit is "
+                        f"{MAX_HEADER_BYTES:,} (refused before reading)")
 
 
 def _check_kspace_dataset(f, path):

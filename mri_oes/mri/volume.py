@@ -235,7 +235,13 @@ def is_done(path) -> bool:
         index = int(path.name)
         vol = _INPUTS.get(path.parent.name)
         file = str(vol.path) if vol is not None else stored.get("file")
-        if not isinstance(stored, dict) or stored.get("slice") != index or not file:
+        if not isinstance(stored, dict):
+            return False
+        if "kspace_digest" not in stored:   # a network run's identity (mri_oes.runner): the data in "problem"
+            stored = stored.get("problem")
+            if not isinstance(stored, dict):
+                return False
+        if stored.get("slice") != index or not file:
             return False
         if stored.get("kspace_digest") != slice_digest(file, index):
             return False
@@ -372,7 +378,8 @@ def _network(job: SliceJob) -> dict:
     vmax = job.data_range or float(M.center_crop(p.zero_filled("rss"), p.crop).max()) or 1.0
     gp = Problem(p.operator, p.y, p.image_shape, evaluate=_evaluator(p, job.data_range), kind="mri",
                  info={"kind": "mri", "task": "mri", "scan": job.stem, "file": str(job.file),
-                       "slice": int(job.slice), "accel": s.accel, "data_range": job.data_range},
+                       "slice": int(job.slice), "accel": s.accel, "data_range": job.data_range,
+                       "kspace_digest": _identity(job)["kspace_digest"]},   # the data (see is_done)
                  to_display=lambda x: np.clip(np.abs(p.unscale(x)) / vmax, 0, 1))
     rc = run_config(s, gp)
     zf = _zf_metrics(p, job.data_range)
