@@ -304,11 +304,11 @@ def build_table(args):
     write_json(out / "table.json", rows)
     cols = sorted({k for r in rows for k in r}, key=lambda c: (c not in ("run",), c))
     import csv
-    from ..io import atomic_path
+    from ..io import atomic_path, csv_cell
     with atomic_path(out / "table.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({k: csv_cell(v) for k, v in r.items()} for r in rows)   # no cell read as a formula
     md = ["| run | final PSNR/SSIM | final_network | best PSNR (step) | density | CPU min |",
           "|---|---|---|---|---|---|"]
     for r in rows:
