@@ -48,7 +48,13 @@ def find_predictions(pred) -> list:
                              if p.is_file() and not p.name.startswith("."))
     if not files:
         raise UserError(f"PRED {pred}: no .h5 reconstruction files in it, nor under */reconstructions/")
-    return [(_run_label(p.resolve()), p) for p in files]
+    if direct:
+        return [(_run_label(p.resolve()), p) for p in files]
+    # a recon output (or a folder of them): the run folder's path under PRED, e.g. sense_4x or a/sense_4x
+    def label(p):
+        rel = p.parent.parent.relative_to(pred).as_posix()
+        return pred.resolve().name if rel == "." else rel
+    return [(label(p), p) for p in files]
 
 
 def find_target(target: Path, name: str) -> Path:
