@@ -42,15 +42,20 @@ def _plt():
 
 
 def save_figure(fig, path) -> Path:
-    """``fig`` as a PNG at ``path`` (atomic), then closed."""
+    """``fig`` as an RGB PNG (no alpha channel, optimised: lossless) at ``path`` (atomic), then closed."""
+    import io
+    from PIL import Image
     from ..io import atomic_path
     plt = _plt()
     path = Path(path)
+    buf = io.BytesIO()
     try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(buf, dpi=100, format="png")
     finally:
         plt.close(fig)
+    buf.seek(0)
+    with Image.open(buf) as im, atomic_path(path, suffix=".png") as tmp:
+        im.convert("RGB").save(tmp, format="PNG", optimize=True)
     return path
 
 
