@@ -1,6 +1,6 @@
 """BART side by side: ``bart ecalib`` maps vs SigPy ESPIRiT maps, ``bart pics -l1`` vs SigPy L1-wavelet.
 
-    python benchmarks/bart_compare.py [--brains brain8 brain8b brain4] [--accels 4 8] [--seed 0]
+    python benchmarks/bart_compare.py [--brains brain8 brain8b brain4] [--accel 4 8] [--seed 0]
                                       [--out benchmarks/results/bart_compare]
 
 BART is NOT a dependency of the toolkit: this benchmark needs the ``bart`` command (Debian/Ubuntu
@@ -244,7 +244,9 @@ def notes(rows):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--brains", nargs="+", default=["brain8", "brain8b", "brain4"])
-    ap.add_argument("--accels", nargs="+", type=int, default=[4, 8])
+    from mri_oes.cli_common import add_renamed
+    add_renamed(ap, "--accel", "--accels", dest="accels", nargs="+", type=int, default=[4, 8],
+                help="accelerations, one or more (default 4 8)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3,
                     help="time per slice = the fastest of this many runs (maps; L1 at the best λ)")

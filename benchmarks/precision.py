@@ -96,7 +96,9 @@ def cases_for(scan: str, accel: int, steps: int):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scans", nargs="+", default=["brain8", "brain8b"], choices=tuple(SCANS))
-    ap.add_argument("--accels", nargs="+", type=int, default=[4, 8], choices=(4, 8))
+    from mri_oes.cli_common import add_renamed
+    add_renamed(ap, "--accel", "--accels", dest="accels", nargs="+", type=int, default=[4, 8], choices=(4, 8),
+                help="accelerations, one or more (default 4 8)")
     ap.add_argument("--steps", type=int, default=4, help="timed steps per repeat")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats")
     ap.add_argument("--threads", type=int, default=1)

@@ -4,7 +4,7 @@
 
 Per image (centre crop ``crop``×``crop``, no resizing; σ = 25/255, noisy image clipped to [0, 1]):
 dense DIP (final iterate = "at convergence", and its oracle best), deep decoder, Sparse-DIP with OES
-masks at each ``--densities`` (optionally with a per-layer floor), all with no early stopping, plus the
+masks at each ``--density`` (optionally with a per-layer floor), all with no early stopping, plus the
 Finding-1 image ``G(theta_in ∘ m*, z)`` for every mask. Writes ``table.csv``, ``table.json``,
 ``table.md`` and one run folder per case (skipped when it already holds ``metrics.json``: a killed run
 resumes). Defaults follow SPEC §8's CPU-scale protocol (5-scale net, 128², Adam 1e-2); on a GPU use
@@ -54,7 +54,7 @@ def cases(args):
 
 
 def main(argv=None):
-    from ..cli_common import (OneLineParser, add_generator_args, add_run_args, floor_density, mask_density,
+    from ..cli_common import (OneLineParser, add_generator_args, add_renamed, add_run_args, floor_density, mask_density,
                               nonneg_float, positive_int, setup_runtime)
     from ..schema import flatten
     p = OneLineParser(prog="python -m mri_oes.experiments.denoise", description=__doc__,
@@ -64,7 +64,8 @@ def main(argv=None):
     add_generator_args(p)
     p.add_argument("--steps", type=positive_int, default=6000, help="training steps (default 6000)")
     p.add_argument("--mask-steps", type=positive_int, default=3000, help="OES mask-learning steps (default 3000)")
-    p.add_argument("--densities", type=mask_density, nargs="+", default=[0.05, 0.0125])
+    add_renamed(p, "--density", "--densities", dest="densities", metavar="DENSITY", type=mask_density, nargs="+",
+                default=[0.05, 0.0125], help="OES mask densities, one or more (default 0.05 0.0125)")
     p.add_argument("--min-layer-density", type=floor_density, default=0.005,
                    help="per-layer floor for densities < 5%% (at most density/2; 0: none)")
     p.add_argument("--sigma", type=nonneg_float, default=25.0)

@@ -6,7 +6,7 @@ density/sparsity, versions) and the reconstructions as ``.npy`` in ORIGINAL unit
 are recomputed from the saved images (``table``) whenever the metric convention changes. A run whose
 ``result.json`` exists is skipped.
 
-    python -m mri_oes.experiments.mri_quality baselines --out OUT [--scans ...] [--accels 4 8] [--seeds 0 1 2]
+    python -m mri_oes.experiments.mri_quality baselines --out OUT [--scans ...] [--accel 4 8] [--seeds 0 1 2]
     python -m mri_oes.experiments.mri_quality net --out OUT --scan brain8 --accel 4 --seed 0 \\
            --method sparse-dip [--preset cpu] [--set steps=1500 lr_final=0.001 ...] [--tag NAME]
     python -m mri_oes.experiments.mri_quality table --out OUT
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli_common import device_name
+from ..cli_common import add_renamed, device_name
 from ..mri.baselines import METHODS as BASELINE_METHODS
 
 SHARED = Path(os.environ.get("MRI_OES_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
@@ -611,7 +611,8 @@ def main(argv=None):
     b = sub.add_parser("baselines")
     b.add_argument("--out", required=True)
     b.add_argument("--scans", nargs="+", default=list(SCANS), choices=list(SCANS))
-    b.add_argument("--accels", nargs="+", type=int, default=[4, 8])
+    add_renamed(b, "--accel", "--accels", dest="accels", nargs="+", type=int, default=[4, 8],
+                help="accelerations, one or more (default 4 8)")
     b.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     b.add_argument("--no-espirit-variants", dest="espirit_variants", action="store_false")
     n = sub.add_parser("net")
