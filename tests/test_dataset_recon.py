@@ -197,11 +197,10 @@ def test_dataset_killed_and_resumed_equals_uninterrupted(dataset, tmp_path):
     assert not glob.glob(str(out / "dip_4x" / "slices" / "*" / ".*.partial"))
 
 
-def test_dataset_failed_slice_is_retried_then_reported_others_kept(dataset, tmp_path, capsys):
-    """A slice whose input is bad (NaN k-space in slice 1 only) fails in its Ray task once, is NOT
-    retried (the same input fails the same way), and is reported (failures.json, exit 1) while the
-    other slices and volumes are written; the volume with the failed slice gets no file."""
-    pytest.importorskip("ray")
+def test_dataset_bad_slice_refused_before_any_output(dataset, tmp_path, capsys):
+    """A slice whose input is bad (NaN k-space in slice 1 of one volume only) is found when the inputs
+    are validated, before any run folder exists: one line naming the file and the slice, exit 2,
+    nothing written (the slice is never sent to a worker, so nothing is retried)."""
     with h5py.File(dataset / NAMES[0]) as f:
         k = f["kspace"][()]
     k[1, :, 10, 10] = np.nan
@@ -212,12 +211,26 @@ def test_dataset_failed_slice_is_retried_then_reported_others_kept(dataset, tmp_
     out = tmp_path / "out"
     rc = main(["recon", str(bad), "--method", "zero-filled", "--accel", "4", "--workers", "2", "--retries", "1",
                "--out", str(out), "--no-progress"])
-    err = capsys.readouterr().err
-    assert rc == 1 and "1 slice(s) failed for bad input (not retried)" in err and "contains NaN" in err
-    fails = json.loads((out / "failures.json").read_text())
-    assert [(f["file"].endswith("bad.h5"), f["slice"]) for f in fails] == [(True, 1)]
-    run = out / "zero-filled_4x"
-    assert (run / "reconstructions" / NAMES[1]).is_file()
-    assert not (run / "reconstructions" / "file_brain_AXT1_bad.h5").exists()
-    assert (run / "slices" / "file_brain_AXT1_bad" / "000" / "metrics.json").is_file()
-    assert (run / "slices" / "file_brain_AXT1_bad" / "002" / "metrics.json").is_file()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "file_brain_AXT1_bad.h5" in err[0] and "slice 1" in err[0] \
+        and "contains NaN" in err[0], err
+    assert not out.exists()
+
+
+def test_ray_task_with_bad_input_fails_once_not_retried(dataset, tmp_path):
+    """Bad input met inside a Ray task (here: a slice task built directly for a NaN slice, past the
+    up-front validation) comes back as a TaskFailure marked not retried, while a good task succeeds."""
+    pytest.importorskip("ray")
+    from mri_oes import parallel
+    from mri_oes.commands.mri import _run_slice_job
+    from mri_oes.mri.volume import Settings, SliceJob
+    with h5py.File(dataset / NAMES[0]) as f:
+        k = f["kspace"][()]
+    k[1, :, 10, 10] = np.nan
+    bad = write_file(tmp_path / "file_brain_AXT1_bad.h5", k)
+    s = Settings("zero-filled", 4)
+    jobs = [SliceJob(str(bad), 1, s, str(tmp_path / "out" / s.run_name)),
+            SliceJob(str(bad), 0, s, str(tmp_path / "out" / s.run_name))]
+    res = dict((j.slice, r) for j, r in parallel.run_tasks(_run_slice_job, jobs, workers=2, retries=1))
+    assert isinstance(res[1], parallel.TaskFailure) and not res[1].retried and "contains NaN" in res[1].error
+    assert not isinstance(res[0], parallel.TaskFailure) and res[0]["final"]["psnr"] > 10
