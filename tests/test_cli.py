@@ -120,3 +120,23 @@ def test_renamed_transfer_flags_reach_the_run(tmp_path, image_file, capsys):
     assert "--densities is deprecated, use --density" in err and "--mask-sources is deprecated" in err
     rows = [json.loads(p.read_text()) for p in (out / "cases").glob("*/metrics.json")]
     assert rows and {r["mask_source"] for r in rows} == {"oes"} and all(abs(r["density"] - 0.3) < 0.01 for r in rows)
+
+
+@pytest.mark.parametrize("command", ["learn-mask", "imp", "prune-at-init"])
+def test_operator_plugin_on_every_natural_training_command(command, tmp_path, image_file):
+    out = tmp_path / command
+    extra = {"learn-mask": ["--density", "0.3", "--mask-steps", "2"],
+             "imp": ["--rounds", "1", "--steps", "2"],
+             "prune-at-init": ["--mask-source", "random", "--density", "0.3", "--steps", "2"]}[command]
+    assert main([command, str(image_file), "--operator", "super-resolution", "--operator-args", '{"factor": 2}',
+                 "--out", str(out)] + extra + TINY) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    text = json.dumps(m).replace('\\"', '"')   # the operator and its arguments are recorded
+    assert m["task"] == "super-resolution" or "super-resolution" in text, (command, m.get("task"))
+    assert '"factor": 2' in text, command
+
+
+def test_operator_plugin_refused_on_an_mri_file(tmp_path, capsys):
+    from mri_oes import datasets
+    assert main(["learn-mask", str(datasets.bundled_brain()), "--operator", "denoise", "--out", str(tmp_path / "o")]) == 2
+    assert "operator plugins act on images" in capsys.readouterr().err and not (tmp_path / "o").exists()

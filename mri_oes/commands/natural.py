@@ -49,6 +49,9 @@ def build_problem(args, task):
         if not getattr(args, "mri_ok", False):
             raise UserError(f"{args.image}: an MRI file; reconstruct it with `mri-oes recon {args.image} "
                             f"--method ...` (or learn a mask with `mri-oes learn-mask {args.image}`)")
+        if getattr(args, "operator", None):
+            raise UserError(f"--operator {args.operator}: operator plugins act on images; {args.image} is an "
+                            "MRI file (its operator is the multi-coil MRI model)")
         from .mri import problem_from_args
         return problem_from_args(args)
     from ..problem import natural_problem, operator_problem
