@@ -103,7 +103,9 @@ def test_single_slice_recon_shows_a_step_bar_under_the_slices_bar(tmp_path, caps
     out = tmp_path / "r"
     assert main(["recon", str(datasets.bundled_brain()), "--method", "dip", "--accel", "4", "--steps", "4",
                  "--levels", "2", "--workers", "2", "--progress", "--out", str(out)]) == 0
-    err = capsys.readouterr().err
+    cap = capsys.readouterr()
+    err = cap.err
+    assert "(n=1)" in cap.out and "± 0.00" not in cap.out   # one volume: no spread printed
     assert "dip: " in err and "/4 [" in err, "no step bar for the running slice"
     assert "slices: " in err and "1/1 [" in err
     assert "Token authentication" not in err
