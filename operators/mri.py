@@ -5,6 +5,9 @@
   convention (``fastmri.fft2c``); DC sits at the array centre.
 * ``S_c``: coil sensitivity maps (e.g. ESPIRiT); ``M``: binary sampling mask broadcast over coils
   (``(W,)`` line mask, ``(H, W)`` or ``(coils, H, W)``).
+* Several map sets (soft-SENSE, ESPIRiT's second eigenvector where the FOV is smaller than the
+  object): maps ``(sets, coils, H, W)``, ``x`` ``(sets, H, W)``, ``A x = M F Σ_s S_{s,c} x_s``; the image
+  is the RSS over the sets (:meth:`MultiCoilMRI.combine`).
 * Adjoint: ``A^H y = Σ_c conj(S_c) · F^H (M · y_c)`` (M is binary, so ``M^H M = M``).
 * Generators produce 2 channels (real, imaginary) on a grid that may be larger than ``(H, W)``
   (a multiple of ``2**levels``); :meth:`from_network` centre-crops, forms the complex image and zeroes
@@ -51,13 +54,17 @@ class MultiCoilMRI(LinearOperator):
         maps = _as_tensor(maps)
         if maps.dim() == 2:
             maps = maps.unsqueeze(0)
-        if maps.dim() != 3:
-            raise OperatorInputError(f"mri: maps must be (coils, H, W), got shape {tuple(maps.shape)}")
+        if maps.dim() == 4 and maps.shape[0] == 1:
+            maps = maps[0]
+        if maps.dim() not in (3, 4):
+            raise OperatorInputError(f"mri: maps must be (coils, H, W) or (sets, coils, H, W), got shape "
+                                     f"{tuple(maps.shape)}")
         if not maps.is_complex():
             raise OperatorInputError(f"mri: maps must be complex, got dtype {maps.dtype}")
         if not torch.isfinite(torch.view_as_real(maps)).all():
             raise OperatorInputError("mri: maps contain NaN or Inf")
-        C, H, W = maps.shape
+        C, H, W = maps.shape[-3:]
+        self.sets = int(maps.shape[0]) if maps.dim() == 4 else 1
         mask = _as_tensor(mask)
         if mask.dim() == 1:
             if mask.shape[0] != W:
@@ -75,10 +82,10 @@ class MultiCoilMRI(LinearOperator):
         self.mask = (mask != 0).to(self.maps.real.dtype).contiguous()
         # pixels where every coil map is zero (ESPIRiT's crop) are in the null space of A: nothing
         # constrains them, so generated images are restricted to the maps' support
-        self.support = (self.maps.abs().pow(2).sum(0) > 0).to(self.maps.real.dtype)
+        self.support = (self.maps.abs().pow(2).reshape(-1, H, W).sum(0) > 0).to(self.maps.real.dtype)
         if self.mask.sum() == 0:
             raise OperatorInputError("mri: sampling mask samples nothing")
-        super().__init__((H, W), (C, H, W), noise=noise)
+        super().__init__((H, W) if self.sets == 1 else (self.sets, H, W), (C, H, W), noise=noise)
 
     @property
     def acceleration(self) -> float:
@@ -90,13 +97,29 @@ class MultiCoilMRI(LinearOperator):
 
     def _forward(self, x):
         maps, mask = self._cast(x)
+        if self.sets > 1:
+            return mask * fft2c((maps * x.unsqueeze(2)).sum(1))
         return mask * fft2c(maps * x.unsqueeze(1))
 
     def _adjoint(self, y):
         maps, mask = self._cast(y)
+        if self.sets > 1:
+            return (maps.conj() * ifft2c(mask * y).unsqueeze(1)).sum(2)
         return (maps.conj() * ifft2c(mask * y)).sum(1)
 
+    def combine(self, x):
+        """Image of an operator input: ``x`` itself for one map set, the RSS over the sets (magnitude)
+        for several (numpy or torch, sets on axis -3)."""
+        if self.sets == 1:
+            return x
+        if isinstance(x, torch.Tensor):
+            return x.abs().pow(2).sum(-3).sqrt()
+        return np.sqrt((np.abs(x) ** 2).sum(-3))
+
     def from_network(self, out):
+        if self.sets > 1:
+            raise OperatorInputError("mri: generators are built for one map set; this operator has "
+                                     f"{self.sets} (soft-SENSE is for the classical methods)")
         if out.shape[1] != 2:
             raise OperatorInputError(
                 f"mri: a generator for MRI must output 2 channels (real, imag), got {out.shape[1]}")
@@ -108,5 +131,5 @@ class MultiCoilMRI(LinearOperator):
         return 2
 
     def describe(self):
-        return {**super().describe(), "coils": int(self.maps.shape[0]),
-                "acceleration": self.acceleration}
+        d = {**super().describe(), "coils": int(self.maps.shape[-3]), "acceleration": self.acceleration}
+        return {**d, "map_sets": self.sets} if self.sets > 1 else d

@@ -15,9 +15,20 @@ results equal SigPy's ``SenseRecon`` / ``L1WaveletRecon`` with the same maps (me
 ``brain8_full.h5`` at 4× and 8×: same PSNR to 0.01 dB; SigPy's power iteration for the FISTA step
 starts from an unseeded random vector, so L1-wavelet differs run to run at that level).
 
-All run on the problem's scaled ``y`` (zero-filled ESPIRiT image p99 = 1), so the λ defaults do not
-depend on the scanner's intensity units, and return complex images ``(H, W)`` in original units.
-Defaults were tuned on ``brain8_full.h5`` (4× equispaced, seed 0; see ``benchmarks/mri_baselines.py``).
+All run on the problem's scaled ``y`` (zero-filled ESPIRiT image p99 = 1, a scale taken from the
+undersampled data), so λ does not depend on the scanner's intensity units, and return complex images
+``(H, W)`` in original units.
+
+λ per scan (``lamda=None``, the default): :func:`choose_lamda`, self-validation on the measured data
+alone. A seeded 20 % of the measured lines outside the ACS block is held out; the method runs on the
+rest for each λ of a small log grid (scaled units: SENSE ``SENSE_GRID``, L1-wavelet ``L1_GRID``); the λ
+whose image predicts the held-out k-space lines best (``1 − cos²`` between ``M_val F S x`` and ``y_val``,
+blind to a global scale, so shrinking a poor prediction is not rewarded) is kept, and the
+method reruns on all lines with it. Neither the reference nor the fully sampled k-space is read. The
+choice (λ, grid, held-out errors, lines, seconds) is recorded in ``problem.info["lamda_choice"]``
+(``metrics.json``: ``problem.lamda_choice``). A λ given explicitly is used as is. The former fixed
+values (``SENSE_LAMBDA``, ``L1_LAMBDA``, tuned on brain8 4×) are kept as constants for benchmarks;
+``results/2026-12-05-classical-defaults/README.md`` has the before/after table.
 """
 from __future__ import annotations
 
@@ -25,11 +36,17 @@ import numpy as np
 
 from .problem import MRIProblem
 
-#: tuned on brain8_full.h5 at 4x (equispaced, seed 0), scaled units
+#: the former fixed values (tuned on brain8_full.h5 at 4x, equispaced, seed 0), scaled units
 SENSE_LAMBDA = 0.01
 SENSE_ITERS = 30
 L1_LAMBDA = 0.003
 L1_ITERS = 100
+#: λ grids of the per-scan rule (scaled units: zero-filled ESPIRiT image p99 = 1)
+SENSE_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+L1_GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+#: fraction of the measured non-ACS lines held out by the rule, and the seed of that draw
+HOLDOUT_FRACTION = 0.2
+HOLDOUT_SEED = 0
 
 METHODS = ("zero-filled", "sense", "l1-wavelet")
 
@@ -48,12 +65,34 @@ def sense_operator(op, y, lamda: float = SENSE_LAMBDA, max_iter: int = SENSE_ITE
                                                 show_pbar=False).run())
 
 
+def max_eig(op, iters: int = 30, seed: int = 0) -> float:
+    """Largest eigenvalue of ``A^H A`` by a power iteration from a SEEDED start (SigPy's own power
+    iteration starts from an unseeded random vector, which made L1-wavelet differ run to run)."""
+    import torch
+    g = torch.Generator().manual_seed(int(seed))
+    shape = tuple(op.in_shape)
+    x = torch.randn(shape, generator=g, dtype=torch.float32)
+    if op.in_dtype.is_complex:
+        x = torch.complex(x, torch.randn(shape, generator=g, dtype=torch.float32))
+    x = x.to(device=op.device, dtype=op.in_dtype)
+    lam = 0.0
+    with torch.no_grad():
+        for _ in range(iters):
+            x = x / x.abs().pow(2).sum().sqrt().clamp_min(1e-30)
+            z = op.normal(x)
+            lam = float(torch.real((x.conj() * z).sum()))
+            x = z
+    return lam
+
+
 def l1_wavelet_operator(op, y, lamda: float = L1_LAMBDA, max_iter: int = L1_ITERS,
-                        wave_name: str = "db4") -> np.ndarray:
-    """``min_x ½‖A x − y‖² + λ‖W x‖₁`` (FISTA; ``W`` a ``wave_name`` wavelet over ``op.in_shape``)."""
+                        wave_name: str = "db4", alpha=None) -> np.ndarray:
+    """``min_x ½‖A x − y‖² + λ‖W x‖₁`` (FISTA; ``W`` a ``wave_name`` wavelet over ``op.in_shape``);
+    step ``alpha`` (``None``: ``1 / max_eig(op)``, seeded, so the result is reproducible)."""
     import sigpy as sp
     from operators import to_sigpy
-    W = sp.linop.Wavelet(tuple(op.in_shape), wave_name=wave_name)
+    axes = (-2, -1) if len(op.in_shape) > 2 and getattr(op, "sets", 1) > 1 else None   # per map set
+    W = sp.linop.Wavelet(tuple(op.in_shape), axes=axes, wave_name=wave_name)
     proxg = sp.prox.UnitaryTransform(sp.prox.L1Reg(W.oshape, lamda), W)
     if not op.in_dtype.is_complex:           # real images (natural-image plugins): keep iterates real
         inner = proxg
@@ -70,8 +109,132 @@ def l1_wavelet_operator(op, y, lamda: float = L1_LAMBDA, max_iter: int = L1_ITER
     def g(x):
         return lamda * float(np.sum(np.abs(W(x))))
 
-    return np.asarray(sp.app.LinearLeastSquares(to_sigpy(op), _numpy_y(y), proxg=proxg, g=g,
+    if alpha is None:
+        alpha = 1.0 / max(max_eig(op), 1e-12)
+    return np.asarray(sp.app.LinearLeastSquares(to_sigpy(op), _numpy_y(y), proxg=proxg, g=g, alpha=alpha,
                                                 max_iter=max_iter, show_pbar=False).run())
+
+
+# ------------------------------------------------------------------------------ λ per scan
+def holdout_split(mask: np.ndarray, fraction: float = HOLDOUT_FRACTION, seed: int = HOLDOUT_SEED):
+    """``(train, held_out)`` line masks: a seeded ``fraction`` (at least one line) of the measured lines
+    OUTSIDE the ACS block is held out; the ACS block always stays in ``train`` (the maps and the
+    low frequencies need it). ``held_out`` is ``None`` when there is no line to hold out."""
+    from .data import acs_lines
+    m = np.asarray(mask).reshape(-1) > 0
+    lo, w = acs_lines(m)
+    cand = np.flatnonzero(m)
+    cand = cand[(cand < lo) | (cand >= lo + w)]
+    if cand.size < 2:
+        return m.astype(np.float32), None
+    n = max(1, int(round(fraction * cand.size)))
+    held = np.random.default_rng(int(seed)).choice(cand, size=n, replace=False)
+    val = np.zeros_like(m)
+    val[held] = True
+    return (m & ~val).astype(np.float32), val.astype(np.float32)
+
+
+def _holdout_errors(problem: MRIProblem, op, method: str, grid, train, val, max_iter=None):
+    """Held-out error per λ of ``method`` fitted to the ``train`` lines: ``1 − |⟨p, y⟩|² / (‖p‖² ‖y‖²)``
+    between its prediction ``p`` of the held-out lines ``val`` and the measured ``y`` there."""
+    import torch
+
+    from operators.mri import MultiCoilMRI, fft2c
+    maps = op.maps
+    op_t = MultiCoilMRI(maps, torch.from_numpy(train)).to(op.device)
+    mt = torch.from_numpy(train).to(problem.y.device).reshape(1, 1, -1)
+    mv = torch.from_numpy(val).to(problem.y.device).reshape(1, 1, -1)
+    y_t, y_v = problem.y * mt, problem.y * mv
+    ref = float(y_v.abs().pow(2).sum())
+    iters = max_iter or (SENSE_ITERS if method == "sense" else L1_ITERS)
+    alpha = 1.0 / max(max_eig(op_t), 1e-12) if method == "l1-wavelet" else None
+    errors = []
+    for lam in grid:
+        if method == "sense":
+            x = sense_operator(op_t, y_t, lam, iters)
+        else:
+            x = l1_wavelet_operator(op_t, y_t, lam, iters, alpha=alpha)
+        x = torch.from_numpy(np.asarray(x, np.complex64)).to(maps.device)
+        coil = (maps * x.unsqueeze(-3)).sum(0) if op_t.sets > 1 else maps * x.unsqueeze(0)
+        pred = mv * fft2c(coil)
+        # scale-invariant: 1 - cos² between predicted and measured held-out k-space (a plain relative
+        # error rewarded shrinkage: a large λ scales a poor prediction towards zero, error -> 1)
+        num = float((pred.conj() * y_v).sum().abs() ** 2)
+        errors.append(1.0 - num / max(float(pred.abs().pow(2).sum()) * ref, 1e-30))
+    return errors
+
+
+def classical_operator(problem: MRIProblem):
+    """The operator of the classical methods for this scan: the ESPIRiT maps (one set), or soft-SENSE
+    with ESPIRiT's second map set as well (:func:`mri_oes.mri.espirit.second_map_set`) when that model
+    predicts held-out measured lines better (L1-wavelet over ``L1_GRID``, :func:`holdout_split`; SENSE's
+    held-out error did not tell the two apart on a fold-over brain). Decided once per problem; recorded
+    in ``problem.info["espirit"]`` (``map_sets``, ``soft_sense``)."""
+    import time
+
+    from operators.mri import MultiCoilMRI
+
+    from .espirit import SOFT_SENSE_CROP, second_map_set
+    c = problem.classical
+    if "operator" in c:
+        return c["operator"]
+    t0 = time.perf_counter()
+    esp = problem.info.setdefault("espirit", {})
+    train, val = holdout_split(problem.mask)
+    op, sets = problem.operator, 1
+    if val is not None:
+        m2, kept = second_map_set(problem.kspace, problem.mask, esp)
+        errs = {1: _holdout_errors(problem, op, "l1-wavelet", L1_GRID, train, val)}
+        if kept > 0:
+            op2 = MultiCoilMRI(np.stack([problem.maps, m2]), problem.mask).to(op.device)
+            errs[2] = _holdout_errors(problem, op2, "l1-wavelet", L1_GRID, train, val)
+            if min(errs[2]) < min(errs[1]):
+                op, sets = op2, 2
+        c["l1-wavelet_errors"] = errs[sets]
+        esp["soft_sense"] = {"rule": "two map sets if L1-wavelet predicts the held-out lines better with them",
+                             "crop": SOFT_SENSE_CROP, "kept_fraction": round(kept, 4),
+                             "holdout_error": {str(k): round(min(v), 6) for k, v in errs.items()},
+                             "time_s": round(time.perf_counter() - t0, 3)}
+    esp["map_sets"] = sets
+    c["operator"] = op
+    return op
+
+
+def choose_lamda(problem: MRIProblem, method: str, max_iter=None, grid=None,
+                 fraction: float = HOLDOUT_FRACTION, seed: int = HOLDOUT_SEED) -> dict:
+    """λ of ``method`` (``sense`` / ``l1-wavelet``) for this scan by self-validation on the measured
+    k-space only (``problem.y``, the maps, ``problem.mask``; never the reference): hold out
+    :func:`holdout_split` lines, reconstruct from the rest for each λ of ``grid``, keep the λ with the
+    smallest relative error on the held-out lines. Returns the record stored under
+    ``problem.info["lamda_choice"][method]``."""
+    import time
+    t0 = time.perf_counter()
+    grid = tuple(grid or (SENSE_GRID if method == "sense" else L1_GRID))
+    op = classical_operator(problem)
+    train, val = holdout_split(problem.mask, fraction, seed)
+    base = {"rule": "self-validation", "grid": list(grid), "holdout_fraction": fraction, "holdout_seed": seed}
+    if val is None:   # nothing to hold out (e.g. a fully sampled centre only): the middle of the grid
+        return {**base, "lamda": grid[len(grid) // 2], "holdout_lines": [], "holdout_error": None,
+                "note": "no measured line outside the ACS block to hold out; middle of the grid",
+                "time_s": round(time.perf_counter() - t0, 3)}
+    reuse = (method == "l1-wavelet" and grid == L1_GRID and max_iter in (None, L1_ITERS)
+             and (fraction, seed) == (HOLDOUT_FRACTION, HOLDOUT_SEED) and "l1-wavelet_errors" in problem.classical)
+    errors = problem.classical["l1-wavelet_errors"] if reuse else \
+        _holdout_errors(problem, op, method, grid, train, val, max_iter)
+    best = int(np.argmin(errors))
+    return {**base, "lamda": float(grid[best]), "holdout_lines": [int(i) for i in np.flatnonzero(val)],
+            "holdout_error": [round(e, 6) for e in errors], "time_s": round(time.perf_counter() - t0, 3)}
+
+
+def _lamda(problem: MRIProblem, method: str, lamda, max_iter) -> float:
+    """A given λ, else the per-scan choice (computed once per problem and method, recorded in
+    ``problem.info["lamda_choice"]``)."""
+    if lamda is not None:
+        return float(lamda)
+    choices = problem.info.setdefault("lamda_choice", {})
+    if method not in choices:
+        choices[method] = choose_lamda(problem, method, max_iter)
+    return choices[method]["lamda"]
 
 
 def zero_filled(problem: MRIProblem, combine: str = "rss") -> np.ndarray:
@@ -79,19 +242,24 @@ def zero_filled(problem: MRIProblem, combine: str = "rss") -> np.ndarray:
     return problem.zero_filled(combine)
 
 
-def sense(problem: MRIProblem, lamda: float = SENSE_LAMBDA, max_iter: int = SENSE_ITERS) -> np.ndarray:
-    """CG-SENSE with ℓ2 (Tikhonov) regularisation ``λ`` through ``problem.operator``."""
-    return problem.unscale(sense_operator(problem.operator, problem.y, lamda, max_iter))
+def sense(problem: MRIProblem, lamda=None, max_iter: int = SENSE_ITERS) -> np.ndarray:
+    """CG-SENSE with ℓ2 (Tikhonov) regularisation ``λ`` through ``problem.operator`` (``None``: chosen
+    per scan by :func:`choose_lamda`)."""
+    lam = _lamda(problem, "sense", lamda, max_iter)
+    op = classical_operator(problem)
+    return problem.unscale(op.combine(sense_operator(op, problem.y, lam, max_iter)))
 
 
-def l1_wavelet(problem: MRIProblem, lamda: float = L1_LAMBDA, max_iter: int = L1_ITERS) -> np.ndarray:
-    """ℓ1-wavelet compressed sensing through ``problem.operator``."""
-    return problem.unscale(l1_wavelet_operator(problem.operator, problem.y, lamda, max_iter))
+def l1_wavelet(problem: MRIProblem, lamda=None, max_iter: int = L1_ITERS) -> np.ndarray:
+    """ℓ1-wavelet compressed sensing through ``problem.operator`` (``λ`` ``None``: chosen per scan)."""
+    lam = _lamda(problem, "l1-wavelet", lamda, max_iter)
+    op = classical_operator(problem)
+    return problem.unscale(op.combine(l1_wavelet_operator(op, problem.y, lam, max_iter)))
 
 
 def run_baseline(problem: MRIProblem, method: str, lamda=None, max_iter=None) -> np.ndarray:
-    """Dispatch by CLI method name."""
-    kw = {k: v for k, v in (("lamda", lamda), ("max_iter", max_iter)) if v is not None}
+    """Dispatch by CLI method name (``lamda``/``max_iter`` ``None``: the defaults; λ chosen per scan)."""
+    kw = {"lamda": lamda, **({"max_iter": max_iter} if max_iter is not None else {})}
     if method == "zero-filled":
         return zero_filled(problem)
     if method == "sense":

@@ -51,6 +51,9 @@ class MRIProblem:
     crop: tuple
     slice: MRISlice
     info: dict = field(default_factory=dict)
+    #: what the classical methods chose for this scan (operator with one or two map sets, held-out
+    #: errors); filled by :mod:`mri_oes.mri.baselines`, not serialised
+    classical: dict = field(default_factory=dict, repr=False)
 
     @property
     def image_shape(self):
@@ -150,3 +153,26 @@ def build_problem(sl: MRISlice, accel: Optional[int] = None, mask_type: str = "e
     info = {"mask": mask_info, "espirit": esp, "scale_rule": "1 / p99(|S^H F^H y|)"}
     return MRIProblem(op, y, scale, k_us.astype(np.complex64), mask, maps,
                       None if reference is None else reference.astype(np.float32), src, crop, sl, info)
+
+
+def fold_over(sl: MRISlice, fraction: float = 0.7) -> MRISlice:
+    """A fold-over scan made from a fully sampled slice: the coil images are wrapped into
+    ``round(fraction · W)`` phase-encode columns (every column ``u`` lands on ``u mod W'`` about the
+    centre, as a smaller phase-encode FOV with the same resolution aliases the object), then
+    transformed back. The reference is the RSS of the folded, fully sampled k-space (as a scan acquired
+    with that FOV would have); the recon size is clipped to the new grid."""
+    if not sl.fully_sampled:
+        raise UserError(f"{sl.file}: fold_over needs a fully sampled slice")
+    C, H, W = sl.kspace.shape
+    Wn = int(round(fraction * W))
+    Wn += Wn % 2
+    if not 8 <= Wn < W:
+        raise UserError(f"fold_over: fraction {fraction} of W={W} gives {Wn} columns; need 8..{W - 1}")
+    img = ifft2c_np(sl.kspace)
+    out = np.zeros((C, H, Wn), np.complex128)
+    target = (np.arange(W) - W // 2 + Wn // 2) % Wn
+    np.add.at(out, (slice(None), slice(None), target), img)
+    ax = (-2, -1)
+    k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(out, axes=ax), norm="ortho"), axes=ax).astype(np.complex64)
+    meta = {**sl.metadata, "file": f"{sl.file} (fold-over {fraction:g})", "fold_over": float(fraction)}
+    return MRISlice(k, None, (min(sl.recon_size[0], H), min(sl.recon_size[1], Wn)), None, meta)
