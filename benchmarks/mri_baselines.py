@@ -2,7 +2,8 @@
 
     python benchmarks/mri_baselines.py [FILE] [--mask-type equispaced] [--seed 0] [--sweep] [--out results.json]
     python benchmarks/mri_baselines.py table [--scans brain8 brain8b brain4 brain16 phantom4] [--accels 4 8]
-            [--seeds 0 1 2] [--bart-seeds 0] [--fold-over 0.7] [--scales 1e-4 2e4] --out DIR/NAME
+            [--seeds 0 1 2] [--bart-seeds 0] [--fold-over 0.7] [--scales 1e-4 2e4] [--jobs N] --out DIR/NAME
+    python benchmarks/mri_baselines.py merge --inputs A.json B.json [--bart-from OLD.json] --out DIR/NAME
 
 The first form: one file at 4x/8x, the library defaults and (``--sweep``) a small λ sweep.
 
@@ -114,7 +115,6 @@ def _case(scan, label, accel, seed, fold, bart_on, tmp, env, scale=1.0):
     except Exception as e:   # a refused scan is a result too (the message is what a user sees)
         return [{**base, "method": m, "refused": str(e)} for m in METHODS], None
     t_maps = time.perf_counter() - t
-    esp = {k: v for k, v in p.info["espirit"].items() if k not in ("cache_hit", "cache_key")}
     rows, images = [], {}
     for method in METHODS:
         t = time.perf_counter()
@@ -123,6 +123,7 @@ def _case(scan, label, accel, seed, fold, bart_on, tmp, env, scale=1.0):
         m = p.metrics(x)
         images[method] = x
         choice = (p.info.get("lamda_choice") or {}).get(method)
+        esp = {k: v for k, v in p.info["espirit"].items() if k not in ("cache_hit", "cache_key")}
         rows.append({**base, "method": method, "psnr": float(m["psnr"]), "ssim": float(m["ssim"]),
                      "lambda": _lamda_used(p, method), "lambda_rule": None if choice is None else choice.get("rule"),
                      "rule_s": None if choice is None else choice.get("time_s"), "time_s": round(dt, 3),
@@ -134,6 +135,45 @@ def _case(scan, label, accel, seed, fold, bart_on, tmp, env, scale=1.0):
                      "lambda": lam, "lambda_rule": "oracle (best PSNR of the sweep)", "time_s": best["time_s"],
                      "espirit": esp, "sweep": {str(k): v for k, v in sweep.items()}})
     return rows, (p, images)
+
+
+def _case_rows(case, env):
+    import torch
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        return _case(*case[:5], case[5], tmp, env)[0]
+
+
+def merge(args):
+    """Rows of several table JSONs in one table; ``--bart-from``: BART rows of an earlier table for the
+    (scan, accel, seed) cases that have none, when that table's ESPIRiT maps were calibrated with the
+    same settings (the BART column uses the toolkit's first map set, so it does not change otherwise)."""
+    parts = [json.loads(Path(f).read_text()) for f in args.inputs]
+    rows = [r for p in parts for r in p["rows"]]
+    scale_rows = [r for p in parts for r in p.get("scale_rows", [])]
+    have = {(r["scan"], r["accel"], r["seed"]) for r in rows if r["method"].startswith("bart")}
+    borrowed = []
+    for f in args.bart_from or []:
+        old = json.loads(Path(f).read_text())["rows"]
+        for r in old:
+            k = (r["scan"], r["accel"], r["seed"])
+            if not r["method"].startswith("bart") or k in have or r.get("refused"):
+                continue
+            mine = [q for q in rows if (q["scan"], q["accel"], q["seed"]) == k and q.get("espirit")]
+            same = mine and all(mine[0]["espirit"].get(x) == r["espirit"].get(x)
+                                for x in ("calib_width", "kernel_width", "thresh", "crop", "acs_width"))
+            if same:
+                rows.append({**r, "borrowed_from": str(f)})
+                borrowed.append(k)
+                have.add(k)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    result = {"benchmark": "mri_baselines table", "date": time.strftime("%Y-%m-%d"), "commit": commit,
+              "command": "python benchmarks/mri_baselines.py " + " ".join(sys.argv[1:]),
+              "inputs": {f: {k: p.get(k) for k in ("command", "commit", "config", "wall_s", "host")}
+                         for f, p in zip(args.inputs, parts)},
+              "bart_borrowed": [list(k) for k in borrowed], "rows": rows, "scale_rows": scale_rows,
+              "checks_failed": checks(rows)}
+    _write(Path(args.out), result, rows, scale_rows)
 
 
 def _fmt(r):
@@ -215,14 +255,22 @@ def table(args):
         cases.append((args.scans[0], f"{args.scans[0]}-fold{int(round(100 * args.fold_over))}", args.fold_over))
     rows, scale_rows = [], []
     t0 = time.perf_counter()
+    todo = [(scan, label, accel, seed, fold, bart_on and seed in args.bart_seeds)
+            for scan, label, fold in cases for accel in args.accels for seed in args.seeds]
+    if args.jobs > 1:   # one case per process (1 thread each)
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(args.jobs) as ex:
+            for rs in ex.map(_case_rows, todo, [env] * len(todo)):
+                rows += rs
+                print(" | ".join(f"{r['scan']} {r['accel']}x s{r['seed']} {r['method']}: {_fmt(r)} "
+                                 f"λ={r.get('lambda')}" for r in rs), flush=True)
+        todo = []
     with tempfile.TemporaryDirectory() as tmp:
-        for scan, label, fold in cases:
-            for accel in args.accels:
-                for seed in args.seeds:
-                    rs, _ = _case(scan, label, accel, seed, fold, bart_on and seed in args.bart_seeds, tmp, env)
-                    rows += rs
-                    print(" | ".join(f"{label} {accel}x s{seed} {r['method']}: {_fmt(r)} λ={r.get('lambda')}"
-                                     for r in rs), flush=True)
+        for scan, label, accel, seed, fold, b_on in todo:
+            rs, _ = _case(scan, label, accel, seed, fold, b_on, tmp, env)
+            rows += rs
+            print(" | ".join(f"{label} {accel}x s{seed} {r['method']}: {_fmt(r)} λ={r.get('lambda')}"
+                             for r in rs), flush=True)
         for accel in args.accels if args.scales else ():
             _, (p1, im1) = _case(args.scans[0], args.scans[0], accel, 0, None, False, None, env)
             for s in args.scales:
@@ -238,20 +286,26 @@ def table(args):
                     print(f"scale {s:g} {accel}x {r['method']}: λ {r['lambda']} rel. change {r['relative_change']:.2e}"
                           f" PSNR {r['psnr']:.2f}", flush=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    import platform
     result = {"benchmark": "mri_baselines table", "date": time.strftime("%Y-%m-%d"), "commit": commit,
               "command": "python benchmarks/mri_baselines.py " + " ".join(sys.argv[1:]),
               "config": {"scans": args.scans, "accels": args.accels, "seeds": args.seeds,
                          "bart_seeds": args.bart_seeds if bart_on else [], "fold_over": args.fold_over,
-                         "mask": "fastmri equispaced", "threads": 1, "bart_lambdas": BART_LAMBDAS},
+                         "mask": "fastmri equispaced", "threads": 1, "jobs": args.jobs, "bart_lambdas": BART_LAMBDAS},
+              "host": f"{platform.node()} ({os.cpu_count()} cores)",
               "wall_s": round(time.perf_counter() - t0, 1), "rows": rows, "scale_rows": scale_rows,
               "checks_failed": checks(rows)}
-    out = Path(args.out)
+    _write(Path(args.out), result, rows, scale_rows)
+
+
+def _write(out, result, rows, scale_rows):
+    commit = result["commit"]
     out.parent.mkdir(parents=True, exist_ok=True)
     from mri_oes.io import write_json
     write_json(out.with_suffix(".json"), result)
     md = [f"# Classical defaults (`{result['command']}`, commit {commit[:10]})", "",
-          "Mean PSNR dB / SSIM over the seeds (fastMRI metrics); BART: seed(s) "
-          f"{result['config']['bart_seeds']}.", "", table_md(rows), "",
+          "Mean PSNR dB / SSIM over the seeds (fastMRI metrics); BART pics: seed 0, its best λ of "
+          f"{list(BART_LAMBDAS)} (oracle), toolkit maps (first set).", "", table_md(rows), "",
           "## Checks (per seed: SENSE, L1 >= zero-filled in PSNR and SSIM; L1 >= SENSE in PSNR)", ""]
     md += [f"* {c}" for c in result["checks_failed"]] or ["* all pass"]
     if scale_rows:
@@ -276,8 +330,15 @@ def main(argv=None):
         ap.add_argument("--bart-seeds", nargs="*", type=int, default=[0])
         ap.add_argument("--fold-over", type=float, default=None)
         ap.add_argument("--scales", nargs="*", type=float, default=[])
+        ap.add_argument("--jobs", type=int, default=1, help="cases run in parallel processes (1 thread each)")
         ap.add_argument("--out", required=True)
         return table(ap.parse_args(argv[1:]))
+    if argv[:1] == ["merge"]:
+        ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        ap.add_argument("--inputs", nargs="+", required=True)
+        ap.add_argument("--bart-from", nargs="*", default=[])
+        ap.add_argument("--out", required=True)
+        return merge(ap.parse_args(argv[1:]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("file", nargs="?", default=str(ROOT.parent / "shared" / "data" / "mri" / "brain8_full.h5"))
     ap.add_argument("--slice", type=int, default=0)
