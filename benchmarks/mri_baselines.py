@@ -13,7 +13,8 @@ SSIM in the fastMRI convention (:mod:`mri_oes.mri.metrics`) with the maps and λ
 seeds in ``--bart-seeds`` it adds ``bart pics -S -l1 -i 100`` with the SAME (toolkit) maps at BART's
 best λ of a sweep (an oracle that reads the reference, a benchmark reference only; needs the ``bart``
 command). ``--fold-over F`` adds a fold-over scan made from the first scan
-(:func:`mri_oes.mri.problem.fold_over`: the coil images wrapped into ``F`` of the phase-encode FOV);
+(:func:`mri_oes.mri.problem.fold_over`: the coil images wrapped into ``F`` of the phase-encode FOV;
+a scan named ``NAME-foldNN`` is the same with ``NN`` %);
 ``--scales`` reruns seed 0 of the first scan with the k-space multiplied by each factor and records
 the largest relative change of the (rescaled) image. Writes ``NAME.json`` and ``NAME.md``.
 """
@@ -149,7 +150,12 @@ def merge(args):
     (scan, accel, seed) cases that have none, when that table's ESPIRiT maps were calibrated with the
     same settings (the BART column uses the toolkit's first map set, so it does not change otherwise)."""
     parts = [json.loads(Path(f).read_text()) for f in args.inputs]
-    rows = [r for p in parts for r in p["rows"]]
+    seen, rows = set(), []
+    for r in (r for p in parts for r in p["rows"]):   # first occurrence of a case wins
+        k = (r["scan"], r["accel"], r["seed"], r["method"], r.get("scale", 1.0))
+        if k not in seen:
+            seen.add(k)
+            rows.append(r)
     scale_rows = [r for p in parts for r in p.get("scale_rows", [])]
     have = {(r["scan"], r["accel"], r["seed"]) for r in rows if r["method"].startswith("bart")}
     borrowed = []
@@ -250,7 +256,10 @@ def table(args):
         print("bart not installed: the BART column is left out (apt-get install -y bart)", flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    cases = [(s, s, None) for s in args.scans]
+    cases = []
+    for s in args.scans:   # NAME-foldNN: the fold-over scan made from NAME with NN % of the FOV
+        base, _, f = s.partition("-fold")
+        cases.append((base, s, int(f) / 100 if f else None))
     if args.fold_over:
         cases.append((args.scans[0], f"{args.scans[0]}-fold{int(round(100 * args.fold_over))}", args.fold_over))
     rows, scale_rows = [], []
