@@ -3,7 +3,8 @@
     python benchmarks/mri_baselines.py [FILE] [--mask-type equispaced] [--seed 0] [--sweep] [--out results.json]
     python benchmarks/mri_baselines.py table [--scans brain8 brain8b brain4 brain16 phantom4] [--accels 4 8]
             [--seeds 0 1 2] [--bart-seeds 0] [--fold-over 0.7] [--scales 1e-4 2e4] [--jobs N] --out DIR/NAME
-    python benchmarks/mri_baselines.py merge --inputs A.json B.json [--bart-from OLD.json] --out DIR/NAME
+    python benchmarks/mri_baselines.py merge --inputs A.json B.json [--bart-from OLD.json] [--before OLD.json]
+            --out DIR/NAME
 
 The first form: one file at 4x/8x, the library defaults and (``--sweep``) a small λ sweep.
 
@@ -180,6 +181,57 @@ def merge(args):
               "bart_borrowed": [list(k) for k in borrowed], "rows": rows, "scale_rows": scale_rows,
               "checks_failed": checks(rows)}
     _write(Path(args.out), result, rows, scale_rows)
+    if args.before:
+        before = json.loads(Path(args.before).read_text())
+        md = before_after_md(before["rows"], rows)
+        out = Path(args.out).with_name(Path(args.out).name + "_vs_before.md")
+        tmp = out.with_suffix(".md.tmp")
+        tmp.write_text(f"# Before ({args.before}) → after ({args.out}.json)\n\nMean PSNR dB / SSIM over the seeds "
+                       "(fastMRI metrics); BART pics seed 0 at its best λ (oracle).\n\n" + md + "\n")
+        os.replace(tmp, out)
+        print(md)
+
+
+def before_after_md(before_rows, after_rows):
+    """Mean PSNR / SSIM per scan x accel x method, ``before → after`` (seeds each table has)."""
+    import numpy as np
+
+    def cell(rows, scan, accel, m):
+        rs = [r for r in rows if r["scan"] == scan and r["accel"] == accel and r["method"] == m
+              and r.get("scale", 1.0) == 1.0]
+        if not rs:
+            return "—"
+        ok = [r for r in rs if not r.get("refused")]
+        if not ok:
+            return "refused"
+        txt = f"{np.mean([r['psnr'] for r in ok]):.2f} / {np.mean([r['ssim'] for r in ok]):.3f}"
+        return txt + (f" ({len(ok)} of {len(rs)} seeds; others refused)" if len(ok) < len(rs) else "")
+
+    def lam(rows, scan, accel, m):
+        rs = sorted((r for r in rows if r["scan"] == scan and r["accel"] == accel and r["method"] == m
+                     and not r.get("refused") and r.get("scale", 1.0) == 1.0), key=lambda r: r["seed"])
+        return ",".join(str(r.get("lambda")) for r in rs) or "—"
+
+    def maps(rows, scan, accel):
+        rs = sorted((r for r in rows if r["scan"] == scan and r["accel"] == accel and r["method"] == "l1-wavelet"
+                     and not r.get("refused") and r.get("scale", 1.0) == 1.0), key=lambda r: r["seed"])
+        out = []
+        for r in rs:
+            e = r.get("espirit") or {}
+            shape = "x".join(map(str, e.get("calib_shape") or [e.get("calib_width")] * 2))
+            out.append(f"{shape}/{e.get('map_sets', 1)}")
+        return ",".join(out) or "—"
+
+    keys = list(dict.fromkeys((r["scan"], r["accel"]) for r in after_rows if r.get("scale", 1.0) == 1.0))
+    cols = list(METHODS) + ["bart pics (best λ)"]
+    out = ["| scan | accel | " + " | ".join(f"{c} before → after" for c in cols) +
+           " | λ SENSE after (seeds) | λ L1 after (seeds) | ESPIRiT calib / map sets after (seeds) |",
+           "|---|---|" + "---|" * (len(cols) + 3)]
+    for scan, accel in keys:
+        cells = [f"{cell(before_rows, scan, accel, c)} → {cell(after_rows, scan, accel, c)}" for c in cols]
+        out.append(f"| {scan} | {accel}x | " + " | ".join(cells) + f" | {lam(after_rows, scan, accel, 'sense')} | "
+                   f"{lam(after_rows, scan, accel, 'l1-wavelet')} | {maps(after_rows, scan, accel)} |")
+    return "\n".join(out)
 
 
 def _fmt(r):
@@ -346,6 +398,7 @@ def main(argv=None):
         ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         ap.add_argument("--inputs", nargs="+", required=True)
         ap.add_argument("--bart-from", nargs="*", default=[])
+        ap.add_argument("--before", default=None, help="a table JSON to compare with (writes OUT_vs_before.md)")
         ap.add_argument("--out", required=True)
         return merge(ap.parse_args(argv[1:]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
