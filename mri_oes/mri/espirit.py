@@ -55,8 +55,8 @@ SQUARE_MIN_ACS = 6
 RECT_CALIB_READOUT = 24
 RECT_KERNEL = (5, 2)
 RULE = ("calib_width = min(ACS, 24), kernel_width = clip(calib_width // 2, 3, 6); ACS 3-5: "
-        "rectangular min(24, H) x ACS region, 5 x 2 kernels; thresh 0.02, crop 0; SENSE / L1-wavelet add the "
-        "second eigenvector set (soft-SENSE) when it predicts held-out measured lines better")
+        "rectangular min(24, H) x ACS region, 5 x 2 kernels; thresh 0.02, crop 0; one map set; SENSE / L1-wavelet can add the "
+        "second eigenvector set (soft-SENSE) only when asked (classical_operator(soft_sense=True))")
 
 
 def espirit_params(mask: np.ndarray, calib_width: Optional[int] = None, kernel_width: Optional[int] = None,
