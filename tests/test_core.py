@@ -127,7 +127,7 @@ def test_mask_save_load_roundtrip_rebuilds_identical_network(tmp_path):
     with pytest.raises(UserError, match="does not fit this generator"):
         m2.check_compatible(other)
     (tmp_path / "bad.safetensors").write_bytes(b"not a mask")
-    with pytest.raises(UserError, match="cannot read mask file"):
+    with pytest.raises(UserError, match="not a readable mask file"):
         Mask.load(tmp_path / "bad.safetensors")
 
 
