@@ -27,6 +27,9 @@ says why, naming the results README that holds its numbers):
   (:func:`mri_oes.core.fit`; weights, Adam, operator and loss stay float32).
 * ``output_average`` — the result is the running average of the iterates with this decay (the
   original DIP code's smoothing, 0.99 there); 0 = the last iterate.
+* ``stop_rule``, ``stop_tol``, ``stop_patience`` — the ground-truth-free stop of the training fit
+  (:func:`mri_oes.core.fit`): ``none`` (every step) or ``image-change`` (stop once the averaged output
+  changed less than ``stop_tol`` per 1,000 steps throughout the last ``stop_patience`` steps).
 * ``data_consistency`` — project the final image onto the measured k-space and report the RSS of
   the projected coil images (:meth:`mri_oes.mri.problem.MRIProblem.data_consistency`).
 * ``espirit`` — ESPIRiT settings per acceleration (``{accel: {calib_width, thresh, crop}}``,
@@ -67,6 +70,8 @@ _CPU = {
     # averaging 0.99 absorbs most late Adam bumps, 0.999 only lags the rising curve; bfloat16 runs 1.9x faster
     # per step but fitted 0.56-0.7 dB lower at equal steps on brain8 4x (R2)
     "output_average": 0.99, "precision": "float32",
+    # stop rule off: image-change cut brain16 4x to 9.2 CPU-min but 0.26 dB below the rule-free curve, never fired at
+    # 8x, and is unmeasured on the 256x256 brains at 4x (results/2026-12-05-time-to-quality/README.md)
     "stop_rule": "none", "stop_tol": 0.05, "stop_patience": 500,
     # +0.2 to +3.0 dB and +0.01 to +0.18 SSIM on every network run (R2)
     "data_consistency": True,
