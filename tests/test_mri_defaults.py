@@ -4,8 +4,8 @@
   unmeasured k-space lines give the identical image);
 * 8x on a 96-wide phase-encode grid (4 ACS lines) is reconstructed, and says how;
 * a fold-over scan (FOV cut to 90 % of the phase-encode extent of the small bundled brain, which the head
-  already fills; at 70-80 % the 96 x 56-64 grids leave 4-5 ACS lines and SENSE / L1-wavelet fall below
-  zero-filled there: results/2026-12-05-classical-defaults/README.md) stays above zero-filled;
+  already fills; at 70 % its 96 x 56 grid leaves 4 ACS lines and L1-wavelet falls below zero-filled:
+  results/2026-12-05-classical-defaults/README.md) stays above zero-filled;
 * the chosen image scales with the raw k-space scale (1e-4, 2e4) and does not change otherwise.
 """
 import numpy as np
