@@ -112,7 +112,7 @@ def reconstruct(kspace: Union[str, Path, np.ndarray], mask=None, *, accel: Optio
     * ``reference``: the fully sampled magnitude image for metrics (array input; a fully sampled array
       given with ``mask`` gets its own RSS, a fastMRI file its ``reconstruction_rss``).
     * ``**flags``: any ``mri-oes recon`` flag by its Python name, e.g. ``steps=200``, ``density=0.5``,
-      ``reg_weight=0.003`` (SigPy's ``lamda``), ``max_iter=50``, ``pruning_mask="mask.safetensors"``,
+      ``reg_weight=0.003`` (SigPy's ``lamda``; default: chosen per scan), ``max_iter=50``, ``pruning_mask="mask.safetensors"``,
       ``device="cuda"``, ``threads=2``, ``seed=1``.
     * ``out``: keep the recon run folder here (``OUT/<method>_<accel>x/slices/<stem>/<NNN>/``: the
       slice's metrics.json, reconstruction.npy and pictures; a second call with the same input and

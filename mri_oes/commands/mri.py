@@ -112,7 +112,9 @@ def register(subparsers) -> None:
     add_renamed(g, "--reg-weight", "--lamda", dest="lamda", metavar="WEIGHT", type=positive_float, default=None,
                 help="regularisation weight of sense (Tikhonov, L2) and l1-wavelet (L1 of the wavelet "
                      "coefficients): SigPy's lamda, in the scaled units of the k-space (the zero-filled "
-                     f"image's 99th percentile is 1) (default: sense {B.SENSE_LAMBDA:g}, l1-wavelet {B.L1_LAMBDA:g})")
+                     f"image's 99th percentile is 1) (default: sense {B.SENSE_LAMBDA:g}; l1-wavelet chosen per scan "
+                     f"from {', '.join(f'{v:g}' for v in B.L1_GRID)} by the prediction of held-out measured "
+                     "lines, never the reference; recorded as lamda_choice)")
     g.add_argument("--max-iter", type=positive_int, default=None,
                    help=f"iterations of the sense / l1-wavelet solver (default: sense {B.SENSE_ITERS}, "
                         f"l1-wavelet {B.L1_ITERS})")
