@@ -325,7 +325,7 @@ class ConcreteMask(Parametrization):
         # (on one CPU thread the K passes are FLOP-bound and the grouped convolutions were ~10%
         # slower for the OES net: benchmarks/core_speed.py); same result either way up to rounding.
         if batched_samples is None:
-            from .batched import supports_vmap
+            from .vmap import supports_vmap
             batched_samples = next(net.parameters()).device.type != "cpu" and supports_vmap(net)
         self.batched_samples = bool(batched_samples)
         if not self.p0 < 1:
@@ -368,7 +368,7 @@ class ConcreteMask(Parametrization):
         """``G`` under ``samples`` independent Concrete masks in ONE batched pass (``torch.func.vmap``
         over the sample dimension: grouped convolutions; BatchNorm statistics per sample, exactly as
         ``samples`` separate passes). Returns ``(samples, *G(z).shape)``."""
-        from .batched import vmap_forward
+        from .vmap import vmap_forward
         return vmap_forward(net, self.sample_weights(samples), z, z_batched=False, sequential_bn=True)
 
     def penalty(self):
