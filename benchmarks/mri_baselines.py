@@ -42,7 +42,7 @@ from mri_oes.mri.problem import build_problem  # noqa: E402
 
 SCANS = ("brain8", "brain8b", "brain4", "brain16", "phantom4")
 BART_LAMBDAS = (0.001, 0.003, 0.01, 0.03, 0.1)
-METHODS = ("zero-filled", "sense", "l1-wavelet")
+METHODS = B.METHODS
 
 
 def single(args):

@@ -32,17 +32,19 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import Iterable, List, Optional
 
 SCHEMA = "mri_oes.result/1"
 
-METHODS = ("dip", "sparse-dip", "deep-decoder", "conv-decoder", "gp-dip", "oes-mask",
-           "zero-filled", "sense", "l1-wavelet")
-MASK_SOURCES = ("none", "oes", "imp", "random", "magnitude", "snip", "grasp", "synflow", "file")
+# The one list of method names (every command, table and experiment takes its names from here).
 NETWORK_METHODS = ("dip", "sparse-dip", "deep-decoder", "conv-decoder", "gp-dip", "oes-mask")
+CLASSICAL_METHODS = ("zero-filled", "sense", "l1-wavelet")
+METHODS = NETWORK_METHODS + CLASSICAL_METHODS
+#: the network methods ``recon`` runs on an MRI slice (``conv-decoder`` is a ``--generator`` of sparse-dip)
+RECON_NETWORK_METHODS = ("dip", "sparse-dip", "deep-decoder", "gp-dip")
+MASK_SOURCES = ("none", "oes", "imp", "random", "magnitude", "snip", "grasp", "synflow", "file")
 
 _NUM = (int, float, type(None))
 #: field -> (allowed types, description). Every record has every field (None where not applicable).

@@ -115,7 +115,7 @@ def run_baselines(args):
                 variants = ESPIRIT_VARIANTS if (accel == 8 and seed == 0 and args.espirit_variants) else \
                     {"default": {}}
                 for vname, esp in variants.items():
-                    for method in ("zero-filled", "sense", "l1-wavelet"):
+                    for method in BASELINE_METHODS:
                         if method == "zero-filled" and vname != "default":
                             continue
                         tag = "" if vname == "default" else f"_esp-{vname}"

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..schema import CLASSICAL_METHODS
 from .problem import MRIProblem
 
 #: the former fixed values (tuned on brain8_full.h5 at 4x, equispaced, seed 0), scaled units
@@ -60,7 +61,7 @@ HOLDOUT_FRACTION = 0.2
 HOLDOUT_FOLDS = 2
 HOLDOUT_SEED = 0
 
-METHODS = ("zero-filled", "sense", "l1-wavelet")
+METHODS = CLASSICAL_METHODS
 
 
 def _numpy_y(y):

@@ -29,7 +29,6 @@ Not yet here (the hook): B slices of one shape fitted together on one device wit
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -42,9 +41,10 @@ import numpy as np
 
 from . import metrics as M
 from ..errors import UserError
+from ..schema import CLASSICAL_METHODS, RECON_NETWORK_METHODS
 
-CLASSICAL = ("zero-filled", "sense", "l1-wavelet")
-NETWORK = ("dip", "sparse-dip", "deep-decoder", "gp-dip")
+CLASSICAL = CLASSICAL_METHODS
+NETWORK = RECON_NETWORK_METHODS
 METHODS = CLASSICAL + NETWORK
 ERROR_GAIN = 5.0
 RECON_FILE = "reconstruction.npy"
