@@ -211,7 +211,7 @@ def check_regular_file(path, what: str = "file"):
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise UserError(f"{what} {path}: not found") from None
+        raise UserError(f"{what} {path}: file not found") from None
     except OSError as e:
         raise UserError(f"{what} {path}: cannot be read ({e.strerror or e})") from None
     if not stat.S_ISREG(st.st_mode):

@@ -17,7 +17,6 @@ Every bad input raises :class:`mri_oes.errors.UserError` naming the file and the
 from __future__ import annotations
 
 import hashlib
-import os
 import xml.etree.ElementTree as etree
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,18 +268,11 @@ def check_slices(path, slices: Optional[Sequence[int]] = None) -> None:
 
 def _open(path) -> h5py.File:
     """Open an input HDF5 file read-only: a regular file (a symbolic link to one is followed; a
-    FIFO, device or folder is refused without opening it); every failure one UserError."""
-    import stat
+    FIFO, device or folder is refused without opening it, :func:`mri_oes.io.check_regular_file`);
+    every failure one UserError."""
+    from ..io import check_regular_file
     p = Path(path)
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        raise UserError(f"{p}: file not found") from None
-    except OSError as e:
-        raise UserError(f"{p}: cannot be read ({e.strerror or e})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise UserError(f"{p}: not a file" + (" (a folder)" if stat.S_ISDIR(st.st_mode) else
-                                              " (a FIFO, device or socket: only regular files are read)"))
+    check_regular_file(p, "input file")
     try:
         return h5py.File(p, "r")
     except OSError as e:
