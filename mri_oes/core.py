@@ -483,6 +483,11 @@ def cosine_lr(step: int, steps: int, lr: float, lr_final: float, decay_start: fl
     return lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * t))
 
 
+#: where :func:`fit` reports its steps when it runs in a Ray worker (no terminal there):
+#: ``callable(desc, step, total)``, set by :func:`mri_oes.parallel.run_tasks` around each task; None here
+STEP_REPORTER: Optional[Callable] = None
+
+
 def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Parametrization, *,
         steps: int, lr: float = 1e-2, samples: int = 1, evaluate: Optional[Callable] = None,
         log_every: int = 50, input_noise_std: float = 0.0, seed: int = 0,
@@ -617,6 +622,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         from tqdm.auto import tqdm
         bar = tqdm(total=steps, initial=start, desc=desc, leave=False, dynamic_ncols=True)
     x_hat, loss_v = None, float("nan")
+    reported = 0.0
     for step in range(start, steps):
         opt.zero_grad(set_to_none=True)
         zin = z if input_noise_std <= 0 else \
@@ -665,6 +671,9 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         param.after_step(lr)
         if bar is not None:
             bar.update(1)
+        elif STEP_REPORTER is not None and time.monotonic() - reported > 1.0:
+            reported = time.monotonic()
+            STEP_REPORTER(desc, step + 1, steps)
         if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             save_checkpoint(step + 1)
     if bar is not None:

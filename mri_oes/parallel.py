@@ -74,13 +74,40 @@ def _call(fn: Callable, task: Any, threads: int):
     return fn(task)
 
 
-def _call_remote(fn: Callable, task: Any, threads: int):
-    """:func:`_call` in a Ray worker: bad input comes back as :class:`_InputError` (never retried)."""
+def _call_remote(fn: Callable, task: Any, threads: int, board=None):
+    """:func:`_call` in a Ray worker: bad input comes back as :class:`_InputError` (never retried);
+    with a ``board`` (a :class:`StepBoard` actor) the task's training steps are reported to it."""
+    from . import core
     from .errors import UserError
+    key = str(task)
+    if board is not None:
+        core.STEP_REPORTER = lambda desc, step, total: board.update.remote(key, desc, step, total)
     try:
         return _call(fn, task, threads)
     except UserError as e:
         return _InputError(_short(e), traceback.format_exc())
+    finally:
+        if board is not None:
+            core.STEP_REPORTER = None
+            board.finish.remote(key)
+
+
+class StepBoard:
+    """The training steps of the tasks running in Ray workers (a Ray actor): workers ``update`` it
+    about once a second, the driver reads ``snapshot()`` — ``{task: (desc, step, total)}`` — to draw a
+    step bar per running task."""
+
+    def __init__(self):
+        self.state = {}
+
+    def update(self, key, desc, step, total):
+        self.state[key] = (desc, int(step), int(total))
+
+    def finish(self, key):
+        self.state.pop(key, None)
+
+    def snapshot(self):
+        return dict(self.state)
 
 
 def _short(e: BaseException) -> str:
@@ -124,13 +151,16 @@ def _ray_failure(e: BaseException) -> TaskFailure:
 
 def run_tasks(fn: Callable, tasks: Sequence[Any], *, workers: int = 1, threads: int = 1,
               gpus_per_task: float = 0.0, ray_address: Optional[str] = None, retries: int = 2,
-              object_store_mb: int = 100, log: Callable[[str], None] = None) -> Iterator[Tuple[Any, Any]]:
+              object_store_mb: int = 100, log: Callable[[str], None] = None,
+              on_steps: Optional[Callable[[dict], None]] = None) -> Iterator[Tuple[Any, Any]]:
     """Yield ``(task, result or TaskFailure)`` as tasks complete.
 
     Serial in this process when ``workers == 1`` and no ``ray_address`` (no Ray start-up cost), or
     when Ray is not installed (with a one-line hint via ``log``). Otherwise Ray: a local instance of
     ``workers × threads`` CPUs (no dashboard, a small object store) started here and shut down at
-    the end, or the cluster at ``ray_address`` (``auto`` = the one ``ray start`` made)."""
+    the end, or the cluster at ``ray_address`` (``auto`` = the one ``ray start`` made). On Ray,
+    ``on_steps`` (if given) is called about once a second with the running tasks' training steps
+    (:meth:`StepBoard.snapshot`), so the caller can draw a step bar per running task."""
     log = log or (lambda s: print(s, file=sys.stderr))
     tasks = list(tasks)
     if not tasks:
@@ -167,9 +197,12 @@ def run_tasks(fn: Callable, tasks: Sequence[Any], *, workers: int = 1, threads: 
     try:
         remote = ray.remote(_call_remote).options(num_cpus=int(threads), num_gpus=float(gpus_per_task),
                                            max_retries=int(retries), retry_exceptions=True)
-        pending = {remote.remote(fn, t, threads): t for t in tasks}
+        board = ray.remote(StepBoard).options(num_cpus=0).remote() if on_steps is not None else None
+        pending = {remote.remote(fn, t, threads, board): t for t in tasks}
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=None if board is None else 1.0)
+            if board is not None:
+                on_steps(ray.get(board.snapshot.remote()))
             for ref in done:
                 task = pending.pop(ref)
                 try:

@@ -1,5 +1,6 @@
 """The natural-image command line: outputs, metadata, clear errors, nothing overwritten."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -111,6 +112,27 @@ def test_single_slice_recon_shows_a_step_bar_under_the_slices_bar(tmp_path, caps
     assert "Token authentication" not in err
     rec = json.loads((out / "recon.json").read_text())
     assert rec["parallel"]["backend"] == "serial"      # --workers 2 but one slice: Ray is not started
+
+
+def test_slices_in_ray_workers_show_a_step_bar_each(tmp_path, capsys):
+    """Two slices on two Ray workers: each running slice gets a step bar (the workers report their steps
+    to the driver), under the slices bar."""
+    from mri_oes import datasets
+    from mri_oes.parallel import ray_available
+    if not ray_available():
+        pytest.skip("Ray is not installed (extra 'cluster')")
+    files = []
+    for name in ("a.h5", "b.h5"):
+        (tmp_path / name).write_bytes(datasets.bundled_brain().read_bytes())
+        files.append(str(tmp_path / name))
+    out = tmp_path / "r"
+    assert main(["recon", *files, "--method", "dip", "--accel", "4", "--steps", "300", "--levels", "2",
+                 "--workers", "2", "--threads", "1", "--progress", "--out", str(out)]) == 0
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert json.loads((out / "recon.json").read_text())["parallel"]["backend"] == "ray"
+    for stem in ("a", "b"):
+        assert re.search(rf"{stem} slice 0 dip 4x: dip: .*\d+/300 \[", err), f"no step bar for slice {stem}"
+    assert "slices: " in err and "2/2 [" in err
 
 
 def test_renamed_transfer_flags_reach_the_run(tmp_path, image_file, capsys):

@@ -414,10 +414,11 @@ def run_recon(args) -> int:
     say = bar.write if args.progress else log
     failures, n_done = [], done0
     t0 = time.perf_counter()
+    step_bars = _StepBars() if args.progress and not in_process else None   # slices in Ray workers
     try:
         for job, rec in parallel.run_tasks(_run_slice_job, jobs, workers=workers, threads=threads,
                                            gpus_per_task=args.gpus_per_task, ray_address=args.ray_address,
-                                           retries=args.retries, log=say):
+                                           retries=args.retries, log=say, on_steps=step_bars):
             bar.update(1)
             n_done += 1
             say(f"[{n_done}/{total}] {_status(job, rec)}")
@@ -431,6 +432,8 @@ def run_recon(args) -> int:
                     say(f"    volume {v.name} {s.run_name}: PSNR {vrec['final']['psnr']:.2f} dB, "
                         f"SSIM {vrec['final']['ssim']:.4f}, NMSE {vrec['final']['nmse']:.4f} (fastMRI)")
     finally:
+        if step_bars is not None:
+            step_bars.close()
         bar.close()
         for s, _ in runs:
             if (out / s.run_name).exists():
@@ -464,6 +467,33 @@ def run_recon(args) -> int:
         return 1
     print(f"{len(jobs)} slice(s) reconstructed in {wall:.1f} s -> {out}")
     return 0
+
+
+class _StepBars:
+    """A step bar per slice running in a Ray worker, under the slices bar, fed with the workers'
+    reports (:class:`mri_oes.parallel.StepBoard` snapshots ``{slice: (desc, step, total)}``)."""
+
+    def __init__(self):
+        self.bars = {}
+
+    def __call__(self, snapshot: dict) -> None:
+        from tqdm.auto import tqdm
+        for key in [k for k in self.bars if k not in snapshot]:
+            self.bars.pop(key).close()
+        for key, (desc, step, total) in snapshot.items():
+            bar = self.bars.get(key)
+            label = f"{key}: {desc}"
+            if bar is None or bar.total != total or bar.desc != label:   # mask learning, then training
+                if bar is not None:
+                    bar.close()
+                bar = self.bars[key] = tqdm(total=total, desc=label, unit="step", leave=False,
+                                            dynamic_ncols=True, file=sys.stderr)
+            bar.update(max(0, step - bar.n))
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
 
 
 def _run_slice_job(job):
