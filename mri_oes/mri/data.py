@@ -118,12 +118,17 @@ def _digest_blocks(blocks) -> str:
     return h.hexdigest()
 
 
-def slice_digest(path, index: int) -> str:
+def slice_digest(path, index: int, loaded: Optional["MRISlice"] = None) -> str:
     """blake2b (128 bit) of slice ``index``'s k-space bytes and, when the file has one, its
     ``reconstruction_rss`` image: the content identity of one slice (a resume reuses a finished slice
-    only when it matches). Cached per (path, inode, size, mtime, ctime) within the process."""
+    only when it matches). Cached per (path, inode, size, mtime, ctime) within the process; ``loaded``
+    (the slice as :func:`load_slices` read it) is digested instead of reading the file again."""
     key = (_stat_key(path), "slice", int(index))
-    if key not in _DIGESTS:
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    if loaded is not None:
+        blocks = [loaded.kspace] + ([loaded.reference] if loaded.reference is not None else [])
+    else:
         with _open(path) as f:
             ds = _check_kspace_dataset(f, path)
             if not 0 <= int(index) < ds.shape[0]:
@@ -134,7 +139,7 @@ def slice_digest(path, index: int) -> str:
                     ([np.asarray(rss[int(index)], dtype=np.float32)] if isinstance(rss, h5py.Dataset) else [])
             except OSError as e:
                 raise UserError(f"{path}: cannot read 'kspace' slice {index} (truncated file? {e})") from None
-        _DIGESTS[key] = _digest_blocks(blocks)
+    _DIGESTS[key] = _digest_blocks(blocks)
     return _DIGESTS[key]
 
 
@@ -259,11 +264,7 @@ def check_slices(path, slices: Optional[Sequence[int]] = None) -> None:
     keeping none of them, and record each slice's :func:`slice_digest` on the way."""
     n = num_slices(path)
     for s in (range(n) if slices is None else slices):
-        sl = load_slices(path, [int(s)])[0]
-        key = (_stat_key(path), "slice", int(s))
-        if key not in _DIGESTS:
-            _DIGESTS[key] = _digest_blocks([sl.kspace] + ([sl.reference] if sl.reference is not None else []))
-        del sl
+        slice_digest(path, int(s), loaded=load_slices(path, [int(s)])[0])
 
 
 def _open(path) -> h5py.File:

@@ -371,6 +371,7 @@ def _classical(job: SliceJob) -> dict:
 
 def _network(job: SliceJob) -> dict:
     from ..problem import Problem
+    from .data import slice_digest
     from ..runner import run
     s = job.settings
     t0 = time.perf_counter()
@@ -379,7 +380,7 @@ def _network(job: SliceJob) -> dict:
     gp = Problem(p.operator, p.y, p.image_shape, evaluate=_evaluator(p, job.data_range), kind="mri",
                  info={"kind": "mri", "task": "mri", "scan": job.stem, "file": str(job.file),
                        "slice": int(job.slice), "accel": s.accel, "data_range": job.data_range,
-                       "kspace_digest": _identity(job)["kspace_digest"]},   # the data (see is_done)
+                       "kspace_digest": slice_digest(job.file, job.slice)},   # the data (see is_done)
                  to_display=lambda x: np.clip(np.abs(p.unscale(x)) / vmax, 0, 1))
     rc = run_config(s, gp)
     zf = _zf_metrics(p, job.data_range)
