@@ -174,19 +174,9 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
-def rows_to_csv(rows) -> str:
-    import csv
-    import io
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: r.get(k, "") for k in COLUMNS})
-    return buf.getvalue()
-
-
 def cmd_evaluate(args) -> int:
     from ..io import atomic_path
+    from ..schema import rows_to_csv   # the one CSV writer (cells never read as formulas)
     if args.csv and Path(args.csv).exists() and not args.overwrite:
         raise UserError(f"--csv {args.csv} exists; pass --overwrite to replace it")
     rows = evaluate(args.pred, args.target, args.challenge)
@@ -195,7 +185,7 @@ def cmd_evaluate(args) -> int:
     print(format_table(rows))
     if args.csv:
         with atomic_path(Path(args.csv)) as tmp:
-            tmp.write_text(rows_to_csv(rows))
+            tmp.write_text(rows_to_csv(rows, columns=COLUMNS))
         print(f"{len(rows)} rows -> {args.csv}", file=sys.stderr)
     return 0
 
