@@ -24,6 +24,8 @@ EXTRA = {
     "super-resolution-x8": lambda: O.SuperResolution((3, 64, 64), factor=8),
     "mri-2d-mask": lambda: O.MultiCoilMRI(torch.randn(3, 10, 8, dtype=torch.complex64),
                                           torch.rand(10, 8) > 0.6),
+    "mri-two-map-sets": lambda: O.MultiCoilMRI(torch.randn(2, 4, 12, 10, dtype=torch.complex64),
+                                               torch.rand(10, generator=torch.Generator().manual_seed(1)) > 0.5),
     "composed": lambda: O.Inpaint((1, 32, 32), keep_fraction=0.5) @ O.Denoise((1, 32, 32)),
     "scaled": lambda: 2.5 * O.SuperResolution((1, 32, 32), factor=2),
     "adjoint-of-sr": lambda: O.SuperResolution((1, 32, 32), factor=2).H,
