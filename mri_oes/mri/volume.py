@@ -10,7 +10,8 @@ already undersampled files)::
         recon.png                         that image on the volume's grey scale
         figure.png                        reference, zero-filled, this method, error maps, sampling mask
         curve.png, network_output.npy     network methods: PSNR per step, raw output (complex, scaled
-                                          units); checkpoint.safetensors while running, mask.safetensors
+                                          units); checkpoint.safetensors while running, mask.safetensors,
+        weights.safetensors               the trained weights (what ``recon --init-from`` starts from)
     reconstructions/<file name>.h5        ``reconstruction`` [slices, h, w], written by
                                           fastmri.save_reconstructions once EVERY slice is complete
     volumes/<file stem>/metrics.json      the volume record: fastmri.evaluate's metrics of that file
@@ -89,6 +90,7 @@ class Settings:
     stop_rule: str = "none"                   # ground-truth-free stop of the training fit (core.fit)
     stop_tol: float = 0.05                    # image-change: relative change per 1,000 steps below this ...
     stop_patience: int = 500                  # ... throughout this many steps
+    init_from: Optional[str] = None           # a finished run to start from (:func:`init_source`)
     width: float = 1.0
     log_every: int = 50
     checkpoint_every: int = 500
@@ -153,7 +155,7 @@ class Settings:
             for k in ("levels_cap", "steps_pixels", "density_rule", "data_consistency", "lr_final",
                       "lr_decay_start", "grad_clip",
                       "input_noise_std", "output_average", "generator", "layers", "channels", "precision",
-                      "stop_rule", "stop_tol", "stop_patience"):
+                      "stop_rule", "stop_tol", "stop_patience", "init_from"):
                 d.pop(k)
             for k in ("steps", "mask_steps", "density", "mask_path", "min_layer_density", "lr", "levels",
                       "width", "log_every", "checkpoint_every", "mask_lr", "scope", "temperature", "lam",
@@ -170,6 +172,8 @@ class Settings:
             if d["stop_rule"] == "none":
                 for k in ("stop_rule", "stop_tol", "stop_patience"):
                     d.pop(k)   # (as precision)
+            if d["init_from"] is None:
+                d.pop("init_from")   # (as precision; the weights' digest is in each slice's identity)
         return d
 
 
@@ -383,6 +387,7 @@ def _network(job: SliceJob) -> dict:
                        "kspace_digest": slice_digest(job.file, job.slice)},   # the data (see is_done)
                  to_display=lambda x: np.clip(np.abs(p.unscale(x)) / vmax, 0, 1))
     rc = run_config(s, gp)
+    warm_start(s, rc, job.file, job.slice)
     zf = _zf_metrics(p, job.data_range)
 
     def writer(problem, res, work, record):
@@ -401,6 +406,47 @@ def _network(job: SliceJob) -> dict:
     for k in ("_result", "_mask"):
         rec.pop(k, None)
     return rec
+
+
+def init_source(run, file, index, run_name) -> Path:
+    """The finished run folder ``--init-from RUN`` names for slice ``index`` of ``file``: ``RUN`` itself
+    (a slice folder holding ``weights.safetensors``), else the slice of the same name in ``RUN`` (a
+    recon run folder ``OUT/<method>_<accel>x``, or ``OUT`` itself: ``<run_name>/slices/<stem>/<NNN>``)."""
+    from ..runner import WEIGHTS_FILE
+    run = Path(run)
+    rel = Path("slices") / Path(file).stem / f"{int(index):03d}"
+    for d in (run, run / rel, run / run_name / rel):
+        if (d / WEIGHTS_FILE).is_file():
+            return d
+    raise UserError(f"--init-from {run}: no finished network run there ({WEIGHTS_FILE} not in it, nor in "
+                    f"{rel} or {run_name}/{rel} under it)")
+
+
+def warm_start(s: Settings, rc, file, index) -> None:
+    """``rc`` (in place) starts from ``--init-from``'s run for slice ``index`` of ``file``: its weights
+    file, and for sparse-dip without a mask file or density its mask (no mask learning)."""
+    if not s.init_from:
+        return
+    from ..runner import WEIGHTS_FILE
+    src = init_source(s.init_from, file, index, s.run_name)
+    rc.init_from = str(src / WEIGHTS_FILE)
+    if s.method == "sparse-dip" and not s.mask_path and s.density is None and (src / "mask.safetensors").is_file():
+        rc.mask_path = str(src / "mask.safetensors")
+
+
+def check_warm_start(s: Settings, file, index, image_hw) -> None:
+    """Refuse (one line) an ``--init-from`` source missing for this slice or of another network, before
+    any output exists."""
+    if not s.init_from:
+        return
+    from ..generators import build_generator
+    from ..masks import Mask
+    from ..runner import load_init_weights
+    rc = grid_run_config(s, image_hw)
+    warm_start(s, rc, file, index)
+    cfg = Mask.load(rc.mask_path).generator_config() if s.method == "sparse-dip" and rc.mask_path else \
+        rc.generator_config_for(2, mri=True)
+    load_init_weights(rc.init_from, build_generator(cfg, 0, image_hw))
 
 
 def run_config(s: Settings, gp):
