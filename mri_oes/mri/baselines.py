@@ -34,7 +34,8 @@ the reference nor the fully sampled k-space is read):
 The choice (λ, rule, grid, held-out errors and lines, seconds) is recorded in
 ``problem.info["lamda_choice"]`` and the map sets in ``problem.info["espirit"]`` (``metrics.json``:
 ``problem.lamda_choice``, ``problem.espirit``). A λ given explicitly is used as is.
-``results/2026-12-05-classical-defaults/README.md`` has the before/after table.
+``results/2026-12-05-classical-defaults/README.md`` and ``results/2026-12-05-classical-rules/README.md`` have
+the before/after tables.
 """
 from __future__ import annotations
 
