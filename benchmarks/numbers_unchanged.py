@@ -71,7 +71,8 @@ def _identity_digest(folder: Path, work: Path):
     if not f.is_file():
         return None
     text = f.read_text().replace(str(work), "<work>").replace(str(ROOT), "<root>")
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    # key order is not part of an identity (runs compare canonical JSON)
+    return hashlib.sha256(json.dumps(json.loads(text), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def collect(out: Path, work: Path) -> dict:
@@ -162,7 +163,14 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="/tmp/mri_oes-numbers", help="folder of the run folders (replaced per case)")
     ap.add_argument("--only", nargs="+", default=None, help="run these cases only")
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="print the differences of two JSONs")
+    ap.add_argument("--recollect", metavar="JSON", help="re-read the run folders under --work into this JSON's cases")
     args = ap.parse_args(argv)
+    if args.recollect:
+        doc = json.loads(Path(args.recollect).read_text())
+        work = Path(args.work).resolve()
+        doc["cases"] = {name: collect(work / name, work) for name in doc["cases"]}
+        Path(args.recollect).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        return 0
     if args.compare:
         a, b = (json.loads(Path(p).read_text()) for p in args.compare)
         return compare(a, b)
