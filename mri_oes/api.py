@@ -6,7 +6,7 @@
 
 :func:`reconstruct` is ``recon`` for one slice, not a second implementation: the keyword arguments
 are recon's flags (their argparse names: ``steps``, ``density``, ``reg_weight`` ...), resolved against
-``--preset`` by the same code (:func:`mri_oes.commands.mri.run_settings`), validated by the same checks,
+``--preset`` by the same code (:func:`mri_oes.commands.mri.recon_recipe`), validated by the same checks,
 and the slice is reconstructed by :func:`mri_oes.mri.volume.run_slice` into a recon run folder
 (``out``, or a temporary folder removed afterwards). A NumPy k-space is first written as a one-slice
 fastMRI file (``kspace`` [1, coils, H, W]; ``mask`` when a sampling mask is given; ``reconstruction_rss``
@@ -125,7 +125,7 @@ def reconstruct(kspace: Union[str, Path, np.ndarray], mask=None, *, accel: Optio
     naming the argument.
     """
     from .cli_common import setup_runtime
-    from .commands.mri import _apply_preset, _check_run_folder, _validate, run_settings
+    from .commands.mri import _check_run_folder, _validate, recon_recipe
     from .io import write_json
     from .mri.dataset import discover, reference_volume
     from .mri.volume import METHODS, RECON_FILE, SliceJob, read_record, run_slice, volume_data_range
@@ -164,13 +164,11 @@ def reconstruct(kspace: Union[str, Path, np.ndarray], mask=None, *, accel: Optio
         else:
             path, index = _array_input(kspace, mask, reference, root / ".inputs"), 0
         vols = discover([path], [index])
-        _apply_preset(args)
         setup_runtime(args)
         esp = _validate(args, vols)
         vol = vols[0]
         run_accel = None if vol.undersampled else args.accel[0]
-        s = run_settings(args, method, run_accel, esp, int(args.threads), 1)
-        s.progress = bool(progress)
+        s = recon_recipe(args, method, run_accel, esp, int(args.threads), 1).with_runtime(progress=bool(progress))
         _check_run_folder(root / s.run_name, s, False)
         (root / s.run_name).mkdir(parents=True, exist_ok=True)
         write_json(root / s.run_name / "run.json", s.identity())

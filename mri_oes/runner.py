@@ -9,99 +9,30 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 
 from . import methods
 from .errors import UserError
+from .schema import CLASSICAL_METHODS
 from .generators import GeneratorConfig, count_parameters
 from .io import save_image, save_npy, versions, write_json
-from .masks import Mask, check_density, maskable_parameters
+from .masks import Mask, maskable_parameters
+from .recipe import Recipe
 from .runtime import resolve_device
 from .statefile import file_digest, tensor_digest
 
-METHODS = ("dip", "sparse-dip", "oes", "deep-decoder", "gp-dip")
-
-
-@dataclass
-class RunConfig:
-    method: str = "sparse-dip"
-    steps: int = 2000
-    mask_steps: int = 1000
-    density: float = 0.05
-    lr: float = 1e-2
-    mask_lr: float = 1e-2
-    seed: int = 0
-    levels: int = 5
-    width: float = 1.0
-    scope: str = "weights"
-    min_layer_density: float = 0.0
-    temperature: float = 0.2
-    lam: float = 1e-9
-    sgld_std: float = 0.0
-    generator: Optional[str] = None       # None: hourglass (deep decoder for method deep-decoder)
-    layers: Optional[int] = None          # deep decoder depth (None: levels + 1)
-    channels: Optional[object] = None     # deep decoder channels, or per-layer widths (None: 128)
-    lr_final: Optional[float] = None      # cosine decay of the weights' lr to this value (None: constant)
-    lr_decay_start: float = 0.0           # ... starting after this fraction of the steps (0: whole run)
-    grad_clip: float = 0.0                # global gradient-norm clip (0: off)
-    input_noise_std: float = 0.0          # z + N(0, std²) each step (0: off)
-    output_average: float = 0.0           # output = running average of the iterates, this decay (0: last iterate)
-    precision: str = "float32"            # generator passes in float32 or bfloat16 (core.fit)
-    stop_rule: str = "none"               # ground-truth-free stop of the training fit (core.fit; none: all steps)
-    stop_tol: float = 0.05                # image-change: relative change per 1,000 steps below this ...
-    stop_patience: int = 500              # ... throughout this many steps
-    log_every: int = 50
-    checkpoint_every: int = 500
-    device: str = "cpu"
-    mask_path: Optional[str] = None
-    fresh_init: bool = False
-    progress: bool = True
-    extra: dict = field(default_factory=dict)
-
-    def generator_config(self, problem) -> GeneratorConfig:
-        """The OES hourglass, the deep decoder (``method`` deep-decoder, or ``generator`` for a
-        Sparse-DIP mask on it: the mask method is generator-agnostic), or Darestani & Heckel's
-        ConvDecoder (``generator`` conv-decoder; brain defaults 5 layers × 64 channels, input 8×8)."""
-        return self.generator_config_for(problem.out_channels, mri=problem.kind == "mri")
-
-    def generator_config_for(self, out_channels: int, mri: bool) -> GeneratorConfig:
-        """:meth:`generator_config` for a network of ``out_channels`` outputs (before a problem exists)."""
-        kind = "deep-decoder" if self.method == "deep-decoder" else (self.generator or "hourglass")
-        per_layer = isinstance(self.channels, (list, tuple))   # per-layer widths: their length is the depth
-        if kind == "deep-decoder":
-            return GeneratorConfig.deep_decoder(out_channels=out_channels,
-                                                layers=None if per_layer else self.layers or self.levels + 1,
-                                                width=self.channels or 128, mri=mri)
-        if kind == "conv-decoder":
-            return GeneratorConfig.convdecoder(out_channels=out_channels,
-                                               layers=None if per_layer else self.layers or 5,
-                                               width=self.channels or 64, input_size=(8, 8))
-        if kind != "hourglass":
-            raise UserError(f"--generator must be hourglass, deep-decoder or conv-decoder, got {kind!r}")
-        return GeneratorConfig.oes(out_channels=out_channels, levels=self.levels, width=self.width,
-                                   mri=mri)
-
-
-def run_identity(problem, rc: "RunConfig", command: str) -> dict:
-    """Everything that determines a run's result (resume only on an exact match)."""
-    cfg = {k: v for k, v in vars(rc).items() if k not in ("progress", "extra")}
-    if cfg.get("precision") == "float32":
-        cfg.pop("precision")   # float32 runs keep the identity they had before the option existed
-    if not cfg.get("lr_decay_start"):
-        cfg.pop("lr_decay_start", None)   # (as precision)
-    if cfg.get("stop_rule", "none") == "none":
-        for k in ("stop_rule", "stop_tol", "stop_patience"):
-            cfg.pop(k, None)   # (as precision)
-    ident = {"command": command, "config": cfg, "measurements": tensor_digest(problem.y),
+def run_identity(problem, recipe: Recipe, command: str) -> dict:
+    """Everything that determines a run's result (resume only on an exact match): the resolved recipe's
+    identity (:meth:`Recipe.identity`) and the data."""
+    ident = {"command": command, "config": recipe.identity(), "measurements": tensor_digest(problem.y),
              "operator": problem.operator.describe(), "problem": problem.info,
              "versions": {k: v for k, v in versions().items() if k in ("mri_oes", "torch")}}
     if problem.reference is not None:
         ident["reference"] = tensor_digest(problem.reference)
-    if rc.mask_path:
-        ident["mask_file"] = file_digest(rc.mask_path)
+    if recipe.mask_path:
+        ident["mask_file"] = file_digest(recipe.mask_path)
     return ident
 
 
@@ -143,7 +74,7 @@ def _display(problem, x):
     return problem.to_display(x) if problem.to_display else x[0].detach().cpu().numpy()
 
 
-def get_mask(problem, rc: RunConfig, device, out: Optional[Path], cfg: GeneratorConfig, net, z, seeds,
+def get_mask(problem, rc: Recipe, device, out: Optional[Path], cfg: GeneratorConfig, net, z, seeds,
              identity: Optional[dict] = None):
     """The mask for a sparse method: a given file (rebuilding its own theta_in and z), or OES-learned."""
     if rc.mask_path:
@@ -170,7 +101,7 @@ def get_mask(problem, rc: RunConfig, device, out: Optional[Path], cfg: Generator
     return mask, cfg, net, z, seeds, res
 
 
-def mask_source_of(rc: RunConfig, mask: Optional[Mask]) -> str:
+def mask_source_of(rc: Recipe, mask: Optional[Mask]) -> str:
     if mask is None:
         return "none"
     if rc.mask_path:
@@ -178,37 +109,27 @@ def mask_source_of(rc: RunConfig, mask: Optional[Mask]) -> str:
     return "oes"
 
 
-def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool = True,
+def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: bool = True,
         command: str = "fit", writer=None, callback=None) -> dict:
-    """Run ``rc.method`` on ``problem``; write outputs to ``out``; return the result record.
+    """Run ``recipe`` on ``problem``; write outputs to ``out``; return the result record.
 
-    The run folder is complete or absent (:class:`~mri_oes.rundir.RunDir`): files are staged in
-    ``.<out>.partial`` (checkpoints too, so a killed run resumes with the same command) and renamed
-    into place last. ``writer(problem, res, work_dir, record)`` (optional) writes extra outputs
-    (e.g. the fastMRI reconstruction file) before the record; ``callback(row)`` sees every logged
-    training row (:func:`mri_oes.core.fit`). ``rc.steps == 0`` learns a mask only (``learn-mask``)."""
-    from .core import check_precision, check_stop_rule
+    The recipe is resolved on the problem's grid (:meth:`Recipe.for_problem`: depth, steps, density rule)
+    and validated before any output exists. The run folder is complete or absent
+    (:class:`~mri_oes.rundir.RunDir`): files are staged in ``.<out>.partial`` (checkpoints too, so a
+    killed run resumes with the same command) and renamed into place last. ``writer(problem, res,
+    work_dir, record)`` (optional) writes extra outputs (e.g. the fastMRI reconstruction file) before
+    the record; ``callback(row)`` sees every logged training row (:func:`mri_oes.core.fit`).
+    ``steps == 0`` learns a mask only (``learn-mask``)."""
     from .rundir import RunDir
     from .schema import make_record
-    check_precision(rc.precision)
-    check_stop_rule(rc.stop_rule, rc.stop_tol, rc.stop_patience)
-    if rc.method not in METHODS:
-        raise UserError(f"--method must be one of {METHODS}, got {rc.method!r}")
-    if rc.steps < 0 or rc.mask_steps < 0:
-        raise UserError("--steps and --mask-steps must be >= 0")
-    method = "sparse-dip" if rc.method == "oes" else rc.method
-    device = resolve_device(rc.device)
-    # validate everything that can fail on user input before any output exists
-    if method == "sparse-dip":
-        if rc.mask_path:
-            Mask.load(rc.mask_path).generator_config()
-        else:
-            check_density(rc.density)
-            if not rc.density < 1:
-                raise UserError("--density must be < 1 for an OES mask (density 1 is dense DIP: --method dip)")
-    problem.to(device)
-    cfg = rc.generator_config(problem)
     from .generators import check_image_size
+    if recipe.method in CLASSICAL_METHODS:
+        raise UserError(f"--method {recipe.method} is a classical MRI method: reconstruct with mri-oes recon")
+    device = resolve_device(recipe.device)
+    problem.to(device)
+    rc = recipe.for_problem(problem).validate()
+    method = rc.method
+    cfg = rc.generator_config(problem.out_channels, mri=problem.kind == "mri")
     check_image_size(cfg, problem.image_hw)
     identity = run_identity(problem, rc, command)
     inputs = [rc.mask_path, problem.info.get("source"), problem.info.get("file")]
@@ -230,15 +151,11 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
         res = None
         if rc.steps > 0:
             res = methods.train_generator(
-                net, z, problem.operator, problem.y, steps=rc.steps, mask=mask, lr=rc.lr,
+                net, z, problem.operator, problem.y, mask=mask,
                 sgld_std=rc.sgld_std if method == "gp-dip" else 0.0, evaluate=problem.evaluate,
-                lr_final=rc.lr_final, lr_decay_start=rc.lr_decay_start, grad_clip=rc.grad_clip,
-                input_noise_std=rc.input_noise_std,
-                output_average=rc.output_average, precision=rc.precision,
-                stop_rule=rc.stop_rule, stop_tol=rc.stop_tol, stop_patience=rc.stop_patience,
-                log_every=rc.log_every, seed=rc.seed, progress=rc.progress, desc=method,
+                progress=rc.progress, desc=method,
                 checkpoint=(work / "checkpoint.safetensors") if work is not None else None,
-                identity=identity, checkpoint_every=rc.checkpoint_every, callback=callback)
+                identity=identity, callback=callback, **rc.fit_options())
         total = time.perf_counter() - t0
         n_weights = mask.n_total if mask is not None else sum(
             p.numel() for p in maskable_parameters(net).values())
@@ -254,7 +171,7 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
             seed=rc.seed, seeds=seeds, final=final, best=best,
             best_step=res.best_step if res is not None else None,
             time_total_s=total, time_fit_s=res.wall_time_s if res is not None else total,
-            device=str(device), config={k: v for k, v in vars(rc).items()},
+            device=str(device), config=rc.flat(),
             diverged=bool(res.diverged) if res is not None else False,
             task=problem.info.get("task", problem.kind), scan=problem.info.get("scan"),
             accel=problem.info.get("accel"),

@@ -9,7 +9,8 @@ import torch
 
 from ..cli_common import (_ranged, accel_int, add_generator_args, add_mask_args, add_operator_args, add_renamed,
                           add_run_args, add_task_args, add_training_args, floor_density, mask_density,
-                          nonneg_float, nonneg_int, out_path, positive_float, positive_int, setup_runtime)
+                          nonneg_float, nonneg_int, out_path, positive_float, positive_int, recipe_from_args,
+                          setup_runtime)
 from ..errors import UserError
 
 TASKS = ("denoise", "inpaint", "super-resolution")
@@ -155,9 +156,11 @@ def run_pai_cmd(args) -> int:
     from ..transfer import measurement_count
     import time
     dev = setup_runtime(args)
+    recipe = recipe_from_args(args, method="sparse-dip")
+    args.steps, args.density = recipe.steps, recipe.density   # recorded as run (identity and config)
     img = load_natural(args.image, args.crop, args.grayscale)
     hw = tuple(img.shape[-2:])
-    cfg = _cfg(args, img.shape[0], hw)
+    cfg = recipe.for_grid(hw).generator_config(img.shape[0], mri=False)
     from ..generators import check_image_size
     check_image_size(cfg, hw)
     prob = _problem(args, img, Path(args.image).stem)
@@ -168,15 +171,13 @@ def run_pai_cmd(args) -> int:
         t0 = time.perf_counter()
         net, z, seeds = methods.setup_generator(cfg, hw, args.seed, device=dev)
         meta = {"generator": cfg.to_dict(), **seeds, "image_hw": list(hw), "image": args.image, "task": args.task}
-        mask = pruning.prune_at_init(args.mask_source, net, z, prob.operator, prob.y, args.density, seed=args.seed,
-                                     scope=args.scope, min_layer_density=args.min_layer_density,
+        mask = pruning.prune_at_init(args.mask_source, net, z, prob.operator, prob.y, recipe.density,
+                                     seed=recipe.seed, scope=recipe.scope, min_layer_density=recipe.min_layer_density,
                                      synflow_rounds=args.synflow_rounds, meta=meta)
         mask.save(rd.work / "mask.safetensors")
-        res = methods.train_generator(net, z, prob.operator, prob.y, steps=args.steps, mask=mask, lr=args.lr,
-                                      evaluate=prob.evaluate, log_every=args.log_every, seed=args.seed,
-                                      progress=args.progress, checkpoint=rd.work / "checkpoint.safetensors",
-                                      identity=ident, checkpoint_every=args.checkpoint_every,
-                                      precision=args.precision)
+        res = methods.train_generator(net, z, prob.operator, prob.y, mask=mask, evaluate=prob.evaluate,
+                                      progress=recipe.progress, checkpoint=rd.work / "checkpoint.safetensors",
+                                      identity=ident, **recipe.fit_options())
         s = res.summary()
         if res.output is not None:
             save_image(rd.work / "recon.png", _img_out(prob.operator, res.output))
@@ -209,24 +210,23 @@ def run_pai_cmd(args) -> int:
 TRANSFER_DEFAULTS = {"steps": 2000, "mask_steps": 2000, "lr": 1e-2, "precision": "float32"}
 
 
-def _transfer_preset(args, hw):
-    """``(generator config, fit options, data consistency)`` of ``--preset`` at the source's 4x (one
-    network for every target: the masks are reused across accelerations); fills the flags not given.
-    The preset reaches the network through recon's route (``Settings.from_preset``, ``grid_run_config``)."""
-    from .. import core
+def _preset_network(args, hw):
+    """``(generator config, fit options, data consistency)`` of ``--preset``'s sparse-dip recipe at the
+    source's 4x (one network for every target: the masks are reused across accelerations); fills the
+    flags not given."""
     from ..mri import presets
-    from ..mri.volume import Settings, grid_run_config
-    pre = presets.for_accel(presets.get(args.preset), 4)
-    if pre.get("operator", "maps") != "maps":
-        raise UserError(f"--preset {args.preset}: transfer needs the maps operator, not {pre['operator']!r}")
-    s = Settings.from_preset("sparse-dip", 4, pre)
+    from ..recipe import Recipe
+    if presets.for_accel(presets.get(args.preset), 4).get("operator", "maps") != "maps":
+        raise UserError(f"--preset {args.preset}: transfer needs the maps operator")
+    recipe = Recipe.from_preset(args.preset, 4, method="sparse-dip")
     for k in TRANSFER_DEFAULTS:
         if getattr(args, k) is None:
-            setattr(args, k, getattr(s, k))
-    cfg = grid_run_config(s, hw).generator_config_for(2, mri=True)   # the maps operator's network: 2 outputs
-    fit = {k: getattr(s, k) for k in ("lr_final", "grad_clip", "input_noise_std", "output_average")}
-    fit.update(core.lr_decay_identity(s.lr_decay_start))   # cases of earlier runs keep their identity
-    return cfg, fit, s.data_consistency
+            setattr(args, k, getattr(recipe, k))
+    cfg = recipe.for_grid(hw).generator_config(2, mri=True)   # the maps operator's network: 2 outputs
+    fit = {k: getattr(recipe, k) for k in ("lr_final", "grad_clip", "input_noise_std", "output_average")}
+    if recipe.lr_decay_start:   # cases of earlier runs keep their identity
+        fit["lr_decay_start"] = recipe.lr_decay_start
+    return cfg, fit, recipe.data_consistency
 
 
 def run_transfer_cmd(args) -> int:
@@ -239,7 +239,7 @@ def run_transfer_cmd(args) -> int:
     preset_cfg = None
     if args.preset:
         from ..mri.data import load_slice
-        preset_cfg = _transfer_preset(args, tuple(load_slice(args.mri, args.slice).kspace.shape[-2:]))
+        preset_cfg = _preset_network(args, tuple(load_slice(args.mri, args.slice).kspace.shape[-2:]))
     for k, v in TRANSFER_DEFAULTS.items():
         if getattr(args, k) is None:
             setattr(args, k, v)

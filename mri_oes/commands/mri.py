@@ -37,7 +37,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -165,27 +165,6 @@ def register(subparsers) -> None:
 
 
 # ------------------------------------------------------------------------------------- validation
-PRESET_KEYS = ("steps", "mask_steps", "width", "lr", "min_layer_density", "precision", "stop_rule", "stop_tol",
-               "stop_patience")
-
-
-def _apply_preset(args) -> None:
-    """Load ``--preset`` and note which of its flags were given (``args.given``: explicit flags win at
-    every acceleration). The flags the user left out stay None here (recon.json's ``config`` records the
-    flags as given); each run's values come from the preset at its acceleration (:func:`run_settings`):
-    steps, the depth cap, the density rule without ``--density``, the decoder's width."""
-    from ..mri.presets import get
-    pre = get(args.preset)
-    args.given = {k for k in PRESET_KEYS if getattr(args, k) is not None}
-    if args.generator is None:
-        args.generator = pre.get("generator", "hourglass")
-    args.preset_values = pre   # per-acceleration values (presets.by_accel): for_accel, per run
-    if args.density is None and pre.get("density") is not None:
-        args.density = pre["density"]
-    if args.data_consistency is None:
-        args.data_consistency = bool(pre.get("data_consistency", False))
-
-
 def _check_mask_file(path):
     from ..masks import Mask
     try:
@@ -296,21 +275,14 @@ def _status(job, rec, elapsed=None) -> str:
     return f"{job}: FAILED ({rec})"
 
 
-def run_settings(args, method: str, accel, espirit: dict, threads: int = 1, workers: int = 1):
-    """The :class:`~mri_oes.mri.volume.Settings` of one recon run: the preset at ``accel``
-    (:meth:`Settings.from_preset`, the route the MRI quality experiment takes too) with the flags."""
-    from ..mri.presets import for_accel
-    from ..mri.volume import Settings
-    return Settings.from_preset(
-        method, accel, for_accel(args.preset_values, accel),
-        **{k: getattr(args, k) for k in args.given},   # explicit flags win
-        density=args.density, generator=args.generator, data_consistency=bool(args.data_consistency),
-        mask_type=args.mask_type, center_fraction=args.center_fraction, seed=args.seed,
+def recon_recipe(args, method: str, accel, espirit: dict, threads: int = 1, workers: int = 1):
+    """The :class:`~mri_oes.recipe.Recipe` of one recon run: ``--preset`` at ``accel`` with the flags
+    that were given (:meth:`Recipe.from_preset`, the route of ``reconstruct`` and the MRI experiment)."""
+    from ..cli_common import recipe_from_args
+    return recipe_from_args(
+        args, args.preset, accel, method=method, espirit=espirit, threads=threads,
         mask_path=str(Path(args.mask_path).resolve()) if (args.mask_path and method == "sparse-dip") else None,
-        levels=args.levels, scope=args.scope, mask_lr=args.mask_lr, temperature=args.temperature,
-        lam=args.lam, fresh_init=bool(args.fresh_init and args.mask_path), log_every=args.log_every,
-        checkpoint_every=args.checkpoint_every, lamda=args.lamda, max_iter=args.max_iter, espirit=espirit,
-        device=args.device, threads=threads, progress=bool(args.progress) and workers == 1)
+        fresh_init=bool(args.fresh_init and args.mask_path), progress=bool(args.progress) and workers == 1)
 
 
 def run_recon(args) -> int:
@@ -322,9 +294,6 @@ def run_recon(args) -> int:
                               slice_dir, volume_data_range, write_tables)
     from ..runtime import configure_threads, threads_for_tasks, usable_cores
 
-    if args.density is not None and "sparse-dip" not in args.method:
-        raise UserError("--density is only for --method sparse-dip")
-    _apply_preset(args)
     threads_given = args.threads is not None or os.environ.get("OMP_NUM_THREADS", "").strip().isdigit()
     setup_runtime(args)
     threads = int(args.threads)
@@ -343,7 +312,7 @@ def run_recon(args) -> int:
     for method in args.method:
         for accel in ([a for a in accels] if any(not v.undersampled for v in vols) else []) + \
                      ([None] if any(v.undersampled for v in vols) else []):
-            s = run_settings(args, method, accel, esp, threads, workers)
+            s = recon_recipe(args, method, accel, esp, threads, workers)
             runs.append((s, [v for v in vols if v.undersampled == (accel is None)]))
     for s, _ in runs:
         _check_run_folder(out / s.run_name, s, args.overwrite)
@@ -372,22 +341,20 @@ def run_recon(args) -> int:
     workers = max(1, min(workers, len(jobs)))
     concurrent = min(len(jobs), workers)
     in_process = not parallel.uses_ray(workers, len(jobs), args.gpus_per_task, args.ray_address)
-    for s, _ in runs:
-        s.progress = bool(args.progress) and in_process   # worker processes do not draw bars
     if not threads_given and 0 < concurrent < usable_cores() and args.device == "cpu" and not args.ray_address:
         # fewer slices at a time than cores: the idle cores become the slices' torch threads
         threads = threads_for_tasks(concurrent)
         configure_threads(threads)
-        for s, _ in runs:
-            s.threads = threads
+    # worker processes do not draw bars
+    runs = [(s.with_runtime(progress=bool(args.progress) and in_process, threads=threads), vs) for s, vs in runs]
+    jobs = [replace(j, settings=next(s for s, _ in runs if s.run_name == j.settings.run_name)) for j in jobs]
     backend = parallel.describe_backend(workers, threads, args.gpus_per_task, args.ray_address, len(jobs))
     write_json(out / "recon.json", {"command": " ".join(sys.argv), "inputs": [v.describe() for v in vols],
                                     "runs": [s.run_name for s, _ in runs], "parallel": backend,
                                     # the flags as given (None: from --preset at each acceleration) ...
-                                    "config": {k: v for k, v in vars(args).items()
-                                               if k not in ("func", "preset_values")},
+                                    "config": {k: v for k, v in vars(args).items() if k != "func"},
                                     # ... and what each run used (per-acceleration preset values applied)
-                                    "settings": {s.run_name: asdict(s) for s, _ in runs}})
+                                    "settings": {s.run_name: s.flat() for s, _ in runs}})
 
     def log(msg):
         print(msg, file=sys.stderr)
@@ -507,15 +474,7 @@ def problem_from_args(args):
     slice ``args.slice[0]``, fastMRI mask ``args.accel``/``args.mask_type`` seeded by ``args.seed``."""
     from ..mri.data import load_slice
     from ..mri.problem import build_problem
-    from ..problem import Problem
     sl = load_slice(args.image, args.slice if isinstance(args.slice, int) else args.slice[0])
     accel = None if sl.mask is not None else args.accel
     p = build_problem(sl, accel=accel, mask_type=args.mask_type, seed=args.seed)
-    vmax = float(p.reference.max()) if p.reference is not None else float(np.abs(p.zero_filled()).max())
-
-    def to_display(x_hat):
-        return np.abs(p.unscale(x_hat)) / vmax
-
-    return Problem(p.operator, p.y, p.image_shape, evaluate=p.evaluate if p.reference is not None else None,
-                   kind="mri", info={"kind": "mri", "accel": accel, **p.describe()}, to_display=to_display,
-                   measurements_display=np.abs(p.zero_filled()) / vmax)
+    return p.as_problem({"kind": "mri", "accel": accel, **p.describe()}, show_measurements=True)

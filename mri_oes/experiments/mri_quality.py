@@ -151,19 +151,6 @@ def parse_sets(pairs):
     return out
 
 
-def settings(method: str, cfg: dict, accel, seed: int, log_every: int, device: str = "cpu"):
-    """recon's :class:`mri_oes.mri.volume.Settings` of preset dict ``cfg`` (one route from preset values to
-    the runner, :meth:`Settings.from_preset`); ``conv-decoder``: dense DIP on the ConvDecoder at the
-    preset's depth and width."""
-    import dataclasses
-    from ..mri.volume import Settings
-    s = Settings.from_preset("dip" if method == "conv-decoder" else method, accel, cfg,
-                             seed=seed, log_every=log_every, device=device)
-    if method == "conv-decoder":
-        s = dataclasses.replace(s, generator="conv-decoder", layers=cfg["layers"], channels=cfg["channels"])
-    return s
-
-
 def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50, evaluate: bool = True,
                   accel=None, device: str = "cpu", verbose: bool = False):
     """Reconstruct problem ``p`` with a network ``method`` under preset dict ``cfg``, through the one
@@ -171,8 +158,7 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
     ORIGINAL units (complex ``(H, W)``, or coil images ``(coils, H, W)`` for ``operator = coils``) and a
     record (density, sparsity, times, history with the data-consistent curve ``dc_*``)."""
     import torch
-    from ..mri.volume import run_config
-    from ..problem import Problem
+    from ..recipe import Recipe
     from ..runner import run
     from operators.mri_coils import CoilImagesMRI
     t_start, wall_start = time.process_time(), time.perf_counter()
@@ -199,10 +185,14 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
             print(f"step {row.get('step')}  dc_psnr {dc if dc is None else round(dc, 3)}  "
                   f"wall {row['wall_s']:.0f}s  cpu {row['cpu_s']:.0f}s", flush=True)
 
-    gp = Problem(op, p.y, tuple(p.image_shape), kind="mri", info={"kind": "mri", "task": "mri"},
-                 evaluate=evaluate_fn if evaluate and p.reference is not None else None)
-    rc = run_config(settings(method, cfg, accel, seed, log_every, device), gp)   # recon's density rule included
-    rec = run(gp, rc, None, save_outputs=False, command="mri-quality", callback=cb)
+    gp = p.as_problem({"kind": "mri", "task": "mri"}, operator=op,
+                      evaluate=evaluate_fn if evaluate and p.reference is not None else None)
+    # recon's recipe of this preset (conv-decoder: dense DIP on the ConvDecoder at the preset's depth and width)
+    recipe = Recipe.from_preset_values(cfg, accel, method="dip" if method == "conv-decoder" else method,
+                                       seed=seed, log_every=log_every, device=device)
+    if method == "conv-decoder":
+        recipe = recipe.override(generator="conv-decoder", layers=cfg["layers"], channels=cfg["channels"])
+    rec = run(gp, recipe, None, save_outputs=False, command="mri-quality", callback=cb)
     res, mask = rec["_result"], rec["_mask"]
     final = unscaled(res.output)
     best = unscaled(res.best_output) if res.best_output is not None else final
@@ -210,10 +200,10 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
     info = {"config": cfg, "generator": rec["generator"], "seeds": rec["seeds"], "n_weights": rec["maskable_weights"],
             "n_measurements": rec["measurements"],   # measured real values: 2 · coils · sampled entries
             "density": rec["density"], "sparsity": rec["sparsity"], "per_layer_density": rec["per_layer_density"],
-            "steps": rc.steps, "mask_steps": cfg["mask_steps"] if mask is not None else 0,
+            "steps": rec["config"]["steps"], "mask_steps": cfg["mask_steps"] if mask is not None else 0,
             "time_mask_s": t_mask, "time_fit_s": res.wall_time_s, "time_total_s": time.process_time() - t_start,
             "time_wall_s": time.perf_counter() - wall_start,
-            "time_s_per_step": res.wall_time_s / max(rc.steps, 1), "best_step": res.best_step,
+            "time_s_per_step": res.wall_time_s / max(rec["config"]["steps"], 1), "best_step": res.best_step,
             "final_metrics": res.final_metrics, "best_metrics": res.best_metrics,
             "last_metrics": res.last_metrics, "diverged": res.diverged, "image": kind,
             "history": res.history,
