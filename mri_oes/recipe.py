@@ -31,6 +31,8 @@ class Network:
     width: float = 1.0                     # hourglass channel multiplier (1 = the paper's 128 channels)
     layers: Optional[int] = None           # decoder depth (None: deep decoder levels + 1, ConvDecoder 5)
     channels: Optional[object] = None      # decoder width, or per-layer widths (None: 128 / 64)
+    init_from: Optional[str] = None        # start from a finished run's trained weights (recon: the run
+                                           # folder; one fit: its weights file, mri.volume.warm_start)
 
 
 @dataclass(frozen=True)
@@ -92,25 +94,26 @@ FIELD_PART = {f.name: part for part, cls in PARTS.items() for f in fields(cls)}
 #: core.fit keyword arguments that the training part carries (steps_pixels and sgld_std are not fit's)
 FIT_OPTIONS = tuple(f.name for f in fields(Training) if f.name not in ("steps_pixels", "sgld_std"))
 #: fields left out of an identity at their "off" value (runs from before the option keep their identity)
-OFF_VALUES = {"precision": "float32", "lr_decay_start": 0.0, "steps_pixels": None}
+OFF_VALUES = {"precision": "float32", "lr_decay_start": 0.0, "steps_pixels": None, "init_from": None}
 STOP_FIELDS = ("stop_rule", "stop_tol", "stop_patience")
 #: a slice run's network fields (absent from a classical slice's identity)
 _NETWORK_RUN_FIELDS = ("steps", "mask_steps", "density", "mask_path", "min_layer_density", "lr", "mask_lr", "scope",
                        "temperature", "lam", "fresh_init", "levels", "levels_cap", "steps_pixels", "generator",
                        "layers", "channels", "density_rule", "data_consistency", "lr_final", "lr_decay_start",
                        "grad_clip", "input_noise_std", "output_average", "precision", "stop_rule", "stop_tol",
-                       "stop_patience", "width", "log_every", "checkpoint_every")
+                       "stop_patience", "width", "log_every", "checkpoint_every", "init_from")
 #: the order of a run's identity keys (any order compares equal; this one reads like the flags)
 _RUN_ORDER = ("method", "accel", "mask_type", "center_fraction", "seed", "steps", "mask_steps", "density", "mask_path",
               "min_layer_density", "lr", "mask_lr", "scope", "temperature", "lam", "fresh_init", "levels",
               "levels_cap", "steps_pixels", "generator", "layers", "channels", "density_rule", "data_consistency",
               "lr_final", "lr_decay_start", "grad_clip", "input_noise_std", "output_average", "precision",
-              "stop_rule", "stop_tol", "stop_patience", "width", "log_every", "checkpoint_every", "lamda", "max_iter",
-              "espirit")
+              "stop_rule", "stop_tol", "stop_patience", "init_from", "width", "log_every", "checkpoint_every", "lamda",
+              "max_iter", "espirit")
 _FIT_ORDER = ("method", "steps", "mask_steps", "density", "lr", "mask_lr", "seed", "levels", "width", "scope",
               "min_layer_density", "temperature", "lam", "sgld_std", "generator", "layers", "channels", "lr_final",
               "lr_decay_start", "grad_clip", "input_noise_std", "output_average", "precision", "stop_rule",
-              "stop_tol", "stop_patience", "log_every", "checkpoint_every", "device", "mask_path", "fresh_init")
+              "stop_tol", "stop_patience", "log_every", "checkpoint_every", "device", "mask_path", "fresh_init",
+              "init_from")
 
 
 def _flag(name: str) -> str:

@@ -3,7 +3,8 @@ natural images and MRI, the demo and the experiment scripts).
 
 Every run directory gets ``metrics.json`` (method, density AND sparsity, steps, seed, final/best
 metrics, wall time, config, versions), ``recon.png`` + ``recon.npy``, ``curve.png`` (PSNR/loss), and
-for OES ``mask.safetensors`` + ``finding1.png``. All files are written atomically.
+for OES ``mask.safetensors`` + ``finding1.png``; a network run's trained weights are
+``weights.safetensors`` (what ``init_from`` starts another run from). All files are written atomically.
 """
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ from .recipe import Recipe
 from .runtime import resolve_device
 from .statefile import file_digest, tensor_digest
 
+#: a finished network run's trained weights (statefile; ``net`` = the generator's state_dict)
+WEIGHTS_FILE = "weights.safetensors"
+
+
 def run_identity(problem, recipe: Recipe, command: str) -> dict:
     """Everything that determines a run's result (resume only on an exact match): the resolved recipe's
     identity (:meth:`Recipe.identity`) and the data."""
@@ -33,7 +38,28 @@ def run_identity(problem, recipe: Recipe, command: str) -> dict:
         ident["reference"] = tensor_digest(problem.reference)
     if recipe.mask_path:
         ident["mask_file"] = file_digest(recipe.mask_path)
+    if recipe.init_from:
+        ident["init_file"] = file_digest(recipe.init_from)
     return ident
+
+
+def load_init_weights(path, net) -> dict:
+    """The generator state of a finished run's :data:`WEIGHTS_FILE` ``path``, checked against ``net``
+    (same layers, same shapes: one UserError naming the file and the first layer that differs)."""
+    from .statefile import load_state
+    import torch
+    tree = load_state(path, None, what="weights file")
+    state = tree.get("net") if isinstance(tree, dict) else None
+    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise UserError(f"--init-from {path}: not a weights file of mri-oes (no network state)")
+    here = net.state_dict()
+    for k in list(here) + [k for k in state if k not in here]:
+        a = tuple(state[k].shape) if k in state else "absent"
+        b = tuple(here[k].shape) if k in here else "absent"
+        if a != b:
+            raise UserError(f"--init-from {path}: its network differs from this run's at layer {k} "
+                            f"({a} there, {b} here); use a run of the same method, depth and width")
+    return state
 
 
 def plot_curve(path: Path, history: list, title: str = "", final_psnr: Optional[float] = None,
@@ -83,11 +109,14 @@ def get_mask(problem, rc: Recipe, device, out: Optional[Path], cfg: GeneratorCon
         if mcfg.out_channels != problem.out_channels:
             raise UserError(f"mask {rc.mask_path} is for a generator with {mcfg.out_channels} output "
                             f"channels; this problem needs {problem.out_channels}")
-        fresh = {"init_seed": seeds["init_seed"], "z_seed": seeds["z_seed"]} if rc.fresh_init else {}
+        # init_from: the weights come from that run, z from this run's seed on this grid
+        fresh = {"init_seed": seeds["init_seed"], "z_seed": seeds["z_seed"]} if rc.fresh_init or rc.init_from else {}
         net, z = mask.build(problem.image_hw, device=device, **fresh)
         seeds = {"seed": rc.seed, "init_seed": fresh.get("init_seed", mask.meta["init_seed"]),
                  "z_seed": fresh.get("z_seed", mask.meta["z_seed"]), "mask_file": str(rc.mask_path),
                  "fresh_init": rc.fresh_init}
+        if rc.init_from:
+            net.load_state_dict(load_init_weights(rc.init_from, net))
         return mask, mcfg, net, z, seeds, None
     meta = {"generator": cfg.to_dict(), **seeds, "source": problem.info}
     mask, res = methods.learn_oes_mask(
@@ -122,7 +151,7 @@ def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: boo
     ``steps == 0`` learns a mask only (``learn-mask``)."""
     from .rundir import RunDir
     from .schema import make_record
-    from .generators import check_image_size
+    from .generators import build_generator, check_image_size
     if recipe.method in CLASSICAL_METHODS:
         raise UserError(f"--method {recipe.method} is a classical MRI method: reconstruct with mri-oes recon")
     device = resolve_device(recipe.device)
@@ -131,8 +160,11 @@ def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: boo
     method = rc.method
     cfg = rc.generator_config(problem.out_channels, mri=problem.kind == "mri")
     check_image_size(cfg, problem.image_hw)
+    if rc.init_from:   # a mismatched network is refused before any output exists
+        mcfg = Mask.load(rc.mask_path).generator_config() if method == "sparse-dip" and rc.mask_path else cfg
+        load_init_weights(rc.init_from, build_generator(mcfg, 0, problem.image_hw))
     identity = run_identity(problem, rc, command)
-    inputs = [rc.mask_path, problem.info.get("source"), problem.info.get("file")]
+    inputs = [rc.mask_path, rc.init_from, problem.info.get("source"), problem.info.get("file")]
     rd = RunDir(out, identity, overwrite, inputs=[i for i in inputs if isinstance(i, str)]) if save_outputs else None
     if rd is not None:
         rd.check()
@@ -140,6 +172,8 @@ def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: boo
         work = rd.work if rd is not None else None
         t0 = time.perf_counter()
         net, z, seeds = methods.setup_generator(cfg, problem.image_hw, rc.seed, device=device)
+        if rc.init_from:   # (a learned OES mask then ranks these weights; a mask file rebuilds the net)
+            net.load_state_dict(load_init_weights(rc.init_from, net))
         mask, mask_res, report, f1 = None, None, None, None
         if method == "sparse-dip":
             mask, cfg, net, z, seeds, mask_res = get_mask(problem, rc, device, work, cfg, net, z, seeds,
@@ -187,6 +221,11 @@ def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: boo
                                        "finding1": problem.evaluate(f1) if problem.evaluate else None}
         if work is not None:
             if res is not None:
+                from .statefile import save_state
+                save_state(work / WEIGHTS_FILE, {"net": net.state_dict(), "generator": cfg.to_dict()},
+                           {"what": "weights", "run": identity})
+                if mask is not None and rc.mask_path:
+                    mask.save(work / "mask.safetensors")   # a sparse run folder holds the mask it trained with
                 x = res.output
                 save_npy(work / "recon.npy", x[0].numpy())
                 save_image(work / "recon.png", _display(problem, x))

@@ -137,6 +137,14 @@ def register(subparsers) -> None:
                        width=_from_preset("width", _value))
     add_mask_args(p, density=_from_preset("density", _density, "'s rule, sparse-dip only"),
                   mask_steps=_from_preset("mask_steps", _value), floor=_from_preset("min_layer_density", _value))
+    p.add_argument("--init-from", metavar="RUN", default=None,
+                   help="network methods: start the network from the trained weights of a finished run instead "
+                        "of its seeded random init: RUN is a slice folder (.../slices/<file>/<NNN>) or a recon "
+                        "--out folder (each slice starts from the slice of the same file and index there). The "
+                        "network must match (method, depth, width); z stays this run's own (--seed, this grid). "
+                        "sparse-dip also reuses RUN's mask (no mask learning) unless --pruning-mask or --density "
+                        "is given, or RUN has none (then the mask is learned on the loaded weights). The "
+                        "weights' digest is part of the run identity")
     p.add_argument("--preset", choices=("cpu", "gpu"), default="cpu",
                    help="network settings not given as flags, per acceleration (mri_oes/mri/presets.py: steps, "
                         "mask steps, depth cap, width, lr, density rule, per-layer floor, data consistency): "
@@ -191,6 +199,8 @@ def _validate(args, vols):
         raise UserError("--density is only for --method sparse-dip")
     if args.mask_path:
         _check_mask_file(args.mask_path)
+    if args.init_from and not any(m in NETWORK for m in args.method):
+        raise UserError("--init-from is only for the network methods (" + ", ".join(NETWORK) + ")")
     if args.gpus_per_task > 0 and not args.device.startswith("cuda"):
         raise UserError(f"--gpus-per-task {args.gpus_per_task} needs --device cuda (the slices run on the GPU)")
     full = [v for v in vols if not v.undersampled]
@@ -282,6 +292,7 @@ def recon_recipe(args, method: str, accel, espirit: dict, threads: int = 1, work
     return recipe_from_args(
         args, args.preset, accel, method=method, espirit=espirit, threads=threads,
         mask_path=str(Path(args.mask_path).resolve()) if (args.mask_path and method == "sparse-dip") else None,
+        init_from=str(Path(args.init_from).resolve()) if (args.init_from and method in NETWORK) else None,
         fresh_init=bool(args.fresh_init and args.mask_path), progress=bool(args.progress) and workers == 1)
 
 
@@ -314,6 +325,11 @@ def run_recon(args) -> int:
                      ([None] if any(v.undersampled for v in vols) else []):
             s = recon_recipe(args, method, accel, esp, threads, workers)
             runs.append((s, [v for v in vols if v.undersampled == (accel is None)]))
+    from ..mri.volume import check_warm_start
+    for s, vs in runs:   # every slice's --init-from source found and its network checked before any output
+        for v in vs if s.init_from else []:
+            for sl in v.slices:
+                check_warm_start(s, v.path, sl, v.shape[-2:])
     for s, _ in runs:
         _check_run_folder(out / s.run_name, s, args.overwrite)
 

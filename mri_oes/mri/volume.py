@@ -10,7 +10,8 @@ already undersampled files)::
         recon.png                         that image on the volume's grey scale
         figure.png                        reference, zero-filled, this method, error maps, sampling mask
         curve.png, network_output.npy     network methods: PSNR per step, raw output (complex, scaled
-                                          units); checkpoint.safetensors while running, mask.safetensors
+                                          units); checkpoint.safetensors while running, mask.safetensors,
+        weights.safetensors               the trained weights (what ``recon --init-from`` starts from)
     reconstructions/<file name>.h5        ``reconstruction`` [slices, h, w], written by
                                           fastmri.save_reconstructions once EVERY slice is complete
     volumes/<file stem>/metrics.json      the volume record: fastmri.evaluate's metrics of that file
@@ -270,10 +271,49 @@ def _network(job: SliceJob) -> dict:
             record["density_rule"] = s.density_rule
         record["time"]["total_s"] = time.perf_counter() - t0   # ESPIRiT and set-up included
 
-    rec = run(gp, s, job.slice_dir, command="recon", writer=writer)
+    rec = run(gp, warm_start(s, job.file, job.slice), job.slice_dir, command="recon", writer=writer)
     for k in ("_result", "_mask"):
         rec.pop(k, None)
     return rec
+
+
+def init_source(run, file, index, run_name) -> Path:
+    """The finished run folder ``--init-from RUN`` names for slice ``index`` of ``file``: ``RUN`` itself
+    (a slice folder holding ``weights.safetensors``), else the slice of the same name in ``RUN`` (a
+    recon run folder ``OUT/<method>_<accel>x``, or ``OUT`` itself: ``<run_name>/slices/<stem>/<NNN>``)."""
+    from ..runner import WEIGHTS_FILE
+    run = Path(run)
+    rel = Path("slices") / Path(file).stem / f"{int(index):03d}"
+    for d in (run, run / rel, run / run_name / rel):
+        if (d / WEIGHTS_FILE).is_file():
+            return d
+    raise UserError(f"--init-from {run}: no finished network run there ({WEIGHTS_FILE} not in it, nor in "
+                    f"{rel} or {run_name}/{rel} under it)")
+
+
+def warm_start(s: Recipe, file, index) -> Recipe:
+    """The recipe of slice ``index`` of ``file`` under ``--init-from``: it starts from that run's weights
+    file, and sparse-dip without a mask file or density from its mask (no mask learning)."""
+    if not s.init_from:
+        return s
+    from ..runner import WEIGHTS_FILE
+    src = init_source(s.init_from, file, index, s.run_name)
+    reuse = s.method == "sparse-dip" and not s.mask_path and s.density is None and (src / "mask.safetensors").is_file()
+    return s.override(init_from=str(src / WEIGHTS_FILE), mask_path=str(src / "mask.safetensors") if reuse else None)
+
+
+def check_warm_start(s: Recipe, file, index, image_hw) -> None:
+    """Refuse (one line) an ``--init-from`` source missing for this slice or of another network, before
+    any output exists."""
+    if not s.init_from:
+        return
+    from ..generators import build_generator
+    from ..masks import Mask
+    from ..runner import load_init_weights
+    rc = warm_start(s, file, index).for_grid(image_hw)
+    cfg = Mask.load(rc.mask_path).generator_config() if s.method == "sparse-dip" and rc.mask_path else \
+        rc.generator_config(2, mri=True)
+    load_init_weights(rc.init_from, build_generator(cfg, 0, image_hw))
 
 
 def run_slice(job: SliceJob) -> dict:
