@@ -96,24 +96,8 @@ FIT_OPTIONS = tuple(f.name for f in fields(Training) if f.name not in ("steps_pi
 #: fields left out of an identity at their "off" value (runs from before the option keep their identity)
 OFF_VALUES = {"precision": "float32", "lr_decay_start": 0.0, "steps_pixels": None, "init_from": None}
 STOP_FIELDS = ("stop_rule", "stop_tol", "stop_patience")
-#: a slice run's network fields (absent from a classical slice's identity)
-_NETWORK_RUN_FIELDS = ("steps", "mask_steps", "density", "mask_path", "min_layer_density", "lr", "mask_lr", "scope",
-                       "temperature", "lam", "fresh_init", "levels", "levels_cap", "steps_pixels", "generator",
-                       "layers", "channels", "density_rule", "data_consistency", "lr_final", "lr_decay_start",
-                       "grad_clip", "input_noise_std", "output_average", "precision", "stop_rule", "stop_tol",
-                       "stop_patience", "width", "log_every", "checkpoint_every", "init_from")
-#: the order of a run's identity keys (any order compares equal; this one reads like the flags)
-_RUN_ORDER = ("method", "accel", "mask_type", "center_fraction", "seed", "steps", "mask_steps", "density", "mask_path",
-              "min_layer_density", "lr", "mask_lr", "scope", "temperature", "lam", "fresh_init", "levels",
-              "levels_cap", "steps_pixels", "generator", "layers", "channels", "density_rule", "data_consistency",
-              "lr_final", "lr_decay_start", "grad_clip", "input_noise_std", "output_average", "precision",
-              "stop_rule", "stop_tol", "stop_patience", "init_from", "width", "log_every", "checkpoint_every", "lamda",
-              "max_iter", "espirit")
-_FIT_ORDER = ("method", "steps", "mask_steps", "density", "lr", "mask_lr", "seed", "levels", "width", "scope",
-              "min_layer_density", "temperature", "lam", "sgld_std", "generator", "layers", "channels", "lr_final",
-              "lr_decay_start", "grad_clip", "input_noise_std", "output_average", "precision", "stop_rule",
-              "stop_tol", "stop_patience", "log_every", "checkpoint_every", "device", "mask_path", "fresh_init",
-              "init_from")
+#: what :meth:`Recipe.for_problem` turns into the fit's depth, steps and density
+RESOLUTION_INPUTS = ("levels_cap", "steps_pixels", "density_rule")
 
 
 def _flag(name: str) -> str:
@@ -312,17 +296,16 @@ class Recipe:
         keep their identity; runtime fields never count. A resolved recipe (one fit, :meth:`for_problem`)
         is identified by its resolved values and device; an MRI run over many slices by its acquisition,
         its unresolved network options, and for a classical method by the solver's options only."""
+        from .schema import CLASSICAL_METHODS
         flat = self.flat()
-        if self.resolved:
-            d = {k: flat[k] for k in _FIT_ORDER}
-        else:
-            keys = [k for k in _RUN_ORDER if k in flat]
-            from .schema import CLASSICAL_METHODS
-            if self.method in CLASSICAL_METHODS:
-                keys = [k for k in keys if k not in _NETWORK_RUN_FIELDS]
-            else:
-                keys = [k for k in keys if k not in ("lamda", "max_iter")]
-            d = {k: flat[k] for k in keys}
+        runtime, mri = {f.name for f in fields(Runtime)}, {f.name for f in fields(Acquisition)}
+        if self.resolved:   # one fit: its data (acquisition included) is identified beside it
+            drop = (runtime - {"device"}) | mri | set(RESOLUTION_INPUTS)
+        elif self.method in CLASSICAL_METHODS:   # a classical slice: acquisition and solver only
+            drop = set(flat) - (mri - {"data_consistency"}) - {"method", "seed"}
+        else:   # a network run over many slices
+            drop = runtime | {"sgld_std", "lamda", "max_iter"}
+        d = {k: v for k, v in flat.items() if k not in drop}
         for k, off in OFF_VALUES.items():
             if k in d and (d[k] == off or (off == 0.0 and not d[k])):
                 d.pop(k)

@@ -68,3 +68,22 @@ def test_identity_leaves_off_options_out_and_never_runtime():
     assert set(l1.identity()) == {"method", "accel", "mask_type", "center_fraction", "seed", "lamda", "max_iter",
                                   "espirit"}
     assert l1.override(steps=5, lr=0.5).identity() == l1.identity()
+
+
+def test_learn_mask_on_an_mri_file_learns_the_mask_recon_learns(tmp_path):
+    """One route: ``learn-mask FILE.h5`` trains the network ``recon --method sparse-dip`` trains (the
+    preset's recipe at the slice's acceleration), so the mask it writes is the mask recon learns."""
+    from mri_oes import datasets
+    from mri_oes.cli import main
+    from mri_oes.masks import Mask
+    brain = str(datasets.bundled_brain())
+    common = ["--accel", "4", "--mask-steps", "5", "--threads", "1", "--no-progress"]
+    assert main(["learn-mask", brain, *common, "--out", str(tmp_path / "mask")]) == 0
+    assert main(["recon", brain, "--slice", "0", "--method", "sparse-dip", "--steps", "1", "--workers", "1",
+                 *common, "--out", str(tmp_path / "recon")]) == 0
+    learned = Mask.load(tmp_path / "mask" / "mask.safetensors")
+    recon = Mask.load(next((tmp_path / "recon").glob("sparse-dip_4x/slices/*/000/mask.safetensors")))
+    assert learned.generator_config() == recon.generator_config()
+    assert learned.generator_config().kind == "deep-decoder"
+    assert learned.keep.keys() == recon.keep.keys()
+    assert all(torch.equal(learned.keep[k], recon.keep[k]) for k in learned.keep)
