@@ -29,6 +29,7 @@ import torch.nn as nn
 from torch.func import functional_call
 
 from .masks import Mask, check_density, maskable_parameters
+from .recipe import without_off_values
 
 
 #: ``fit`` on the CPU feeds ``z`` in channels_last memory format (measured faster on the CPU; off on
@@ -90,18 +91,6 @@ def check_precision(precision: str) -> None:
         raise UserError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
 
 
-def precision_identity(precision: str) -> dict:
-    """What ``precision`` adds to a run's resume identity: nothing for float32, so float32 runs keep
-    the identities they had before the option existed."""
-    return {} if precision == "float32" else {"precision": precision}
-
-
-def lr_decay_identity(lr_decay_start: float) -> dict:
-    """What ``lr_decay_start`` adds to a run's resume identity: nothing for 0 (the default), so runs
-    without it keep the identities they had before the option existed (as :func:`precision_identity`)."""
-    return {"lr_decay_start": lr_decay_start} if lr_decay_start else {}
-
-
 #: ``fit(stop_rule=...)``: ``none`` (run every step) or ``image-change`` (stop once the output changed
 #: less than ``stop_tol`` throughout the last ``stop_patience`` steps; see :func:`fit`)
 STOP_RULES = ("none", "image-change")
@@ -115,14 +104,6 @@ def check_stop_rule(stop_rule: str, stop_tol: float, stop_patience: int) -> None
         raise UserError(f"--stop-tol must be a positive number, got {stop_tol!r}")
     if int(stop_patience) < 1:
         raise UserError(f"--stop-patience must be >= 1, got {stop_patience!r}")
-
-
-def stop_identity(stop_rule: str, stop_tol: float, stop_patience: int) -> dict:
-    """What a stopping rule adds to a run's resume identity: nothing for ``none``, so runs without
-    one keep the identities they had before the option existed (as :func:`precision_identity`)."""
-    if stop_rule == "none":
-        return {}
-    return {"stop_rule": stop_rule, "stop_tol": float(stop_tol), "stop_patience": int(stop_patience)}
 
 
 def image_change(x: torch.Tensor, prev: torch.Tensor, steps: int) -> float:
@@ -555,9 +536,9 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                                 steps=steps, lr=lr, samples=samples, log_every=log_every,
                                 input_noise_std=input_noise_std, seed=seed, lr_final=lr_final,
                                 grad_clip=grad_clip, output_average=output_average,
-                                **lr_decay_identity(lr_decay_start),
-                                **precision_identity(precision),
-                                **stop_identity(stop_rule, stop_tol, stop_patience))
+                                **without_off_values({"lr_decay_start": lr_decay_start, "precision": precision,
+                                                      "stop_rule": stop_rule, "stop_tol": float(stop_tol),
+                                                      "stop_patience": int(stop_patience)}))
         legacy = ck_path.with_suffix(".pt")
         if legacy.is_file():
             warnings.warn(f"ignoring {legacy}: pickled checkpoints are never loaded (they can run code); "

@@ -43,6 +43,7 @@ from operators.base import LinearOperator
 from operators.natural import Denoise
 
 from . import core, methods
+from .recipe import without_off_values
 from .errors import RunMismatch, UserError
 from .generators import GeneratorConfig, make_input
 from .io import write_json
@@ -231,7 +232,7 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
               "data": _tensor_digest([y, z]), "operator": op.describe(),
               "rounds": R, "stop_rising": stop_rising, "log_every": log_every,
               "versions": {"torch": torch.__version__, "mri_oes": _mri_oes_version()}}
-    fp_src.update(core.precision_identity(precision))
+    fp_src.update(without_off_values({"precision": precision}))
     fingerprint = hashlib.sha256(json.dumps(fp_src, sort_keys=True, default=str).encode()).hexdigest()[:20]
     ident = _canonical(fp_src)
     base_meta = {"generator": cfg.to_dict(), "init_seed": seeds["init_seed"], "z_seed": seeds["z_seed"],

@@ -305,14 +305,7 @@ class Recipe:
             drop = set(flat) - (mri - {"data_consistency"}) - {"method", "seed"}
         else:   # a network run over many slices
             drop = runtime | {"sgld_std", "lamda", "max_iter"}
-        d = {k: v for k, v in flat.items() if k not in drop}
-        for k, off in OFF_VALUES.items():
-            if k in d and (d[k] == off or (off == 0.0 and not d[k])):
-                d.pop(k)
-        if d.get("stop_rule", "none") == "none":
-            for k in STOP_FIELDS:
-                d.pop(k, None)
-        return d
+        return without_off_values({k: v for k, v in flat.items() if k not in drop})
 
     def flat(self) -> dict:
         """Every option by name (the record's ``config``)."""
@@ -338,6 +331,20 @@ class Recipe:
     @property
     def run_name(self) -> str:
         return f"{self.method}_{self.tag}"
+
+
+def without_off_values(d: dict) -> dict:
+    """``d`` without the options at their "off" value (:data:`OFF_VALUES`; the stopping rule ``none``
+    with its tolerance and patience): the one rule that keeps the identities of runs (and of fits and
+    checkpoints, :func:`mri_oes.core.fit`) made before those options existed."""
+    d = dict(d)
+    for k, off in OFF_VALUES.items():
+        if k in d and (d[k] == off or (off == 0.0 and not d[k])):
+            d.pop(k)
+    if d.get("stop_rule", "none") == "none":
+        for k in STOP_FIELDS:
+            d.pop(k, None)
+    return d
 
 
 def _frozen(v):

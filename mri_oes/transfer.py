@@ -36,6 +36,7 @@ from typing import Callable, Dict, Optional, Sequence
 import torch
 
 from . import core, imp, methods, pruning
+from .recipe import without_off_values
 from .errors import UserError
 from .generators import GeneratorConfig
 from .io import atomic_path, versions, write_json
@@ -83,7 +84,7 @@ def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Pat
     masks: Dict[tuple, Mask] = {}
     src = {"source": _problem_identity(source), "generator": cfg.to_dict(), "seed": int(seed), "scope": scope,
            "min_layer_density": min_layer_density, "lr": lr, "versions": _versions_id(),
-           **core.precision_identity(precision)}
+           **without_off_values({"precision": precision})}
     for d in densities:
         if "oes" in methods_:
             path = mask_dir / f"oes_d{_fmt_d(d)}.safetensors"
@@ -180,7 +181,7 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                      "target": _problem_identity(prob), "train_steps": train_steps, "lr": lr_case,
                      "log_every": log_every, "seed": int(seed), "scope": scope, "generator": cfg.to_dict(),
                      "mask": None if mk is None else identity_digest(mk.meta.get("identity")),
-                     "versions": _versions_id(), **core.precision_identity(precision), **fit_options}
+                     "versions": _versions_id(), **without_off_values({"precision": precision}), **fit_options}
             if final_image and scen in final_image:   # absent otherwise: earlier cases keep their identity
                 ident["data_consistency"] = True
             if path.is_file():   # reuse a finished case only when it is exactly this case

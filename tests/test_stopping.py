@@ -102,7 +102,8 @@ def test_stop_rule_is_in_the_identity_only_when_on():
     on = base.override(stop_rule="image-change", stop_tol=0.1, stop_patience=300)
     assert {k: on.identity()[k] for k in ("stop_rule", "stop_tol", "stop_patience")} == \
         {"stop_rule": "image-change", "stop_tol": 0.1, "stop_patience": 300}
-    assert core.stop_identity("none", 0.1, 3) == {}
+    from mri_oes.recipe import without_off_values
+    assert without_off_values({"stop_rule": "none", "stop_tol": 0.1, "stop_patience": 3}) == {}
 
 
 def test_recon_records_the_rule(tmp_path):
