@@ -425,8 +425,7 @@ def mri_transfer(source_file, out_dir, *, source_slice: int = 0, targets: Sequen
         d = p.describe()
         info = {"file": str(file), "slice": sl_idx, "accel": accel, "scale": d.get("scale"),
                 "reference": d.get("reference")}
-        return Problem(operator=p.operator, y=p.y, evaluate=p.evaluate, image_hw=tuple(p.image_shape),
-                       kind="mri", info=info)
+        return p.as_problem(info, evaluate=p.evaluate)
 
     cfg = cfg or GeneratorConfig.oes(mri=True)
     src = prob(source_file, source_slice, source_accel, f"self/{source_accel}x")

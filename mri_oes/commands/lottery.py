@@ -12,6 +12,7 @@ from ..cli_common import (_ranged, accel_int, add_generator_args, add_mask_args,
                           nonneg_float, nonneg_int, out_path, positive_float, positive_int, recipe_from_args,
                           setup_runtime)
 from ..errors import UserError
+from ..recipe import without_off_values
 
 TASKS = ("denoise", "inpaint", "super-resolution")
 
@@ -206,27 +207,34 @@ def run_pai_cmd(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------- transfer
-#: transfer's defaults without --preset (the paper's protocol); --preset fills these from the MRI preset
-TRANSFER_DEFAULTS = {"steps": 2000, "mask_steps": 2000, "lr": 1e-2, "precision": "float32"}
+#: the recipe options transfer takes from --preset, or else from the recipe with the protocol's mask steps
+TRANSFER_OPTIONS = ("steps", "mask_steps", "lr", "precision")
+PROTOCOL_MASK_STEPS = 2000
 
 
-def _preset_network(args, hw):
-    """``(generator config, fit options, data consistency)`` of ``--preset``'s sparse-dip recipe at the
-    source's 4x (one network for every target: the masks are reused across accelerations); fills the
-    flags not given."""
-    from ..mri import presets
+def _transfer_recipe(args):
+    """``--preset``'s sparse-dip recipe at the source's 4x (one network for every target: the masks are
+    reused across accelerations), or the paper's protocol (the OES hourglass, 2,000 mask steps); the
+    flags not given are filled from it."""
     from ..recipe import Recipe
-    if presets.for_accel(presets.get(args.preset), 4).get("operator", "maps") != "maps":
-        raise UserError(f"--preset {args.preset}: transfer needs the maps operator")
-    recipe = Recipe.from_preset(args.preset, 4, method="sparse-dip")
-    for k in TRANSFER_DEFAULTS:
+    if args.preset:
+        from ..mri import presets
+        if presets.for_accel(presets.get(args.preset), 4).get("operator", "maps") != "maps":
+            raise UserError(f"--preset {args.preset}: transfer needs the maps operator")
+        recipe = Recipe.from_preset(args.preset, 4, method="sparse-dip")
+    else:
+        recipe = Recipe().override(mask_steps=PROTOCOL_MASK_STEPS)
+    for k in TRANSFER_OPTIONS:
         if getattr(args, k) is None:
             setattr(args, k, getattr(recipe, k))
+    return recipe
+
+
+def _preset_network(recipe, hw):
+    """``(generator config, fit options, data consistency)`` of a preset recipe on the source grid."""
     cfg = recipe.for_grid(hw).generator_config(2, mri=True)   # the maps operator's network: 2 outputs
     fit = {k: getattr(recipe, k) for k in ("lr_final", "grad_clip", "input_noise_std", "output_average")}
-    if recipe.lr_decay_start:   # cases of earlier runs keep their identity
-        fit["lr_decay_start"] = recipe.lr_decay_start
-    return cfg, fit, recipe.data_consistency
+    return cfg, without_off_values({**fit, "lr_decay_start": recipe.lr_decay_start}), recipe.data_consistency
 
 
 def run_transfer_cmd(args) -> int:
@@ -236,13 +244,11 @@ def run_transfer_cmd(args) -> int:
     if args.preset and not args.mri:
         raise UserError("--preset is for MRI transfer (--mri FILE)")
     setup_runtime(args)
+    recipe = _transfer_recipe(args)
     preset_cfg = None
     if args.preset:
         from ..mri.data import load_slice
-        preset_cfg = _preset_network(args, tuple(load_slice(args.mri, args.slice).kspace.shape[-2:]))
-    for k, v in TRANSFER_DEFAULTS.items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+        preset_cfg = _preset_network(recipe, tuple(load_slice(args.mri, args.slice).kspace.shape[-2:]))
     densities = [float(d) for d in args.densities]
     kw = dict(densities=densities, methods_=args.mask_sources, mask_steps=args.mask_steps,
               train_steps=args.steps, imp_steps_per_round=args.imp_steps,
@@ -384,7 +390,7 @@ def register(subparsers) -> None:
                 default=["none", "oes", "imp"], help="what to compare, one or more: none (dense DIP), oes, "
                                                      "imp (default all)")
     g.add_argument("--mask-steps", type=positive_int, default=None,
-                   help=f"OES mask-learning steps (default {TRANSFER_DEFAULTS['mask_steps']}, or from --preset)")
+                   help=f"OES mask-learning steps (default {PROTOCOL_MASK_STEPS}, or from --preset)")
     g.add_argument("--imp-steps", type=positive_int, default=500,
                    help="IMP training steps per round (default 500)")
     g.add_argument("--imp-rounds", type=positive_int, default=None,
