@@ -75,7 +75,7 @@ def cpu_channels_last_ok() -> bool:
 
 
 def use_channels_last(z: torch.Tensor) -> bool:
-    """:func:`fit` (and the batched fits) feed ``z`` channels_last: a CPU 4-D input, where the backend
+    """:func:`fit` feeds ``z`` channels_last: a CPU 4-D input, where the backend
     checks out (:func:`cpu_channels_last_ok`)."""
     return CPU_CHANNELS_LAST and z.device.type == "cpu" and z.dim() == 4 and cpu_channels_last_ok()
 
