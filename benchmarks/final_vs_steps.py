@@ -143,7 +143,6 @@ def default_steps(cfg: dict, image_hw) -> int:
 def run_one(scan, accel, net, max_steps, out, work, data_dir, seed=0, log_every=50, hourglass_density=0.1,
             sets=None, verbose=True) -> dict:
     """One long run; its curve JSON is rewritten after every logged row. Returns the curve document."""
-    import numpy as np
     from mri_oes.io import read_json, write_json
     from mri_oes.mri import presets
     from mri_oes.mri.data import load_slice

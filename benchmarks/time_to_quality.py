@@ -117,8 +117,8 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
                   f"change {row.get('image_change')} cpu {row['cpu_s']:.0f}s", flush=True)
 
     gp = p.as_problem({"kind": "mri", "task": "mri"}, evaluate=evaluate)
-    recipe = Recipe.from_preset_values(cfg, accel, method="sparse-dip", seed=seed, log_every=log_every)
-    rec = run(gp, recipe, None, save_outputs=False, command="time-to-quality", callback=cb)
+    rc = Recipe.from_preset_values(cfg, accel, method="sparse-dip", seed=seed, log_every=log_every)
+    rec = run(gp, rc, None, save_outputs=False, command="time-to-quality", callback=cb)
     res = rec["_result"]
     total = time.process_time() - t_start
     hist = res.history
@@ -126,7 +126,7 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
     to_l1, to_l1_step = time_to(hist, l1["psnr"])
     row = {"scan": scan, "accel": accel, "seed": seed, "stop_rule": rc.stop_rule,
            "stop_tol": rc.stop_tol, "stop_patience": rc.stop_patience,
-           "set": sets, "steps_configured": rc.steps, "mask_steps": rec["mask_steps"],
+           "set": sets, "steps_configured": rec["config"]["steps"], "mask_steps": rec["mask_steps"],
            "stopped_at": res.stopped_at, "steps_run": res.steps,
            "density": rec["density"], "l1_psnr": l1["psnr"], "l1_ssim": l1["ssim"], "l1_cpu_s": l1_cpu,
            "time_to_l1_cpu_s": to_l1, "time_to_l1_step": to_l1_step,

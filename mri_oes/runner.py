@@ -138,6 +138,71 @@ def mask_source_of(rc: Recipe, mask: Optional[Mask]) -> str:
     return "oes"
 
 
+def _prepare(problem, recipe: Recipe, command: str):
+    """``(resolved recipe, generator config, identity, device)``: every check that can fail on user input,
+    before any output exists."""
+    from .generators import build_generator, check_image_size
+    if recipe.method in CLASSICAL_METHODS:
+        raise UserError(f"--method {recipe.method} is a classical MRI method: reconstruct with mri-oes recon")
+    device = resolve_device(recipe.device)
+    problem.to(device)
+    rc = recipe.for_problem(problem).validate()
+    cfg = rc.generator_config(problem.out_channels, mri=problem.kind == "mri")
+    check_image_size(cfg, problem.image_hw)
+    if rc.init_from:   # a mismatched network is refused before any output exists
+        mcfg = Mask.load(rc.mask_path).generator_config() if rc.method == "sparse-dip" and rc.mask_path else cfg
+        load_init_weights(rc.init_from, build_generator(mcfg, 0, problem.image_hw))
+    return rc, cfg, run_identity(problem, rc, command), device
+
+
+def _record(problem, rc: Recipe, command, device, cfg, net, mask, mask_res, res, f1, report, seeds, total):
+    """The run's schema record (:func:`mri_oes.schema.make_record`)."""
+    from .schema import make_record
+    n_weights = mask.n_total if mask is not None else sum(p.numel() for p in maskable_parameters(net).values())
+    kept = mask.n_kept if mask is not None else n_weights
+    learned = rc.method == "sparse-dip" and not rc.mask_path
+    final = res.final_metrics if res is not None else (problem.evaluate(f1) if problem.evaluate and f1 is not None else {})
+    record = make_record(
+        command=command, method=rc.method if rc.steps > 0 else "oes-mask",
+        mask_source=mask_source_of(rc, mask), density=kept / n_weights,
+        kept_weights=kept, maskable_weights=n_weights, measurements=problem.n_measurements,
+        steps=res.steps if res is not None else rc.steps, mask_steps=rc.mask_steps if learned else 0,
+        lr=rc.lr if rc.steps > 0 else None, seed=rc.seed, seeds=seeds, final=final,
+        best=res.best_metrics if res is not None else {}, best_step=res.best_step if res is not None else None,
+        time_total_s=total, time_fit_s=res.wall_time_s if res is not None else total,
+        device=str(device), config=rc.flat(), diverged=bool(res.diverged) if res is not None else False,
+        task=problem.info.get("task", problem.kind), scan=problem.info.get("scan"), accel=problem.info.get("accel"),
+        parameters=count_parameters(net), generator=cfg.to_dict(), problem=problem.info,
+        operator=problem.operator.describe(), collapse=report,
+        # a starved layer (e.g. an output head keeping 3 % while hidden layers keep 50 %) shows here
+        per_layer_density=mask.per_layer_density() if mask is not None else None,
+        history=res.history if res is not None else [],
+        stop_rule=rc.stop_rule if res is not None else None,
+        stopped_at=res.stopped_at if res is not None else None)
+    if mask_res is not None:
+        record["mask_learning"] = {"history": mask_res.history, "time_s": mask_res.wall_time_s,
+                                   "finding1": problem.evaluate(f1) if problem.evaluate else None}
+    return record
+
+
+def _write_outputs(work: Path, problem, rc: Recipe, cfg, identity, net, mask, res, record, writer) -> None:
+    """The run folder's files; ``metrics.json`` last (it marks the run complete)."""
+    if res is not None:
+        from .statefile import save_state
+        save_state(work / WEIGHTS_FILE, {"net": net.state_dict(), "generator": cfg.to_dict()},
+                   {"what": "weights", "run": identity})
+        if mask is not None and rc.mask_path:
+            mask.save(work / "mask.safetensors")   # a sparse run folder holds the mask it trained with
+        save_npy(work / "recon.npy", res.output[0].numpy())
+        save_image(work / "recon.png", _display(problem, res.output))
+        plot_curve(work / "curve.png", res.history, f"{rc.method} density={record['density']:.4f}")
+    if problem.measurements_display is not None:
+        save_image(work / "measurements.png", problem.measurements_display)
+    if writer is not None:
+        writer(problem, res, work, record)
+    write_json(work / "metrics.json", record)
+
+
 def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: bool = True,
         command: str = "fit", writer=None, callback=None) -> dict:
     """Run ``recipe`` on ``problem``; write outputs to ``out``; return the result record.
@@ -150,20 +215,7 @@ def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: boo
     the record; ``callback(row)`` sees every logged training row (:func:`mri_oes.core.fit`).
     ``steps == 0`` learns a mask only (``learn-mask``)."""
     from .rundir import RunDir
-    from .schema import make_record
-    from .generators import build_generator, check_image_size
-    if recipe.method in CLASSICAL_METHODS:
-        raise UserError(f"--method {recipe.method} is a classical MRI method: reconstruct with mri-oes recon")
-    device = resolve_device(recipe.device)
-    problem.to(device)
-    rc = recipe.for_problem(problem).validate()
-    method = rc.method
-    cfg = rc.generator_config(problem.out_channels, mri=problem.kind == "mri")
-    check_image_size(cfg, problem.image_hw)
-    if rc.init_from:   # a mismatched network is refused before any output exists
-        mcfg = Mask.load(rc.mask_path).generator_config() if method == "sparse-dip" and rc.mask_path else cfg
-        load_init_weights(rc.init_from, build_generator(mcfg, 0, problem.image_hw))
-    identity = run_identity(problem, rc, command)
+    rc, cfg, identity, device = _prepare(problem, recipe, command)
     inputs = [rc.mask_path, rc.init_from, problem.info.get("source"), problem.info.get("file")]
     rd = RunDir(out, identity, overwrite, inputs=[i for i in inputs if isinstance(i, str)]) if save_outputs else None
     if rd is not None:
@@ -175,7 +227,7 @@ def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: boo
         if rc.init_from:   # (a learned OES mask then ranks these weights; a mask file rebuilds the net)
             net.load_state_dict(load_init_weights(rc.init_from, net))
         mask, mask_res, report, f1 = None, None, None, None
-        if method == "sparse-dip":
+        if rc.method == "sparse-dip":
             mask, cfg, net, z, seeds, mask_res = get_mask(problem, rc, device, work, cfg, net, z, seeds,
                                                           identity=identity)
             report = methods.collapse_report(net, z, problem.operator, mask)
@@ -186,55 +238,14 @@ def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: boo
         if rc.steps > 0:
             res = methods.train_generator(
                 net, z, problem.operator, problem.y, mask=mask,
-                sgld_std=rc.sgld_std if method == "gp-dip" else 0.0, evaluate=problem.evaluate,
-                progress=rc.progress, desc=method,
+                sgld_std=rc.sgld_std if rc.method == "gp-dip" else 0.0, evaluate=problem.evaluate,
+                progress=rc.progress, desc=rc.method,
                 checkpoint=(work / "checkpoint.safetensors") if work is not None else None,
                 identity=identity, callback=callback, **rc.fit_options())
-        total = time.perf_counter() - t0
-        n_weights = mask.n_total if mask is not None else sum(
-            p.numel() for p in maskable_parameters(net).values())
-        kept = mask.n_kept if mask is not None else n_weights
-        learned = method == "sparse-dip" and not rc.mask_path
-        final = res.final_metrics if res is not None else (problem.evaluate(f1) if problem.evaluate and f1 is not None else {})
-        best = res.best_metrics if res is not None else {}
-        record = make_record(
-            command=command, method=method if rc.steps > 0 else "oes-mask",
-            mask_source=mask_source_of(rc, mask), density=kept / n_weights,
-            kept_weights=kept, maskable_weights=n_weights, measurements=problem.n_measurements,
-            steps=res.steps if res is not None else rc.steps, mask_steps=rc.mask_steps if learned else 0, lr=rc.lr if rc.steps > 0 else None,
-            seed=rc.seed, seeds=seeds, final=final, best=best,
-            best_step=res.best_step if res is not None else None,
-            time_total_s=total, time_fit_s=res.wall_time_s if res is not None else total,
-            device=str(device), config=rc.flat(),
-            diverged=bool(res.diverged) if res is not None else False,
-            task=problem.info.get("task", problem.kind), scan=problem.info.get("scan"),
-            accel=problem.info.get("accel"),
-            parameters=count_parameters(net), generator=cfg.to_dict(), problem=problem.info,
-            operator=problem.operator.describe(), collapse=report,
-            # a starved layer (e.g. an output head keeping 3 % while hidden layers keep 50 %) shows here
-            per_layer_density=mask.per_layer_density() if mask is not None else None,
-            history=res.history if res is not None else [],
-            stop_rule=rc.stop_rule if res is not None else None,
-            stopped_at=res.stopped_at if res is not None else None)
-        if mask_res is not None:
-            record["mask_learning"] = {"history": mask_res.history, "time_s": mask_res.wall_time_s,
-                                       "finding1": problem.evaluate(f1) if problem.evaluate else None}
+        record = _record(problem, rc, command, device, cfg, net, mask, mask_res, res, f1, report, seeds,
+                         time.perf_counter() - t0)
         if work is not None:
-            if res is not None:
-                from .statefile import save_state
-                save_state(work / WEIGHTS_FILE, {"net": net.state_dict(), "generator": cfg.to_dict()},
-                           {"what": "weights", "run": identity})
-                if mask is not None and rc.mask_path:
-                    mask.save(work / "mask.safetensors")   # a sparse run folder holds the mask it trained with
-                x = res.output
-                save_npy(work / "recon.npy", x[0].numpy())
-                save_image(work / "recon.png", _display(problem, x))
-                plot_curve(work / "curve.png", res.history, f"{method} density={record['density']:.4f}")
-            if problem.measurements_display is not None:
-                save_image(work / "measurements.png", problem.measurements_display)
-            if writer is not None:
-                writer(problem, res, work, record)
-            write_json(work / "metrics.json", record)   # last: marks the run complete
+            _write_outputs(work, problem, rc, cfg, identity, net, mask, res, record, writer)
             rd.commit()
     record["_result"] = res
     record["_mask"] = mask

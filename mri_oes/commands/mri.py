@@ -40,8 +40,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from ..cli_common import (_ranged, add_generator_args, add_mask_args, add_renamed, add_run_args, add_stop_args,
                           add_training_args,
                           nonneg_int, positive_float, positive_int)
@@ -301,8 +299,7 @@ def run_recon(args) -> int:
     from ..cli_common import out_path, setup_runtime
     from ..io import write_json
     from ..mri.dataset import discover, reference_volume
-    from ..mri.volume import (SliceJob, assemble_volume, dataset_summary, is_done,
-                              slice_dir, volume_data_range, write_tables)
+    from ..mri.volume import assemble_volume, dataset_summary, is_done, slice_dir, volume_data_range, write_tables
     from ..runtime import configure_threads, threads_for_tasks, usable_cores
 
     threads_given = args.threads is not None or os.environ.get("OMP_NUM_THREADS", "").strip().isdigit()
@@ -317,41 +314,13 @@ def run_recon(args) -> int:
     if args.gpus_per_task > 0:
         args.device = "cuda"   # Ray sets CUDA_VISIBLE_DEVICES per task: its GPU is cuda:0 there
 
-    # the runs: every method at every acceleration (undersampled files: their own mask)
-    accels = list(dict.fromkeys(args.accel or []))
-    runs = []
-    for method in args.method:
-        for accel in ([a for a in accels] if any(not v.undersampled for v in vols) else []) + \
-                     ([None] if any(v.undersampled for v in vols) else []):
-            s = recon_recipe(args, method, accel, esp, threads, workers)
-            runs.append((s, [v for v in vols if v.undersampled == (accel is None)]))
-    from ..mri.volume import check_warm_start
-    for s, vs in runs:   # every slice's --init-from source found and its network checked before any output
-        for v in vs if s.init_from else []:
-            for sl in v.slices:
-                check_warm_start(s, v.path, sl, v.shape[-2:])
-    for s, _ in runs:
-        _check_run_folder(out / s.run_name, s, args.overwrite)
-
+    runs = _plan_runs(args, vols, esp, threads, workers, out)
     # targets and data ranges (fastMRI: the volume max of the cropped target), once per file
     targets = {}
     for v in vols:
         t = reference_volume(v) if v.has_reference else None
         targets[v.path] = (t, volume_data_range(t))
-    cache = None if args.no_espirit_cache else out / ".espirit"
-    jobs, total, done0 = [], 0, 0
-    for s, vs in runs:
-        root = out / s.run_name
-        root.mkdir(parents=True, exist_ok=True)
-        write_json(root / "run.json", s.identity())
-        for v in vs:
-            for sl in v.slices:
-                total += 1
-                if is_done(slice_dir(root, v.path, sl)):
-                    done0 += 1
-                    continue
-                jobs.append(SliceJob(str(v.path), int(sl), s, str(root), targets[v.path][1],
-                                     str(cache / f"{v.stem}_{sl:03d}.h5") if cache else None))
+    jobs, total, done0 = _slice_jobs(runs, out, targets, None if args.no_espirit_cache else out / ".espirit")
     # Ray starts only when more than one slice task runs (parallel.uses_ray); a single pending slice runs
     # here, with its step bar under the slices bar
     workers = max(1, min(workers, len(jobs)))
@@ -427,6 +396,53 @@ def run_recon(args) -> int:
     figs = write_recon_figures(out)   # every method of an acceleration side by side, per slice/volume
     if figs:
         log(f"mri-oes recon: {len(figs)} figure(s) -> {out / 'figures'}")
+    return _report(args, out, rows, failures, len(jobs), wall, log)
+
+
+def _plan_runs(args, vols, esp, threads, workers, out) -> list:
+    """``[(recipe, volumes)]``: every method at every acceleration (undersampled files: their own mask),
+    each ``--init-from`` source and run folder checked before any output."""
+    from ..mri.volume import check_warm_start
+    accels = list(dict.fromkeys(args.accel or []))
+    runs = []
+    for method in args.method:
+        for accel in (accels if any(not v.undersampled for v in vols) else []) + \
+                     ([None] if any(v.undersampled for v in vols) else []):
+            s = recon_recipe(args, method, accel, esp, threads, workers)
+            runs.append((s, [v for v in vols if v.undersampled == (accel is None)]))
+    for s, vs in runs:   # every slice's --init-from source found and its network checked before any output
+        for v in vs if s.init_from else []:
+            for sl in v.slices:
+                check_warm_start(s, v.path, sl, v.shape[-2:])
+    for s, _ in runs:
+        _check_run_folder(out / s.run_name, s, args.overwrite)
+    return runs
+
+
+def _slice_jobs(runs, out, targets, cache):
+    """``(pending slice jobs, slices in all, slices already done)``; each run folder's ``run.json``."""
+    from ..io import write_json
+    from ..mri.volume import SliceJob, is_done, slice_dir
+    jobs, total, done0 = [], 0, 0
+    for s, vs in runs:
+        root = out / s.run_name
+        root.mkdir(parents=True, exist_ok=True)
+        write_json(root / "run.json", s.identity())
+        for v in vs:
+            for sl in v.slices:
+                total += 1
+                if is_done(slice_dir(root, v.path, sl)):
+                    done0 += 1
+                    continue
+                jobs.append(SliceJob(str(v.path), int(sl), s, str(root), targets[v.path][1],
+                                     str(cache / f"{v.stem}_{sl:03d}.h5") if cache else None))
+    return jobs, total, done0
+
+
+def _report(args, out, rows, failures, n_jobs, wall, log) -> int:
+    """The summary lines per run, and ``failures.json`` with its exit status 1 when a slice failed."""
+    from .. import parallel
+    from ..io import write_json
     for r in rows:
         if r.get("psnr_mean") is None:
             q = "no reference"
@@ -448,7 +464,7 @@ def run_recon(args) -> int:
             f"{out / 'failures.json'}); rerun the same command to retry them:\n"
             + parallel.summarize_failures(failures))
         return 1
-    print(f"{len(jobs)} slice(s) reconstructed in {wall:.1f} s -> {out}")
+    print(f"{n_jobs} slice(s) reconstructed in {wall:.1f} s -> {out}")
     return 0
 
 
