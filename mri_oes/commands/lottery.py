@@ -17,7 +17,7 @@ from ..recipe import without_off_values
 TASKS = ("denoise", "inpaint", "super-resolution")
 
 
-# ------------------------------------------------------------------------------------------ helpers
+# ---------------------------------------------------------------------------------------- utilities
 def load_natural(spec: str, crop=None, grayscale: bool = False) -> torch.Tensor:
     """CHW float tensor in [0, 1] from a file path or ``skimage:<name>`` (e.g. ``skimage:coffee``);
     ``crop``: explicit centre crop (never a silent resize)."""
