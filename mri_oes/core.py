@@ -469,6 +469,42 @@ def cosine_lr(step: int, steps: int, lr: float, lr_final: float, decay_start: fl
 STEP_REPORTER: Optional[Callable] = None
 
 
+def _sampled_loss(net, zin, operator, y, param: Parametrization, samples: int, precision: str, dtype):
+    """``(last output, data loss averaged over the samples)`` of one step: ``samples`` passes of ``G`` (K
+    Concrete-mask samples in one batched pass where the parametrization offers it: same masks, same
+    per-sample BatchNorm statistics as the loop), each output cast back to ``dtype`` before the operator."""
+    dl = 0.0
+    if samples > 1 and getattr(param, "batched_samples", False):
+        with generation_context(precision, zin.device):
+            outs = param.forward_samples(net, zin, samples)
+    else:
+        outs = []
+        for _ in range(samples):
+            with generation_context(precision, zin.device):
+                outs.append(generate(net, zin, param.weights()))
+    x_hat = None
+    for out in outs:
+        x_hat = operator.from_network(out.to(dtype))
+        dl = dl + data_loss(operator(x_hat), y) / samples
+    return x_hat, dl
+
+
+def _resume(ck: dict, net, opt, param: Parametrization, noise_gen, res: "FitResult", device, change_ref: dict):
+    """Load a checkpoint's state into the fit; ``(start step, running average, image-change reference)``."""
+    net.load_state_dict(ck["net"])
+    opt.load_state_dict(ck["opt"])
+    param.load_state(ck["param"])
+    noise_gen.set_state(ck["noise_gen"])
+    res.history, res.best_step, res.best_metrics = ck["history"], ck["best_step"], ck["best_metrics"]
+    res.best_output = ck["best_output"]
+    avg = ck.get("average_output")
+    avg = avg.to(device) if avg is not None else None
+    if ck.get("change_output") is not None:
+        change_ref = {"x": ck["change_output"].to(device), "step": int(ck["change_step"])}
+    res.resumed_from = int(ck["step"])
+    return res.resumed_from, avg, change_ref
+
+
 def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Parametrization, *,
         steps: int, lr: float = 1e-2, samples: int = 1, evaluate: Optional[Callable] = None,
         log_every: int = 50, input_noise_std: float = 0.0, seed: int = 0,
@@ -545,18 +581,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                           f"this run checkpoints to {ck_path.name}")
         if ck_path.is_file():
             # identity checked from the header before any tensor is read; mismatch -> RunMismatch
-            ck = load_state(ck_path, ck_ident, what="checkpoint")
-            net.load_state_dict(ck["net"])
-            opt.load_state_dict(ck["opt"])
-            param.load_state(ck["param"])
-            noise_gen.set_state(ck["noise_gen"])
-            res.history, res.best_step, res.best_metrics = ck["history"], ck["best_step"], ck["best_metrics"]
-            res.best_output = ck["best_output"]
-            avg = ck.get("average_output")
-            avg = avg.to(z.device) if avg is not None else None
-            if ck.get("change_output") is not None:
-                change_ref = {"x": ck["change_output"].to(z.device), "step": int(ck["change_step"])}
-            start = res.resumed_from = int(ck["step"])
+            start, avg, change_ref = _resume(load_state(ck_path, ck_ident, what="checkpoint"), net, opt, param,
+                                             noise_gen, res, z.device, change_ref)
 
     def save_checkpoint(step):
         from .statefile import save_state
@@ -608,20 +634,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         opt.zero_grad(set_to_none=True)
         zin = z if input_noise_std <= 0 else \
             z + input_noise_std * torch.randn(z.shape, generator=noise_gen, device=z.device, dtype=z.dtype)
-        dl = 0.0
-        if samples > 1 and getattr(param, "batched_samples", False):
-            # K samples in one batched pass (same masks, same per-sample BN statistics as the loop)
-            with generation_context(precision, z.device):
-                outs = param.forward_samples(net, zin, samples)
-            for out in outs:
-                x_hat = operator.from_network(out.to(z.dtype))
-                dl = dl + data_loss(operator(x_hat), y) / samples
-        else:
-            for _ in range(samples):
-                with generation_context(precision, z.device):
-                    out = generate(net, zin, param.weights())
-                x_hat = operator.from_network(out.to(z.dtype))
-                dl = dl + data_loss(operator(x_hat), y) / samples
+        x_hat, dl = _sampled_loss(net, zin, operator, y, param, samples, precision, z.dtype)
         if output_average > 0:
             xd = x_hat.detach()
             # bias-corrected EMA (as Adam's moments): iterate i of n weighs d^(n-i)(1-d)/(1-d^n), so a
