@@ -1,7 +1,7 @@
 """Reuse work across slices: what a reused OES mask and a warm start (``recon --init-from``) buy in CPU time.
 
 One row per scan × acceleration × variant (seed 0, slice 0, equispaced mask, recon's ``cpu`` preset at
-that acceleration through recon's route: ``Recipe.from_preset_values`` → ``warm_start`` →
+that acceleration through recon's route: ``Recipe.from_preset`` → ``warm_start`` →
 :func:`mri_oes.runner.run`):
 
 * ``cold`` — recon's defaults: ``sparse-dip`` with its own OES mask learned from the seeded random init;
@@ -103,8 +103,8 @@ def run_row(scan, accel, variant, source, stop_rule, seed, log_every, work, out,
     if variant in ("warm", "both"):
         given["init_from"] = str(src)
     if variant == "warm":   # the density the cold run's rule gives this scan: the same mask size as cold
-        given["density"] = Recipe.from_preset_values(cfg, accel, method=method, seed=seed).for_problem(gp).density
-    rc = warm_start(Recipe.from_preset_values(cfg, accel, method=method, **given), scan_file(scan), 0)
+        given["density"] = Recipe.from_preset(cfg, accel, method=method, seed=seed).for_problem(gp).density
+    rc = warm_start(Recipe.from_preset(cfg, accel, method=method, **given), scan_file(scan), 0)
 
     curve, partial = [], Path(out) / "curves" / f"{key}.partial.json"
     t_start = time.process_time()
