@@ -48,6 +48,8 @@ class MaskOptions:
     min_layer_density_given: bool = False  # an explicit floor is refused above the rule's density, never capped
     mask_path: Optional[str] = None        # --pruning-mask: reuse this mask instead of learning one
     fresh_init: bool = False
+    mask_source: str = "oes"               # learned (OES) or a pruning-at-init score (pruning.PAI_METHODS)
+    synflow_rounds: int = 100              # SynFlow's scoring rounds
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ FIELD_PART = {f.name: part for part, cls in PARTS.items() for f in fields(cls)}
 #: core.fit keyword arguments that the training part carries (steps_pixels and sgld_std are not fit's)
 FIT_OPTIONS = tuple(f.name for f in fields(Training) if f.name not in ("steps_pixels", "sgld_std"))
 #: fields left out of an identity at their "off" value (runs from before the option keep their identity)
-OFF_VALUES = {"precision": "float32", "lr_decay_start": 0.0, "steps_pixels": None, "init_from": None}
+OFF_VALUES = {"precision": "float32", "lr_decay_start": 0.0, "steps_pixels": None, "init_from": None,
+              "mask_source": "oes", "synflow_rounds": 100}
 STOP_FIELDS = ("stop_rule", "stop_tol", "stop_patience")
 #: what :meth:`Recipe.for_problem` turns into the fit's depth, steps and density
 RESOLUTION_INPUTS = ("levels_cap", "steps_pixels", "density_rule")
@@ -277,6 +280,9 @@ class Recipe:
             raise UserError(f"lr_decay_start must be in [0, 1), got {self.lr_decay_start}")
         if self.mri is not None and self.accel is not None and int(self.accel) < 2:
             raise UserError(f"--accel must be an integer >= 2, got {self.accel}")
+        from .pruning import PAI_METHODS
+        if self.mask_source not in ("oes",) + PAI_METHODS:
+            raise UserError(f"--mask-source must be one of {('oes',) + PAI_METHODS}, got {self.mask_source!r}")
         if self.method == "sparse-dip":
             if self.mask_path:
                 Mask.load(self.mask_path).generator_config()

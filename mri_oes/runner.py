@@ -102,7 +102,8 @@ def _display(problem, x):
 
 def get_mask(problem, rc: Recipe, device, out: Optional[Path], cfg: GeneratorConfig, net, z, seeds,
              identity: Optional[dict] = None):
-    """The mask for a sparse method: a given file (rebuilding its own theta_in and z), or OES-learned."""
+    """The mask for a sparse method: a given file (rebuilding its own theta_in and z), a pruning-at-init
+    score (``rc.mask_source``), or OES-learned."""
     if rc.mask_path:
         mask = Mask.load(rc.mask_path)
         mcfg = mask.generator_config()
@@ -119,6 +120,14 @@ def get_mask(problem, rc: Recipe, device, out: Optional[Path], cfg: GeneratorCon
             net.load_state_dict(load_init_weights(rc.init_from, net))
         return mask, mcfg, net, z, seeds, None
     meta = {"generator": cfg.to_dict(), **seeds, "source": problem.info}
+    if rc.mask_source != "oes":   # a pruning-at-init score at theta_in
+        from .pruning import prune_at_init
+        mask = prune_at_init(rc.mask_source, net, z, problem.operator, problem.y, rc.density, seed=rc.seed,
+                             scope=rc.scope, min_layer_density=rc.min_layer_density,
+                             synflow_rounds=rc.synflow_rounds, meta=meta)
+        if out is not None:
+            mask.save(out / "mask.safetensors")
+        return mask, cfg, net, z, seeds, None
     mask, res = methods.learn_oes_mask(
         net, z, problem.operator, problem.y, rc.density, steps=rc.mask_steps, lr=rc.mask_lr,
         temperature=rc.temperature, lam=rc.lam, scope=rc.scope, min_layer_density=rc.min_layer_density,
@@ -135,7 +144,7 @@ def mask_source_of(rc: Recipe, mask: Optional[Mask]) -> str:
         return "none"
     if rc.mask_path:
         return "file"
-    return "oes"
+    return rc.mask_source
 
 
 def _prepare(problem, recipe: Recipe, command: str):
@@ -160,7 +169,7 @@ def _record(problem, rc: Recipe, command, device, cfg, net, mask, mask_res, res,
     from .schema import make_record
     n_weights = mask.n_total if mask is not None else sum(p.numel() for p in maskable_parameters(net).values())
     kept = mask.n_kept if mask is not None else n_weights
-    learned = rc.method == "sparse-dip" and not rc.mask_path
+    learned = rc.method == "sparse-dip" and not rc.mask_path and rc.mask_source == "oes"
     final = res.final_metrics if res is not None else (problem.evaluate(f1) if problem.evaluate and f1 is not None else {})
     record = make_record(
         command=command, method=rc.method if rc.steps > 0 else "oes-mask",

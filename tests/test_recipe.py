@@ -52,17 +52,21 @@ def test_validate_checks_each_option_once_with_its_flag():
         Recipe().override(density=1.0).validate()
     with pytest.raises(UserError, match="--method must be one of"):
         Recipe().override(method="oes").validate()
+    with pytest.raises(UserError, match="--mask-source must be one of"):
+        Recipe().override(mask_source="imp").validate()
     assert Recipe().validate() == Recipe()
 
 
 def test_identity_leaves_off_options_out_and_never_runtime():
     r = Recipe().for_grid((64, 64))
     ident = r.identity()
-    assert not {"precision", "lr_decay_start", "stop_rule", "stop_tol", "threads", "progress"} & set(ident)
+    assert not {"precision", "lr_decay_start", "stop_rule", "stop_tol", "threads", "progress", "mask_source",
+                "synflow_rounds"} & set(ident)
     assert ident["device"] == "cpu" and ident["density"] == 0.05 and ident["levels"] == 4
     assert r.with_runtime(threads=4, progress=True).identity() == ident
-    on = r.override(precision="bfloat16", stop_rule="image-change").identity()
+    on = r.override(precision="bfloat16", stop_rule="image-change", mask_source="snip").identity()
     assert on["precision"] == "bfloat16" and on["stop_rule"] == "image-change" and "stop_tol" in on
+    assert on["mask_source"] == "snip"
     # a classical MRI run is identified by its acquisition and solver only
     l1 = Recipe.from_preset("cpu", 4, method="l1-wavelet")
     assert set(l1.identity()) == {"method", "accel", "mask_type", "center_fraction", "seed", "lamda", "max_iter",

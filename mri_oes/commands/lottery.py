@@ -81,11 +81,6 @@ def _problem(args, img, name):
                            factor=args.factor, seed=args.seed, name=name)
 
 
-def _img_out(op, x):
-    x = x.detach().cpu()
-    return x[0].clamp(0, 1).numpy()
-
-
 # ---------------------------------------------------------------------------------------------- imp
 def run_imp_cmd(args) -> int:
     from .. import imp
@@ -151,57 +146,18 @@ def run_imp_cmd(args) -> int:
 
 # ------------------------------------------------------------------------------------ prune-at-init
 def run_pai_cmd(args) -> int:
-    from .. import methods, pruning
-    from ..io import save_image, write_json
-    from ..rundir import RunDir
-    from ..schema import make_record
-    from ..transfer import measurement_count
-    import time
-    dev = setup_runtime(args)
+    from ..runner import run
+    setup_runtime(args)
     recipe = recipe_from_args(args, method="sparse-dip")
-    args.steps, args.density = recipe.steps, recipe.density   # recorded as run (identity and config)
     img = load_natural(args.image, args.crop, args.grayscale)
-    hw = tuple(img.shape[-2:])
-    cfg = recipe.for_grid(hw).generator_config(img.shape[0], mri=False)
-    from ..generators import check_image_size
-    check_image_size(cfg, hw)
     prob = _problem(args, img, Path(args.image).stem)
-    prob.to(dev)
     out = out_path(args, "prune-at-init")
-    ident = _identity(args, [img], "prune-at-init")
-    with RunDir(out, ident, args.overwrite) as rd:
-        t0 = time.perf_counter()
-        net, z, seeds = methods.setup_generator(cfg, hw, args.seed, device=dev)
-        meta = {"generator": cfg.to_dict(), **seeds, "image_hw": list(hw), "image": args.image, "task": args.task}
-        mask = pruning.prune_at_init(args.mask_source, net, z, prob.operator, prob.y, recipe.density,
-                                     seed=recipe.seed, scope=recipe.scope, min_layer_density=recipe.min_layer_density,
-                                     synflow_rounds=args.synflow_rounds, meta=meta)
-        mask.save(rd.work / "mask.safetensors")
-        res = methods.train_generator(net, z, prob.operator, prob.y, mask=mask, evaluate=prob.evaluate,
-                                      progress=recipe.progress, checkpoint=rd.work / "checkpoint.safetensors",
-                                      identity=ident, **recipe.fit_options())
-        s = res.summary()
-        if res.output is not None:
-            save_image(rd.work / "recon.png", _img_out(prob.operator, res.output))
-        if res.best_output is not None:
-            save_image(rd.work / "best.png", _img_out(prob.operator, res.best_output))
-        rec = make_record(
-            command="prune-at-init", method="sparse-dip", mask_source=args.mask_source, density=mask.density,
-            kept_weights=mask.n_kept, maskable_weights=mask.n_total, measurements=measurement_count(prob.operator),
-            steps=args.steps, mask_steps=0, lr=args.lr, seed=args.seed, seeds=seeds, final=s["final"],
-            best=s["best"], best_step=s["best_step"], time_total_s=time.perf_counter() - t0,
-            time_fit_s=s["wall_time_s"], device=str(dev), diverged=res.diverged,
-            config={k: v for k, v in vars(args).items() if k != "func"}, task=args.operator or args.task,
-            scan=Path(args.image).stem, collapse=mask.meta["collapse"],
-            per_layer_density=mask.per_layer_density(), image_hw=list(hw), problem=prob.info,
-            generator=cfg.to_dict(), history=res.history)
-        write_json(rd.work / "metrics.json", rec)
-        rd.commit()
-    col = " LAYER COLLAPSE" if mask.meta["collapse"]["collapsed"] else ""
-    fp, bp = s["final"].get("psnr"), s["best"].get("psnr")
-    print(f"{args.mask_source} d={mask.density:.4f}: final PSNR {fp:.2f} dB, oracle best {bp:.2f} dB @ "
-          f"{s['best_step']}{col}; results in {out}" if fp is not None else f"done{col}; results in {out}")
-    if res.diverged:
+    m = run(prob, recipe, out, overwrite=args.overwrite, command="prune-at-init")
+    collapsed = " LAYER COLLAPSE" if m["collapse"] and m["collapse"]["collapsed"] else ""
+    fp, bp = m["final"].get("psnr"), m["best"].get("psnr")
+    print(f"{args.mask_source} d={m['density']:.4f}: final PSNR {fp:.2f} dB, oracle best {bp:.2f} dB @ "
+          f"{m['best'].get('step')}{collapsed}; results in {out}" if fp is not None else f"done{collapsed}; results in {out}")
+    if m["diverged"]:
         print(f"error: the fit diverged (non-finite loss); see {out}/metrics.json", file=sys.stderr)
         return 3
     return 0
