@@ -1,6 +1,6 @@
 """Speed of the masked-generator core, side by side in ONE run on the same net and input.
 
-Cases (seconds per training step through the real loops, ``core.fit`` / ``batched.fit_batched``):
+Cases (seconds per training step through the real loop, ``core.fit``):
 
 * ``dense``            dense DIP step (``TrainWeights``)
 * ``sparse``           Sparse-DIP step, fixed 5% mask (``TrainWeights(mask)``)
@@ -8,7 +8,6 @@ Cases (seconds per training step through the real loops, ``core.fit`` / ``batche
 * ``oes_k4_loop``      OES mask step, K = 4 samples in a Python loop
 * ``oes_k4_batched``   OES mask step, K = 4 samples in one vmap pass
 * ``oes_deepcopy``     the OES authors' deep-copy-per-step scheme (re-implementation; full mode)
-* ``seq_B`` / ``batch_B``  B independent fits: one after another vs one batched step (``fit_batched``)
 * ``dense_contiguous_z``  dense step without ``core.CPU_CHANNELS_LAST`` (CPU: fit feeds ``z`` channels_last)
 * ``dense_channels_last`` / ``dense_compiled`` / ``dense_bf16_autocast``  options: parameters
   channels_last too / ``torch.compile`` / bf16 autocast of the network (operator and loss float32)
@@ -24,11 +23,11 @@ activation memory) and, on CUDA, ``max_memory_allocated``. Achieved FLOP/s: conv
 one step (``torch.utils.flop_counter``) ÷ seconds per step, against the measured matmul peak.
 
     python benchmarks/core_speed.py --quick                 # <= 5 min on 2 cores, 1 thread
-    python benchmarks/core_speed.py --device cuda --batch-sizes 1 2 4 8 16 --compile --channels-last --bf16
+    python benchmarks/core_speed.py --device cuda --compile --channels-last --bf16
 
 Writes ``benchmarks/results/core_speed_<device>[_quick].json`` with a top-level ``ratios`` object
-(``oes_k1_vs_dense``, ``oes_k4_batched_vs_dense``, ``oes_k4_batched_vs_loop``, ``sparse_vs_dense``,
-``batch4_vs_sequential``: seconds of the first ÷ seconds of the second, lower is better).
+(``oes_k1_vs_dense``, ``oes_k4_batched_vs_dense``, ``oes_k4_batched_vs_loop``, ``sparse_vs_dense``:
+seconds of the first ÷ seconds of the second, lower is better).
 """
 from __future__ import annotations
 
@@ -48,13 +47,13 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 import operators as O  # noqa: E402
-from mri_oes import batched, core, methods, runtime  # noqa: E402
+from mri_oes import core, methods, runtime  # noqa: E402
 from mri_oes.generators import GeneratorConfig, count_parameters  # noqa: E402
 from mri_oes.io import versions, write_json  # noqa: E402
 from mri_oes.masks import maskable_parameters, topk_mask  # noqa: E402
 
 GOALS = {"oes_k1_vs_dense": 1.2, "oes_k4_batched_vs_dense": 2.0, "oes_k4_batched_vs_loop": 0.5,
-         "sparse_vs_dense": 1.05, "batch4_vs_sequential": 0.67}
+         "sparse_vs_dense": 1.05}
 
 
 def sync(dev):
@@ -69,8 +68,6 @@ class Stamps:
         self.dev, self.wall, self.cpu = dev, [], []
 
     def __call__(self, *args):
-        if len(args) == 2 and args[0] != 0:   # fit_batched: callback(b, row); stamp once per step
-            return
         sync(self.dev)
         self.wall.append(time.perf_counter())
         self.cpu.append(time.process_time())
@@ -184,31 +181,6 @@ def make_cases(a, dev):
             st()
             return st
         cases["oes_deepcopy"] = deepcopy_case
-    # B independent fits: sequential vs batched (each fit its own weights, z, data, mask)
-    for B in a.batch_sizes:
-        probs = [natural_problem(cfg, hw, 100 + b, dev) for b in range(B)]
-        states = [copy.deepcopy(p[0].state_dict()) for p in probs]
-        masks = [random_mask(p[0], a.density, seed=b) for b, p in enumerate(probs)]
-
-        def seq_case(probs=probs, states=states, masks=masks):
-            sts = [run_fit(fresh(p, s), lambda n, m=m: core.TrainWeights(n, m), a.steps)
-                   for p, s, m in zip(probs, states, masks)]
-            out = Stamps(dev)   # sum of the per-fit step times
-            w = sum(s.per_step()[0] for s in sts)
-            c = sum(s.per_step()[1] for s in sts)
-            out.per_step = lambda w=w, c=c: (w, c)
-            return out
-
-        def batch_case(probs=probs, states=states, masks=masks):
-            for p, s in zip(probs, states):
-                fresh(p, s)
-            st = Stamps(dev)
-            batched.fit_batched([p[0] for p in probs], [p[1] for p in probs], [p[2] for p in probs],
-                                [p[3] for p in probs], masks, steps=a.steps + 2, log_every=1, callback=st,
-                                vectorize=True)   # the vmap path (the CPU default is the loop)
-            return st
-        cases[f"seq_{B}"] = seq_case
-        cases[f"batch_{B}"] = batch_case
     def contiguous_case():   # core.fit feeds z as channels_last on the CPU; this is without it
         core.CPU_CHANNELS_LAST = False
         try:
@@ -332,7 +304,6 @@ def main(argv=None):
     ap.add_argument("--density", type=float, default=0.05)
     ap.add_argument("--steps", type=int, default=None, help="timed steps per repeat (default 4; quick 2)")
     ap.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5; quick 3)")
-    ap.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="B for batched fits (default 4)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0 = runtime default rule)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile of the dense step")
@@ -345,9 +316,6 @@ def main(argv=None):
     a = ap.parse_args(argv)
     a.steps = a.steps or (2 if a.quick else 4)
     a.repeats = a.repeats or (3 if a.quick else 5)
-    a.batch_sizes = a.batch_sizes or [4]
-    if 4 not in a.batch_sizes:
-        a.batch_sizes = sorted(set(a.batch_sizes) | {4})
     threads = runtime.configure_runtime(a.threads or None)
     dev = torch.device(a.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -391,9 +359,6 @@ def main(argv=None):
     # useful FLOPs: a batched pass does the work of its loop (the counter miscounts vmap's grouped convs)
     useful = {n: p[0] for n, p in profiles.items()}
     useful["oes_k4_batched"] = useful["oes_k4_loop"]
-    for B in a.batch_sizes:
-        if useful["sparse"]:
-            useful[f"seq_{B}"] = useful[f"batch_{B}"] = B * useful["sparse"]
     for n, flops in useful.items():
         if n in profiles:
             _, saved, cuda_peak = profiles[n]
@@ -404,13 +369,10 @@ def main(argv=None):
             res[n]["achieved_flops"] = flops / res[n]["s_per_step"]
             res[n]["fraction_of_matmul_peak"] = res[n]["achieved_flops"] / peak
     d = res["dense"]["s_per_step"]
-    seq4 = res["seq_4"]["s_per_step"]
     ratios = {"oes_k1_vs_dense": res["oes_k1"]["s_per_step"] / d,
               "oes_k4_batched_vs_dense": res["oes_k4_batched"]["s_per_step"] / d,
               "oes_k4_batched_vs_loop": res["oes_k4_batched"]["s_per_step"] / res["oes_k4_loop"]["s_per_step"],
-              "sparse_vs_dense": res["sparse"]["s_per_step"] / d,
-              "batch4_vs_sequential": res["batch_4"]["s_per_step"] / seq4}
-    batch_ratios = {B: res[f"batch_{B}"]["s_per_step"] / res[f"seq_{B}"]["s_per_step"] for B in a.batch_sizes}
+              "sparse_vs_dense": res["sparse"]["s_per_step"] / d}
     mri = {}
     for tag in ("full", "cpu_preset"):
         if f"mri_{tag}_dense" in res:
@@ -426,7 +388,7 @@ def main(argv=None):
         "device": str(dev), "device_name": dev_name, "threads": threads, "versions": versions(),
         "timing": "process CPU time (1-thread work, robust to a shared box)" if use_cpu_time else "wall, synchronised",
         "matmul_peak_flops": peak, "ratios": ratios, "goals": GOALS,
-        "batch_ratios": batch_ratios, "mri_230x180_s_per_step": mri, "synflow": syn, "cases": res,
+        "mri_230x180_s_per_step": mri, "synflow": syn, "cases": res,
         "wall_time_s": time.perf_counter() - t_start,
     }
     print(f"\nnet {out['net']['parameters']:,} params, {a.size}x{a.size} RGB, device {dev} ({dev_name}), "
@@ -444,8 +406,6 @@ def main(argv=None):
     print("ratios (goal):")
     for k, v in ratios.items():
         print(f"  {k:<26} {v:6.3f}  (<= {GOALS[k]})  {'ok' if v <= GOALS[k] else 'MISSED'}")
-    for B, v in batch_ratios.items():
-        print(f"  batch_{B}_vs_sequential      {v:6.3f}")
     if syn:
         print(f"SynFlow {syn['rounds']} rounds: {syn['new_s']:.1f} s CPU (former implementation: "
               f"{syn['former_s_per_round']:.2f} s/round x {syn['rounds']} = {syn['former_s_estimate']:.0f} s; "

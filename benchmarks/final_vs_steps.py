@@ -17,7 +17,7 @@ average of :func:`mri_oes.core.fit` weighs iterate ``i`` of ``n`` the same way w
 no stopping rule runs. The row at step ``s`` is the output after ``s`` updates.
 
 Networks (``--net``), all from the ``cpu`` preset at that acceleration through the route of ``recon``
-(:meth:`mri_oes.mri.volume.Settings.from_preset` → :func:`mri_oes.mri.volume.run_config` →
+(:meth:`mri_oes.recipe.Recipe.from_preset` →
 :func:`mri_oes.runner.run`):
 
 * ``dip`` — dense DIP on the OES hourglass (the preset's depth cap and width);
@@ -121,36 +121,32 @@ def preset_config(accel, sets=None) -> dict:
     return cfg
 
 
-def net_settings(net: str, accel, cfg: dict, seed: int, log_every: int, hourglass_density: float):
-    """recon's Settings of ``net`` (:meth:`Settings.from_preset`) at ``--max-steps`` set by the caller."""
-    from mri_oes.mri.volume import Settings
+def net_recipe(net: str, accel, cfg: dict, seed: int, log_every: int, hourglass_density: float):
+    """recon's recipe of ``net`` (:meth:`Recipe.from_preset`) at ``--max-steps`` set by the caller."""
+    from mri_oes.recipe import Recipe
     common = dict(seed=seed, log_every=log_every)
     if net == "sparse-dip-hourglass":
-        return Settings.from_preset("sparse-dip", accel, cfg, generator="hourglass", density=hourglass_density,
-                                    min_layer_density=min(0.005, hourglass_density), **common)
+        return Recipe.from_preset(cfg, accel, method="sparse-dip", generator="hourglass",
+                                         density=hourglass_density, min_layer_density=min(0.005, hourglass_density),
+                                         **common)
     if net not in NETS:
         raise SystemExit(f"--net must be one of {NETS}, got {net!r}")
-    return Settings.from_preset(net, accel, cfg, **common)
+    return Recipe.from_preset(cfg, accel, method=net, **common)
 
 
 def default_steps(cfg: dict, image_hw) -> int:
-    """The preset's default step count on this grid (:func:`mri_oes.mri.volume.steps_for_grid`)."""
-    from mri_oes.mri.volume import steps_for_grid
-    return steps_for_grid(cfg["steps"], cfg.get("steps_pixels"), image_hw)
+    """The preset's default step count on this grid (:meth:`mri_oes.recipe.Recipe.for_grid`)."""
+    from mri_oes.recipe import Recipe
+    return Recipe.from_preset(cfg, method="dip").for_grid(image_hw).steps
 
 
 def run_one(scan, accel, net, max_steps, out, work, data_dir, seed=0, log_every=50, hourglass_density=0.1,
             sets=None, verbose=True) -> dict:
     """One long run; its curve JSON is rewritten after every logged row. Returns the curve document."""
-    import dataclasses
-
-    import numpy as np
     from mri_oes.io import read_json, write_json
     from mri_oes.mri import presets
     from mri_oes.mri.data import load_slice
     from mri_oes.mri.problem import build_problem
-    from mri_oes.mri.volume import run_config
-    from mri_oes.problem import Problem
     from mri_oes.runner import run
 
     path = Path(out) / "curves" / f"{run_key(scan, accel, net)}.json"
@@ -176,21 +172,19 @@ def run_one(scan, accel, net, max_steps, out, work, data_dir, seed=0, log_every=
         dps, dss = metrics(p.data_consistency(img))
         return {"psnr": ps, "ssim": ss, "dc_psnr": dps, "dc_ssim": dss}
 
-    s = net_settings(net, accel, cfg, seed, log_every, hourglass_density)
-    s = dataclasses.replace(s, steps=int(max_steps), steps_pixels=None, espirit=esp, progress=False)
-    vmax = float(p.reference.max())
-    gp = Problem(p.operator, p.y, tuple(p.image_shape), kind="mri", evaluate=evaluate,
-                 info={"kind": "mri", "task": "mri", "scan": scan_name(scan), "file": str(file), "accel": accel},
-                 to_display=lambda x: np.clip(np.abs(p.unscale(x)) / vmax, 0, 1))
-    rc = run_config(s, gp)
+    rc = net_recipe(net, accel, cfg, seed, log_every, hourglass_density).override(
+        steps=int(max_steps), espirit=esp, progress=False)
+    gp = p.as_problem({"kind": "mri", "task": "mri", "scan": scan_name(scan), "file": str(file), "accel": accel},
+                      evaluate=evaluate)
     # rows of a killed run, replaced step by step by the resumed run (same seed: the same values)
     rows = {int(r["step"]): r for r in (old or {}).get("rows", [])} if old and old.get("max_steps") == max_steps else {}
     doc = {"scan": scan_name(scan), "file": str(file), "slice": 0, "accel": accel, "mask_type": "equispaced", "seed": seed,
            "net": net, "label": NET_LABEL[net], "max_steps": int(max_steps), "log_every": log_every,
            "preset": "cpu", "default_steps": default_steps(cfg, p.image_shape), "image_hw": list(p.image_shape),
            "coils": int(p.maps.shape[0]), "lr": rc.lr, "lr_schedule": "constant",
-           "output_average": rc.output_average, "generator": rc.generator_config(gp).to_dict(),
-           "density": 1.0 if rc.method != "sparse-dip" else rc.density,
+           "output_average": rc.output_average,
+           "generator": rc.for_problem(gp).generator_config(gp.out_channels, mri=True).to_dict(),
+           "density": 1.0 if rc.method != "sparse-dip" else rc.for_problem(gp).density,
            "mask_steps": rc.mask_steps if rc.method == "sparse-dip" else 0,
            "metrics_convention": "fastmri", "kinds": {"raw": "network iterate", "avg": "running average",
                                                       "raw_dc": "iterate, data-consistent",

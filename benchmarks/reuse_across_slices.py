@@ -1,7 +1,7 @@
 """Reuse work across slices: what a reused OES mask and a warm start (``recon --init-from``) buy in CPU time.
 
 One row per scan × acceleration × variant (seed 0, slice 0, equispaced mask, recon's ``cpu`` preset at
-that acceleration through recon's route: ``Settings.from_preset`` → ``run_config`` → ``warm_start`` →
+that acceleration through recon's route: ``Recipe.from_preset`` → ``warm_start`` →
 :func:`mri_oes.runner.run`):
 
 * ``cold`` — recon's defaults: ``sparse-dip`` with its own OES mask learned from the seeded random init;
@@ -77,8 +77,8 @@ def problem_of(scan, accel, seed):
 
 def run_row(scan, accel, variant, source, stop_rule, seed, log_every, work, out, key, sets=None):
     from mri_oes.io import write_json
-    from mri_oes.mri.volume import Settings, run_config, warm_start
-    from mri_oes.problem import Problem
+    from mri_oes.mri.volume import warm_start
+    from mri_oes.recipe import Recipe
     from mri_oes.runner import run
     p, cfg, l1 = problem_of(scan, accel, seed)
     cfg.update(sets or {})
@@ -96,18 +96,15 @@ def run_row(scan, accel, variant, source, stop_rule, seed, log_every, work, out,
     def evaluate(x_hat):   # for the curve only: the fit never reads it (core.fit)
         return {**metrics(x_hat, False), **{f"dc_{k}": v for k, v in metrics(x_hat, True).items()}}
 
-    gp = Problem(p.operator, p.y, tuple(p.image_shape), kind="mri", evaluate=evaluate,
-                 info={"kind": "mri", "task": "mri", "scan": scan, "accel": accel})
+    gp = p.as_problem({"kind": "mri", "task": "mri", "scan": scan, "accel": accel}, evaluate=evaluate)
     method = "deep-decoder" if variant == "deep-decoder" else "sparse-dip"
     if variant == "mask":
         given["mask_path"] = str(src / "mask.safetensors")
     if variant in ("warm", "both"):
         given["init_from"] = str(src)
     if variant == "warm":   # the density the cold run's rule gives this scan: the same mask size as cold
-        given["density"] = run_config(Settings.from_preset(method, accel, cfg, seed=seed), gp).density
-    s = Settings.from_preset(method, accel, cfg, **given)
-    rc = run_config(s, gp)
-    warm_start(s, rc, scan_file(scan), 0)
+        given["density"] = Recipe.from_preset(cfg, accel, method=method, seed=seed).for_problem(gp).density
+    rc = warm_start(Recipe.from_preset(cfg, accel, method=method, **given), scan_file(scan), 0)
 
     curve, partial = [], Path(out) / "curves" / f"{key}.partial.json"
     t_start = time.process_time()
@@ -130,7 +127,7 @@ def run_row(scan, accel, variant, source, stop_rule, seed, log_every, work, out,
            "source_cpu_s": src_rec["time"].get("cpu_s") if src_rec else None,
            "init_from": rc.init_from, "mask_path": rc.mask_path,
            "stop_rule": rc.stop_rule, "stop_tol": rc.stop_tol, "stop_patience": rc.stop_patience,
-           "steps_configured": rc.steps, "mask_steps": rec["mask_steps"], "stopped_at": res.stopped_at,
+           "steps_configured": rec["config"]["steps"], "mask_steps": rec["mask_steps"], "stopped_at": res.stopped_at,
            "steps_run": res.steps, "resumed_from": res.resumed_from,
            "density": rec["density"], "sparsity": rec["sparsity"],
            "l1_psnr": l1["psnr"], "l1_ssim": l1["ssim"], "l1_cpu_s": l1["cpu_s"],

@@ -5,7 +5,7 @@ For each selected scan × acceleration × stopping rule, one row (seed 0 unless 
 * L1-wavelet with recon's defaults on the same slice (λ, ESPIRiT maps as ``recon``): PSNR / SSIM and
   its CPU-seconds;
 * ``sparse-dip`` at ``recon``'s ``cpu`` preset at that acceleration (the same route as ``recon``:
-  :meth:`mri_oes.mri.volume.Settings.from_preset` → ``run_config`` → :func:`mri_oes.runner.run`, via
+  :meth:`mri_oes.recipe.Recipe.from_preset` → :func:`mri_oes.runner.run`, via
   :func:`mri_oes.experiments.mri_quality.network_recon`, which adds the data-consistent curve and the
   CPU clock to every logged row), with ``--stop-rule`` (and any ``--set key=value`` preset override);
 * CPU-seconds (``time.process_time``, mask learning included, ESPIRiT excluded) until the
@@ -75,17 +75,15 @@ def time_to(history, target, key="average_dc_psnr"):
 
 def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
     """One row: L1-wavelet, then recon's sparse-dip on the same slice through the runner (the route of
-    ``recon``: Settings.from_preset -> run_config -> runner.run), its logged rows carrying the
+    ``recon``: Recipe.from_preset -> runner.run), its logged rows carrying the
     data-consistent metrics and the CPU clock; the curve is rewritten to ``OUT/curves/<key>.partial.json``
     after every logged row (a killed row keeps its curve)."""
-    from mri_oes.experiments.mri_quality import settings
     from mri_oes.io import write_json
     from mri_oes.mri import presets
     from mri_oes.mri.baselines import run_baseline
     from mri_oes.mri.data import load_slice
     from mri_oes.mri.problem import build_problem
-    from mri_oes.mri.volume import run_config
-    from mri_oes.problem import Problem
+    from mri_oes.recipe import Recipe
     from mri_oes.runner import run
     cfg = presets.for_accel(presets.get("cpu"), accel)
     cfg.update(sets)
@@ -118,9 +116,8 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
             print(f"{key} step {row['step']} dc_psnr {row.get('average_dc_psnr', row.get('dc_psnr')):.3f} "
                   f"change {row.get('image_change')} cpu {row['cpu_s']:.0f}s", flush=True)
 
-    gp = Problem(p.operator, p.y, tuple(p.image_shape), kind="mri", info={"kind": "mri", "task": "mri"},
-                 evaluate=evaluate)
-    rc = run_config(settings("sparse-dip", cfg, accel, seed, log_every), gp)
+    gp = p.as_problem({"kind": "mri", "task": "mri"}, evaluate=evaluate)
+    rc = Recipe.from_preset(cfg, accel, method="sparse-dip", seed=seed, log_every=log_every)
     rec = run(gp, rc, None, save_outputs=False, command="time-to-quality", callback=cb)
     res = rec["_result"]
     total = time.process_time() - t_start
@@ -129,7 +126,7 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
     to_l1, to_l1_step = time_to(hist, l1["psnr"])
     row = {"scan": scan, "accel": accel, "seed": seed, "stop_rule": rc.stop_rule,
            "stop_tol": rc.stop_tol, "stop_patience": rc.stop_patience,
-           "set": sets, "steps_configured": rc.steps, "mask_steps": rec["mask_steps"],
+           "set": sets, "steps_configured": rec["config"]["steps"], "mask_steps": rec["mask_steps"],
            "stopped_at": res.stopped_at, "steps_run": res.steps,
            "density": rec["density"], "l1_psnr": l1["psnr"], "l1_ssim": l1["ssim"], "l1_cpu_s": l1_cpu,
            "time_to_l1_cpu_s": to_l1, "time_to_l1_step": to_l1_step,

@@ -167,17 +167,32 @@ def add_run_args(p, *, log_every=True, checkpoint=True):
     return g
 
 
-def _default(value, show=lambda v: f"{v:g}"):
-    """``(argparse default, help text of the default)``: a string describes a value resolved later (the
-    flag's default is then None, "not given")."""
+def _default(value, show=lambda v: f"{v:g}", name=None):
+    """``(argparse default, help text of the default)``: a string describes a value resolved later, and
+    ``None`` is the recipe's default of option ``name`` (:mod:`mri_oes.recipe`); either way the flag's
+    default is None, "not given"."""
+    if value is None:
+        from .recipe import FIELD_PART, PARTS
+        return None, show(PARTS[FIELD_PART[name]].__dataclass_fields__[name].default)
     return (None, value) if isinstance(value, str) else (value, show(value))
 
 
-def add_training_args(p, *, steps=2000, lr=1e-2, precision="float32"):
+def recipe_from_args(args, preset=None, accel=None, **fixed):
+    """The :class:`~mri_oes.recipe.Recipe` of a command's flags: the flags the command has and were
+    given (not None) override the recipe's defaults, or ``preset``'s at ``accel`` (an MRI run:
+    :meth:`Recipe.from_preset`), then ``fixed``. The MRI acquisition flags count only with a preset."""
+    from .recipe import FIELD_PART, Recipe
+    given = {k: getattr(args, k) for k in FIELD_PART
+             if hasattr(args, k) and k != "accel" and (preset or FIELD_PART[k] != "mri")}
+    given.update(fixed)
+    return Recipe.from_preset(preset, accel, **given) if preset else Recipe().override(**given)
+
+
+def add_training_args(p, *, steps=None, lr=1e-2, precision="float32"):
     """--steps --lr --precision. A string for a default (e.g. ``"from --preset"``) describes a value the
-    command resolves itself; the flag's default is then None."""
+    command resolves itself, None (``steps``) is the recipe's default; the flag's default is then None."""
     g = p.add_argument_group("training")
-    steps, steps_h = _default(steps, str)
+    steps, steps_h = _default(steps, str, "steps")
     lr, lr_h = _default(lr)
     precision, precision_h = _default(precision, str) if precision != "float32" else ("float32", "float32")
     g.add_argument("--steps", type=positive_int, default=steps, help=f"training steps (default {steps_h})")
@@ -212,7 +227,7 @@ def add_generator_args(p, *, levels_cap="6", width=1.0):
     """--levels --width. ``levels_cap``: the depth cap shown in the help; ``width`` a number or (a string)
     the description of a value the command resolves itself."""
     g = p.add_argument_group("generator")
-    width, width_h = _default(width)
+    width, width_h = _default(width, name="width")
     g.add_argument("--levels", type=levels_int, default=None,
                    help=f"hourglass scales, 1-6 (default: the largest that fits the image grid, at most "
                         f"{levels_cap})")
@@ -222,13 +237,14 @@ def add_generator_args(p, *, levels_cap="6", width=1.0):
     return g
 
 
-def add_mask_args(p, *, density=0.05, mask_steps=1000, learn=True, reuse=True, oes=True, floor=0.0):
+def add_mask_args(p, *, density=None, mask_steps=None, learn=True, reuse=True, oes=True, floor=0.0):
     """Pruning-mask flags. ``learn``: OES learning flags; ``reuse``: --pruning-mask FILE / --fresh-init.
-    A string for ``density``, ``mask_steps`` or ``floor`` describes a value the command resolves itself."""
+    A string for ``density``, ``mask_steps`` or ``floor`` describes a value the command resolves itself;
+    None (``density``, ``mask_steps``) is the recipe's default."""
     g = p.add_argument_group("pruning mask (which network weights are kept)")
-    density, density_h = _default(density)
-    floor, floor_h = _default(floor)
-    mask_steps, mask_steps_h = _default(mask_steps, str)
+    density, density_h = _default(density, name="density")
+    floor, floor_h = _default(floor, name="min_layer_density")
+    mask_steps, mask_steps_h = _default(mask_steps, str, "mask_steps")
     g.add_argument("--density", type=mask_density, default=density,
                    help=f"kept fraction of the network's maskable weights, sparsity = 1 - density "
                         f"(default {density_h})")

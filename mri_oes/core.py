@@ -29,6 +29,7 @@ import torch.nn as nn
 from torch.func import functional_call
 
 from .masks import Mask, check_density, maskable_parameters
+from .recipe import without_off_values
 
 
 #: ``fit`` on the CPU feeds ``z`` in channels_last memory format (measured faster on the CPU; off on
@@ -74,7 +75,7 @@ def cpu_channels_last_ok() -> bool:
 
 
 def use_channels_last(z: torch.Tensor) -> bool:
-    """:func:`fit` (and the batched fits) feed ``z`` channels_last: a CPU 4-D input, where the backend
+    """:func:`fit` feeds ``z`` channels_last: a CPU 4-D input, where the backend
     checks out (:func:`cpu_channels_last_ok`)."""
     return CPU_CHANNELS_LAST and z.device.type == "cpu" and z.dim() == 4 and cpu_channels_last_ok()
 
@@ -90,18 +91,6 @@ def check_precision(precision: str) -> None:
         raise UserError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
 
 
-def precision_identity(precision: str) -> dict:
-    """What ``precision`` adds to a run's resume identity: nothing for float32, so float32 runs keep
-    the identities they had before the option existed."""
-    return {} if precision == "float32" else {"precision": precision}
-
-
-def lr_decay_identity(lr_decay_start: float) -> dict:
-    """What ``lr_decay_start`` adds to a run's resume identity: nothing for 0 (the default), so runs
-    without it keep the identities they had before the option existed (as :func:`precision_identity`)."""
-    return {"lr_decay_start": lr_decay_start} if lr_decay_start else {}
-
-
 #: ``fit(stop_rule=...)``: ``none`` (run every step) or ``image-change`` (stop once the output changed
 #: less than ``stop_tol`` throughout the last ``stop_patience`` steps; see :func:`fit`)
 STOP_RULES = ("none", "image-change")
@@ -115,14 +104,6 @@ def check_stop_rule(stop_rule: str, stop_tol: float, stop_patience: int) -> None
         raise UserError(f"--stop-tol must be a positive number, got {stop_tol!r}")
     if int(stop_patience) < 1:
         raise UserError(f"--stop-patience must be >= 1, got {stop_patience!r}")
-
-
-def stop_identity(stop_rule: str, stop_tol: float, stop_patience: int) -> dict:
-    """What a stopping rule adds to a run's resume identity: nothing for ``none``, so runs without
-    one keep the identities they had before the option existed (as :func:`precision_identity`)."""
-    if stop_rule == "none":
-        return {}
-    return {"stop_rule": stop_rule, "stop_tol": float(stop_tol), "stop_patience": int(stop_patience)}
 
 
 def image_change(x: torch.Tensor, prev: torch.Tensor, steps: int) -> float:
@@ -488,6 +469,123 @@ def cosine_lr(step: int, steps: int, lr: float, lr_final: float, decay_start: fl
 STEP_REPORTER: Optional[Callable] = None
 
 
+def _sampled_loss(net, zin, operator, y, param: Parametrization, samples: int, precision: str, dtype):
+    """``(last output, data loss averaged over the samples)`` of one step: ``samples`` passes of ``G`` (K
+    Concrete-mask samples in one batched pass where the parametrization offers it: same masks, same
+    per-sample BatchNorm statistics as the loop), each output cast back to ``dtype`` before the operator."""
+    dl = 0.0
+    if samples > 1 and getattr(param, "batched_samples", False):
+        with generation_context(precision, zin.device):
+            outs = param.forward_samples(net, zin, samples)
+    else:
+        outs = []
+        for _ in range(samples):
+            with generation_context(precision, zin.device):
+                outs.append(generate(net, zin, param.weights()))
+    x_hat = None
+    for out in outs:
+        x_hat = operator.from_network(out.to(dtype))
+        dl = dl + data_loss(operator(x_hat), y) / samples
+    return x_hat, dl
+
+
+def _resume(ck: dict, net, opt, param: Parametrization, noise_gen, log: "_FitLog") -> int:
+    """Load a checkpoint's state into the fit; returns the step to continue from."""
+    net.load_state_dict(ck["net"])
+    opt.load_state_dict(ck["opt"])
+    param.load_state(ck["param"])
+    noise_gen.set_state(ck["noise_gen"])
+    log.load(ck)
+    log.res.resumed_from = int(ck["step"])
+    return log.res.resumed_from
+
+
+class _FitLog:
+    """What a fit logs and keeps besides the weights: the logged rows (losses, the image change since
+    the previous row, ``evaluate``'s metrics of the output and of the running average), the oracle best
+    output, and the running average of the outputs (``decay`` > 0)."""
+
+    def __init__(self, res: "FitResult", evaluate: Optional[Callable], callback: Optional[Callable],
+                 decay: float, device):
+        self.res, self.evaluate, self.callback, self.decay, self.device = res, evaluate, callback, decay, device
+        self.t0 = time.perf_counter()
+        self.avg = None                                   # running average of the outputs
+        self.change = {"x": None, "step": None}          # the output at the previous logged row
+
+    def average(self, x_hat: torch.Tensor, step: int) -> None:
+        if self.decay > 0:
+            xd = x_hat.detach()
+            # bias-corrected EMA (as Adam's moments): iterate i of n weighs d^(n-i)(1-d)/(1-d^n), so a
+            # short run is not dominated by the random-init output; long runs: the plain EMA
+            w = (1 - self.decay) / (1 - self.decay ** (step + 1))
+            self.avg = xd.clone() if self.avg is None else self.avg.add_(xd - self.avg, alpha=w)
+
+    def record(self, step, loss, dloss, x_hat) -> dict:
+        res, change = self.res, self.change
+        # time_s: seconds since this call started (a resumed run's clock restarts at the resume)
+        row = {"step": step, "loss": loss, "data_loss": dloss, "time_s": time.perf_counter() - self.t0}
+        cur = (self.avg if self.avg is not None else x_hat).detach()
+        if change["x"] is not None and step > change["step"]:
+            row["image_change"] = image_change(cur, change["x"], step - change["step"])
+            row["image_change_over"] = step - change["step"]
+        if change["step"] is None or step > change["step"]:
+            change["x"], change["step"] = cur.clone(), step
+        if self.evaluate is not None:
+            with torch.no_grad():
+                m = self.evaluate(x_hat.detach())
+            row.update(m)
+            out_m, out_x = m, x_hat   # what the fit would return if it stopped here
+            if self.avg is not None:
+                with torch.no_grad():
+                    out_m, out_x = self.evaluate(self.avg), self.avg
+                row.update({f"average_{k}": v for k, v in out_m.items()})
+            if "psnr" in out_m and (res.best_step is None or
+                                    out_m["psnr"] > res.best_metrics.get("psnr", -math.inf)):
+                res.best_step, res.best_metrics = step, dict(out_m)
+                res.best_output = out_x.detach().cpu().clone()
+        res.history.append(row)
+        if self.callback is not None:
+            self.callback(row)
+        return row
+
+    def state(self) -> dict:
+        res = self.res
+        return {"history": res.history, "best_step": res.best_step, "best_metrics": res.best_metrics,
+                "best_output": res.best_output, "average_output": self.avg, "change_output": self.change["x"],
+                "change_step": self.change["step"]}
+
+    def load(self, ck: dict) -> None:
+        res = self.res
+        res.history, res.best_step, res.best_metrics = ck["history"], ck["best_step"], ck["best_metrics"]
+        res.best_output = ck["best_output"]
+        avg = ck.get("average_output")
+        self.avg = avg.to(self.device) if avg is not None else None
+        if ck.get("change_output") is not None:
+            self.change = {"x": ck["change_output"].to(self.device), "step": int(ck["change_step"])}
+
+    def finish(self, net, z, operator, y, param: Parametrization, precision: str, end: int):
+        """The final iterate (the trained parameters' output, one more forward, no update) logged at
+        ``end``; with a running average, that average is the fit's output and ``final_metrics``, the raw
+        last iterate kept beside. Returns the output."""
+        res = self.res
+        with torch.no_grad():
+            with generation_context(precision, z.device):
+                out = generate(net, z, param.weights())
+            x_hat = operator.from_network(out.to(z.dtype))
+            final_loss = float(data_loss(operator(x_hat), y))
+        row = self.record(end, final_loss + float(param.penalty().detach()), final_loss, x_hat)
+        res.final_metrics = {k: v for k, v in row.items()
+                             if k not in ("step", "image_change", "image_change_over") and not k.startswith("average_")}
+        if self.avg is None:
+            return x_hat
+        res.last_output, res.last_metrics = x_hat.detach().cpu(), res.final_metrics
+        with torch.no_grad():
+            avg_loss = float(data_loss(operator(self.avg), y))
+        res.final_metrics = {"loss": avg_loss + float(param.penalty().detach()), "data_loss": avg_loss,
+                             **{k[len("average_"):]: v for k, v in row.items() if k.startswith("average_")}}
+        return self.avg
+
+
 def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Parametrization, *,
         steps: int, lr: float = 1e-2, samples: int = 1, evaluate: Optional[Callable] = None,
         log_every: int = 50, input_noise_std: float = 0.0, seed: int = 0,
@@ -544,9 +642,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     res = FitResult()
     noise_gen = torch.Generator(device=z.device).manual_seed(derive_seed(seed, "input-noise"))
     start = 0
-    t0 = time.perf_counter()
-    avg = None   # running average of the outputs (output_average > 0)
-    change_ref = {"x": None, "step": None}   # the output at the previous logged row (image_change)
+    log = _FitLog(res, evaluate, callback, output_average, z.device)
     ck_path = ck_ident = None
     if checkpoint is not None:
         from .statefile import load_state
@@ -555,63 +651,21 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                                 steps=steps, lr=lr, samples=samples, log_every=log_every,
                                 input_noise_std=input_noise_std, seed=seed, lr_final=lr_final,
                                 grad_clip=grad_clip, output_average=output_average,
-                                **lr_decay_identity(lr_decay_start),
-                                **precision_identity(precision),
-                                **stop_identity(stop_rule, stop_tol, stop_patience))
+                                **without_off_values({"lr_decay_start": lr_decay_start, "precision": precision,
+                                                      "stop_rule": stop_rule, "stop_tol": float(stop_tol),
+                                                      "stop_patience": int(stop_patience)}))
         legacy = ck_path.with_suffix(".pt")
         if legacy.is_file():
             warnings.warn(f"ignoring {legacy}: pickled checkpoints are never loaded (they can run code); "
                           f"this run checkpoints to {ck_path.name}")
         if ck_path.is_file():
             # identity checked from the header before any tensor is read; mismatch -> RunMismatch
-            ck = load_state(ck_path, ck_ident, what="checkpoint")
-            net.load_state_dict(ck["net"])
-            opt.load_state_dict(ck["opt"])
-            param.load_state(ck["param"])
-            noise_gen.set_state(ck["noise_gen"])
-            res.history, res.best_step, res.best_metrics = ck["history"], ck["best_step"], ck["best_metrics"]
-            res.best_output = ck["best_output"]
-            avg = ck.get("average_output")
-            avg = avg.to(z.device) if avg is not None else None
-            if ck.get("change_output") is not None:
-                change_ref = {"x": ck["change_output"].to(z.device), "step": int(ck["change_step"])}
-            start = res.resumed_from = int(ck["step"])
+            start = _resume(load_state(ck_path, ck_ident, what="checkpoint"), net, opt, param, noise_gen, log)
 
     def save_checkpoint(step):
         from .statefile import save_state
         save_state(ck_path, {"step": step, "net": net.state_dict(), "opt": opt.state_dict(),
-                             "param": param.state(), "noise_gen": noise_gen.get_state(),
-                             "history": res.history, "best_step": res.best_step,
-                             "best_metrics": res.best_metrics, "best_output": res.best_output,
-                             "average_output": avg, "change_output": change_ref["x"],
-                             "change_step": change_ref["step"]}, ck_ident)
-
-    def record(step, loss, dloss, x_hat):
-        # time_s: seconds since this call started (a resumed run's clock restarts at the resume)
-        row = {"step": step, "loss": loss, "data_loss": dloss, "time_s": time.perf_counter() - t0}
-        cur = (avg if avg is not None else x_hat).detach()
-        if change_ref["x"] is not None and step > change_ref["step"]:
-            row["image_change"] = image_change(cur, change_ref["x"], step - change_ref["step"])
-            row["image_change_over"] = step - change_ref["step"]
-        if change_ref["step"] is None or step > change_ref["step"]:
-            change_ref["x"], change_ref["step"] = cur.clone(), step
-        if evaluate is not None:
-            with torch.no_grad():
-                m = evaluate(x_hat.detach())
-            row.update(m)
-            out_m, out_x = m, x_hat   # what the fit would return if it stopped here
-            if avg is not None:
-                with torch.no_grad():
-                    out_m, out_x = evaluate(avg), avg
-                row.update({f"average_{k}": v for k, v in out_m.items()})
-            if "psnr" in out_m and (res.best_step is None or
-                                    out_m["psnr"] > res.best_metrics.get("psnr", -math.inf)):
-                res.best_step, res.best_metrics = step, dict(out_m)
-                res.best_output = out_x.detach().cpu().clone()
-        res.history.append(row)
-        if callback is not None:
-            callback(row)
-        return row
+                             "param": param.state(), "noise_gen": noise_gen.get_state(), **log.state()}, ck_ident)
 
     if use_channels_last(z):
         # oneDNN then keeps every activation in NHWC: ~14% less time per step on the CPU for dense,
@@ -627,35 +681,17 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         opt.zero_grad(set_to_none=True)
         zin = z if input_noise_std <= 0 else \
             z + input_noise_std * torch.randn(z.shape, generator=noise_gen, device=z.device, dtype=z.dtype)
-        dl = 0.0
-        if samples > 1 and getattr(param, "batched_samples", False):
-            # K samples in one batched pass (same masks, same per-sample BN statistics as the loop)
-            with generation_context(precision, z.device):
-                outs = param.forward_samples(net, zin, samples)
-            for out in outs:
-                x_hat = operator.from_network(out.to(z.dtype))
-                dl = dl + data_loss(operator(x_hat), y) / samples
-        else:
-            for _ in range(samples):
-                with generation_context(precision, z.device):
-                    out = generate(net, zin, param.weights())
-                x_hat = operator.from_network(out.to(z.dtype))
-                dl = dl + data_loss(operator(x_hat), y) / samples
-        if output_average > 0:
-            xd = x_hat.detach()
-            # bias-corrected EMA (as Adam's moments): iterate i of n weighs d^(n-i)(1-d)/(1-d^n), so a
-            # short run is not dominated by the random-init output; long runs: the plain EMA
-            w = (1 - output_average) / (1 - output_average ** (step + 1))
-            avg = xd.clone() if avg is None else avg.add_(xd - avg, alpha=w)
+        x_hat, dl = _sampled_loss(net, zin, operator, y, param, samples, precision, z.dtype)
+        log.average(x_hat, step)
         loss = dl + param.penalty().to(dl.device)
         loss_v, dl_v = float(loss.detach()), float(dl.detach())
         if not math.isfinite(loss_v):
             res.diverged = True
             warnings.warn(f"{desc}: loss became {loss_v} at step {step}; stopping")
-            record(step, loss_v, dl_v, x_hat)
+            log.record(step, loss_v, dl_v, x_hat)
             break
         if step % log_every == 0:
-            row = record(step, loss_v, dl_v, x_hat)
+            row = log.record(step, loss_v, dl_v, x_hat)
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("loss", "psnr")})
             if stop_rule == "image-change" and should_stop(res.history, step, stop_tol, stop_patience):
@@ -678,28 +714,13 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             save_checkpoint(step + 1)
     if bar is not None:
         bar.close()
-    # final iterate: the output of the trained parameters (one more forward, no update)
     end = res.stopped_at if res.stopped_at is not None else steps
     res.stop_rule = stop_rule
     if not res.diverged:
-        with torch.no_grad():
-            with generation_context(precision, z.device):
-                out = generate(net, z, param.weights())
-            x_hat = operator.from_network(out.to(z.dtype))
-            final_loss = float(data_loss(operator(x_hat), y))
-        row = record(end, final_loss + float(param.penalty().detach()), final_loss, x_hat)
-        res.final_metrics = {k: v for k, v in row.items()
-                             if k not in ("step", "image_change", "image_change_over") and not k.startswith("average_")}
-        if avg is not None:   # the averaged iterates are the output; the raw last iterate is kept beside
-            res.last_output, res.last_metrics = x_hat.detach().cpu(), res.final_metrics
-            with torch.no_grad():
-                avg_loss = float(data_loss(operator(avg), y))
-            res.final_metrics = {"loss": avg_loss + float(param.penalty().detach()), "data_loss": avg_loss,
-                                 **{k[len("average_"):]: v for k, v in row.items() if k.startswith("average_")}}
-            x_hat = avg
+        x_hat = log.finish(net, z, operator, y, param, precision, end)
     res.output = x_hat.detach().cpu() if x_hat is not None else None
     res.steps = end
-    res.wall_time_s = time.perf_counter() - t0
+    res.wall_time_s = time.perf_counter() - log.t0
     if ck_path is not None and ck_path.is_file():
         ck_path.unlink()   # finished: the result files replace the checkpoint
     return res

@@ -119,24 +119,10 @@ def learn_oes_mask(net, z, operator, y, density: float, *, steps: int, lr: float
     return mask, res
 
 
-def train_generator(net, z, operator, y, *, steps: int, mask: Optional[Mask] = None, lr: float = 1e-2,
-                    sgld_std: float = 0.0, evaluate: Optional[Callable] = None, log_every: int = 50,
-                    input_noise_std: float = 0.0, seed: int = 0, progress: bool = False,
-                    checkpoint=None, checkpoint_every: int = 500, fingerprint: str = "",
-                    identity: Optional[dict] = None,
-                    desc: str = "fit", callback: Optional[Callable] = None,
-                    lr_final: Optional[float] = None, lr_decay_start: float = 0.0, grad_clip: float = 0.0,
-                    output_average: float = 0.0, precision: str = "float32", stop_rule: str = "none",
-                    stop_tol: float = 0.05, stop_patience: int = 500) -> core.FitResult:
-    """Train the weights of ``G(theta ∘ m, z)`` (dense when ``mask`` is None); ``lr_final`` and
-    ``lr_decay_start`` (cosine decay), ``grad_clip``, ``output_average``, ``precision`` and the
-    stopping rule (``stop_rule``, ``stop_tol``, ``stop_patience``) as in :func:`core.fit`."""
+def train_generator(net, z, operator, y, *, mask: Optional[Mask] = None, sgld_std: float = 0.0, seed: int = 0,
+                    **fit_options) -> core.FitResult:
+    """Train the weights of ``G(theta ∘ m, z)`` (dense when ``mask`` is None; ``sgld_std`` > 0: GP-DIP
+    weight noise); ``fit_options`` are :func:`core.fit`'s (``steps``, ``lr``, the schedule, the stopping
+    rule ..., e.g. a recipe's :meth:`~mri_oes.recipe.Recipe.fit_options`)."""
     param = core.TrainWeights(net, mask, sgld_std=sgld_std, seed=seed)
-    return core.fit(net, z, operator, y, param, steps=steps, lr=lr, evaluate=evaluate,
-                    log_every=log_every, input_noise_std=input_noise_std, seed=seed, progress=progress,
-                    checkpoint=checkpoint, checkpoint_every=checkpoint_every, fingerprint=fingerprint,
-                    identity=identity,
-                    desc=desc, callback=callback, lr_final=lr_final, lr_decay_start=lr_decay_start,
-                    grad_clip=grad_clip,
-                    output_average=output_average, precision=precision, stop_rule=stop_rule,
-                    stop_tol=stop_tol, stop_patience=stop_patience)
+    return core.fit(net, z, operator, y, param, seed=seed, **fit_options)

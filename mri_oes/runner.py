@@ -10,104 +10,36 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 
 from . import methods
 from .errors import UserError
+from .schema import CLASSICAL_METHODS
 from .generators import GeneratorConfig, count_parameters
 from .io import save_image, save_npy, versions, write_json
-from .masks import Mask, check_density, maskable_parameters
+from .masks import Mask, maskable_parameters
+from .recipe import Recipe
 from .runtime import resolve_device
 from .statefile import file_digest, tensor_digest
 
-METHODS = ("dip", "sparse-dip", "oes", "deep-decoder", "gp-dip")
 #: a finished network run's trained weights (statefile; ``net`` = the generator's state_dict)
 WEIGHTS_FILE = "weights.safetensors"
 
 
-@dataclass
-class RunConfig:
-    method: str = "sparse-dip"
-    steps: int = 2000
-    mask_steps: int = 1000
-    density: float = 0.05
-    lr: float = 1e-2
-    mask_lr: float = 1e-2
-    seed: int = 0
-    levels: int = 5
-    width: float = 1.0
-    scope: str = "weights"
-    min_layer_density: float = 0.0
-    temperature: float = 0.2
-    lam: float = 1e-9
-    sgld_std: float = 0.0
-    generator: Optional[str] = None       # None: hourglass (deep decoder for method deep-decoder)
-    layers: Optional[int] = None          # deep decoder depth (None: levels + 1)
-    channels: Optional[object] = None     # deep decoder channels, or per-layer widths (None: 128)
-    lr_final: Optional[float] = None      # cosine decay of the weights' lr to this value (None: constant)
-    lr_decay_start: float = 0.0           # ... starting after this fraction of the steps (0: whole run)
-    grad_clip: float = 0.0                # global gradient-norm clip (0: off)
-    input_noise_std: float = 0.0          # z + N(0, std²) each step (0: off)
-    output_average: float = 0.0           # output = running average of the iterates, this decay (0: last iterate)
-    precision: str = "float32"            # generator passes in float32 or bfloat16 (core.fit)
-    stop_rule: str = "none"               # ground-truth-free stop of the training fit (core.fit; none: all steps)
-    stop_tol: float = 0.05                # image-change: relative change per 1,000 steps below this ...
-    stop_patience: int = 500              # ... throughout this many steps
-    log_every: int = 50
-    checkpoint_every: int = 500
-    device: str = "cpu"
-    mask_path: Optional[str] = None
-    fresh_init: bool = False
-    init_from: Optional[str] = None       # start from this weights file (a finished run's WEIGHTS_FILE)
-    progress: bool = True
-    extra: dict = field(default_factory=dict)
-
-    def generator_config(self, problem) -> GeneratorConfig:
-        """The OES hourglass, the deep decoder (``method`` deep-decoder, or ``generator`` for a
-        Sparse-DIP mask on it: the mask method is generator-agnostic), or Darestani & Heckel's
-        ConvDecoder (``generator`` conv-decoder; brain defaults 5 layers × 64 channels, input 8×8)."""
-        return self.generator_config_for(problem.out_channels, mri=problem.kind == "mri")
-
-    def generator_config_for(self, out_channels: int, mri: bool) -> GeneratorConfig:
-        """:meth:`generator_config` for a network of ``out_channels`` outputs (before a problem exists)."""
-        kind = "deep-decoder" if self.method == "deep-decoder" else (self.generator or "hourglass")
-        per_layer = isinstance(self.channels, (list, tuple))   # per-layer widths: their length is the depth
-        if kind == "deep-decoder":
-            return GeneratorConfig.deep_decoder(out_channels=out_channels,
-                                                layers=None if per_layer else self.layers or self.levels + 1,
-                                                width=self.channels or 128, mri=mri)
-        if kind == "conv-decoder":
-            return GeneratorConfig.convdecoder(out_channels=out_channels,
-                                               layers=None if per_layer else self.layers or 5,
-                                               width=self.channels or 64, input_size=(8, 8))
-        if kind != "hourglass":
-            raise UserError(f"--generator must be hourglass, deep-decoder or conv-decoder, got {kind!r}")
-        return GeneratorConfig.oes(out_channels=out_channels, levels=self.levels, width=self.width,
-                                   mri=mri)
-
-
-def run_identity(problem, rc: "RunConfig", command: str) -> dict:
-    """Everything that determines a run's result (resume only on an exact match)."""
-    cfg = {k: v for k, v in vars(rc).items() if k not in ("progress", "extra")}
-    if cfg.get("precision") == "float32":
-        cfg.pop("precision")   # float32 runs keep the identity they had before the option existed
-    if not cfg.get("lr_decay_start"):
-        cfg.pop("lr_decay_start", None)   # (as precision)
-    if cfg.get("stop_rule", "none") == "none":
-        for k in ("stop_rule", "stop_tol", "stop_patience"):
-            cfg.pop(k, None)   # (as precision)
-    ident = {"command": command, "config": cfg, "measurements": tensor_digest(problem.y),
+def run_identity(problem, recipe: Recipe, command: str) -> dict:
+    """Everything that determines a run's result (resume only on an exact match): the resolved recipe's
+    identity (:meth:`Recipe.identity`) and the data."""
+    ident = {"command": command, "config": recipe.identity(), "measurements": tensor_digest(problem.y),
              "operator": problem.operator.describe(), "problem": problem.info,
              "versions": {k: v for k, v in versions().items() if k in ("mri_oes", "torch")}}
     if problem.reference is not None:
         ident["reference"] = tensor_digest(problem.reference)
-    if rc.mask_path:
-        ident["mask_file"] = file_digest(rc.mask_path)
-    if rc.init_from:
-        ident["init_file"] = file_digest(rc.init_from)
+    if recipe.mask_path:
+        ident["mask_file"] = file_digest(recipe.mask_path)
+    if recipe.init_from:
+        ident["init_file"] = file_digest(recipe.init_from)
     return ident
 
 
@@ -168,9 +100,10 @@ def _display(problem, x):
     return problem.to_display(x) if problem.to_display else x[0].detach().cpu().numpy()
 
 
-def get_mask(problem, rc: RunConfig, device, out: Optional[Path], cfg: GeneratorConfig, net, z, seeds,
+def get_mask(problem, rc: Recipe, device, out: Optional[Path], cfg: GeneratorConfig, net, z, seeds,
              identity: Optional[dict] = None):
-    """The mask for a sparse method: a given file (rebuilding its own theta_in and z), or OES-learned."""
+    """The mask for a sparse method: a given file (rebuilding its own theta_in and z), a pruning-at-init
+    score (``rc.mask_source``), or OES-learned."""
     if rc.mask_path:
         mask = Mask.load(rc.mask_path)
         mcfg = mask.generator_config()
@@ -187,6 +120,14 @@ def get_mask(problem, rc: RunConfig, device, out: Optional[Path], cfg: Generator
             net.load_state_dict(load_init_weights(rc.init_from, net))
         return mask, mcfg, net, z, seeds, None
     meta = {"generator": cfg.to_dict(), **seeds, "source": problem.info}
+    if rc.mask_source != "oes":   # a pruning-at-init score at theta_in
+        from .pruning import prune_at_init
+        mask = prune_at_init(rc.mask_source, net, z, problem.operator, problem.y, rc.density, seed=rc.seed,
+                             scope=rc.scope, min_layer_density=rc.min_layer_density,
+                             synflow_rounds=rc.synflow_rounds, meta=meta)
+        if out is not None:
+            mask.save(out / "mask.safetensors")
+        return mask, cfg, net, z, seeds, None
     mask, res = methods.learn_oes_mask(
         net, z, problem.operator, problem.y, rc.density, steps=rc.mask_steps, lr=rc.mask_lr,
         temperature=rc.temperature, lam=rc.lam, scope=rc.scope, min_layer_density=rc.min_layer_density,
@@ -198,50 +139,92 @@ def get_mask(problem, rc: RunConfig, device, out: Optional[Path], cfg: Generator
     return mask, cfg, net, z, seeds, res
 
 
-def mask_source_of(rc: RunConfig, mask: Optional[Mask]) -> str:
+def mask_source_of(rc: Recipe, mask: Optional[Mask]) -> str:
     if mask is None:
         return "none"
     if rc.mask_path:
         return "file"
-    return "oes"
+    return rc.mask_source
 
 
-def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool = True,
-        command: str = "fit", writer=None, callback=None) -> dict:
-    """Run ``rc.method`` on ``problem``; write outputs to ``out``; return the result record.
-
-    The run folder is complete or absent (:class:`~mri_oes.rundir.RunDir`): files are staged in
-    ``.<out>.partial`` (checkpoints too, so a killed run resumes with the same command) and renamed
-    into place last. ``writer(problem, res, work_dir, record)`` (optional) writes extra outputs
-    (e.g. the fastMRI reconstruction file) before the record; ``callback(row)`` sees every logged
-    training row (:func:`mri_oes.core.fit`). ``rc.steps == 0`` learns a mask only (``learn-mask``)."""
-    from .core import check_precision, check_stop_rule
-    from .rundir import RunDir
-    from .schema import make_record
-    check_precision(rc.precision)
-    check_stop_rule(rc.stop_rule, rc.stop_tol, rc.stop_patience)
-    if rc.method not in METHODS:
-        raise UserError(f"--method must be one of {METHODS}, got {rc.method!r}")
-    if rc.steps < 0 or rc.mask_steps < 0:
-        raise UserError("--steps and --mask-steps must be >= 0")
-    method = "sparse-dip" if rc.method == "oes" else rc.method
-    device = resolve_device(rc.device)
-    # validate everything that can fail on user input before any output exists
-    if method == "sparse-dip":
-        if rc.mask_path:
-            Mask.load(rc.mask_path).generator_config()
-        else:
-            check_density(rc.density)
-            if not rc.density < 1:
-                raise UserError("--density must be < 1 for an OES mask (density 1 is dense DIP: --method dip)")
-    problem.to(device)
-    cfg = rc.generator_config(problem)
+def _prepare(problem, recipe: Recipe, command: str):
+    """``(resolved recipe, generator config, identity, device)``: every check that can fail on user input,
+    before any output exists."""
     from .generators import build_generator, check_image_size
+    if recipe.method in CLASSICAL_METHODS:
+        raise UserError(f"--method {recipe.method} is a classical MRI method: reconstruct with mri-oes recon")
+    device = resolve_device(recipe.device)
+    problem.to(device)
+    rc = recipe.for_problem(problem).validate()
+    cfg = rc.generator_config(problem.out_channels, mri=problem.kind == "mri")
     check_image_size(cfg, problem.image_hw)
     if rc.init_from:   # a mismatched network is refused before any output exists
-        mcfg = Mask.load(rc.mask_path).generator_config() if method == "sparse-dip" and rc.mask_path else cfg
+        mcfg = Mask.load(rc.mask_path).generator_config() if rc.method == "sparse-dip" and rc.mask_path else cfg
         load_init_weights(rc.init_from, build_generator(mcfg, 0, problem.image_hw))
-    identity = run_identity(problem, rc, command)
+    return rc, cfg, run_identity(problem, rc, command), device
+
+
+def _record(problem, rc: Recipe, command, device, cfg, net, mask, mask_res, res, f1, report, seeds, total):
+    """The run's schema record (:func:`mri_oes.schema.make_record`)."""
+    from .schema import make_record
+    n_weights = mask.n_total if mask is not None else sum(p.numel() for p in maskable_parameters(net).values())
+    kept = mask.n_kept if mask is not None else n_weights
+    learned = rc.method == "sparse-dip" and not rc.mask_path and rc.mask_source == "oes"
+    final = res.final_metrics if res is not None else (problem.evaluate(f1) if problem.evaluate and f1 is not None else {})
+    record = make_record(
+        command=command, method=rc.method if rc.steps > 0 else "oes-mask",
+        mask_source=mask_source_of(rc, mask), density=kept / n_weights,
+        kept_weights=kept, maskable_weights=n_weights, measurements=problem.n_measurements,
+        steps=res.steps if res is not None else rc.steps, mask_steps=rc.mask_steps if learned else 0,
+        lr=rc.lr if rc.steps > 0 else None, seed=rc.seed, seeds=seeds, final=final,
+        best=res.best_metrics if res is not None else {}, best_step=res.best_step if res is not None else None,
+        time_total_s=total, time_fit_s=res.wall_time_s if res is not None else total,
+        device=str(device), config=rc.flat(), diverged=bool(res.diverged) if res is not None else False,
+        task=problem.info.get("task", problem.kind), scan=problem.info.get("scan"), accel=problem.info.get("accel"),
+        parameters=count_parameters(net), generator=cfg.to_dict(), problem=problem.info,
+        operator=problem.operator.describe(), collapse=report,
+        # a starved layer (e.g. an output head keeping 3 % while hidden layers keep 50 %) shows here
+        per_layer_density=mask.per_layer_density() if mask is not None else None,
+        history=res.history if res is not None else [],
+        stop_rule=rc.stop_rule if res is not None else None,
+        stopped_at=res.stopped_at if res is not None else None)
+    if mask_res is not None:
+        record["mask_learning"] = {"history": mask_res.history, "time_s": mask_res.wall_time_s,
+                                   "finding1": problem.evaluate(f1) if problem.evaluate else None}
+    return record
+
+
+def _write_outputs(work: Path, problem, rc: Recipe, cfg, identity, net, mask, res, record, writer) -> None:
+    """The run folder's files; ``metrics.json`` last (it marks the run complete)."""
+    if res is not None:
+        from .statefile import save_state
+        save_state(work / WEIGHTS_FILE, {"net": net.state_dict(), "generator": cfg.to_dict()},
+                   {"what": "weights", "run": identity})
+        if mask is not None and rc.mask_path:
+            mask.save(work / "mask.safetensors")   # a sparse run folder holds the mask it trained with
+        save_npy(work / "recon.npy", res.output[0].numpy())
+        save_image(work / "recon.png", _display(problem, res.output))
+        plot_curve(work / "curve.png", res.history, f"{rc.method} density={record['density']:.4f}")
+    if problem.measurements_display is not None:
+        save_image(work / "measurements.png", problem.measurements_display)
+    if writer is not None:
+        writer(problem, res, work, record)
+    write_json(work / "metrics.json", record)
+
+
+def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: bool = True,
+        command: str = "fit", writer=None, callback=None) -> dict:
+    """Run ``recipe`` on ``problem``; write outputs to ``out``; return the result record.
+
+    The recipe is resolved on the problem's grid (:meth:`Recipe.for_problem`: depth, steps, density rule)
+    and validated before any output exists. The run folder is complete or absent
+    (:class:`~mri_oes.rundir.RunDir`): files are staged in ``.<out>.partial`` (checkpoints too, so a
+    killed run resumes with the same command) and renamed into place last. ``writer(problem, res,
+    work_dir, record)`` (optional) writes extra outputs (e.g. the fastMRI reconstruction file) before
+    the record; ``callback(row)`` sees every logged training row (:func:`mri_oes.core.fit`).
+    ``steps == 0`` learns a mask only (``learn-mask``)."""
+    from .rundir import RunDir
+    rc, cfg, identity, device = _prepare(problem, recipe, command)
     inputs = [rc.mask_path, rc.init_from, problem.info.get("source"), problem.info.get("file")]
     rd = RunDir(out, identity, overwrite, inputs=[i for i in inputs if isinstance(i, str)]) if save_outputs else None
     if rd is not None:
@@ -253,7 +236,7 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
         if rc.init_from:   # (a learned OES mask then ranks these weights; a mask file rebuilds the net)
             net.load_state_dict(load_init_weights(rc.init_from, net))
         mask, mask_res, report, f1 = None, None, None, None
-        if method == "sparse-dip":
+        if rc.method == "sparse-dip":
             mask, cfg, net, z, seeds, mask_res = get_mask(problem, rc, device, work, cfg, net, z, seeds,
                                                           identity=identity)
             report = methods.collapse_report(net, z, problem.operator, mask)
@@ -263,60 +246,15 @@ def run(problem, rc: RunConfig, out, overwrite: bool = False, save_outputs: bool
         res = None
         if rc.steps > 0:
             res = methods.train_generator(
-                net, z, problem.operator, problem.y, steps=rc.steps, mask=mask, lr=rc.lr,
-                sgld_std=rc.sgld_std if method == "gp-dip" else 0.0, evaluate=problem.evaluate,
-                lr_final=rc.lr_final, lr_decay_start=rc.lr_decay_start, grad_clip=rc.grad_clip,
-                input_noise_std=rc.input_noise_std,
-                output_average=rc.output_average, precision=rc.precision,
-                stop_rule=rc.stop_rule, stop_tol=rc.stop_tol, stop_patience=rc.stop_patience,
-                log_every=rc.log_every, seed=rc.seed, progress=rc.progress, desc=method,
+                net, z, problem.operator, problem.y, mask=mask,
+                sgld_std=rc.sgld_std if rc.method == "gp-dip" else 0.0, evaluate=problem.evaluate,
+                progress=rc.progress, desc=rc.method,
                 checkpoint=(work / "checkpoint.safetensors") if work is not None else None,
-                identity=identity, checkpoint_every=rc.checkpoint_every, callback=callback)
-        total = time.perf_counter() - t0
-        n_weights = mask.n_total if mask is not None else sum(
-            p.numel() for p in maskable_parameters(net).values())
-        kept = mask.n_kept if mask is not None else n_weights
-        learned = method == "sparse-dip" and not rc.mask_path
-        final = res.final_metrics if res is not None else (problem.evaluate(f1) if problem.evaluate and f1 is not None else {})
-        best = res.best_metrics if res is not None else {}
-        record = make_record(
-            command=command, method=method if rc.steps > 0 else "oes-mask",
-            mask_source=mask_source_of(rc, mask), density=kept / n_weights,
-            kept_weights=kept, maskable_weights=n_weights, measurements=problem.n_measurements,
-            steps=res.steps if res is not None else rc.steps, mask_steps=rc.mask_steps if learned else 0, lr=rc.lr if rc.steps > 0 else None,
-            seed=rc.seed, seeds=seeds, final=final, best=best,
-            best_step=res.best_step if res is not None else None,
-            time_total_s=total, time_fit_s=res.wall_time_s if res is not None else total,
-            device=str(device), config={k: v for k, v in vars(rc).items()},
-            diverged=bool(res.diverged) if res is not None else False,
-            task=problem.info.get("task", problem.kind), scan=problem.info.get("scan"),
-            accel=problem.info.get("accel"),
-            parameters=count_parameters(net), generator=cfg.to_dict(), problem=problem.info,
-            operator=problem.operator.describe(), collapse=report,
-            # a starved layer (e.g. an output head keeping 3 % while hidden layers keep 50 %) shows here
-            per_layer_density=mask.per_layer_density() if mask is not None else None,
-            history=res.history if res is not None else [],
-            stop_rule=rc.stop_rule if res is not None else None,
-            stopped_at=res.stopped_at if res is not None else None)
-        if mask_res is not None:
-            record["mask_learning"] = {"history": mask_res.history, "time_s": mask_res.wall_time_s,
-                                       "finding1": problem.evaluate(f1) if problem.evaluate else None}
+                identity=identity, callback=callback, **rc.fit_options())
+        record = _record(problem, rc, command, device, cfg, net, mask, mask_res, res, f1, report, seeds,
+                         time.perf_counter() - t0)
         if work is not None:
-            if res is not None:
-                from .statefile import save_state
-                save_state(work / WEIGHTS_FILE, {"net": net.state_dict(), "generator": cfg.to_dict()},
-                           {"what": "weights", "run": identity})
-                if mask is not None and rc.mask_path:
-                    mask.save(work / "mask.safetensors")   # a sparse run folder holds the mask it trained with
-                x = res.output
-                save_npy(work / "recon.npy", x[0].numpy())
-                save_image(work / "recon.png", _display(problem, x))
-                plot_curve(work / "curve.png", res.history, f"{method} density={record['density']:.4f}")
-            if problem.measurements_display is not None:
-                save_image(work / "measurements.png", problem.measurements_display)
-            if writer is not None:
-                writer(problem, res, work, record)
-            write_json(work / "metrics.json", record)   # last: marks the run complete
+            _write_outputs(work, problem, rc, cfg, identity, net, mask, res, record, writer)
             rd.commit()
     record["_result"] = res
     record["_mask"] = mask

@@ -1,7 +1,6 @@
 """The batched generator pass: ``G`` under B stacked weight sets in ONE pass (:func:`torch.func.vmap`
 over :func:`torch.func.functional_call`), BatchNorm statistics per element, and the sequential
-write-back of running statistics. Used by :mod:`mri_oes.core` (K Concrete-mask samples of one network)
-and :mod:`mri_oes.batched` (B independent fits); it imports neither, so neither imports the other.
+write-back of running statistics. Used by :mod:`mri_oes.core` (K Concrete-mask samples of one network in one pass).
 """
 from __future__ import annotations
 
@@ -16,13 +15,6 @@ def _bn_modules(net: nn.Module) -> Dict[str, nn.modules.batchnorm._BatchNorm]:
     return {name: m for name, m in net.named_modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
             and m.running_mean is not None}
-
-
-def batching_pays(device) -> bool:
-    """Whether advancing several fits in one batched step is the faster choice on ``device``: on
-    GPUs (fills the device; not measured in this project yet), not on CPUs (FLOP-bound; vmap's grouped
-    convolutions measured ~10–15% slower than sequential fits for the OES/MRI nets on one thread)."""
-    return torch.device(device).type != "cpu"
 
 
 def supports_vmap(net: nn.Module) -> bool:

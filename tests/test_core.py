@@ -35,8 +35,7 @@ def test_oes_net_parameter_counts_match_the_paper():
 def test_deep_decoder_takes_per_layer_widths():
     """A list of widths sets each layer (here a narrower full-resolution layer): exact weight count,
     the runner builds it from a list of ``channels``, and a depth that disagrees is refused."""
-    from mri_oes.problem import Problem
-    from mri_oes.runner import RunConfig
+    from mri_oes.recipe import Recipe
     cfg = GeneratorConfig.deep_decoder(layers=3, width=[16, 16, 4], mri=True)
     net = build_generator(cfg, 0, (32, 32))
     assert cfg.channels == (16, 16, 4) and cfg.input_channels == 16
@@ -44,13 +43,13 @@ def test_deep_decoder_takes_per_layer_widths():
     assert sum(p.numel() for p in maskable_parameters(net).values()) == 16 * 16 * 2 + 16 * 4 + 4 * 2
     assert net(torch.zeros(1, 16, 8, 8)).shape == (1, 2, 32, 32)
     op = O.Denoise((2, 32, 32))
-    rc = RunConfig(method="sparse-dip", generator="deep-decoder", channels=[16, 16, 4], layers=6)
-    assert rc.generator_config(Problem(op, torch.zeros(1, 2, 32, 32), (32, 32))).channels == (16, 16, 4)
+    rc = Recipe().override(method="sparse-dip", generator="deep-decoder", channels=[16, 16, 4], layers=6)
+    assert rc.for_grid((32, 32)).generator_config(op.network_channels, mri=False).channels == (16, 16, 4)
     with pytest.raises(ValueError, match="3 per-layer widths for 6 layers"):
         GeneratorConfig.deep_decoder(layers=6, width=[16, 16, 4])
     # the ConvDecoder takes the same list (recon --generator conv-decoder at the 4x preset)
-    rc = RunConfig(method="sparse-dip", generator="conv-decoder", channels=[16, 16, 4], layers=6)
-    cd = rc.generator_config(Problem(op, torch.zeros(1, 2, 32, 32), (32, 32)))
+    rc = Recipe().override(method="sparse-dip", generator="conv-decoder", channels=[16, 16, 4], layers=6)
+    cd = rc.for_grid((32, 32)).generator_config(op.network_channels, mri=False)
     assert cd.kind == "convdecoder" and cd.channels == (16, 16, 4) and cd.input_channels == 16
     out = build_generator(cd, 0, (32, 32))(torch.zeros(1, 16, 8, 8))
     assert out.shape == (1, 2, 32, 32)

@@ -223,12 +223,13 @@ def test_ray_task_with_bad_input_fails_once_not_retried(dataset, tmp_path):
     pytest.importorskip("ray")
     from mri_oes import parallel
     from mri_oes.commands.mri import _run_slice_job
-    from mri_oes.mri.volume import Settings, SliceJob
+    from mri_oes.mri.volume import SliceJob
+    from mri_oes.recipe import Recipe
     with h5py.File(dataset / NAMES[0]) as f:
         k = f["kspace"][()]
     k[1, :, 10, 10] = np.nan
     bad = write_file(tmp_path / "file_brain_AXT1_bad.h5", k)
-    s = Settings("zero-filled", 4)
+    s = Recipe.from_preset("cpu", 4, method="zero-filled")
     jobs = [SliceJob(str(bad), 1, s, str(tmp_path / "out" / s.run_name)),
             SliceJob(str(bad), 0, s, str(tmp_path / "out" / s.run_name))]
     res = dict((j.slice, r) for j, r in parallel.run_tasks(_run_slice_job, jobs, workers=2, retries=1))

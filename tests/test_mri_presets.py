@@ -99,16 +99,15 @@ def test_experiment_networks_go_through_the_runner(phantom_h5, method, operator)
 @pytest.mark.parametrize("method", ["sparse-dip", "dip", "deep-decoder"])
 @pytest.mark.parametrize("accel", [4, 8])
 def test_experiment_and_recon_take_one_route_from_the_preset(method, accel):
-    """``mri_quality net`` and ``recon FILE --method M --accel A`` build the same Settings from the
-    preset (Settings.from_preset): every field that shapes the network and its training agrees."""
-    from dataclasses import asdict
+    """``mri_quality net`` and ``recon FILE --method M --accel A`` build the same recipe from the
+    preset (Recipe.from_preset): every field that shapes the network and its training agrees."""
     from mri_oes.cli import build_parser
-    from mri_oes.commands.mri import _apply_preset, run_settings
-    from mri_oes.experiments.mri_quality import settings
+    from mri_oes.commands.mri import recon_recipe
+    from mri_oes.recipe import Recipe
     args = build_parser().parse_args(["recon", "x.h5", "--method", method, "--accel", str(accel)])
-    _apply_preset(args)
-    ours = asdict(settings(method, presets.for_accel(presets.get("cpu"), accel), accel, 0, 50))
-    theirs = asdict(run_settings(args, method, accel, {}))
+    ours = Recipe.from_preset(presets.for_accel(presets.get("cpu"), accel), accel, method=method,
+                                     seed=0, log_every=50).flat()
+    theirs = recon_recipe(args, method, accel, {}).flat()
     differ = {k for k in ours if ours[k] != theirs[k]}
     assert differ <= {"espirit", "threads", "progress", "device", "checkpoint_every"}, differ
     if method == "sparse-dip":
@@ -122,45 +121,42 @@ def test_experiment_and_recon_take_one_route_from_the_preset(method, accel):
 def test_steps_scale_with_the_grid_at_equal_compute():
     """``steps_pixels``: a grid smaller than the one the steps were sized for gets proportionally more
     steps (same compute per slice), a larger one never fewer; a given step count is taken as is."""
-    import torch
-    import operators as O
-    from mri_oes.mri.volume import Settings, run_config, steps_for_grid
-    from mri_oes.problem import Problem
-    assert steps_for_grid(7000, 256 * 256, (230, 180)) == round(7000 * 65536 / 41400) == 11081
-    assert steps_for_grid(7000, 256 * 256, (256, 256)) == 7000
-    assert steps_for_grid(7000, 256 * 256, (320, 320)) == 7000
-    assert steps_for_grid(7000, None, (230, 180)) == 7000
+    from mri_oes.recipe import Recipe
+    sized = Recipe().override(steps=7000, steps_pixels=256 * 256)
+    assert sized.for_grid((230, 180)).steps == round(7000 * 65536 / 41400) == 11081
+    assert sized.for_grid((256, 256)).steps == 7000
+    assert sized.for_grid((320, 320)).steps == 7000
+    assert Recipe().override(steps=7000).for_grid((230, 180)).steps == 7000
     pre = presets.for_accel(presets.get("cpu"), 4)
     pre["steps_pixels"] = 64 * 64
-    gp = Problem(O.Denoise((2, 32, 32)), torch.zeros(1, 2, 32, 32), (32, 32))
-    assert run_config(Settings.from_preset("dip", 4, pre), gp).steps == 4 * pre["steps"]
-    given = Settings.from_preset("dip", 4, pre, steps=50)
-    assert given.steps_pixels is None and run_config(given, gp).steps == 50
+    assert Recipe.from_preset(pre, 4, method="dip").for_grid((32, 32)).steps == 4 * pre["steps"]
+    given = Recipe.from_preset(pre, 4, method="dip", steps=50)
+    assert given.steps_pixels is None and given.for_grid((32, 32)).steps == 50
     # without the key nothing changes, and the resume identity stays what it was
-    plain = Settings.from_preset("dip", 8, presets.for_accel(presets.get("cpu"), 8))   # 8x: no steps_pixels
-    assert run_config(plain, gp).steps == plain.steps and "steps_pixels" not in plain.identity()
-    assert Settings.from_preset("dip", 4, pre).identity()["steps_pixels"] == 64 * 64
+    plain = Recipe.from_preset("cpu", 8, method="dip")   # 8x: no steps_pixels
+    assert plain.for_grid((32, 32)).steps == plain.steps and "steps_pixels" not in plain.identity()
+    assert Recipe.from_preset(pre, 4, method="dip").identity()["steps_pixels"] == 64 * 64
 
 
 def test_lr_decay_start_reaches_the_run_and_its_identity():
-    """A preset's ``lr_decay_start`` reaches the runner's RunConfig and both resume identities; without
+    """A preset's ``lr_decay_start`` reaches the resolved recipe and both resume identities; without
     it, recon's and the runner's resume identities are those of earlier runs."""
     import torch
     import operators as O
-    from mri_oes.mri.volume import Settings, run_config
     from mri_oes.problem import Problem
+    from mri_oes.recipe import Recipe
     from mri_oes.runner import run_identity
     gp = Problem(O.Denoise((2, 32, 32)), torch.zeros(1, 2, 32, 32), (32, 32))
     pre = presets.for_accel(presets.get("cpu"), 4)
-    plain = Settings.from_preset("sparse-dip", 4, pre)
+    plain = Recipe.from_preset(pre, 4, method="sparse-dip")
     assert plain.lr_decay_start == 0.0 and "lr_decay_start" not in plain.identity()
-    assert "lr_decay_start" not in run_identity(gp, run_config(plain, gp), "recon")["config"]
-    late = Settings.from_preset("sparse-dip", 4, {**pre, "lr_decay_start": 0.8})
-    rc = run_config(late, gp)
+    assert "lr_decay_start" not in run_identity(gp, plain.for_problem(gp), "recon")["config"]
+    late = Recipe.from_preset({**pre, "lr_decay_start": 0.8}, 4, method="sparse-dip")
+    rc = late.for_problem(gp)
     assert rc.lr_decay_start == 0.8 and late.identity()["lr_decay_start"] == 0.8
     assert run_identity(gp, rc, "recon")["config"]["lr_decay_start"] == 0.8
-    assert Settings.from_preset("l1-wavelet", 4, {**pre, "lr_decay_start": 0.8}).identity() == \
-        Settings.from_preset("l1-wavelet", 4, pre).identity()
+    assert Recipe.from_preset({**pre, "lr_decay_start": 0.8}, 4, method="l1-wavelet").identity() == \
+        Recipe.from_preset(pre, 4, method="l1-wavelet").identity()
 
 
 def test_preset_floor_never_exceeds_the_density_the_rule_gives():
@@ -170,26 +166,31 @@ def test_preset_floor_never_exceeds_the_density_the_rule_gives():
     lowered: above the rule's density it is refused, as against a given density."""
     import torch
     import operators as O
-    from mri_oes.mri.volume import Settings, run_config
     from mri_oes.problem import Problem
+    from mri_oes.recipe import Recipe
     pre = presets.for_accel(presets.get("cpu"), 4)
     assert pre["min_layer_density"] == 0.1
+
+    def recipe(**given):
+        return Recipe.from_preset(pre, 4, method="sparse-dip", **given)
+
     gp = Problem(O.Denoise((2, 16, 16)), torch.zeros(1, 2, 16, 16), (16, 16))
-    rc = run_config(Settings.from_preset("sparse-dip", 4, pre), gp)
+    rc = recipe().for_problem(gp)
     assert rc.density == pre["density_min"] < 0.1 and rc.min_layer_density == rc.density
-    given = run_config(Settings.from_preset("sparse-dip", 4, pre, density=0.3), gp)
+    given = recipe(density=0.3).for_problem(gp)
     assert (given.density, given.min_layer_density) == (0.3, 0.1)
-    low = Settings.from_preset("sparse-dip", 4, pre, density=0.05)   # recon --density 0.05 at 4x
-    assert low.min_layer_density == 0.05 and run_config(low, gp).min_layer_density == 0.05
+    low = recipe(density=0.05)   # recon --density 0.05 at 4x
+    assert low.min_layer_density == 0.05 and low.for_problem(gp).min_layer_density == 0.05
     # an explicit floor is the user's: kept as given (the mask then refuses the impossible request)
-    assert Settings.from_preset("sparse-dip", 4, pre, density=0.05, min_layer_density=0.2).min_layer_density == 0.2
+    assert recipe(density=0.05, min_layer_density=0.2).min_layer_density == 0.2
     # ... and above the rule's density it is refused, not silently lowered; at or below it, it is kept
     with pytest.raises(UserError, match="--min-layer-density 0.1 is above the density 0.0200"):
-        run_config(Settings.from_preset("sparse-dip", 4, pre, min_layer_density=0.1), gp)
-    explicit = Settings.from_preset("sparse-dip", 4, pre, min_layer_density=0.01)
-    assert run_config(explicit, gp).min_layer_density == 0.01
+        recipe(min_layer_density=0.1).for_problem(gp)
+    explicit = recipe(min_layer_density=0.01)
+    assert explicit.for_problem(gp).min_layer_density == 0.01
     # whether the floor was given never enters the resume identity (it only decides cap or refuse)
-    assert explicit.identity() == Settings.from_preset("sparse-dip", 4, {**pre, "min_layer_density": 0.01}).identity()
+    assert explicit.identity() == Recipe.from_preset({**pre, "min_layer_density": 0.01}, 4,
+                                                            method="sparse-dip").identity()
 
 
 def test_summary_counts_cpu_minutes_of_cpu_runs_only():

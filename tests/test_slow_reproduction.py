@@ -4,7 +4,8 @@ import pytest
 from skimage import data
 
 from mri_oes.problem import natural_problem
-from mri_oes.runner import RunConfig, run
+from mri_oes.recipe import Recipe
+from mri_oes.runner import run
 
 
 @pytest.mark.slow
@@ -14,7 +15,7 @@ def test_sparse_dip_final_beats_dense_dip_final(tmp_path):
     img = data.astronaut()[100:228:2, 150:278:2].transpose(2, 0, 1).astype(np.float32) / 255.0
     finals = {}
     for method in ("dip", "sparse-dip"):
-        rc = RunConfig(method=method, steps=2000, mask_steps=800, density=0.03, min_layer_density=0.005,
+        rc = Recipe().override(method=method, steps=2000, mask_steps=800, density=0.03, min_layer_density=0.005,
                        levels=4, width=0.5, progress=False, log_every=100)
         m = run(natural_problem(img, "denoise", sigma255=25, seed=0), rc, tmp_path / method)
         finals[method] = (m["final"]["psnr"], m["best"]["psnr"])

@@ -1,5 +1,5 @@
 """The speed paths compute what the plain paths compute: K Concrete samples in one batched
-pass vs the K-loop, B independent fits in one batched step vs B sequential fits, the fused OES mask /
+pass vs the K-loop, the batched pass's gradients vs per-network ones, the fused OES mask /
 KL nodes vs their textbook expressions, SynFlow's one-pixel scoring and top-k vs the full-size pass and
 ``topk_mask``; plus the thread rule. Small nets, a few steps: fast."""
 import copy
@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 
 import operators as O
-from mri_oes import batched, core, methods, pruning, runtime
+from mri_oes import core, methods, pruning, runtime
+from mri_oes.vmap import vmap_forward
 from mri_oes.errors import UserError
 from mri_oes.generators import GeneratorConfig
 from mri_oes.masks import maskable_parameters, topk_mask
@@ -106,54 +107,12 @@ def test_fused_concrete_weight_and_kl_match_textbook_formulas():
     assert torch.allclose(torch.autograd.grad(kl, v)[0], torch.autograd.grad(ref_kl, v)[0], rtol=1e-8)
 
 
-@pytest.mark.parametrize("vectorize", [True, False])
-def test_fit_batched_equals_sequential_fits(vectorize):
-    # float64: in float32 Adam's first steps move every weight by ±lr whatever its gradient's size,
-    # so weights with rounding-level gradients make two float32 runs drift apart after a few steps
-    # (either run is as valid); float64 shows the batched fit IS the sequential fits.
-    probs = [(n.double(), z.double(), A, y.double()) for n, z, A, y in (_problem(s) for s in range(3))]
-    masks = [None, _rand_mask(probs[1][0], 0.3, 1), _rand_mask(probs[2][0], 0.5, 2)]
-    refs = [p[3] for p in probs]
-
-    def ev(ref):
-        return lambda x: {"psnr": float(-10 * torch.log10(((x - ref) ** 2).mean()))}
-    seq, seq_nets = [], []
-    for b, (net, z, A, y) in enumerate(probs):
-        n = copy.deepcopy(net)
-        seq.append(methods.train_generator(n, z, A, y, steps=5, mask=masks[b], log_every=2, seed=b,
-                                           input_noise_std=0.02, evaluate=ev(refs[b])))
-        seq_nets.append(n)
-    nets = [copy.deepcopy(p[0]) for p in probs]
-    rows = []
-    res = batched.fit_batched(nets, [p[1] for p in probs], [p[2] for p in probs], [p[3] for p in probs],
-                              masks, steps=5, log_every=2, seeds=[0, 1, 2], input_noise_std=0.02,
-                              evaluate=[ev(r) for r in refs], callback=lambda b, row: rows.append(b),
-                              vectorize=vectorize)
-    assert sorted(set(rows)) == [0, 1, 2]
-    for b in range(3):
-        s, r = seq[b], res[b]
-        assert [h["step"] for h in r.history] == [h["step"] for h in s.history]
-        assert [h["loss"] for h in r.history] == pytest.approx([h["loss"] for h in s.history], rel=1e-9)
-        assert torch.allclose(r.output, s.output, atol=1e-9)
-        assert r.best_step == s.best_step
-        assert r.final_metrics["psnr"] == pytest.approx(s.final_metrics["psnr"], abs=1e-7)
-        # the networks hold the trained weights and BN statistics; pruned weights untouched
-        p0 = dict(probs[b][0].named_parameters())
-        for (k, pa), pb in zip(nets[b].named_parameters(), seq_nets[b].parameters()):
-            assert torch.allclose(pa, pb, atol=1e-7), k
-            if masks[b] is not None and k in masks[b].keep:
-                assert torch.equal(pa[~masks[b].keep[k]], p0[k][~masks[b].keep[k]]), k
-        for (k, ba), bb in zip(nets[b].named_buffers(), seq_nets[b].buffers()):
-            assert torch.allclose(ba.double(), bb.double(), atol=1e-9), k
-    assert not torch.allclose(res[0].output, res[1].output)
-
-
-def test_fit_batched_gradients_equal_per_fit_gradients():
+def test_vmap_forward_gradients_equal_per_network_gradients():
     probs = [_problem(s) for s in range(2)]
     names = [k for k, _ in probs[0][0].named_parameters()]
     stacked = {k: torch.stack([dict(p[0].named_parameters())[k].detach() for p in probs]).requires_grad_(True)
                for k in names}
-    outs = batched.vmap_forward(probs[0][0], stacked, torch.stack([p[1] for p in probs]), z_batched=True,
+    outs = vmap_forward(probs[0][0], stacked, torch.stack([p[1] for p in probs]), z_batched=True,
                                 buffers_b={k: torch.stack([dict(p[0].named_buffers())[k] for p in probs]).clone()
                                            for k, _ in probs[0][0].named_buffers()})
     total = sum(core.data_loss(A(A.from_network(outs[b])), y) for b, (_, _, A, y) in enumerate(probs))
@@ -163,15 +122,6 @@ def test_fit_batched_gradients_equal_per_fit_gradients():
         core.data_loss(A(A.from_network(n(z))), y).backward()
         for k, p in n.named_parameters():
             assert torch.allclose(stacked[k].grad[b], p.grad, rtol=1e-4, atol=1e-6), (b, k)
-
-
-def test_fit_batched_rejects_other_architectures():
-    a, z, A, y = _problem(0)
-    other, z2, _ = methods.setup_generator(GeneratorConfig.oes(levels=3, width=0.5), HW, 0)
-    with pytest.raises(UserError, match="another architecture"):
-        batched.fit_batched([a, other], [z, z2], [A, A], [y, y], steps=1)
-    with pytest.raises(UserError, match="entries"):
-        batched.fit_batched([a], [z, z], [A], [y], steps=1)
 
 
 @pytest.mark.parametrize("cfg,hw", [(GeneratorConfig.oes(levels=3, width=0.25), (32, 32)),

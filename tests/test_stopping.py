@@ -96,17 +96,18 @@ def test_bad_stop_settings_are_one_clear_error(case, kw, flag):
 
 def test_stop_rule_is_in_the_identity_only_when_on():
     """Runs without a rule keep the resume identity they had before the option existed."""
-    from mri_oes.mri.volume import Settings
-    base = Settings(method="sparse-dip", accel=8)
+    from mri_oes.recipe import Recipe
+    base = Recipe.from_preset("cpu", 8, method="sparse-dip")
     assert not any(k.startswith("stop_") for k in base.identity())
-    on = Settings(method="sparse-dip", accel=8, stop_rule="image-change", stop_tol=0.1, stop_patience=300)
+    on = base.override(stop_rule="image-change", stop_tol=0.1, stop_patience=300)
     assert {k: on.identity()[k] for k in ("stop_rule", "stop_tol", "stop_patience")} == \
         {"stop_rule": "image-change", "stop_tol": 0.1, "stop_patience": 300}
-    assert core.stop_identity("none", 0.1, 3) == {}
+    from mri_oes.recipe import without_off_values
+    assert without_off_values({"stop_rule": "none", "stop_tol": 0.1, "stop_patience": 3}) == {}
 
 
 def test_recon_records_the_rule(tmp_path):
-    """recon --stop-rule reaches the fit (Settings -> run_config -> runner -> fit): the slice record
+    """recon --stop-rule reaches the fit (Recipe.from_preset -> runner -> fit): the slice record
     carries stop_rule, stopped_at and the steps run, run.json the rule; without the flag the preset's
     rule (none) runs every step."""
     import json

@@ -103,6 +103,7 @@ def test_cli_prune_at_init_and_errors(tmp_path):
     assert abs(m["density"] - 0.2) < 1e-4 and abs(m["sparsity"] - 0.8) < 1e-4
     validate(m)
     assert m["method"] == "sparse-dip" and m["mask_source"] == "snip" and m["collapse"] is not None
+    assert m["mask_steps"] == 0 and m["config"]["mask_source"] == "snip"   # one runner, the recipe's source
     assert m["final"]["psnr"] is not None and m["kept_weights_per_measurement"] > 0
     assert (out / "recon.png").is_file() and (out / "mask.safetensors").is_file()
     assert main(["prune-at-init", "skimage:coffee", "--mask-source", "snip", "--density", "1.5",

@@ -87,17 +87,17 @@ def test_resume_refuses_another_init(phantom_h5, source, tmp_path):
     from mri_oes.errors import RunMismatch
     from mri_oes.mri.data import load_slice
     from mri_oes.mri.problem import build_problem
-    from mri_oes.problem import Problem
-    from mri_oes.runner import RunConfig, run
+    from mri_oes.recipe import Recipe
+    from mri_oes.runner import run
     from mri_oes.statefile import load_state, save_state
     p = build_problem(load_slice(phantom_h5, 0), 4, "equispaced", 0)
-    gp = Problem(p.operator, p.y, p.image_shape, kind="mri", info={"kind": "mri", "task": "mri"})
+    gp = p.as_problem({"kind": "mri", "task": "mri"}, evaluate=None)
     w = tmp_path / "init.safetensors"
     w.write_bytes((_slice(source, "deep-decoder") / WEIGHTS_FILE).read_bytes())
     rec = _record(source, "deep-decoder")
-    rc = RunConfig(method="deep-decoder", steps=20, layers=rec["config"]["layers"],
-                   channels=rec["config"]["channels"], levels=3, progress=False, init_from=str(w), log_every=5,
-                   checkpoint_every=5)
+    rc = Recipe().override(method="deep-decoder", steps=20, layers=rec["config"]["layers"],
+                           channels=rec["config"]["channels"], levels=3, progress=False, init_from=str(w),
+                           log_every=5, checkpoint_every=5)
 
     def crash(row):
         if row["step"] == 10:

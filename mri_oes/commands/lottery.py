@@ -9,18 +9,21 @@ import torch
 
 from ..cli_common import (_ranged, accel_int, add_generator_args, add_mask_args, add_operator_args, add_renamed,
                           add_run_args, add_task_args, add_training_args, floor_density, mask_density,
-                          nonneg_float, nonneg_int, out_path, positive_float, positive_int, setup_runtime)
+                          nonneg_float, nonneg_int, out_path, positive_float, positive_int, recipe_from_args,
+                          setup_runtime)
 from ..errors import UserError
+from ..recipe import without_off_values
 
 TASKS = ("denoise", "inpaint", "super-resolution")
 
 
-# ------------------------------------------------------------------------------------------ helpers
+# ---------------------------------------------------------------------------------------- utilities
 def load_natural(spec: str, crop=None, grayscale: bool = False) -> torch.Tensor:
     """CHW float tensor in [0, 1] from a file path or ``skimage:<name>`` (e.g. ``skimage:coffee``);
     ``crop``: explicit centre crop (never a silent resize)."""
     import numpy as np
-    from ..io import crop_center, load_image
+    from operators.base import center_crop
+    from ..io import load_image
     if spec.startswith("skimage:"):
         from skimage import data
         name = spec.split(":", 1)[1]
@@ -36,7 +39,7 @@ def load_natural(spec: str, crop=None, grayscale: bool = False) -> torch.Tensor:
     else:
         img = load_image(spec, grayscale=grayscale)
     if crop:
-        img = crop_center(img, int(crop))
+        img = center_crop(img, (int(crop), int(crop)))
     return torch.from_numpy(img).float()
 
 
@@ -76,11 +79,6 @@ def _problem(args, img, name):
     sigma = 25.0 if args.sigma is None else args.sigma
     return natural_problem(img, args.task, sigma255=sigma, keep_fraction=args.keep_fraction,
                            factor=args.factor, seed=args.seed, name=name)
-
-
-def _img_out(op, x):
-    x = x.detach().cpu()
-    return x[0].clamp(0, 1).numpy()
 
 
 # ---------------------------------------------------------------------------------------------- imp
@@ -148,85 +146,52 @@ def run_imp_cmd(args) -> int:
 
 # ------------------------------------------------------------------------------------ prune-at-init
 def run_pai_cmd(args) -> int:
-    from .. import methods, pruning
-    from ..io import save_image, write_json
-    from ..rundir import RunDir
-    from ..schema import make_record
-    from ..transfer import measurement_count
-    import time
-    dev = setup_runtime(args)
+    from ..runner import run
+    setup_runtime(args)
+    recipe = recipe_from_args(args, method="sparse-dip")
     img = load_natural(args.image, args.crop, args.grayscale)
-    hw = tuple(img.shape[-2:])
-    cfg = _cfg(args, img.shape[0], hw)
-    from ..generators import check_image_size
-    check_image_size(cfg, hw)
     prob = _problem(args, img, Path(args.image).stem)
-    prob.to(dev)
     out = out_path(args, "prune-at-init")
-    ident = _identity(args, [img], "prune-at-init")
-    with RunDir(out, ident, args.overwrite) as rd:
-        t0 = time.perf_counter()
-        net, z, seeds = methods.setup_generator(cfg, hw, args.seed, device=dev)
-        meta = {"generator": cfg.to_dict(), **seeds, "image_hw": list(hw), "image": args.image, "task": args.task}
-        mask = pruning.prune_at_init(args.mask_source, net, z, prob.operator, prob.y, args.density, seed=args.seed,
-                                     scope=args.scope, min_layer_density=args.min_layer_density,
-                                     synflow_rounds=args.synflow_rounds, meta=meta)
-        mask.save(rd.work / "mask.safetensors")
-        res = methods.train_generator(net, z, prob.operator, prob.y, steps=args.steps, mask=mask, lr=args.lr,
-                                      evaluate=prob.evaluate, log_every=args.log_every, seed=args.seed,
-                                      progress=args.progress, checkpoint=rd.work / "checkpoint.safetensors",
-                                      identity=ident, checkpoint_every=args.checkpoint_every,
-                                      precision=args.precision)
-        s = res.summary()
-        if res.output is not None:
-            save_image(rd.work / "recon.png", _img_out(prob.operator, res.output))
-        if res.best_output is not None:
-            save_image(rd.work / "best.png", _img_out(prob.operator, res.best_output))
-        rec = make_record(
-            command="prune-at-init", method="sparse-dip", mask_source=args.mask_source, density=mask.density,
-            kept_weights=mask.n_kept, maskable_weights=mask.n_total, measurements=measurement_count(prob.operator),
-            steps=args.steps, mask_steps=0, lr=args.lr, seed=args.seed, seeds=seeds, final=s["final"],
-            best=s["best"], best_step=s["best_step"], time_total_s=time.perf_counter() - t0,
-            time_fit_s=s["wall_time_s"], device=str(dev), diverged=res.diverged,
-            config={k: v for k, v in vars(args).items() if k != "func"}, task=args.operator or args.task,
-            scan=Path(args.image).stem, collapse=mask.meta["collapse"],
-            per_layer_density=mask.per_layer_density(), image_hw=list(hw), problem=prob.info,
-            generator=cfg.to_dict(), history=res.history)
-        write_json(rd.work / "metrics.json", rec)
-        rd.commit()
-    col = " LAYER COLLAPSE" if mask.meta["collapse"]["collapsed"] else ""
-    fp, bp = s["final"].get("psnr"), s["best"].get("psnr")
-    print(f"{args.mask_source} d={mask.density:.4f}: final PSNR {fp:.2f} dB, oracle best {bp:.2f} dB @ "
-          f"{s['best_step']}{col}; results in {out}" if fp is not None else f"done{col}; results in {out}")
-    if res.diverged:
+    m = run(prob, recipe, out, overwrite=args.overwrite, command="prune-at-init")
+    collapsed = " LAYER COLLAPSE" if m["collapse"] and m["collapse"]["collapsed"] else ""
+    fp, bp = m["final"].get("psnr"), m["best"].get("psnr")
+    print(f"{args.mask_source} d={m['density']:.4f}: final PSNR {fp:.2f} dB, oracle best {bp:.2f} dB @ "
+          f"{m['best'].get('step')}{collapsed}; results in {out}" if fp is not None else f"done{collapsed}; results in {out}")
+    if m["diverged"]:
         print(f"error: the fit diverged (non-finite loss); see {out}/metrics.json", file=sys.stderr)
         return 3
     return 0
 
 
 # ----------------------------------------------------------------------------------------- transfer
-#: transfer's defaults without --preset (the paper's protocol); --preset fills these from the MRI preset
-TRANSFER_DEFAULTS = {"steps": 2000, "mask_steps": 2000, "lr": 1e-2, "precision": "float32"}
+#: the recipe options transfer takes from --preset, or else from the recipe with the protocol's mask steps
+TRANSFER_OPTIONS = ("steps", "mask_steps", "lr", "precision")
+PROTOCOL_MASK_STEPS = 2000
 
 
-def _transfer_preset(args, hw):
-    """``(generator config, fit options, data consistency)`` of ``--preset`` at the source's 4x (one
-    network for every target: the masks are reused across accelerations); fills the flags not given.
-    The preset reaches the network through recon's route (``Settings.from_preset``, ``grid_run_config``)."""
-    from .. import core
-    from ..mri import presets
-    from ..mri.volume import Settings, grid_run_config
-    pre = presets.for_accel(presets.get(args.preset), 4)
-    if pre.get("operator", "maps") != "maps":
-        raise UserError(f"--preset {args.preset}: transfer needs the maps operator, not {pre['operator']!r}")
-    s = Settings.from_preset("sparse-dip", 4, pre)
-    for k in TRANSFER_DEFAULTS:
+def _transfer_recipe(args):
+    """``--preset``'s sparse-dip recipe at the source's 4x (one network for every target: the masks are
+    reused across accelerations), or the paper's protocol (the OES hourglass, 2,000 mask steps); the
+    flags not given are filled from it."""
+    from ..recipe import Recipe
+    if args.preset:
+        from ..mri import presets
+        if presets.for_accel(presets.get(args.preset), 4).get("operator", "maps") != "maps":
+            raise UserError(f"--preset {args.preset}: transfer needs the maps operator")
+        recipe = Recipe.from_preset(args.preset, 4, method="sparse-dip")
+    else:
+        recipe = Recipe().override(mask_steps=PROTOCOL_MASK_STEPS)
+    for k in TRANSFER_OPTIONS:
         if getattr(args, k) is None:
-            setattr(args, k, getattr(s, k))
-    cfg = grid_run_config(s, hw).generator_config_for(2, mri=True)   # the maps operator's network: 2 outputs
-    fit = {k: getattr(s, k) for k in ("lr_final", "grad_clip", "input_noise_std", "output_average")}
-    fit.update(core.lr_decay_identity(s.lr_decay_start))   # cases of earlier runs keep their identity
-    return cfg, fit, s.data_consistency
+            setattr(args, k, getattr(recipe, k))
+    return recipe
+
+
+def _preset_network(recipe, hw):
+    """``(generator config, fit options, data consistency)`` of a preset recipe on the source grid."""
+    cfg = recipe.for_grid(hw).generator_config(2, mri=True)   # the maps operator's network: 2 outputs
+    fit = {k: getattr(recipe, k) for k in ("lr_final", "grad_clip", "input_noise_std", "output_average")}
+    return cfg, without_off_values({**fit, "lr_decay_start": recipe.lr_decay_start}), recipe.data_consistency
 
 
 def run_transfer_cmd(args) -> int:
@@ -236,13 +201,11 @@ def run_transfer_cmd(args) -> int:
     if args.preset and not args.mri:
         raise UserError("--preset is for MRI transfer (--mri FILE)")
     setup_runtime(args)
+    recipe = _transfer_recipe(args)
     preset_cfg = None
     if args.preset:
         from ..mri.data import load_slice
-        preset_cfg = _transfer_preset(args, tuple(load_slice(args.mri, args.slice).kspace.shape[-2:]))
-    for k, v in TRANSFER_DEFAULTS.items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+        preset_cfg = _preset_network(recipe, tuple(load_slice(args.mri, args.slice).kspace.shape[-2:]))
     densities = [float(d) for d in args.densities]
     kw = dict(densities=densities, methods_=args.mask_sources, mask_steps=args.mask_steps,
               train_steps=args.steps, imp_steps_per_round=args.imp_steps,
@@ -314,6 +277,12 @@ def _transfer_record(rd, res, args):
 
 # ----------------------------------------------------------------------------------------- register
 def register(subparsers) -> None:
+    _register_imp(subparsers)
+    _register_prune_at_init(subparsers)
+    _register_transfer(subparsers)
+
+
+def _register_imp(subparsers) -> None:
     p = subparsers.add_parser("imp", help="iterative magnitude pruning / Lottery Image Prior masks",
                               description="IMP (LIP Alg. 1-2): train --steps steps, prune 20% of the remaining "
                                           "weights by global magnitude, rewind, repeat. Trains against "
@@ -349,6 +318,8 @@ def register(subparsers) -> None:
     add_run_args(p)
     p.set_defaults(func=run_imp_cmd)
 
+
+def _register_prune_at_init(subparsers) -> None:
     p = subparsers.add_parser("prune-at-init", help="random/magnitude/SNIP/GraSP/SynFlow mask, then Sparse-DIP",
                               description="Mask at theta_in by a pruning-at-initialisation score (keep the "
                                           "highest keep-score; GraSP removes the highest -theta*Hg), "
@@ -364,6 +335,8 @@ def register(subparsers) -> None:
     add_run_args(p)
     p.set_defaults(func=run_pai_cmd)
 
+
+def _register_transfer(subparsers) -> None:
     p = subparsers.add_parser("transfer", help="mask transfer table (OES appendix H / Table 5)",
                               description="Learn OES and equal-density IMP masks on a source, reuse them on "
                                           "other images/tasks (natural) or scans/accelerations (MRI, --mri). "
@@ -384,7 +357,7 @@ def register(subparsers) -> None:
                 default=["none", "oes", "imp"], help="what to compare, one or more: none (dense DIP), oes, "
                                                      "imp (default all)")
     g.add_argument("--mask-steps", type=positive_int, default=None,
-                   help=f"OES mask-learning steps (default {TRANSFER_DEFAULTS['mask_steps']}, or from --preset)")
+                   help=f"OES mask-learning steps (default {PROTOCOL_MASK_STEPS}, or from --preset)")
     g.add_argument("--imp-steps", type=positive_int, default=500,
                    help="IMP training steps per round (default 500)")
     g.add_argument("--imp-rounds", type=positive_int, default=None,

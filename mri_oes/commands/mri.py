@@ -37,10 +37,8 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 from ..cli_common import (_ranged, add_generator_args, add_mask_args, add_renamed, add_run_args, add_stop_args,
                           add_training_args,
@@ -173,27 +171,6 @@ def register(subparsers) -> None:
 
 
 # ------------------------------------------------------------------------------------- validation
-PRESET_KEYS = ("steps", "mask_steps", "width", "lr", "min_layer_density", "precision", "stop_rule", "stop_tol",
-               "stop_patience")
-
-
-def _apply_preset(args) -> None:
-    """Load ``--preset`` and note which of its flags were given (``args.given``: explicit flags win at
-    every acceleration). The flags the user left out stay None here (recon.json's ``config`` records the
-    flags as given); each run's values come from the preset at its acceleration (:func:`run_settings`):
-    steps, the depth cap, the density rule without ``--density``, the decoder's width."""
-    from ..mri.presets import get
-    pre = get(args.preset)
-    args.given = {k for k in PRESET_KEYS if getattr(args, k) is not None}
-    if args.generator is None:
-        args.generator = pre.get("generator", "hourglass")
-    args.preset_values = pre   # per-acceleration values (presets.by_accel): for_accel, per run
-    if args.density is None and pre.get("density") is not None:
-        args.density = pre["density"]
-    if args.data_consistency is None:
-        args.data_consistency = bool(pre.get("data_consistency", False))
-
-
 def _check_mask_file(path):
     from ..masks import Mask
     try:
@@ -306,22 +283,15 @@ def _status(job, rec, elapsed=None) -> str:
     return f"{job}: FAILED ({rec})"
 
 
-def run_settings(args, method: str, accel, espirit: dict, threads: int = 1, workers: int = 1):
-    """The :class:`~mri_oes.mri.volume.Settings` of one recon run: the preset at ``accel``
-    (:meth:`Settings.from_preset`, the route the MRI quality experiment takes too) with the flags."""
-    from ..mri.presets import for_accel
-    from ..mri.volume import Settings
-    return Settings.from_preset(
-        method, accel, for_accel(args.preset_values, accel),
-        **{k: getattr(args, k) for k in args.given},   # explicit flags win
-        density=args.density, generator=args.generator, data_consistency=bool(args.data_consistency),
-        mask_type=args.mask_type, center_fraction=args.center_fraction, seed=args.seed,
+def recon_recipe(args, method: str, accel, espirit: dict, threads: int = 1, workers: int = 1):
+    """The :class:`~mri_oes.recipe.Recipe` of one recon run: ``--preset`` at ``accel`` with the flags
+    that were given (:meth:`Recipe.from_preset`, the route of ``reconstruct`` and the MRI experiment)."""
+    from ..cli_common import recipe_from_args
+    return recipe_from_args(
+        args, args.preset, accel, method=method, espirit=espirit, threads=threads,
         mask_path=str(Path(args.mask_path).resolve()) if (args.mask_path and method == "sparse-dip") else None,
         init_from=str(Path(args.init_from).resolve()) if (args.init_from and method in NETWORK) else None,
-        levels=args.levels, scope=args.scope, mask_lr=args.mask_lr, temperature=args.temperature,
-        lam=args.lam, fresh_init=bool(args.fresh_init and args.mask_path), log_every=args.log_every,
-        checkpoint_every=args.checkpoint_every, lamda=args.lamda, max_iter=args.max_iter, espirit=espirit,
-        device=args.device, threads=threads, progress=bool(args.progress) and workers == 1)
+        fresh_init=bool(args.fresh_init and args.mask_path), progress=bool(args.progress) and workers == 1)
 
 
 def run_recon(args) -> int:
@@ -329,13 +299,9 @@ def run_recon(args) -> int:
     from ..cli_common import out_path, setup_runtime
     from ..io import write_json
     from ..mri.dataset import discover, reference_volume
-    from ..mri.volume import (SliceJob, assemble_volume, dataset_summary, is_done,
-                              slice_dir, volume_data_range, write_tables)
-    from ..runtime import configure_threads, threads_for_tasks, usable_cores
+    from ..mri.volume import volume_data_range
+    from ..runtime import usable_cores
 
-    if args.density is not None and "sparse-dip" not in args.method:
-        raise UserError("--density is only for --method sparse-dip")
-    _apply_preset(args)
     threads_given = args.threads is not None or os.environ.get("OMP_NUM_THREADS", "").strip().isdigit()
     setup_runtime(args)
     threads = int(args.threads)
@@ -348,62 +314,19 @@ def run_recon(args) -> int:
     if args.gpus_per_task > 0:
         args.device = "cuda"   # Ray sets CUDA_VISIBLE_DEVICES per task: its GPU is cuda:0 there
 
-    # the runs: every method at every acceleration (undersampled files: their own mask)
-    accels = list(dict.fromkeys(args.accel or []))
-    runs = []
-    for method in args.method:
-        for accel in ([a for a in accels] if any(not v.undersampled for v in vols) else []) + \
-                     ([None] if any(v.undersampled for v in vols) else []):
-            s = run_settings(args, method, accel, esp, threads, workers)
-            runs.append((s, [v for v in vols if v.undersampled == (accel is None)]))
-    from ..mri.volume import check_warm_start
-    for s, vs in runs:   # every slice's --init-from source found and its network checked before any output
-        for v in vs if s.init_from else []:
-            for sl in v.slices:
-                check_warm_start(s, v.path, sl, v.shape[-2:])
-    for s, _ in runs:
-        _check_run_folder(out / s.run_name, s, args.overwrite)
-
+    runs = _plan_runs(args, vols, esp, threads, workers, out)
     # targets and data ranges (fastMRI: the volume max of the cropped target), once per file
-    targets = {}
-    for v in vols:
-        t = reference_volume(v) if v.has_reference else None
-        targets[v.path] = (t, volume_data_range(t))
-    cache = None if args.no_espirit_cache else out / ".espirit"
-    jobs, total, done0 = [], 0, 0
-    for s, vs in runs:
-        root = out / s.run_name
-        root.mkdir(parents=True, exist_ok=True)
-        write_json(root / "run.json", s.identity())
-        for v in vs:
-            for sl in v.slices:
-                total += 1
-                if is_done(slice_dir(root, v.path, sl)):
-                    done0 += 1
-                    continue
-                jobs.append(SliceJob(str(v.path), int(sl), s, str(root), targets[v.path][1],
-                                     str(cache / f"{v.stem}_{sl:03d}.h5") if cache else None))
-    # Ray starts only when more than one slice task runs (parallel.uses_ray); a single pending slice runs
-    # here, with its step bar under the slices bar
-    workers = max(1, min(workers, len(jobs)))
-    concurrent = min(len(jobs), workers)
-    in_process = not parallel.uses_ray(workers, len(jobs), args.gpus_per_task, args.ray_address)
-    for s, _ in runs:
-        s.progress = bool(args.progress) and in_process   # worker processes do not draw bars
-    if not threads_given and 0 < concurrent < usable_cores() and args.device == "cpu" and not args.ray_address:
-        # fewer slices at a time than cores: the idle cores become the slices' torch threads
-        threads = threads_for_tasks(concurrent)
-        configure_threads(threads)
-        for s, _ in runs:
-            s.threads = threads
+    targets = {v.path: (t, volume_data_range(t)) for v in vols
+               for t in [reference_volume(v) if v.has_reference else None]}
+    jobs, total, done0 = _slice_jobs(runs, out, targets, None if args.no_espirit_cache else out / ".espirit")
+    runs, jobs, workers, threads, in_process = _share_cores(args, runs, jobs, workers, threads, threads_given)
     backend = parallel.describe_backend(workers, threads, args.gpus_per_task, args.ray_address, len(jobs))
     write_json(out / "recon.json", {"command": " ".join(sys.argv), "inputs": [v.describe() for v in vols],
                                     "runs": [s.run_name for s, _ in runs], "parallel": backend,
                                     # the flags as given (None: from --preset at each acceleration) ...
-                                    "config": {k: v for k, v in vars(args).items()
-                                               if k not in ("func", "preset_values")},
+                                    "config": {k: v for k, v in vars(args).items() if k != "func"},
                                     # ... and what each run used (per-acceleration preset values applied)
-                                    "settings": {s.run_name: asdict(s) for s, _ in runs}})
+                                    "settings": {s.run_name: s.flat() for s, _ in runs}})
 
     def log(msg):
         print(msg, file=sys.stderr)
@@ -411,6 +334,20 @@ def run_recon(args) -> int:
     log(f"mri-oes recon: {len(vols)} file(s), {total} slice task(s) in {len(runs)} run(s) "
         f"({done0} already done) -> {out}; {backend['backend']}"
         + (f", {backend['workers']} workers x {threads} thread(s)" if backend["backend"] == "ray" else ""))
+
+    rows, failures, wall = _run_jobs(args, out, runs, jobs, targets, total, done0, workers, threads, in_process, log)
+    from ..mri.figures import write_recon_figures
+    figs = write_recon_figures(out)   # every method of an acceleration side by side, per slice/volume
+    if figs:
+        log(f"mri-oes recon: {len(figs)} figure(s) -> {out / 'figures'}")
+    return _report(args, out, rows, failures, len(jobs), wall, log)
+
+
+def _run_jobs(args, out, runs, jobs, targets, total, done0, workers, threads, in_process, log):
+    """Run the pending slices (Ray or here), assemble each volume once all its slices are done (a resumed
+    run's finished volumes first), write the tables; ``(summary rows, failures, wall seconds)``."""
+    from .. import parallel
+    from ..mri.volume import assemble_volume, dataset_summary, is_done, slice_dir, write_tables
 
     def try_assemble(s, v):
         t, rng = targets[v.path]
@@ -455,11 +392,71 @@ def run_recon(args) -> int:
             if (out / s.run_name).exists():
                 write_tables(out / s.run_name)
         rows = dataset_summary(out, [out / s.run_name for s, _ in runs])
-    wall = time.perf_counter() - t0
-    from ..mri.figures import write_recon_figures
-    figs = write_recon_figures(out)   # every method of an acceleration side by side, per slice/volume
-    if figs:
-        log(f"mri-oes recon: {len(figs)} figure(s) -> {out / 'figures'}")
+    return rows, failures, time.perf_counter() - t0
+
+
+def _share_cores(args, runs, jobs, workers, threads, threads_given):
+    """``(runs, jobs, workers, threads, in_process)`` with the cores shared out: Ray starts only when more
+    than one slice task runs (:func:`mri_oes.parallel.uses_ray`; a single pending slice runs here, with its
+    step bar under the slices bar); fewer slices at a time than cores get the idle cores as torch threads;
+    worker processes draw no bars."""
+    from .. import parallel
+    from ..runtime import configure_threads, threads_for_tasks, usable_cores
+    workers = max(1, min(workers, len(jobs)))
+    concurrent = min(len(jobs), workers)
+    in_process = not parallel.uses_ray(workers, len(jobs), args.gpus_per_task, args.ray_address)
+    if not threads_given and 0 < concurrent < usable_cores() and args.device == "cpu" and not args.ray_address:
+        threads = threads_for_tasks(concurrent)
+        configure_threads(threads)
+    runs = [(s.with_runtime(progress=bool(args.progress) and in_process, threads=threads), vs) for s, vs in runs]
+    jobs = [replace(j, settings=next(s for s, _ in runs if s.run_name == j.settings.run_name)) for j in jobs]
+    return runs, jobs, workers, threads, in_process
+
+
+def _plan_runs(args, vols, esp, threads, workers, out) -> list:
+    """``[(recipe, volumes)]``: every method at every acceleration (undersampled files: their own mask),
+    each ``--init-from`` source and run folder checked before any output."""
+    from ..mri.volume import check_warm_start
+    accels = list(dict.fromkeys(args.accel or []))
+    runs = []
+    for method in args.method:
+        for accel in (accels if any(not v.undersampled for v in vols) else []) + \
+                     ([None] if any(v.undersampled for v in vols) else []):
+            s = recon_recipe(args, method, accel, esp, threads, workers)
+            runs.append((s, [v for v in vols if v.undersampled == (accel is None)]))
+    for s, vs in runs:   # every slice's --init-from source found and its network checked before any output
+        for v in vs if s.init_from else []:
+            for sl in v.slices:
+                check_warm_start(s, v.path, sl, v.shape[-2:])
+    for s, _ in runs:
+        _check_run_folder(out / s.run_name, s, args.overwrite)
+    return runs
+
+
+def _slice_jobs(runs, out, targets, cache):
+    """``(pending slice jobs, slices in all, slices already done)``; each run folder's ``run.json``."""
+    from ..io import write_json
+    from ..mri.volume import SliceJob, is_done, slice_dir
+    jobs, total, done0 = [], 0, 0
+    for s, vs in runs:
+        root = out / s.run_name
+        root.mkdir(parents=True, exist_ok=True)
+        write_json(root / "run.json", s.identity())
+        for v in vs:
+            for sl in v.slices:
+                total += 1
+                if is_done(slice_dir(root, v.path, sl)):
+                    done0 += 1
+                    continue
+                jobs.append(SliceJob(str(v.path), int(sl), s, str(root), targets[v.path][1],
+                                     str(cache / f"{v.stem}_{sl:03d}.h5") if cache else None))
+    return jobs, total, done0
+
+
+def _report(args, out, rows, failures, n_jobs, wall, log) -> int:
+    """The summary lines per run, and ``failures.json`` with its exit status 1 when a slice failed."""
+    from .. import parallel
+    from ..io import write_json
     for r in rows:
         if r.get("psnr_mean") is None:
             q = "no reference"
@@ -481,7 +478,7 @@ def run_recon(args) -> int:
             f"{out / 'failures.json'}); rerun the same command to retry them:\n"
             + parallel.summarize_failures(failures))
         return 1
-    print(f"{len(jobs)} slice(s) reconstructed in {wall:.1f} s -> {out}")
+    print(f"{n_jobs} slice(s) reconstructed in {wall:.1f} s -> {out}")
     return 0
 
 
@@ -523,15 +520,7 @@ def problem_from_args(args):
     slice ``args.slice[0]``, fastMRI mask ``args.accel``/``args.mask_type`` seeded by ``args.seed``."""
     from ..mri.data import load_slice
     from ..mri.problem import build_problem
-    from ..problem import Problem
     sl = load_slice(args.image, args.slice if isinstance(args.slice, int) else args.slice[0])
     accel = None if sl.mask is not None else args.accel
     p = build_problem(sl, accel=accel, mask_type=args.mask_type, seed=args.seed)
-    vmax = float(p.reference.max()) if p.reference is not None else float(np.abs(p.zero_filled()).max())
-
-    def to_display(x_hat):
-        return np.abs(p.unscale(x_hat)) / vmax
-
-    return Problem(p.operator, p.y, p.image_shape, evaluate=p.evaluate if p.reference is not None else None,
-                   kind="mri", info={"kind": "mri", "accel": accel, **p.describe()}, to_display=to_display,
-                   measurements_display=np.abs(p.zero_filled()) / vmax)
+    return p.as_problem({"kind": "mri", "accel": accel, **p.describe()}, show_measurements=True)

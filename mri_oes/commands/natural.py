@@ -1,4 +1,4 @@
-"""Natural-image commands: demo, learn-mask, fit, and the denoise / inpaint / super-resolve helpers."""
+"""Natural-image commands: demo, learn-mask, fit, and the denoise / inpaint / super-resolve shortcuts."""
 from __future__ import annotations
 
 import argparse
@@ -9,15 +9,10 @@ import numpy as np
 
 from ..cli_common import (accel_int, add_generator_args, add_mask_args, add_operator_args, add_run_args,
                           add_task_args, add_training_args, floor_density, mask_density, nonneg_float, nonneg_int,
-                          out_path, positive_int, setup_runtime)
+                          out_path, positive_int, recipe_from_args, setup_runtime)
 from ..errors import UserError
-from ..runner import METHODS, RunConfig, run
-
-
-def default_levels(hw, requested=None):
-    """``--levels`` or the largest hourglass that fits the grid (at most 6; the paper's 6 needs >= 256 px)."""
-    from ..generators import largest_levels
-    return requested if requested is not None else largest_levels(hw)
+from ..runner import run
+from ..schema import RECON_NETWORK_METHODS
 
 
 def add_task(p: argparse.ArgumentParser, task=None):
@@ -27,7 +22,8 @@ def add_task(p: argparse.ArgumentParser, task=None):
 
 
 def load_task_image(args):
-    from ..io import crop_center, load_image
+    from operators.base import center_crop
+    from ..io import load_image
     if args.image is None:
         from skimage import data
         img = data.astronaut().transpose(2, 0, 1).astype(np.float32) / 255.0
@@ -36,7 +32,7 @@ def load_task_image(args):
         img = load_image(args.image, grayscale=args.grayscale)
         src = str(args.image)
     if args.crop:
-        img = crop_center(img, args.crop)
+        img = center_crop(img, (args.crop, args.crop))
     return img, src
 
 
@@ -66,18 +62,6 @@ def build_problem(args, task):
     return prob
 
 
-def run_config(args, method, problem):
-    g = lambda k, d=None: getattr(args, k, d)   # noqa: E731  (flags a command does not offer keep defaults)
-    return RunConfig(method=method, steps=g("steps", 0), mask_steps=g("mask_steps", 0),
-                     density=g("density", 1.0), lr=g("lr", 1e-2), mask_lr=g("mask_lr", 1e-2), seed=args.seed,
-                     levels=default_levels(problem.image_hw, args.levels), width=args.width,
-                     scope=g("scope", "weights"), min_layer_density=g("min_layer_density", 0.0),
-                     temperature=g("temperature", 0.2), lam=g("lam", 1e-9), sgld_std=g("sgld_std", 0.0),
-                     log_every=args.log_every, checkpoint_every=g("checkpoint_every", 500),
-                     device=args.device, mask_path=g("mask_path"), fresh_init=g("fresh_init", False),
-                     progress=bool(args.progress), precision=g("precision", "float32"))
-
-
 def print_summary(m, out):
     f, b = m["final"], m["best"]
     line = f"{m['method']}: density {m['density']:.4f} (sparsity {m['sparsity']:.4f})"
@@ -103,9 +87,8 @@ def cmd_fit(args):
     setup_runtime(args)
     task = getattr(args, "task", None) or args.fixed_task
     problem = build_problem(args, task)
-    rc = run_config(args, args.method, problem)
     out = out_path(args, args.command)
-    m = run(problem, rc, out, overwrite=args.overwrite, command=args.command)
+    m = run(problem, recipe_from_args(args), out, overwrite=args.overwrite, command=args.command)
     print_summary(m, out)
     return finish(m, out)
 
@@ -115,10 +98,12 @@ def cmd_learn_mask(args):
     setup_runtime(args)
     args.mri_ok = True
     problem = build_problem(args, args.task)
-    rc = run_config(args, "sparse-dip", problem)
-    rc.steps = 0
+    # an MRI file: the network and mask options of `recon --method sparse-dip` (its preset at the
+    # slice's acceleration), so the mask learned here is the one recon learns and reuses
+    recipe = recipe_from_args(args, args.preset if problem.kind == "mri" else None, problem.info.get("accel"),
+                              method="sparse-dip", steps=0)
     out = out_path(args, args.command)
-    m = run(problem, rc, out, overwrite=args.overwrite, command="learn-mask")
+    m = run(problem, recipe, out, overwrite=args.overwrite, command="learn-mask")
     f1 = (m.get("mask_learning") or {}).get("finding1") or {}
     print(f"OES mask: density {m['density']:.4f} (sparsity {m['sparsity']:.4f}), "
           f"{m['kept_weights']} of {m['maskable_weights']} weights kept"
@@ -145,12 +130,9 @@ def cmd_demo(args):
         prob = natural_problem(img, "denoise", sigma255=25, seed=args.seed)
         prob.info["source"] = "skimage.data.astronaut()[100:228:2, 150:278:2] (64x64 RGB)"
         prob.info["scan"] = "astronaut64"
-        rc = RunConfig(method=method, steps=args.steps, mask_steps=args.mask_steps, density=args.density,
-                       min_layer_density=min(args.min_layer_density, args.density / 2), seed=args.seed,
-                       levels=4, width=0.5, lr=args.lr, device=args.device, progress=bool(args.progress),
-                       log_every=args.log_every, checkpoint_every=args.checkpoint_every,
-                       precision=args.precision)
-        m = run(prob, rc, out / method, overwrite=args.overwrite, command="demo")
+        recipe = recipe_from_args(args, method=method, levels=4, width=0.5,
+                                  min_layer_density=min(args.min_layer_density, args.density / 2))
+        m = run(prob, recipe, out / method, overwrite=args.overwrite, command="demo")
         print_summary(m, out / method)
         status = max(status, finish(m, out / method))
         rows.append(flatten(m, run_dir=str(out / method)))
@@ -167,7 +149,7 @@ def cmd_demo(args):
 def register(sub):
     p = sub.add_parser("demo", help="run the embedded default case (no download, a few minutes on a CPU)",
                        description=cmd_demo.__doc__)
-    add_training_args(p, steps=2000)
+    add_training_args(p)
     g = p.add_argument_group("mask")
     g.add_argument("--density", type=mask_density, default=0.03,
                    help="kept fraction of the network weights (default 0.03: about 0.3 kept weights per "
@@ -183,9 +165,15 @@ def register(sub):
                                    "writes mask.safetensors, finding1.png and metrics.json.")
     add_task(p)
     add_operator_args(p)
-    add_generator_args(p)
-    add_mask_args(p, reuse=False)
-    m = p.add_argument_group("MRI input (.h5)")
+    from ..recipe import MaskOptions, Network
+    mri = "; an MRI file: --preset's"
+    add_generator_args(p, width=f"{Network.width:g}{mri}")
+    add_mask_args(p, reuse=False, density=f"{MaskOptions.density:g}{mri} density rule",
+                  floor=f"{MaskOptions.min_layer_density:g}{mri}", mask_steps=f"{MaskOptions.mask_steps}{mri}")
+    m = p.add_argument_group("MRI input (.h5): the network of recon --method sparse-dip")
+    m.add_argument("--preset", choices=("cpu", "gpu"), default="cpu",
+                   help="MRI: network, density rule and mask options not given as flags, as recon's "
+                        "(mri_oes/mri/presets.py at the acceleration; default cpu)")
     m.add_argument("--slice", type=nonneg_int, default=0, help="MRI: slice index (default 0)")
     m.add_argument("--accel", type=accel_int, default=4, help="MRI: acceleration (default 4)")
     m.add_argument("--mask-type", choices=("random", "equispaced", "equispaced-fraction"), default="equispaced",
@@ -195,7 +183,7 @@ def register(sub):
 
     def fit_like(p, fixed_task):
         add_task(p, task=fixed_task)
-        p.add_argument("--method", choices=tuple(m for m in METHODS if m != "oes"), default="sparse-dip",
+        p.add_argument("--method", choices=RECON_NETWORK_METHODS, default="sparse-dip",
                        help="dip (dense), sparse-dip (OES mask), deep-decoder, gp-dip (default sparse-dip)")
         p.add_argument("--sgld-std", type=nonneg_float, default=0.02,
                        help="gp-dip: std of the noise added to conv weights each step (Cheng et al.: 2*lr)")

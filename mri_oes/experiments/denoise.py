@@ -18,9 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path, crop_center, load_image
+from operators.base import center_crop
+
+from ..io import atomic_path, load_image
 from ..problem import natural_problem
-from ..runner import RunConfig, run
+from ..recipe import Recipe
+from ..runner import run
 
 SHARED_IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "images"
 
@@ -38,7 +41,7 @@ def read(spec: str, size: int) -> np.ndarray:
         img = img.transpose(2, 0, 1) if img.ndim == 3 else img[None]
     else:
         img = load_image(spec)
-    return crop_center(img, size)
+    return center_crop(img, (size, size))
 
 
 def cases(args):
@@ -87,9 +90,9 @@ def main(argv=None):
                 prob = natural_problem(img, "denoise", sigma255=args.sigma, seed=args.seed)
                 prob.info["source"] = f"{spec} centre crop {args.crop}"
                 prob.info["scan"] = name
-                rc = RunConfig(seed=args.seed, levels=args.levels, width=args.width, device=args.device,
-                               progress=bool(args.progress), log_every=args.log_every,
-                               checkpoint_every=args.checkpoint_every, **kw)
+                rc = Recipe().override(seed=args.seed, levels=args.levels, width=args.width, device=args.device,
+                                       progress=bool(args.progress), log_every=args.log_every,
+                                       checkpoint_every=args.checkpoint_every, **kw)
                 m = run(prob, rc, folder, overwrite=args.overwrite, command="experiments.denoise")
             f1 = (m.get("mask_learning") or {}).get("finding1") or {}
             row = flatten(m, run_dir=str(folder))

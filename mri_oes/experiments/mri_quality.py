@@ -37,6 +37,7 @@ import numpy as np
 
 from ..cli_common import add_renamed, device_name
 from ..mri.baselines import METHODS as BASELINE_METHODS
+from ..schema import CLASSICAL_METHODS, EXPERIMENT_NETWORK_METHODS
 
 SHARED = Path(os.environ.get("MRI_OES_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 SCANS = {"brain8": "data/mri/brain8_full.h5", "brain8b": "data/mri/brain8b_full.h5",
@@ -151,19 +152,6 @@ def parse_sets(pairs):
     return out
 
 
-def settings(method: str, cfg: dict, accel, seed: int, log_every: int, device: str = "cpu"):
-    """recon's :class:`mri_oes.mri.volume.Settings` of preset dict ``cfg`` (one route from preset values to
-    the runner, :meth:`Settings.from_preset`); ``conv-decoder``: dense DIP on the ConvDecoder at the
-    preset's depth and width."""
-    import dataclasses
-    from ..mri.volume import Settings
-    s = Settings.from_preset("dip" if method == "conv-decoder" else method, accel, cfg,
-                             seed=seed, log_every=log_every, device=device)
-    if method == "conv-decoder":
-        s = dataclasses.replace(s, generator="conv-decoder", layers=cfg["layers"], channels=cfg["channels"])
-    return s
-
-
 def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50, evaluate: bool = True,
                   accel=None, device: str = "cpu", verbose: bool = False):
     """Reconstruct problem ``p`` with a network ``method`` under preset dict ``cfg``, through the one
@@ -171,8 +159,7 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
     ORIGINAL units (complex ``(H, W)``, or coil images ``(coils, H, W)`` for ``operator = coils``) and a
     record (density, sparsity, times, history with the data-consistent curve ``dc_*``)."""
     import torch
-    from ..mri.volume import run_config
-    from ..problem import Problem
+    from ..recipe import Recipe
     from ..runner import run
     from operators.mri_coils import CoilImagesMRI
     t_start, wall_start = time.process_time(), time.perf_counter()
@@ -199,10 +186,14 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
             print(f"step {row.get('step')}  dc_psnr {dc if dc is None else round(dc, 3)}  "
                   f"wall {row['wall_s']:.0f}s  cpu {row['cpu_s']:.0f}s", flush=True)
 
-    gp = Problem(op, p.y, tuple(p.image_shape), kind="mri", info={"kind": "mri", "task": "mri"},
-                 evaluate=evaluate_fn if evaluate and p.reference is not None else None)
-    rc = run_config(settings(method, cfg, accel, seed, log_every, device), gp)   # recon's density rule included
-    rec = run(gp, rc, None, save_outputs=False, command="mri-quality", callback=cb)
+    gp = p.as_problem({"kind": "mri", "task": "mri"}, operator=op,
+                      evaluate=evaluate_fn if evaluate and p.reference is not None else None)
+    # recon's recipe of this preset (conv-decoder: dense DIP on the ConvDecoder at the preset's depth and width)
+    recipe = Recipe.from_preset(cfg, accel, method="dip" if method == "conv-decoder" else method,
+                                       seed=seed, log_every=log_every, device=device)
+    if method == "conv-decoder":
+        recipe = recipe.override(generator="conv-decoder", layers=cfg["layers"], channels=cfg["channels"])
+    rec = run(gp, recipe, None, save_outputs=False, command="mri-quality", callback=cb)
     res, mask = rec["_result"], rec["_mask"]
     final = unscaled(res.output)
     best = unscaled(res.best_output) if res.best_output is not None else final
@@ -210,10 +201,10 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
     info = {"config": cfg, "generator": rec["generator"], "seeds": rec["seeds"], "n_weights": rec["maskable_weights"],
             "n_measurements": rec["measurements"],   # measured real values: 2 · coils · sampled entries
             "density": rec["density"], "sparsity": rec["sparsity"], "per_layer_density": rec["per_layer_density"],
-            "steps": rc.steps, "mask_steps": cfg["mask_steps"] if mask is not None else 0,
+            "steps": rec["config"]["steps"], "mask_steps": cfg["mask_steps"] if mask is not None else 0,
             "time_mask_s": t_mask, "time_fit_s": res.wall_time_s, "time_total_s": time.process_time() - t_start,
             "time_wall_s": time.perf_counter() - wall_start,
-            "time_s_per_step": res.wall_time_s / max(rc.steps, 1), "best_step": res.best_step,
+            "time_s_per_step": res.wall_time_s / max(rec["config"]["steps"], 1), "best_step": res.best_step,
             "final_metrics": res.final_metrics, "best_metrics": res.best_metrics,
             "last_metrics": res.last_metrics, "diverged": res.diverged, "image": kind,
             "history": res.history,
@@ -264,7 +255,7 @@ def _run_files(out, only=None):
     import fnmatch
     files = sorted((Path(out) / "runs").glob("*/result.json"))
     return [f for f in files if not only or any(fnmatch.fnmatch(f.parent.name, pat) for pat in only)]
-METHOD_ORDER = CLASSICAL + ("dip", "sparse-dip", "deep-decoder", "conv-decoder")
+METHOD_ORDER = CLASSICAL + EXPERIMENT_NETWORK_METHODS
 
 
 def build_table(args):
@@ -572,7 +563,7 @@ def _plots(out, rows, curves):
             if c["key"] != "psnr":
                 ax.plot(c["step"], c["psnr"], lw=0.5, ls=":", color=line.get_color())
         for r in rows:
-            if (r["scan"], r["accel"], r["seed"]) == (scan, accel, 0) and r["method"] in ("l1-wavelet", "sense", "zero-filled") \
+            if (r["scan"], r["accel"], r["seed"]) == (scan, accel, 0) and r["method"] in CLASSICAL_METHODS \
                     and r.get("variant") == "default":
                 for a in (ax, ax2):
                     a.axhline(r["final_psnr"], ls="--", lw=0.8, color={"l1-wavelet": "k", "sense": "grey",
@@ -620,7 +611,7 @@ def main(argv=None):
     n.add_argument("--scan", required=True, choices=list(SCANS))
     n.add_argument("--accel", type=int, required=True, choices=(4, 8))
     n.add_argument("--seed", type=int, default=0)
-    n.add_argument("--method", required=True, choices=("dip", "sparse-dip", "deep-decoder", "conv-decoder"))
+    n.add_argument("--method", required=True, choices=EXPERIMENT_NETWORK_METHODS)
     n.add_argument("--preset", default="cpu")
     n.add_argument("--set", nargs="*", help="preset overrides KEY=JSON")
     n.add_argument("--tag", default="")

@@ -115,6 +115,24 @@ class MRIProblem:
         m = self.metrics(x)
         return {k: m[k] for k in ("psnr", "ssim", "nmse")} if m else {}
 
+    def as_problem(self, info: dict, evaluate="reference", operator=None, vmax: Optional[float] = None,
+                   show_measurements: bool = False):
+        """This slice as a generic :class:`mri_oes.problem.Problem` for the runner (the one MRI adapter).
+        ``evaluate``: a callback, None, or (default) :meth:`evaluate` when there is a reference;
+        ``operator``: another operator on the same data (e.g. maps-free coil images); pictures show
+        the magnitude over ``vmax`` (default: the reference's maximum, else the zero-filled image's);
+        ``show_measurements``: the zero-filled image as the run's ``measurements.png``."""
+        from ..problem import Problem
+        zf = np.abs(self.zero_filled())
+        if vmax is None:
+            vmax = float(self.reference.max()) if self.reference is not None else float(zf.max())
+        vmax = vmax or 1.0
+        if isinstance(evaluate, str):
+            evaluate = self.evaluate if self.reference is not None else None
+        return Problem(operator or self.operator, self.y, tuple(self.image_shape), evaluate=evaluate, kind="mri",
+                       info=info, to_display=lambda x: np.abs(self.unscale(x)) / vmax,
+                       measurements_display=zf / vmax if show_measurements else None)
+
     def describe(self) -> dict:
         return {"file": self.slice.file, "slice": self.slice.index, "shape": list(self.kspace.shape),
                 "scale": self.scale, "reference": self.reference_source, "metric_crop": list(self.crop),

@@ -24,9 +24,6 @@ and (re)assembles volume files only from complete slices. :func:`run_slice` is t
 reconstruction (classical methods here, network methods through :func:`mri_oes.runner.run`); the
 dataset driver (``mri-oes recon``) maps it over slices with :mod:`mri_oes.parallel`.
 
-Not yet here (the hook): B slices of one shape fitted together on one device with
-:func:`mri_oes.batched.fit_batched` — a task would then be a list of ``SliceJob`` s with one
-:func:`run_slice` per job after the shared batched fit; today one task = one slice = one fit.
 """
 from __future__ import annotations
 
@@ -34,7 +31,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
@@ -42,6 +39,7 @@ import numpy as np
 
 from . import metrics as M
 from ..errors import UserError
+from ..recipe import Recipe
 from ..schema import CLASSICAL_METHODS, RECON_NETWORK_METHODS
 
 CLASSICAL = CLASSICAL_METHODS
@@ -53,135 +51,10 @@ NETWORK_OUTPUT_FILE = "network_output.npy"   # a network run's raw output (compl
 
 
 @dataclass
-class Settings:
-    """Everything that determines a slice's result (picklable: it travels to the Ray workers)."""
-
-    method: str
-    accel: Optional[int]                      # None: the file's own mask
-    mask_type: str = "equispaced"
-    center_fraction: Optional[float] = None
-    seed: int = 0
-    steps: int = 2000
-    mask_steps: int = 1000
-    density: Optional[float] = None
-    mask_path: Optional[str] = None
-    min_layer_density: float = 0.0
-    min_layer_density_given: bool = False     # explicit floor: never capped at the rule's density (refused)
-    lr: float = 1e-2
-    mask_lr: float = 1e-2
-    scope: str = "weights"
-    temperature: float = 0.2
-    lam: float = 1e-9
-    fresh_init: bool = False
-    levels: Optional[int] = None              # None: the largest hourglass that fits the grid
-    levels_cap: Optional[int] = None          # ... at most this deep (the preset's depth)
-    steps_pixels: Optional[int] = None        # steps were sized for this many pixels: smaller grids get more
-    generator: Optional[str] = None           # sparse-dip: hourglass, deep-decoder or conv-decoder (None: hourglass)
-    layers: Optional[int] = None              # deep decoder depth / channels (deep-decoder, sparse-dip on it)
-    channels: Optional[object] = None         # an int, or per-layer widths (a list)
-    density_rule: Optional[dict] = None       # sparse-dip without --density: presets.density_for(**rule)
-    data_consistency: bool = False            # project the final image onto the measured k-space
-    lr_final: Optional[float] = None          # cosine lr decay to this value (None: constant lr)
-    lr_decay_start: float = 0.0               # ... starting after this fraction of the steps (0: whole run)
-    grad_clip: float = 0.0
-    input_noise_std: float = 0.0
-    output_average: float = 0.0               # report the running average of the iterates (0: last iterate)
-    precision: str = "float32"                # generator passes in float32 or bfloat16 (core.fit)
-    stop_rule: str = "none"                   # ground-truth-free stop of the training fit (core.fit)
-    stop_tol: float = 0.05                    # image-change: relative change per 1,000 steps below this ...
-    stop_patience: int = 500                  # ... throughout this many steps
-    init_from: Optional[str] = None           # a finished run to start from (:func:`init_source`)
-    width: float = 1.0
-    log_every: int = 50
-    checkpoint_every: int = 500
-    lamda: Optional[float] = None
-    max_iter: Optional[int] = None
-    espirit: dict = field(default_factory=dict)
-    device: str = "cpu"
-    threads: int = 1
-    progress: bool = False
-
-    @classmethod
-    def from_preset(cls, method: str, accel: Optional[int], preset: dict, **given) -> "Settings":
-        """The settings of ``method`` at ``accel`` from a preset dict at that acceleration
-        (:func:`.presets.for_accel`): what ``recon`` runs and what the MRI quality experiment measures
-        (one route from preset values to :func:`run_config`). ``given``: fields set explicitly (recon's
-        flags), which win. A learned mask (``sparse-dip`` without ``mask_path``) takes ``density`` or,
-        without one, the preset's density rule, on the preset's (or the given) ``generator``; the
-        preset's per-layer floor is capped at a given density (a given floor is kept as is); depth and
-        width of a decoder apply to ``sparse-dip`` and ``deep-decoder``."""
-        learned = method == "sparse-dip" and not given.get("mask_path")
-        decoder = method in ("sparse-dip", "deep-decoder")
-        density = given.pop("density", preset.get("density"))
-        generator = given.pop("generator", preset.get("generator", "hourglass"))
-        fields = dict(
-            method=method, accel=accel, steps=preset["steps"], mask_steps=preset["mask_steps"], lr=preset["lr"],
-            width=preset["width"], min_layer_density=preset["min_layer_density"], precision=preset["precision"],
-            levels_cap=preset.get("levels"), data_consistency=bool(preset.get("data_consistency", False)),
-            generator=generator if learned else None,
-            layers=preset.get("layers") if decoder else None, channels=preset.get("channels") if decoder else None,
-            density=density if learned else None,
-            density_rule={k: preset[k] for k in ("kept_per_measurement", "density_min", "density_max")}
-            if learned and density is None else None,
-            lr_final=preset.get("lr_final"), lr_decay_start=preset.get("lr_decay_start") or 0.0,
-            grad_clip=preset.get("grad_clip") or 0.0,
-            input_noise_std=preset.get("input_noise_std") or 0.0,
-            output_average=preset.get("output_average") or 0.0,
-            stop_rule=preset.get("stop_rule") or "none", stop_tol=preset.get("stop_tol", 0.05),
-            stop_patience=preset.get("stop_patience", 500),
-            # a given step count is the step count (no scaling by the grid)
-            steps_pixels=None if "steps" in given else preset.get("steps_pixels"))
-        if learned and density is not None and "min_layer_density" not in given:
-            # the preset's floor never asks more of a layer than a given density allows
-            fields["min_layer_density"] = min(fields["min_layer_density"], float(density))
-        fields.update(given)
-        fields["min_layer_density_given"] = "min_layer_density" in given
-        return cls(**fields)
-
-    @property
-    def tag(self) -> str:
-        return f"{self.accel}x" if self.accel is not None else "own-mask"
-
-    @property
-    def run_name(self) -> str:
-        return f"{self.method}_{self.tag}"
-
-    def identity(self) -> dict:
-        """What a resumed run must share (device, threads and progress do not change the result)."""
-        # min_layer_density_given only decides between capping the floor and refusing the run
-        d = {k: v for k, v in asdict(self).items()
-             if k not in ("device", "threads", "progress", "min_layer_density_given")}
-        if self.method in CLASSICAL:
-            for k in ("levels_cap", "steps_pixels", "density_rule", "data_consistency", "lr_final",
-                      "lr_decay_start", "grad_clip",
-                      "input_noise_std", "output_average", "generator", "layers", "channels", "precision",
-                      "stop_rule", "stop_tol", "stop_patience", "init_from"):
-                d.pop(k)
-            for k in ("steps", "mask_steps", "density", "mask_path", "min_layer_density", "lr", "levels",
-                      "width", "log_every", "checkpoint_every", "mask_lr", "scope", "temperature", "lam",
-                      "fresh_init"):
-                d.pop(k)
-        else:
-            d.pop("lamda"), d.pop("max_iter")
-            if d["precision"] == "float32":
-                d.pop("precision")   # float32 runs keep the identity they had before the option existed
-            if d["steps_pixels"] is None:
-                d.pop("steps_pixels")   # (as precision)
-            if not d["lr_decay_start"]:
-                d.pop("lr_decay_start")   # (as precision)
-            if d["stop_rule"] == "none":
-                for k in ("stop_rule", "stop_tol", "stop_patience"):
-                    d.pop(k)   # (as precision)
-            if d["init_from"] is None:
-                d.pop("init_from")   # (as precision; the weights' digest is in each slice's identity)
-        return d
-
-
-@dataclass
 class SliceJob:
     file: str
     slice: int
-    settings: Settings
+    settings: Recipe                          # the run's recipe (Recipe.from_preset with recon's flags)
     run_root: str                             # OUT/<method>_<tag>
     data_range: Optional[float] = None        # the volume max of the cropped target (fastMRI)
     espirit_cache: Optional[str] = None
@@ -268,7 +141,7 @@ def read_record(path) -> dict:
 
 
 # ------------------------------------------------------------------------------------ one slice
-def _mri_problem(job: SliceJob):
+def mri_problem(job: SliceJob):
     from .data import load_slice
     from .problem import build_problem
     s = job.settings
@@ -358,13 +231,13 @@ def _classical(job: SliceJob) -> dict:
     s = job.settings
     with RunDir(job.slice_dir, _identity(job)) as rd:
         t0 = time.perf_counter()
-        p = _mri_problem(job)
+        p = mri_problem(job)
         t1 = time.perf_counter()
         x = run_baseline(p, s.method, s.lamda, s.max_iter)
         t2 = time.perf_counter()
         rec = make_record(command="recon", method=s.method, mask_source="none", density=1.0, steps=0,
                           seed=s.seed, time_total_s=t2 - t0, time_fit_s=t2 - t1, device="cpu",
-                          threads=s.threads, config=asdict(s), accel=s.accel, task="mri", scan=job.stem,
+                          threads=s.threads, config=s.flat(), accel=s.accel, task="mri", scan=job.stem,
                           lamda=s.lamda, max_iter=s.max_iter)
         _write_slice_outputs(p, job, x, rd.work, rec, _zf_metrics(p, job.data_range))
         from ..io import write_json
@@ -374,20 +247,16 @@ def _classical(job: SliceJob) -> dict:
 
 
 def _network(job: SliceJob) -> dict:
-    from ..problem import Problem
     from .data import slice_digest
     from ..runner import run
     s = job.settings
     t0 = time.perf_counter()
-    p = _mri_problem(job)
+    p = mri_problem(job)
     vmax = job.data_range or float(M.center_crop(p.zero_filled("rss"), p.crop).max()) or 1.0
-    gp = Problem(p.operator, p.y, p.image_shape, evaluate=_evaluator(p, job.data_range), kind="mri",
-                 info={"kind": "mri", "task": "mri", "scan": job.stem, "file": str(job.file),
+    gp = p.as_problem({"kind": "mri", "task": "mri", "scan": job.stem, "file": str(job.file),
                        "slice": int(job.slice), "accel": s.accel, "data_range": job.data_range,
                        "kspace_digest": slice_digest(job.file, job.slice)},   # the data (see is_done)
-                 to_display=lambda x: np.clip(np.abs(p.unscale(x)) / vmax, 0, 1))
-    rc = run_config(s, gp)
-    warm_start(s, rc, job.file, job.slice)
+                      evaluate=_evaluator(p, job.data_range), vmax=vmax)
     zf = _zf_metrics(p, job.data_range)
 
     def writer(problem, res, work, record):
@@ -402,7 +271,7 @@ def _network(job: SliceJob) -> dict:
             record["density_rule"] = s.density_rule
         record["time"]["total_s"] = time.perf_counter() - t0   # ESPIRiT and set-up included
 
-    rec = run(gp, rc, job.slice_dir, command="recon", writer=writer)
+    rec = run(gp, warm_start(s, job.file, job.slice), job.slice_dir, command="recon", writer=writer)
     for k in ("_result", "_mask"):
         rec.pop(k, None)
     return rec
@@ -422,19 +291,18 @@ def init_source(run, file, index, run_name) -> Path:
                     f"{rel} or {run_name}/{rel} under it)")
 
 
-def warm_start(s: Settings, rc, file, index) -> None:
-    """``rc`` (in place) starts from ``--init-from``'s run for slice ``index`` of ``file``: its weights
-    file, and for sparse-dip without a mask file or density its mask (no mask learning)."""
+def warm_start(s: Recipe, file, index) -> Recipe:
+    """The recipe of slice ``index`` of ``file`` under ``--init-from``: it starts from that run's weights
+    file, and sparse-dip without a mask file or density from its mask (no mask learning)."""
     if not s.init_from:
-        return
+        return s
     from ..runner import WEIGHTS_FILE
     src = init_source(s.init_from, file, index, s.run_name)
-    rc.init_from = str(src / WEIGHTS_FILE)
-    if s.method == "sparse-dip" and not s.mask_path and s.density is None and (src / "mask.safetensors").is_file():
-        rc.mask_path = str(src / "mask.safetensors")
+    reuse = s.method == "sparse-dip" and not s.mask_path and s.density is None and (src / "mask.safetensors").is_file()
+    return s.override(init_from=str(src / WEIGHTS_FILE), mask_path=str(src / "mask.safetensors") if reuse else None)
 
 
-def check_warm_start(s: Settings, file, index, image_hw) -> None:
+def check_warm_start(s: Recipe, file, index, image_hw) -> None:
     """Refuse (one line) an ``--init-from`` source missing for this slice or of another network, before
     any output exists."""
     if not s.init_from:
@@ -442,70 +310,10 @@ def check_warm_start(s: Settings, file, index, image_hw) -> None:
     from ..generators import build_generator
     from ..masks import Mask
     from ..runner import load_init_weights
-    rc = grid_run_config(s, image_hw)
-    warm_start(s, rc, file, index)
+    rc = warm_start(s, file, index).for_grid(image_hw)
     cfg = Mask.load(rc.mask_path).generator_config() if s.method == "sparse-dip" and rc.mask_path else \
-        rc.generator_config_for(2, mri=True)
+        rc.generator_config(2, mri=True)
     load_init_weights(rc.init_from, build_generator(cfg, 0, image_hw))
-
-
-def run_config(s: Settings, gp):
-    """The runner's :class:`~mri_oes.runner.RunConfig` of ``s`` for problem ``gp`` (an
-    :class:`mri_oes.problem.Problem`): :func:`grid_run_config` on its grid; a learned mask without
-    ``density`` gets the density rule's, and the preset's per-layer floor above that density becomes the
-    density (every layer at it: a small problem's rule may fall below the preset's floor); a given floor
-    above it is refused, as it is against a given density."""
-    rc = grid_run_config(s, gp.image_hw)
-    if s.method == "sparse-dip" and s.density is None and s.density_rule and not s.mask_path:
-        rc.density = density_from_rule(gp, rc, s.density_rule)
-        if s.min_layer_density_given and rc.min_layer_density > rc.density:
-            raise UserError(f"--min-layer-density {rc.min_layer_density} is above the density {rc.density:.4f} "
-                            "that the density rule gives this slice: give a lower floor or --density")
-        rc.min_layer_density = min(rc.min_layer_density, rc.density)
-    return rc
-
-
-def grid_run_config(s: Settings, image_hw):
-    """The :class:`~mri_oes.runner.RunConfig` of ``s`` on an ``image_hw`` grid, before any problem
-    exists (its network and steps; ``density`` is ``s.density`` or a 0.05 placeholder): the hourglass
-    as deep as fits the grid (at most the preset's depth) unless ``levels`` is set."""
-    from ..generators import largest_levels
-    from ..runner import RunConfig
-    levels = s.levels or min(s.levels_cap or 6, largest_levels(image_hw))
-    return RunConfig(method=s.method, steps=steps_for_grid(s.steps, s.steps_pixels, image_hw),
-                     mask_steps=s.mask_steps,
-                     density=s.density if s.density is not None else 0.05, lr=s.lr, mask_lr=s.mask_lr,
-                     lr_final=s.lr_final, lr_decay_start=s.lr_decay_start, grad_clip=s.grad_clip,
-                     input_noise_std=s.input_noise_std,
-                     output_average=s.output_average, precision=s.precision, generator=s.generator,
-                     stop_rule=s.stop_rule, stop_tol=s.stop_tol, stop_patience=s.stop_patience,
-                     layers=s.layers, channels=s.channels,
-                     seed=s.seed, levels=levels, width=s.width, min_layer_density=s.min_layer_density,
-                     log_every=s.log_every, checkpoint_every=s.checkpoint_every, device=s.device,
-                     mask_path=s.mask_path, progress=s.progress, scope=s.scope, temperature=s.temperature,
-                     lam=s.lam, fresh_init=s.fresh_init)
-
-
-def steps_for_grid(steps: int, steps_pixels: Optional[int], image_hw) -> int:
-    """Training steps on an ``image_hw`` grid when ``steps`` were sized for ``steps_pixels`` pixels:
-    the same compute per slice (a step costs ~ pixels), so a smaller grid gets proportionally more
-    steps, a larger one never fewer than ``steps``. ``steps_pixels`` None: ``steps``."""
-    if not steps_pixels:
-        return int(steps)
-    pixels = int(image_hw[0]) * int(image_hw[1])
-    return max(int(steps), int(round(steps * steps_pixels / pixels)))
-
-
-def density_from_rule(gp, rc, rule: dict) -> float:
-    """Density keeping ``rule["kept_per_measurement"]`` weights per measured real value, clipped to
-    ``[density_min, density_max]`` (:func:`.presets.density_for`), for ``rc``'s generator."""
-    from ..generators import build_generator
-    from ..masks import maskable_parameters
-    from ..problem import measurement_count
-    from .presets import density_for
-    net = build_generator(rc.generator_config(gp), 0, gp.image_hw)
-    n = sum(t.numel() for t in maskable_parameters(net, rc.scope).values())
-    return density_for(measurement_count(gp.operator), n, **rule)
 
 
 def run_slice(job: SliceJob) -> dict:
@@ -544,7 +352,7 @@ def save_reconstruction(recon: np.ndarray, folder: Path, name: str) -> Path:
     return folder / name
 
 
-def assemble_volume(run_root, vol, settings: Settings, target: Optional[np.ndarray],
+def assemble_volume(run_root, vol, settings: Recipe, target: Optional[np.ndarray],
                     data_range: Optional[float]) -> Optional[dict]:
     """Write ``reconstructions/<file name>.h5`` and the volume record when every selected slice of
     ``vol`` is complete; else return ``None`` (a partial volume file is never written)."""
