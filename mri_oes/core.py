@@ -91,9 +91,10 @@ def check_precision(precision: str) -> None:
         raise UserError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
 
 
-#: ``fit(stop_rule=...)``: ``none`` (run every step) or ``image-change`` (stop once the output changed
-#: less than ``stop_tol`` throughout the last ``stop_patience`` steps; see :func:`fit`)
-STOP_RULES = ("none", "image-change")
+#: ``fit(stop_rule=...)``: ``none`` (run every step), ``image-change`` (stop once the output changed
+#: less than ``stop_tol`` throughout the last ``stop_patience`` steps) or ``self-validation`` (stop once
+#: the loss on held-out measurements has not improved for ``stop_patience`` steps; see :func:`fit`)
+STOP_RULES = ("none", "image-change", "self-validation")
 
 
 def check_stop_rule(stop_rule: str, stop_tol: float, stop_patience: int) -> None:
@@ -124,6 +125,13 @@ def should_stop(history: List[dict], step: int, stop_tol: float, stop_patience: 
     if not rows or min(h["step"] - h.get("image_change_over", 0) for h in rows) > step - stop_patience:
         return False
     return all(h["image_change"] < stop_tol for h in rows)
+
+
+def holdout_loss(pred: torch.Tensor, y: torch.Tensor, holdout: torch.Tensor) -> float:
+    """Relative squared error ``||h (pred - y)||² / ||h y||²`` on the held-out entries ``h`` (0/1)."""
+    num = float(((pred - y) * holdout).abs().pow(2).sum())
+    den = float((y * holdout).abs().pow(2).sum())
+    return num / den if den > 0 else math.inf
 
 
 def generation_context(precision: str, device: torch.device):
@@ -391,12 +399,15 @@ class FitResult:
     #: the step the stopping rule ended the fit at (None: it ran every step); ``steps`` is then this step
     stopped_at: Optional[int] = None
     stop_rule: str = "none"
+    #: ``self-validation``: the logged step whose output had the lowest held-out loss (the output)
+    holdout_best_step: Optional[int] = None
 
     def summary(self) -> dict:
         return {"steps": self.steps, "wall_time_s": self.wall_time_s, "best_step": self.best_step,
                 "final": self.final_metrics, "best": self.best_metrics, "diverged": self.diverged,
                 "final_loss": self.history[-1]["loss"] if self.history else None,
-                "resumed_from": self.resumed_from, "stopped_at": self.stopped_at, "stop_rule": self.stop_rule}
+                "resumed_from": self.resumed_from, "stopped_at": self.stopped_at, "stop_rule": self.stop_rule,
+                "holdout_best_step": self.holdout_best_step}
 
 
 def generate(net: nn.Module, z: torch.Tensor, weights: Optional[Dict[str, torch.Tensor]] = None):
@@ -477,7 +488,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         progress: bool = False, desc: str = "fit", callback: Optional[Callable] = None,
         lr_final: Optional[float] = None, lr_decay_start: float = 0.0, grad_clip: float = 0.0,
         output_average: float = 0.0, precision: str = "float32", stop_rule: str = "none",
-        stop_tol: float = 0.05, stop_patience: int = 500) -> FitResult:
+        stop_tol: float = 0.05, stop_patience: int = 500,
+        holdout: Optional[torch.Tensor] = None) -> FitResult:
     """Fit ``operator(G(·, z)) ≈ y`` with Adam for ``steps`` steps.
 
     ``evaluate(x_hat) -> dict`` (optional; e.g. PSNR against a clean reference) is called every
@@ -511,9 +523,28 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     step where every ``image_change`` of the last ``stop_patience`` steps is below ``stop_tol``; the
     output is then the (averaged) output at that step, ``steps``/``stopped_at`` that step. The rule sees
     the network output only, never ``evaluate`` or a reference (ground-truth free).
+    ``holdout``: 0/1 tensor broadcastable to ``y`` (1 = a held-out measurement): the data loss uses the
+    other entries only, and every logged row carries ``holdout_loss`` (:func:`holdout_loss` of the
+    output, the running average with ``output_average``). ``stop_rule`` ``self-validation`` (needs
+    ``holdout``): stop at the first logged step ``stop_patience`` or more steps after the lowest
+    ``holdout_loss`` so far; the output (and ``final_metrics``) is then the output logged at that lowest
+    step (``holdout_best_step``), also when the rule never fired. ``stop_tol`` is not used by it.
     """
     check_precision(precision)
     check_stop_rule(stop_rule, stop_tol, stop_patience)
+    if stop_rule == "self-validation" and holdout is None:
+        raise ValueError("stop_rule 'self-validation' needs held-out measurements (holdout)")
+    y_fit = y
+    if holdout is not None:
+        holdout = holdout.to(device=y.device, dtype=y.real.dtype)
+        keep = 1.0 - holdout
+        y_fit = y * keep   # the data loss sees the other entries only
+
+        def fit_loss(pred):
+            return data_loss(pred * keep, y_fit)
+    else:
+        def fit_loss(pred):
+            return data_loss(pred, y)
     if not 0.0 <= output_average < 1.0:
         raise ValueError(f"output_average must be in [0, 1), got {output_average}")
     if steps < 0:
@@ -528,9 +559,11 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     t0 = time.perf_counter()
     avg = None   # running average of the outputs (output_average > 0)
     change_ref = {"x": None, "step": None}   # the output at the previous logged row (image_change)
+    held = {"loss": math.inf, "step": None, "x": None}   # lowest holdout_loss so far, its step and output
     ck_path = ck_ident = None
     if checkpoint is not None:
         from .statefile import load_state
+        from .statefile import tensor_digest
         ck_path = checkpoint_path(checkpoint)
         ck_ident = fit_identity(identity, fingerprint, net=net, z=z, operator=operator, y=y, param=param,
                                 steps=steps, lr=lr, samples=samples, log_every=log_every,
@@ -538,7 +571,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                                 grad_clip=grad_clip, output_average=output_average,
                                 **without_off_values({"lr_decay_start": lr_decay_start, "precision": precision,
                                                       "stop_rule": stop_rule, "stop_tol": float(stop_tol),
-                                                      "stop_patience": int(stop_patience)}))
+                                                      "stop_patience": int(stop_patience)}),
+                                **({"holdout": tensor_digest(holdout)} if holdout is not None else {}))
         legacy = ck_path.with_suffix(".pt")
         if legacy.is_file():
             warnings.warn(f"ignoring {legacy}: pickled checkpoints are never loaded (they can run code); "
@@ -556,6 +590,9 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             avg = avg.to(z.device) if avg is not None else None
             if ck.get("change_output") is not None:
                 change_ref = {"x": ck["change_output"].to(z.device), "step": int(ck["change_step"])}
+            if ck.get("holdout_best_output") is not None:
+                held = {"loss": float(ck["holdout_best_loss"]), "step": int(ck["holdout_best_step"]),
+                        "x": ck["holdout_best_output"]}
             start = res.resumed_from = int(ck["step"])
 
     def save_checkpoint(step):
@@ -565,7 +602,9 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                              "history": res.history, "best_step": res.best_step,
                              "best_metrics": res.best_metrics, "best_output": res.best_output,
                              "average_output": avg, "change_output": change_ref["x"],
-                             "change_step": change_ref["step"]}, ck_ident)
+                             "change_step": change_ref["step"], "holdout_best_output": held["x"],
+                             "holdout_best_step": held["step"],
+                             "holdout_best_loss": held["loss"] if held["x"] is not None else None}, ck_ident)
 
     def record(step, loss, dloss, x_hat):
         # time_s: seconds since this call started (a resumed run's clock restarts at the resume)
@@ -576,6 +615,11 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             row["image_change_over"] = step - change_ref["step"]
         if change_ref["step"] is None or step > change_ref["step"]:
             change_ref["x"], change_ref["step"] = cur.clone(), step
+        if holdout is not None:
+            with torch.no_grad():
+                row["holdout_loss"] = holdout_loss(operator(cur), y, holdout)
+            if row["holdout_loss"] < held["loss"]:
+                held.update(loss=row["holdout_loss"], step=step, x=cur.cpu().clone())
         if evaluate is not None:
             with torch.no_grad():
                 m = evaluate(x_hat.detach())
@@ -615,13 +659,13 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                 outs = param.forward_samples(net, zin, samples)
             for out in outs:
                 x_hat = operator.from_network(out.to(z.dtype))
-                dl = dl + data_loss(operator(x_hat), y) / samples
+                dl = dl + fit_loss(operator(x_hat)) / samples
         else:
             for _ in range(samples):
                 with generation_context(precision, z.device):
                     out = generate(net, zin, param.weights())
                 x_hat = operator.from_network(out.to(z.dtype))
-                dl = dl + data_loss(operator(x_hat), y) / samples
+                dl = dl + fit_loss(operator(x_hat)) / samples
         if output_average > 0:
             xd = x_hat.detach()
             # bias-corrected EMA (as Adam's moments): iterate i of n weighs d^(n-i)(1-d)/(1-d^n), so a
@@ -641,6 +685,9 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                 bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("loss", "psnr")})
             if stop_rule == "image-change" and should_stop(res.history, step, stop_tol, stop_patience):
                 res.stopped_at = step   # before this step's update: the output is the one just logged
+                break
+            if stop_rule == "self-validation" and held["step"] is not None and step - held["step"] >= stop_patience:
+                res.stopped_at = step   # the output is the one logged at held["step"]
                 break
         loss.backward()
         if grad_clip > 0:
@@ -667,17 +714,30 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             with generation_context(precision, z.device):
                 out = generate(net, z, param.weights())
             x_hat = operator.from_network(out.to(z.dtype))
-            final_loss = float(data_loss(operator(x_hat), y))
+            final_loss = float(fit_loss(operator(x_hat)))
         row = record(end, final_loss + float(param.penalty().detach()), final_loss, x_hat)
         res.final_metrics = {k: v for k, v in row.items()
                              if k not in ("step", "image_change", "image_change_over") and not k.startswith("average_")}
         if avg is not None:   # the averaged iterates are the output; the raw last iterate is kept beside
+            held_avg = res.final_metrics.pop("holdout_loss", None)   # the row's is the average's
             res.last_output, res.last_metrics = x_hat.detach().cpu(), res.final_metrics
             with torch.no_grad():
-                avg_loss = float(data_loss(operator(avg), y))
+                avg_loss = float(fit_loss(operator(avg)))
             res.final_metrics = {"loss": avg_loss + float(param.penalty().detach()), "data_loss": avg_loss,
+                                 **({"holdout_loss": held_avg} if held_avg is not None else {}),
                                  **{k[len("average_"):]: v for k, v in row.items() if k.startswith("average_")}}
             x_hat = avg
+        if stop_rule == "self-validation" and held["x"] is not None and held["step"] != end:
+            # the output with the lowest held-out loss (the one logged at that step)
+            if res.last_output is None:
+                res.last_output, res.last_metrics = x_hat.detach().cpu(), res.final_metrics
+            x_hat = held["x"].to(z.device)
+            with torch.no_grad():
+                sel_loss = float(fit_loss(operator(x_hat)))
+                sel_m = evaluate(x_hat) if evaluate is not None else {}
+            res.final_metrics = {"loss": sel_loss + float(param.penalty().detach()), "data_loss": sel_loss,
+                                 "holdout_loss": held["loss"], **sel_m}
+        res.holdout_best_step = held["step"] if holdout is not None else None
     res.output = x_hat.detach().cpu() if x_hat is not None else None
     res.steps = end
     res.wall_time_s = time.perf_counter() - t0
