@@ -519,7 +519,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     differs from float32 by bf16 rounding).
     Every logged row carries ``image_change``: the relative change of the output (the running average
     with ``output_average``) since the previous logged row, per 1,000 steps (``image_change_over``: the
-    steps it spans). ``stop_rule``: ``none`` (all ``steps``) or ``image-change`` — stop at the first logged
+    steps it spans). ``stop_rule``: ``none`` (all ``steps``), ``image-change`` — stop at the first logged
     step where every ``image_change`` of the last ``stop_patience`` steps is below ``stop_tol``; the
     output is then the (averaged) output at that step, ``steps``/``stopped_at`` that step. The rule sees
     the network output only, never ``evaluate`` or a reference (ground-truth free).
