@@ -83,7 +83,7 @@ def from_bart_maps(m):
     return np.ascontiguousarray(np.transpose(m.reshape(m.shape[0], m.shape[1], -1), (2, 0, 1)))
 
 
-# ------------------------------------------------------------------------------------------ helpers
+# ---------------------------------------------------------------------------------------- utilities
 def map_agreement(a, b, reference_rss):
     """Mean |cos| between coil vectors of two map sets over the head (phase-invariant)."""
     inner = np.abs(np.sum(np.conj(a) * b, 0))

@@ -95,6 +95,35 @@ def _array_input(kspace, mask, reference, folder: Path) -> Path:
     return _write_slice_file(folder / f"kspace-{h.hexdigest()[:12]}.h5", k, m, reference)
 
 
+def _recon_args(flags: dict, method: str, preset: str, accel, progress: bool):
+    """recon's parsed flags with ``flags`` (Python names, :data:`ALIASES`) set; an unknown name is one
+    UserError listing recon's settings."""
+    args = _recon_defaults()
+    known = set(vars(args)) - _NOT_SETTINGS
+    for name, value in flags.items():
+        dest = ALIASES.get(name, name)
+        if dest not in known:
+            valid = sorted((known - set(ALIASES.values())) | set(ALIASES))
+            raise UserError(f"reconstruct() got an unknown setting {name!r}; recon's settings are: "
+                            f"{', '.join(valid)}")
+        setattr(args, dest, value)
+    args.method, args.preset, args.progress = [method], preset, bool(progress)
+    args.accel = None if accel is None else [int(accel)]
+    return args
+
+
+def _input_file(kspace, mask, reference, index: int, folder: Path):
+    """``(fastMRI file, slice index)`` of the input: the file itself, or a one-slice file in ``folder``
+    of an array (or of a file's slice under a given mask or reference)."""
+    if isinstance(kspace, (str, Path)):
+        if mask is None and reference is None:
+            return Path(kspace), int(index)
+        from .mri.data import load_slice
+        sl = load_slice(kspace, index)   # a file slice under a given mask
+        return _array_input(sl.kspace, mask, reference if reference is not None else sl.reference, folder), 0
+    return _array_input(kspace, mask, reference, folder), 0
+
+
 def reconstruct(kspace: Union[str, Path, np.ndarray], mask=None, *, accel: Optional[int] = None,
                 method: str = "l1-wavelet", preset: str = "cpu", slice: int = 0, reference=None,
                 out: Optional[Union[str, Path]] = None, progress: bool = False,
@@ -132,17 +161,7 @@ def reconstruct(kspace: Union[str, Path, np.ndarray], mask=None, *, accel: Optio
 
     if method not in METHODS:
         raise UserError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    args = _recon_defaults()
-    known = set(vars(args)) - _NOT_SETTINGS
-    for name, value in flags.items():
-        dest = ALIASES.get(name, name)
-        if dest not in known:
-            valid = sorted((known - set(ALIASES.values())) | set(ALIASES))
-            raise UserError(f"reconstruct() got an unknown setting {name!r}; recon's settings are: "
-                            f"{', '.join(valid)}")
-        setattr(args, dest, value)
-    args.method, args.preset, args.progress = [method], preset, bool(progress)
-    args.accel = None if accel is None else [int(accel)]
+    args = _recon_args(flags, method, preset, accel, progress)
     if mask is not None and accel is not None:
         raise UserError("give mask= (a k-space sampling mask) or accel= (draw one), not both")
     if not isinstance(kspace, (str, Path)) and accel is None and mask is None:
@@ -153,16 +172,7 @@ def reconstruct(kspace: Union[str, Path, np.ndarray], mask=None, *, accel: Optio
     tmp = None if out is not None else tempfile.TemporaryDirectory(prefix="mri_oes-")
     root = Path(out) if out is not None else Path(tmp.name)
     try:
-        if isinstance(kspace, (str, Path)):
-            if mask is not None or reference is not None:   # a file slice under a given mask
-                from .mri.data import load_slice
-                sl = load_slice(kspace, slice)
-                ref = reference if reference is not None else sl.reference
-                path, index = _array_input(sl.kspace, mask, ref, root / ".inputs"), 0
-            else:
-                path, index = Path(kspace), int(slice)
-        else:
-            path, index = _array_input(kspace, mask, reference, root / ".inputs"), 0
+        path, index = _input_file(kspace, mask, reference, slice, root / ".inputs")
         vols = discover([path], [index])
         setup_runtime(args)
         esp = _validate(args, vols)

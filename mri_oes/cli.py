@@ -9,7 +9,7 @@ import sys
 from .cli_common import OneLineParser
 
 COMMAND_MODULES = [
-    "mri_oes.commands.natural",   # demo, learn-mask, fit, denoise/inpaint/super-resolve helpers
+    "mri_oes.commands.natural",   # demo, learn-mask, fit, denoise/inpaint/super-resolve shortcuts
     "mri_oes.commands.mri",       # recon (and MRI input for learn-mask)
     "mri_oes.commands.lottery",   # imp, prune-at-init, transfer
     "mri_oes.commands.summarize",  # summarize run folders into one table

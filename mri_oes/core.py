@@ -480,6 +480,44 @@ def cosine_lr(step: int, steps: int, lr: float, lr_final: float, decay_start: fl
 STEP_REPORTER: Optional[Callable] = None
 
 
+def _sampled_loss(net, zin, operator, y, param: Parametrization, samples: int, precision: str, dtype, keep=None):
+    """``(last output, data loss averaged over the samples)`` of one step: ``samples`` passes of ``G`` (K
+    Concrete-mask samples in one batched pass where the parametrization offers it: same masks, same
+    per-sample BatchNorm statistics as the loop), each output cast back to ``dtype`` before the operator.
+    ``keep`` (0/1, broadcastable to ``y``): the entries the loss sees (``y`` already zero elsewhere)."""
+    dl = 0.0
+    if samples > 1 and getattr(param, "batched_samples", False):
+        with generation_context(precision, zin.device):
+            outs = param.forward_samples(net, zin, samples)
+    else:
+        outs = []
+        for _ in range(samples):
+            with generation_context(precision, zin.device):
+                outs.append(generate(net, zin, param.weights()))
+    x_hat = None
+    for out in outs:
+        x_hat = operator.from_network(out.to(dtype))
+        pred = operator(x_hat)
+        dl = dl + data_loss(pred if keep is None else pred * keep, y) / samples
+    return x_hat, dl
+
+
+def _resume(ck: dict, net, opt, param: Parametrization, noise_gen, res: "FitResult", device, change_ref: dict):
+    """Load a checkpoint's state into the fit; ``(start step, running average, image-change reference)``."""
+    net.load_state_dict(ck["net"])
+    opt.load_state_dict(ck["opt"])
+    param.load_state(ck["param"])
+    noise_gen.set_state(ck["noise_gen"])
+    res.history, res.best_step, res.best_metrics = ck["history"], ck["best_step"], ck["best_metrics"]
+    res.best_output = ck["best_output"]
+    avg = ck.get("average_output")
+    avg = avg.to(device) if avg is not None else None
+    if ck.get("change_output") is not None:
+        change_ref = {"x": ck["change_output"].to(device), "step": int(ck["change_step"])}
+    res.resumed_from = int(ck["step"])
+    return res.resumed_from, avg, change_ref
+
+
 def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Parametrization, *,
         steps: int, lr: float = 1e-2, samples: int = 1, evaluate: Optional[Callable] = None,
         log_every: int = 50, input_noise_std: float = 0.0, seed: int = 0,
@@ -534,7 +572,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     check_stop_rule(stop_rule, stop_tol, stop_patience)
     if stop_rule == "self-validation" and holdout is None:
         raise ValueError("stop_rule 'self-validation' needs held-out measurements (holdout)")
-    y_fit = y
+    y_fit, keep = y, None
     if holdout is not None:
         holdout = holdout.to(device=y.device, dtype=y.real.dtype)
         keep = 1.0 - holdout
@@ -562,8 +600,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     held = {"loss": math.inf, "step": None, "x": None}   # lowest holdout_loss so far, its step and output
     ck_path = ck_ident = None
     if checkpoint is not None:
-        from .statefile import load_state
-        from .statefile import tensor_digest
+        from .statefile import load_state, tensor_digest
         ck_path = checkpoint_path(checkpoint)
         ck_ident = fit_identity(identity, fingerprint, net=net, z=z, operator=operator, y=y, param=param,
                                 steps=steps, lr=lr, samples=samples, log_every=log_every,
@@ -580,20 +617,10 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         if ck_path.is_file():
             # identity checked from the header before any tensor is read; mismatch -> RunMismatch
             ck = load_state(ck_path, ck_ident, what="checkpoint")
-            net.load_state_dict(ck["net"])
-            opt.load_state_dict(ck["opt"])
-            param.load_state(ck["param"])
-            noise_gen.set_state(ck["noise_gen"])
-            res.history, res.best_step, res.best_metrics = ck["history"], ck["best_step"], ck["best_metrics"]
-            res.best_output = ck["best_output"]
-            avg = ck.get("average_output")
-            avg = avg.to(z.device) if avg is not None else None
-            if ck.get("change_output") is not None:
-                change_ref = {"x": ck["change_output"].to(z.device), "step": int(ck["change_step"])}
+            start, avg, change_ref = _resume(ck, net, opt, param, noise_gen, res, z.device, change_ref)
             if ck.get("holdout_best_output") is not None:
                 held = {"loss": float(ck["holdout_best_loss"]), "step": int(ck["holdout_best_step"]),
                         "x": ck["holdout_best_output"]}
-            start = res.resumed_from = int(ck["step"])
 
     def save_checkpoint(step):
         from .statefile import save_state
@@ -652,20 +679,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         opt.zero_grad(set_to_none=True)
         zin = z if input_noise_std <= 0 else \
             z + input_noise_std * torch.randn(z.shape, generator=noise_gen, device=z.device, dtype=z.dtype)
-        dl = 0.0
-        if samples > 1 and getattr(param, "batched_samples", False):
-            # K samples in one batched pass (same masks, same per-sample BN statistics as the loop)
-            with generation_context(precision, z.device):
-                outs = param.forward_samples(net, zin, samples)
-            for out in outs:
-                x_hat = operator.from_network(out.to(z.dtype))
-                dl = dl + fit_loss(operator(x_hat)) / samples
-        else:
-            for _ in range(samples):
-                with generation_context(precision, z.device):
-                    out = generate(net, zin, param.weights())
-                x_hat = operator.from_network(out.to(z.dtype))
-                dl = dl + fit_loss(operator(x_hat)) / samples
+        x_hat, dl = _sampled_loss(net, zin, operator, y_fit, param, samples, precision, z.dtype, keep)
         if output_average > 0:
             xd = x_hat.detach()
             # bias-corrected EMA (as Adam's moments): iterate i of n weighs d^(n-i)(1-d)/(1-d^n), so a

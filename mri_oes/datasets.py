@@ -1,4 +1,4 @@
-"""Where the data are: one helper for notebooks, benchmarks, tests and scripts (never a relative path).
+"""Where the data are: one module for notebooks, benchmarks, tests and scripts (never a relative path).
 
 Shared real data (not shipped; see ``shared/data/SOURCES.md``) are looked up, in order, in
 

@@ -128,7 +128,7 @@ def _layer_widths(name: str, layers, width) -> Tuple[int, ...]:
 
 # --------------------------------------------------------------------------------------- building
 def _conv(cin, cout, k, bias=True):
-    """Conv with reflection padding (DIP's ``conv`` helper)."""
+    """Conv with reflection padding (DIP's ``conv`` function)."""
     pad = (k - 1) // 2
     layers = []
     if pad:

@@ -45,7 +45,9 @@ NETWORK_METHODS = ("dip", "sparse-dip", "deep-decoder", "conv-decoder", "gp-dip"
 CLASSICAL_METHODS = ("zero-filled", "sense", "l1-wavelet")
 METHODS = NETWORK_METHODS + CLASSICAL_METHODS
 #: the network methods ``recon`` runs on an MRI slice (``conv-decoder`` is a ``--generator`` of sparse-dip)
-RECON_NETWORK_METHODS = ("dip", "sparse-dip", "deep-decoder", "gp-dip")
+RECON_NETWORK_METHODS = tuple(m for m in NETWORK_METHODS if m not in ("conv-decoder", "oes-mask"))
+#: the networks of the MRI quality experiment (``conv-decoder``: dense DIP on the ConvDecoder)
+EXPERIMENT_NETWORK_METHODS = tuple(m for m in NETWORK_METHODS if m not in ("gp-dip", "oes-mask"))
 MASK_SOURCES = ("none", "oes", "imp", "random", "magnitude", "snip", "grasp", "synflow", "file")
 
 _NUM = (int, float, type(None))

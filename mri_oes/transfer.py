@@ -136,6 +136,25 @@ def _source_masks(source: Problem, cfg, seed, densities, methods_, mask_dir: Pat
     return masks
 
 
+def _saved_case(path: Path, ident: dict) -> dict:
+    """A finished case's record, reused only when its identity is exactly ``ident``."""
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError as e:
+        raise UserError(f"{path}: unreadable transfer case ({e}); use --overwrite") from None
+    _reuse(path, ident, saved.pop("identity", None) if isinstance(saved, dict) else None, "transfer case")
+    return saved
+
+
+def _case_network(cfg, prob, seed: int, scope: str, mask):
+    """``(net, z, mask, kept weights)`` of a case: the dense seeded network, or the mask's own (its init, z)."""
+    if mask is None:
+        net, z, _ = methods.setup_generator(cfg, prob.image_hw, seed)
+        return net, z, None, sum(p.numel() for p in pruning.maskable_parameters(net, scope).values())
+    net, z = mask.build(prob.image_hw)
+    return net, z, mask, mask.n_kept
+
+
 def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorConfig, out_dir, *,
                  seed: int = 0, densities: Sequence[float] = DEFAULT_DENSITIES,
                  methods_: Sequence[str] = MASK_SOURCES, mask_steps: int = 2000, train_steps: int = 2000,
@@ -168,6 +187,9 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                    "dense_lr": dense_lr or lr, "scope": scope, "min_layer_density": min_layer_density,
                    "generator": cfg.to_dict(), "precision": precision, **fit_options,
                    "data_consistency": bool(final_image), **(extra_info or {})}
+    common = {"train_steps": train_steps, "log_every": log_every, "seed": int(seed), "scope": scope,
+              "generator": cfg.to_dict(), "versions": _versions_id(), **without_off_values({"precision": precision}),
+              **fit_options}
     for scen, prob in targets.items():
         n_meas = measurement_count(prob.operator)
         cases = ([("none", 1.0)] if "none" in methods_ else []) + \
@@ -178,33 +200,17 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
             mk = masks.get((method, d))
             lr_case = lr if mk is not None else (dense_lr or lr)
             ident = {"case": cid, "scenario": scen, "method": method, "requested_density": d,
-                     "target": _problem_identity(prob), "train_steps": train_steps, "lr": lr_case,
-                     "log_every": log_every, "seed": int(seed), "scope": scope, "generator": cfg.to_dict(),
-                     "mask": None if mk is None else identity_digest(mk.meta.get("identity")),
-                     "versions": _versions_id(), **without_off_values({"precision": precision}), **fit_options}
+                     "target": _problem_identity(prob), "lr": lr_case,
+                     "mask": None if mk is None else identity_digest(mk.meta.get("identity")), **common}
             if final_image and scen in final_image:   # absent otherwise: earlier cases keep their identity
                 ident["data_consistency"] = True
             if path.is_file():   # reuse a finished case only when it is exactly this case
-                try:
-                    saved = json.loads(path.read_text())
-                except ValueError as e:
-                    raise UserError(f"{path}: unreadable transfer case ({e}); use --overwrite") from None
-                _reuse(path, ident, saved.pop("identity", None) if isinstance(saved, dict) else None,
-                       "transfer case")
-                rows.append(saved)
+                rows.append(_saved_case(path, ident))
                 continue
-            if method == "none":
-                net, z, _ = methods.setup_generator(cfg, prob.image_hw, seed)
-                mask, n_kept = None, sum(p.numel() for p in
-                                         pruning.maskable_parameters(net, scope).values())
-            else:
-                mask = masks[(method, d)]
-                net, z = mask.build(prob.image_hw)
-                n_kept = mask.n_kept
+            net, z, mask, n_kept = _case_network(cfg, prob, seed, scope, None if method == "none" else masks[(method, d)])
             collapse = pruning.report_collapse(net, z, prob.operator, mask, what=cid) if mask is not None else None
             print(f"transfer: case {cid} ({train_steps} steps)", file=sys.stderr)
-            res = methods.train_generator(net, z, prob.operator, prob.y, steps=train_steps, mask=mask,
-                                          lr=(dense_lr or lr) if method == "none" else lr,
+            res = methods.train_generator(net, z, prob.operator, prob.y, steps=train_steps, mask=mask, lr=lr_case,
                                           evaluate=prob.evaluate, log_every=log_every,
                                           seed=core.derive_seed(seed, "transfer-train"), progress=progress,
                                           checkpoint=out / "cases" / f"{cid}.ckpt.safetensors",
@@ -220,8 +226,7 @@ def run_transfer(source: Problem, targets: Dict[str, Problem], cfg: GeneratorCon
                 command="transfer", method="dip" if mask is None else "sparse-dip", mask_source=method,
                 density=1.0 if mask is None else mask.density, kept_weights=n_kept,
                 maskable_weights=mask.n_total if mask is not None else n_kept, measurements=n_meas,
-                steps=train_steps, mask_steps=mask_steps if method == "oes" else 0,
-                lr=(dense_lr or lr) if method == "none" else lr, seed=seed,
+                steps=train_steps, mask_steps=mask_steps if method == "oes" else 0, lr=lr_case, seed=seed,
                 seeds={"seed": seed, "train_seed": core.derive_seed(seed, "transfer-train")},
                 final=final, best=s["best"], best_step=s["best_step"],
                 time_total_s=s["wall_time_s"], time_fit_s=s["wall_time_s"], device=str(z.device),

@@ -150,7 +150,7 @@ class SuperResolution(LinearOperator):
         self.factor, self.kernel_name = int(factor), kernel
         self.kernel = torch.tensor(k, dtype=torch.float64)
 
-    # 1-D helpers on the last axis of a (N, 1, L) tensor
+    # 1-D functions on the last axis of a (N, 1, L) tensor
     def _down1d(self, x):
         k = self.kernel.to(x.dtype).view(1, 1, -1)
         if self.pad:

@@ -238,7 +238,7 @@ def test_bad_value_refused_in_one_line(cmd, set_, drop, special, files, tmp_path
 
 
 def test_matrix_is_broad():
-    """The matrix covers every command with the issue's bad values (guards accidental shrinking)."""
+    """The matrix covers every command with the listed bad values (guards accidental shrinking)."""
     ids = [p.id for p in _cases()]
     assert len(ids) >= 150
     for cmd in ALL:

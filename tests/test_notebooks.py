@@ -1,7 +1,7 @@
 """Every notebook executes top to bottom in a real Jupyter kernel (nbclient) at its small size
 (``MRI_OES_NB_QUICK=1``), without the shared data if need be (they find data through
 :mod:`mri_oes.datasets`, which falls back to the data bundled with the package). Notebooks are stored
-WITHOUT outputs (checked here too). Also: the data helper itself."""
+WITHOUT outputs (checked here too). Also: the data module itself."""
 import json
 import os
 import time
@@ -68,7 +68,7 @@ def test_notebook_executes(nb, monkeypatch, tmp_path, capsys):
         print(f"\n[notebook] {nb.name}: {n_code} code cells executed in {dt:.1f} s (MRI_OES_NB_QUICK=1)")
 
 
-# ------------------------------------------------------------------------------------- data helper
+# ------------------------------------------------------------------------------------- data module
 def test_bundled_brain_is_a_real_fastmri_file():
     from mri_oes.mri.data import load_slice
     p = datasets.bundled_brain()

@@ -17,7 +17,7 @@ from ..recipe import without_off_values
 TASKS = ("denoise", "inpaint", "super-resolution")
 
 
-# ------------------------------------------------------------------------------------------ helpers
+# ---------------------------------------------------------------------------------------- utilities
 def load_natural(spec: str, crop=None, grayscale: bool = False) -> torch.Tensor:
     """CHW float tensor in [0, 1] from a file path or ``skimage:<name>`` (e.g. ``skimage:coffee``);
     ``crop``: explicit centre crop (never a silent resize)."""
@@ -320,6 +320,12 @@ def _transfer_record(rd, res, args):
 
 # ----------------------------------------------------------------------------------------- register
 def register(subparsers) -> None:
+    _register_imp(subparsers)
+    _register_prune_at_init(subparsers)
+    _register_transfer(subparsers)
+
+
+def _register_imp(subparsers) -> None:
     p = subparsers.add_parser("imp", help="iterative magnitude pruning / Lottery Image Prior masks",
                               description="IMP (LIP Alg. 1-2): train --steps steps, prune 20% of the remaining "
                                           "weights by global magnitude, rewind, repeat. Trains against "
@@ -355,6 +361,8 @@ def register(subparsers) -> None:
     add_run_args(p)
     p.set_defaults(func=run_imp_cmd)
 
+
+def _register_prune_at_init(subparsers) -> None:
     p = subparsers.add_parser("prune-at-init", help="random/magnitude/SNIP/GraSP/SynFlow mask, then Sparse-DIP",
                               description="Mask at theta_in by a pruning-at-initialisation score (keep the "
                                           "highest keep-score; GraSP removes the highest -theta*Hg), "
@@ -370,6 +378,8 @@ def register(subparsers) -> None:
     add_run_args(p)
     p.set_defaults(func=run_pai_cmd)
 
+
+def _register_transfer(subparsers) -> None:
     p = subparsers.add_parser("transfer", help="mask transfer table (OES appendix H / Table 5)",
                               description="Learn OES and equal-density IMP masks on a source, reuse them on "
                                           "other images/tasks (natural) or scans/accelerations (MRI, --mri). "

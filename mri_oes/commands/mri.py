@@ -299,8 +299,8 @@ def run_recon(args) -> int:
     from ..cli_common import out_path, setup_runtime
     from ..io import write_json
     from ..mri.dataset import discover, reference_volume
-    from ..mri.volume import assemble_volume, dataset_summary, is_done, slice_dir, volume_data_range, write_tables
-    from ..runtime import configure_threads, threads_for_tasks, usable_cores
+    from ..mri.volume import volume_data_range
+    from ..runtime import usable_cores
 
     threads_given = args.threads is not None or os.environ.get("OMP_NUM_THREADS", "").strip().isdigit()
     setup_runtime(args)
@@ -316,23 +316,10 @@ def run_recon(args) -> int:
 
     runs = _plan_runs(args, vols, esp, threads, workers, out)
     # targets and data ranges (fastMRI: the volume max of the cropped target), once per file
-    targets = {}
-    for v in vols:
-        t = reference_volume(v) if v.has_reference else None
-        targets[v.path] = (t, volume_data_range(t))
+    targets = {v.path: (t, volume_data_range(t)) for v in vols
+               for t in [reference_volume(v) if v.has_reference else None]}
     jobs, total, done0 = _slice_jobs(runs, out, targets, None if args.no_espirit_cache else out / ".espirit")
-    # Ray starts only when more than one slice task runs (parallel.uses_ray); a single pending slice runs
-    # here, with its step bar under the slices bar
-    workers = max(1, min(workers, len(jobs)))
-    concurrent = min(len(jobs), workers)
-    in_process = not parallel.uses_ray(workers, len(jobs), args.gpus_per_task, args.ray_address)
-    if not threads_given and 0 < concurrent < usable_cores() and args.device == "cpu" and not args.ray_address:
-        # fewer slices at a time than cores: the idle cores become the slices' torch threads
-        threads = threads_for_tasks(concurrent)
-        configure_threads(threads)
-    # worker processes do not draw bars
-    runs = [(s.with_runtime(progress=bool(args.progress) and in_process, threads=threads), vs) for s, vs in runs]
-    jobs = [replace(j, settings=next(s for s, _ in runs if s.run_name == j.settings.run_name)) for j in jobs]
+    runs, jobs, workers, threads, in_process = _share_cores(args, runs, jobs, workers, threads, threads_given)
     backend = parallel.describe_backend(workers, threads, args.gpus_per_task, args.ray_address, len(jobs))
     write_json(out / "recon.json", {"command": " ".join(sys.argv), "inputs": [v.describe() for v in vols],
                                     "runs": [s.run_name for s, _ in runs], "parallel": backend,
@@ -347,6 +334,20 @@ def run_recon(args) -> int:
     log(f"mri-oes recon: {len(vols)} file(s), {total} slice task(s) in {len(runs)} run(s) "
         f"({done0} already done) -> {out}; {backend['backend']}"
         + (f", {backend['workers']} workers x {threads} thread(s)" if backend["backend"] == "ray" else ""))
+
+    rows, failures, wall = _run_jobs(args, out, runs, jobs, targets, total, done0, workers, threads, in_process, log)
+    from ..mri.figures import write_recon_figures
+    figs = write_recon_figures(out)   # every method of an acceleration side by side, per slice/volume
+    if figs:
+        log(f"mri-oes recon: {len(figs)} figure(s) -> {out / 'figures'}")
+    return _report(args, out, rows, failures, len(jobs), wall, log)
+
+
+def _run_jobs(args, out, runs, jobs, targets, total, done0, workers, threads, in_process, log):
+    """Run the pending slices (Ray or here), assemble each volume once all its slices are done (a resumed
+    run's finished volumes first), write the tables; ``(summary rows, failures, wall seconds)``."""
+    from .. import parallel
+    from ..mri.volume import assemble_volume, dataset_summary, is_done, slice_dir, write_tables
 
     def try_assemble(s, v):
         t, rng = targets[v.path]
@@ -391,12 +392,25 @@ def run_recon(args) -> int:
             if (out / s.run_name).exists():
                 write_tables(out / s.run_name)
         rows = dataset_summary(out, [out / s.run_name for s, _ in runs])
-    wall = time.perf_counter() - t0
-    from ..mri.figures import write_recon_figures
-    figs = write_recon_figures(out)   # every method of an acceleration side by side, per slice/volume
-    if figs:
-        log(f"mri-oes recon: {len(figs)} figure(s) -> {out / 'figures'}")
-    return _report(args, out, rows, failures, len(jobs), wall, log)
+    return rows, failures, time.perf_counter() - t0
+
+
+def _share_cores(args, runs, jobs, workers, threads, threads_given):
+    """``(runs, jobs, workers, threads, in_process)`` with the cores shared out: Ray starts only when more
+    than one slice task runs (:func:`mri_oes.parallel.uses_ray`; a single pending slice runs here, with its
+    step bar under the slices bar); fewer slices at a time than cores get the idle cores as torch threads;
+    worker processes draw no bars."""
+    from .. import parallel
+    from ..runtime import configure_threads, threads_for_tasks, usable_cores
+    workers = max(1, min(workers, len(jobs)))
+    concurrent = min(len(jobs), workers)
+    in_process = not parallel.uses_ray(workers, len(jobs), args.gpus_per_task, args.ray_address)
+    if not threads_given and 0 < concurrent < usable_cores() and args.device == "cpu" and not args.ray_address:
+        threads = threads_for_tasks(concurrent)
+        configure_threads(threads)
+    runs = [(s.with_runtime(progress=bool(args.progress) and in_process, threads=threads), vs) for s, vs in runs]
+    jobs = [replace(j, settings=next(s for s, _ in runs if s.run_name == j.settings.run_name)) for j in jobs]
+    return runs, jobs, workers, threads, in_process
 
 
 def _plan_runs(args, vols, esp, threads, workers, out) -> list:

@@ -1,4 +1,4 @@
-"""Natural-image commands: demo, learn-mask, fit, and the denoise / inpaint / super-resolve helpers."""
+"""Natural-image commands: demo, learn-mask, fit, and the denoise / inpaint / super-resolve shortcuts."""
 from __future__ import annotations
 
 import argparse

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..cli_common import add_renamed, device_name
 from ..mri.baselines import METHODS as BASELINE_METHODS
+from ..schema import CLASSICAL_METHODS, EXPERIMENT_NETWORK_METHODS
 
 SHARED = Path(os.environ.get("MRI_OES_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 SCANS = {"brain8": "data/mri/brain8_full.h5", "brain8b": "data/mri/brain8b_full.h5",
@@ -254,7 +255,7 @@ def _run_files(out, only=None):
     import fnmatch
     files = sorted((Path(out) / "runs").glob("*/result.json"))
     return [f for f in files if not only or any(fnmatch.fnmatch(f.parent.name, pat) for pat in only)]
-METHOD_ORDER = CLASSICAL + ("dip", "sparse-dip", "deep-decoder", "conv-decoder")
+METHOD_ORDER = CLASSICAL + EXPERIMENT_NETWORK_METHODS
 
 
 def build_table(args):
@@ -562,7 +563,7 @@ def _plots(out, rows, curves):
             if c["key"] != "psnr":
                 ax.plot(c["step"], c["psnr"], lw=0.5, ls=":", color=line.get_color())
         for r in rows:
-            if (r["scan"], r["accel"], r["seed"]) == (scan, accel, 0) and r["method"] in ("l1-wavelet", "sense", "zero-filled") \
+            if (r["scan"], r["accel"], r["seed"]) == (scan, accel, 0) and r["method"] in CLASSICAL_METHODS \
                     and r.get("variant") == "default":
                 for a in (ax, ax2):
                     a.axhline(r["final_psnr"], ls="--", lw=0.8, color={"l1-wavelet": "k", "sense": "grey",
@@ -610,7 +611,7 @@ def main(argv=None):
     n.add_argument("--scan", required=True, choices=list(SCANS))
     n.add_argument("--accel", type=int, required=True, choices=(4, 8))
     n.add_argument("--seed", type=int, default=0)
-    n.add_argument("--method", required=True, choices=("dip", "sparse-dip", "deep-decoder", "conv-decoder"))
+    n.add_argument("--method", required=True, choices=EXPERIMENT_NETWORK_METHODS)
     n.add_argument("--preset", default="cpu")
     n.add_argument("--set", nargs="*", help="preset overrides KEY=JSON")
     n.add_argument("--tag", default="")

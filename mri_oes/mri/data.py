@@ -90,7 +90,7 @@ class MRISlice:
         return int(self.metadata.get("slice", 0))
 
 
-# ----------------------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------------------- utilities
 def file_fingerprint(path) -> str:
     """A short hash of (absolute path, size, mtime): changes when the file is replaced or edited. Not
     a content identity (a resume compares :func:`slice_digest`)."""

@@ -55,8 +55,8 @@ SQUARE_MIN_ACS = 6
 RECT_CALIB_READOUT = 24
 RECT_KERNEL = (5, 2)
 RULE = ("calib_width = min(ACS, 24), kernel_width = clip(calib_width // 2, 3, 6); ACS 3-5: "
-        "rectangular min(24, H) x ACS region, 5 x 2 kernels; thresh 0.02, crop 0; one map set; SENSE / L1-wavelet can add the "
-        "second eigenvector set (soft-SENSE) only when asked (classical_operator(soft_sense=True))")
+        "rectangular min(24, H) x ACS region, 5 x 2 kernels; thresh 0.02, crop 0; SENSE / L1-wavelet add the second "
+        "eigenvector set (soft-SENSE, crop 0.5) when the second eigenvalue exceeds 0.9 on >= 3 % of the object")
 
 
 def espirit_params(mask: np.ndarray, calib_width: Optional[int] = None, kernel_width: Optional[int] = None,
@@ -135,6 +135,13 @@ def espirit_rect(ksp: np.ndarray, calib_shape, kernel_shape, thresh: float = 0.0
 
 #: the second (soft-SENSE) map set is kept where its eigenvalue exceeds this
 SOFT_SENSE_CROP = 0.5
+#: reference-free fold-over test (Uecker et al. 2014: where the FOV is smaller than the object, two
+#: eigenvalues of ESPIRiT's kernel covariance are close to 1 where tissue overlaps; a clean scan has
+#: one): two map sets when the second eigenvalue exceeds OVERLAP_EIGENVALUE on at least
+#: OVERLAP_FRACTION of the object (zero-filled RSS of the measured k-space > OBJECT_LEVEL x its p99)
+OVERLAP_EIGENVALUE = 0.9
+OVERLAP_FRACTION = 0.03
+OBJECT_LEVEL = 0.1
 
 
 def second_map_set(kspace: np.ndarray, mask: np.ndarray, params: dict, crop: float = SOFT_SENSE_CROP
@@ -143,13 +150,28 @@ def second_map_set(kspace: np.ndarray, mask: np.ndarray, params: dict, crop: flo
     the object two overlapping tissues need two sensitivities per pixel), zero where its eigenvalue is
     ``<= crop``, from the same calibration as ``params`` (the resolved :func:`espirit_params`). Returns
     the maps and the fraction of pixels where the set is kept."""
+    m2, kept, _ = second_map_set_and_overlap(kspace, mask, params, crop)
+    return m2, kept
+
+
+def second_map_set_and_overlap(kspace: np.ndarray, mask: np.ndarray, params: dict,
+                               crop: float = SOFT_SENSE_CROP) -> Tuple[np.ndarray, float, float]:
+    """:func:`second_map_set` and the fold-over statistic: the fraction of the object (zero-filled RSS
+    of the measured k-space above ``OBJECT_LEVEL`` x its 99th percentile) where ESPIRiT's second
+    eigenvalue exceeds ``OVERLAP_EIGENVALUE``. Measured data only (the ACS block for the eigenvalues)."""
     k = np.asarray(kspace, np.complex64) * (np.asarray(mask).reshape(1, 1, -1) > 0)
     cs = params.get("calib_shape") or [params["calib_width"]] * 2
     ks = params.get("kernel_shape") or [params["kernel_width"]] * 2
     w, V = np.linalg.eigh(_kernel_covariance(k, cs, ks, params["thresh"]))
-    keep = w[..., -2].T > crop
+    w2 = w[..., -2].T
+    keep = w2 > crop
     m2 = _phase_to_coil0(np.ascontiguousarray(V[..., -2].T)) * keep
-    return np.ascontiguousarray(m2, dtype=np.complex64), float(keep.mean())
+    ax = (-2, -1)
+    rss = np.sqrt((np.abs(np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=ax), norm="ortho"), axes=ax))
+                   ** 2).sum(0))
+    obj = rss > OBJECT_LEVEL * np.percentile(rss, 99)
+    overlap = float((w2[obj] > OVERLAP_EIGENVALUE).mean()) if obj.any() else 0.0
+    return np.ascontiguousarray(m2, dtype=np.complex64), float(keep.mean()), overlap
 
 
 def espirit_maps(kspace: np.ndarray, mask: np.ndarray, device=-1, **params) -> Tuple[np.ndarray, dict]:

@@ -38,9 +38,11 @@ says why, naming the results README that holds its numbers):
   ``None`` values = the automatic rule of :func:`mri_oes.mri.espirit.espirit_params`).
 * ``by_accel`` — per-acceleration overrides of any of these keys (``{accel: {key: value}}``, applied by
   :func:`for_accel`; an undersampled file of unknown acceleration gets the base values).
-* ``threads`` — torch threads per slice the preset was sized for; ``budget_min`` — the wall-time target
-  per slice (cpu: 30 min on this 2-core CPU: a lone slice gets both cores through recon's idle-core
-  rule, :func:`mri_oes.runtime.threads_for_tasks`; a dataset runs two 1-thread slices at a time).
+
+The ``cpu`` step counts are sized for about 30 minutes per slice on a 2-core CPU (a lone slice gets both
+cores through recon's idle-core rule, :func:`mri_oes.runtime.threads_for_tasks`; a dataset runs two
+1-thread slices at a time). :meth:`mri_oes.recipe.Recipe.from_preset` turns a preset into the recipe
+every MRI entry point trains.
 """
 from __future__ import annotations
 
@@ -79,7 +81,7 @@ _CPU = {
     "data_consistency": True,
     # no ESPIRiT variant helped on all three scans (crop 0.95 at 8x: L1 +1.2 dB brain8, -2.7 brain8b; R1);
     # a lone slice on both cores runs 1.96x the 1-thread speed, which the 30-minute budget counts on (R2)
-    "espirit": _ESPIRIT, "threads": 2, "budget_min": 30,
+    "espirit": _ESPIRIT,
     # 4x: 192 channels beat 128 by 0.57 dB at equal steps and the 64-wide full-resolution layer runs 1.75x
     # faster per step; at constant lr the fit gains ~0.05 dB per 1,000 steps, so 11,000 steps on 256x256
     # (17,413 on 230x180) fill the 30-minute budget; the 10 % floor keeps the 128-weight head trainable
@@ -94,7 +96,6 @@ PRESETS = {
     # the same recipe at the paper's step counts (OES: 40k training, 60k mask steps) and Heckel & Hand's
     # 128-channel deep decoder; not measured (its 60,000 mask steps did not finish in the 470-s GPU run, R3)
     "gpu": {**_CPU, "levels": 6, "width": 1.0, "channels": 128, "steps": 40000, "mask_steps": 60000,
-            "threads": None, "budget_min": None,
             # the cpu preset's per-layer floor at 4x (a tiny head can lose nearly all its weights)
             "by_accel": {4: {"channels": 192, "min_layer_density": 0.1}}},
 }
