@@ -144,3 +144,20 @@ def test_recon_records_self_validation(phantom, tmp_path):
     assert any("holdout_loss" in h for h in m["history"])
     ident = json.loads((d / "identity.json").read_text())
     assert "self-validation" in json.dumps(ident) and '"holdout_fraction": 0.3' in json.dumps(ident)
+
+
+def test_self_validation_resumes_to_the_same_stop(phantom, tmp_path):
+    """A killed fit resumes with its lowest held-out output (checkpointed): same stop, same image."""
+    p, _ = phantom
+    full = _fit(p)
+    ck = tmp_path / "sv.safetensors"
+
+    def crash(row):
+        if row["step"] == full.holdout_best_step + 10:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        _fit(p, checkpoint=ck, checkpoint_every=full.holdout_best_step + 5, callback=crash)
+    resumed = _fit(p, checkpoint=ck, checkpoint_every=full.holdout_best_step + 5)
+    assert resumed.resumed_from == full.holdout_best_step + 5
+    assert resumed.stopped_at == full.stopped_at and resumed.holdout_best_step == full.holdout_best_step
+    assert torch.allclose(resumed.output, full.output, atol=1e-6)
