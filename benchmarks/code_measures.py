@@ -35,9 +35,11 @@ OPTIONS = ("lr_decay_start", "stop_rule", "density", "init_from")
 FIELDS = ("density", "steps", "accel")
 METHOD_NAMES = {"dip", "sparse-dip", "oes", "deep-decoder", "conv-decoder", "gp-dip", "oes-mask", "zero-filled",
                 "sense", "l1-wavelet"}
-#: known converters between option carriers (flags, preset dicts, Settings, RunConfig, Recipe)
+#: known converters between option carriers (flags, preset dicts, Settings, RunConfig, Recipe, a command's
+#: own keyword arguments), before and after the recipe
 TRANSLATIONS = ("grid_run_config", "run_config", "run_settings", "settings", "_transfer_preset", "from_preset",
-                "generator_config_for")
+                "generator_config_for", "recipe_from_args", "recon_recipe", "_transfer_recipe",
+                "_preset_network")
 
 
 def _modules(pkg: Path):

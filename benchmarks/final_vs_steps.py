@@ -17,7 +17,7 @@ average of :func:`mri_oes.core.fit` weighs iterate ``i`` of ``n`` the same way w
 no stopping rule runs. The row at step ``s`` is the output after ``s`` updates.
 
 Networks (``--net``), all from the ``cpu`` preset at that acceleration through the route of ``recon``
-(:meth:`mri_oes.recipe.Recipe.from_preset_values` →
+(:meth:`mri_oes.recipe.Recipe.from_preset` →
 :func:`mri_oes.runner.run`):
 
 * ``dip`` — dense DIP on the OES hourglass (the preset's depth cap and width);
@@ -122,22 +122,22 @@ def preset_config(accel, sets=None) -> dict:
 
 
 def net_recipe(net: str, accel, cfg: dict, seed: int, log_every: int, hourglass_density: float):
-    """recon's recipe of ``net`` (:meth:`Recipe.from_preset_values`) at ``--max-steps`` set by the caller."""
+    """recon's recipe of ``net`` (:meth:`Recipe.from_preset`) at ``--max-steps`` set by the caller."""
     from mri_oes.recipe import Recipe
     common = dict(seed=seed, log_every=log_every)
     if net == "sparse-dip-hourglass":
-        return Recipe.from_preset_values(cfg, accel, method="sparse-dip", generator="hourglass",
+        return Recipe.from_preset(cfg, accel, method="sparse-dip", generator="hourglass",
                                          density=hourglass_density, min_layer_density=min(0.005, hourglass_density),
                                          **common)
     if net not in NETS:
         raise SystemExit(f"--net must be one of {NETS}, got {net!r}")
-    return Recipe.from_preset_values(cfg, accel, method=net, **common)
+    return Recipe.from_preset(cfg, accel, method=net, **common)
 
 
 def default_steps(cfg: dict, image_hw) -> int:
     """The preset's default step count on this grid (:meth:`mri_oes.recipe.Recipe.for_grid`)."""
     from mri_oes.recipe import Recipe
-    return Recipe.from_preset_values(cfg, method="dip").for_grid(image_hw).steps
+    return Recipe.from_preset(cfg, method="dip").for_grid(image_hw).steps
 
 
 def run_one(scan, accel, net, max_steps, out, work, data_dir, seed=0, log_every=50, hourglass_density=0.1,

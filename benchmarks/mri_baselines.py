@@ -278,6 +278,25 @@ def table_md(rows):
     return "\n".join(out)
 
 
+def map_sets_md(rows):
+    """Per scan x accel: the fold-over statistic of each seed and the map sets it chose."""
+    by = {}
+    for r in rows:
+        if r["method"] != "l1-wavelet" or r.get("refused") or r.get("scale", 1.0) != 1.0:
+            continue
+        soft = (r.get("espirit") or {}).get("soft_sense") or {}
+        by.setdefault((r["scan"], r["accel"]), []).append(
+            (r["seed"], soft.get("overlap_fraction"), (r.get("espirit") or {}).get("map_sets", 1),
+             soft.get("fraction_threshold")))
+    out = ["| scan | accel | overlap fraction (seeds) | map sets (seeds) |", "|---|---|---|---|"]
+    for (scan, accel), v in by.items():
+        v.sort()
+        out.append(f"| {scan} | {accel}x | {', '.join('—' if o is None else f'{o:.4f}' for _, o, _, _ in v)} | "
+                   f"{', '.join(str(m) for _, _, m, _ in v)} |")
+    thr = next((t for v in by.values() for *_, t in v if t is not None), None)
+    return "\n".join(out) + (f"\n\nTwo sets when the overlap fraction is >= {thr:g}." if thr is not None else "")
+
+
 def checks(rows):
     """Per seed: SENSE and L1-wavelet >= zero-filled (PSNR and SSIM), L1-wavelet >= SENSE (PSNR)."""
     out = []
@@ -369,6 +388,8 @@ def _write(out, result, rows, scale_rows):
           f"{list(BART_LAMBDAS)} (oracle), toolkit maps (first set).", "", table_md(rows), "",
           "## Checks (per seed: SENSE, L1 >= zero-filled in PSNR and SSIM; L1 >= SENSE in PSNR)", ""]
     md += [f"* {c}" for c in result["checks_failed"]] or ["* all pass"]
+    md += ["", "## Map sets (soft-SENSE rule: ESPIRiT's second eigenvalue > threshold on a fraction of the object)",
+           "", map_sets_md(rows)]
     if scale_rows:
         md += ["", "## Raw-scale invariance (seed 0; image / factor vs the unscaled run)", ""]
         md += [f"* {r['scan']} {r['accel']}x x{r['scale']:g} {r['method']}: " +

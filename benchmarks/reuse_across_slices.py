@@ -1,7 +1,7 @@
 """Reuse work across slices: what a reused OES mask and a warm start (``recon --init-from``) buy in CPU time.
 
 One row per scan × acceleration × variant (seed 0, slice 0, equispaced mask, recon's ``cpu`` preset at
-that acceleration through recon's route: ``Recipe.from_preset_values`` → ``warm_start`` →
+that acceleration through recon's route: ``Recipe.from_preset`` → ``warm_start`` →
 :func:`mri_oes.runner.run`):
 
 * ``cold`` — recon's defaults: ``sparse-dip`` with its own OES mask learned from the seeded random init;
@@ -26,7 +26,7 @@ data-consistent PSNR on the curve, density and sparsity. Run folders (with ``wei
         --out results/2026-12-05-reuse-across-slices
     python benchmarks/reuse_across_slices.py --scan brain4 --source brain8b --variant both mask cold warm \\
         --work /tmp/reuse --out results/2026-12-05-reuse-across-slices
-    python benchmarks/reuse_across_slices.py --out results/2026-12-05-reuse-across-slices --table-only
+    python benchmarks/reuse_across_slices.py --out results/2026-12-05-reuse-across-slices --table-only --simulate
 """
 from __future__ import annotations
 
@@ -103,8 +103,8 @@ def run_row(scan, accel, variant, source, stop_rule, seed, log_every, work, out,
     if variant in ("warm", "both"):
         given["init_from"] = str(src)
     if variant == "warm":   # the density the cold run's rule gives this scan: the same mask size as cold
-        given["density"] = Recipe.from_preset_values(cfg, accel, method=method, seed=seed).for_problem(gp).density
-    rc = warm_start(Recipe.from_preset_values(cfg, accel, method=method, **given), scan_file(scan), 0)
+        given["density"] = Recipe.from_preset(cfg, accel, method=method, seed=seed).for_problem(gp).density
+    rc = warm_start(Recipe.from_preset(cfg, accel, method=method, **given), scan_file(scan), 0)
 
     curve, partial = [], Path(out) / "curves" / f"{key}.partial.json"
     t_start = time.process_time()
@@ -159,6 +159,24 @@ def table(rows) -> str:
     return "\n".join(lines) + "\n"
 
 
+def simulate(rows, out, settings=((0.05, 500), (0.1, 500), (0.2, 500), (0.2, 250))) -> str:
+    """Where the ``image-change`` rule would stop each row run without it, and the data-consistent PSNR
+    there (the rule reads only the logged ``image_change``, so stopping only truncates the curve)."""
+    from mri_oes.core import should_stop
+    lines = ["| row | tol | patience | stops at step | CPU-s | DC PSNR there | final without the rule |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["stop_rule"] != "none":
+            continue
+        curve = json.loads((Path(out) / "curves" / f"{r['key']}.json").read_text())
+        for tol, pat in settings:
+            stop = next((h for i, h in enumerate(curve) if should_stop(curve[:i + 1], h["step"], tol, pat)), None)
+            lines.append(f"| {r['key']} | {tol:g} | {pat} | {stop['step'] if stop else '— (no stop)'} | "
+                         f"{fmt(stop['cpu_s'] if stop else None, '.0f')} | "
+                         f"{fmt(stop['average_dc_psnr'] if stop else None, '.2f')} | {fmt(r['final_psnr'], '.2f')} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scan", nargs="+", choices=SCANS, default=["brain4"])
@@ -174,6 +192,8 @@ def main(argv=None):
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="preset overrides (e.g. steps=20 mask_steps=5 for a quick check); the row name gains _set")
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--simulate", action="store_true",
+                    help="also write where the image-change rule would stop each row (OUT/stop_rule_settings.md)")
     args = ap.parse_args(argv)
     from time_to_quality import parse_sets
     sets = parse_sets(args.set)
@@ -215,6 +235,11 @@ def main(argv=None):
         with atomic_path(out / "table.md") as tmp:
             tmp.write_text(text)
     print(text)
+    if args.simulate and rows:
+        text = simulate(rows, out)
+        with atomic_path(out / "stop_rule_settings.md") as tmp:
+            tmp.write_text(text)
+        print(text)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ For each selected scan × acceleration × stopping rule, one row (seed 0 unless 
 * L1-wavelet with recon's defaults on the same slice (λ, ESPIRiT maps as ``recon``): PSNR / SSIM and
   its CPU-seconds;
 * ``sparse-dip`` at ``recon``'s ``cpu`` preset at that acceleration (the same route as ``recon``:
-  :meth:`mri_oes.recipe.Recipe.from_preset_values` → :func:`mri_oes.runner.run`, via
+  :meth:`mri_oes.recipe.Recipe.from_preset` → :func:`mri_oes.runner.run`, via
   :func:`mri_oes.experiments.mri_quality.network_recon`, which adds the data-consistent curve and the
   CPU clock to every logged row), with ``--stop-rule`` (and any ``--set key=value`` preset override);
 * CPU-seconds (``time.process_time``, mask learning included, ESPIRiT excluded) until the
@@ -75,7 +75,7 @@ def time_to(history, target, key="average_dc_psnr"):
 
 def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
     """One row: L1-wavelet, then recon's sparse-dip on the same slice through the runner (the route of
-    ``recon``: Recipe.from_preset_values -> runner.run), its logged rows carrying the
+    ``recon``: Recipe.from_preset -> runner.run), its logged rows carrying the
     data-consistent metrics and the CPU clock; the curve is rewritten to ``OUT/curves/<key>.partial.json``
     after every logged row (a killed row keeps its curve)."""
     from mri_oes.io import write_json
@@ -117,7 +117,7 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
                   f"change {row.get('image_change')} cpu {row['cpu_s']:.0f}s", flush=True)
 
     gp = p.as_problem({"kind": "mri", "task": "mri"}, evaluate=evaluate)
-    rc = Recipe.from_preset_values(cfg, accel, method="sparse-dip", seed=seed, log_every=log_every)
+    rc = Recipe.from_preset(cfg, accel, method="sparse-dip", seed=seed, log_every=log_every)
     rec = run(gp, rc, None, save_outputs=False, command="time-to-quality", callback=cb)
     res = rec["_result"]
     total = time.process_time() - t_start

@@ -502,20 +502,135 @@ def _sampled_loss(net, zin, operator, y, param: Parametrization, samples: int, p
     return x_hat, dl
 
 
-def _resume(ck: dict, net, opt, param: Parametrization, noise_gen, res: "FitResult", device, change_ref: dict):
-    """Load a checkpoint's state into the fit; ``(start step, running average, image-change reference)``."""
+def _resume(ck: dict, net, opt, param: Parametrization, noise_gen, log: "_FitLog") -> int:
+    """Load a checkpoint's state into the fit; returns the step to continue from."""
     net.load_state_dict(ck["net"])
     opt.load_state_dict(ck["opt"])
     param.load_state(ck["param"])
     noise_gen.set_state(ck["noise_gen"])
-    res.history, res.best_step, res.best_metrics = ck["history"], ck["best_step"], ck["best_metrics"]
-    res.best_output = ck["best_output"]
-    avg = ck.get("average_output")
-    avg = avg.to(device) if avg is not None else None
-    if ck.get("change_output") is not None:
-        change_ref = {"x": ck["change_output"].to(device), "step": int(ck["change_step"])}
-    res.resumed_from = int(ck["step"])
-    return res.resumed_from, avg, change_ref
+    log.load(ck)
+    log.res.resumed_from = int(ck["step"])
+    return log.res.resumed_from
+
+
+class _FitLog:
+    """What a fit logs and keeps besides the weights: the logged rows (losses, the image change since
+    the previous row, ``evaluate``'s metrics of the output and of the running average), the oracle best
+    output, and the running average of the outputs (``decay`` > 0); with ``holdout`` (0/1 over ``y``'s
+    entries) the held-out loss of the output per row and the output with the lowest one."""
+
+    def __init__(self, res: "FitResult", evaluate: Optional[Callable], callback: Optional[Callable],
+                 decay: float, device, operator=None, y=None, holdout=None):
+        self.res, self.evaluate, self.callback, self.decay, self.device = res, evaluate, callback, decay, device
+        self.operator, self.y, self.holdout = operator, y, holdout
+        self.keep = None if holdout is None else 1.0 - holdout   # the entries the data loss sees
+        self.t0 = time.perf_counter()
+        self.avg = None                                   # running average of the outputs
+        self.change = {"x": None, "step": None}          # the output at the previous logged row
+        self.held = {"loss": math.inf, "step": None, "x": None}   # lowest holdout_loss, its step and output
+
+    def fit_loss(self, pred, y) -> float:
+        """The data loss of ``pred`` on the entries the fit sees (``y`` zero on the held-out ones)."""
+        return float(data_loss(pred if self.keep is None else pred * self.keep, y))
+
+    def average(self, x_hat: torch.Tensor, step: int) -> None:
+        if self.decay > 0:
+            xd = x_hat.detach()
+            # bias-corrected EMA (as Adam's moments): iterate i of n weighs d^(n-i)(1-d)/(1-d^n), so a
+            # short run is not dominated by the random-init output; long runs: the plain EMA
+            w = (1 - self.decay) / (1 - self.decay ** (step + 1))
+            self.avg = xd.clone() if self.avg is None else self.avg.add_(xd - self.avg, alpha=w)
+
+    def record(self, step, loss, dloss, x_hat) -> dict:
+        res, change = self.res, self.change
+        # time_s: seconds since this call started (a resumed run's clock restarts at the resume)
+        row = {"step": step, "loss": loss, "data_loss": dloss, "time_s": time.perf_counter() - self.t0}
+        cur = (self.avg if self.avg is not None else x_hat).detach()
+        if change["x"] is not None and step > change["step"]:
+            row["image_change"] = image_change(cur, change["x"], step - change["step"])
+            row["image_change_over"] = step - change["step"]
+        if change["step"] is None or step > change["step"]:
+            change["x"], change["step"] = cur.clone(), step
+        if self.holdout is not None:
+            with torch.no_grad():
+                row["holdout_loss"] = holdout_loss(self.operator(cur), self.y, self.holdout)
+            if row["holdout_loss"] < self.held["loss"]:
+                self.held.update(loss=row["holdout_loss"], step=step, x=cur.cpu().clone())
+        if self.evaluate is not None:
+            with torch.no_grad():
+                m = self.evaluate(x_hat.detach())
+            row.update(m)
+            out_m, out_x = m, x_hat   # what the fit would return if it stopped here
+            if self.avg is not None:
+                with torch.no_grad():
+                    out_m, out_x = self.evaluate(self.avg), self.avg
+                row.update({f"average_{k}": v for k, v in out_m.items()})
+            if "psnr" in out_m and (res.best_step is None or
+                                    out_m["psnr"] > res.best_metrics.get("psnr", -math.inf)):
+                res.best_step, res.best_metrics = step, dict(out_m)
+                res.best_output = out_x.detach().cpu().clone()
+        res.history.append(row)
+        if self.callback is not None:
+            self.callback(row)
+        return row
+
+    def state(self) -> dict:
+        res = self.res
+        return {"history": res.history, "best_step": res.best_step, "best_metrics": res.best_metrics,
+                "best_output": res.best_output, "average_output": self.avg, "change_output": self.change["x"],
+                "change_step": self.change["step"], "holdout_best_output": self.held["x"],
+                "holdout_best_step": self.held["step"],
+                "holdout_best_loss": self.held["loss"] if self.held["x"] is not None else None}
+
+    def load(self, ck: dict) -> None:
+        res = self.res
+        res.history, res.best_step, res.best_metrics = ck["history"], ck["best_step"], ck["best_metrics"]
+        res.best_output = ck["best_output"]
+        avg = ck.get("average_output")
+        self.avg = avg.to(self.device) if avg is not None else None
+        if ck.get("change_output") is not None:
+            self.change = {"x": ck["change_output"].to(self.device), "step": int(ck["change_step"])}
+        if ck.get("holdout_best_output") is not None:
+            self.held = {"loss": float(ck["holdout_best_loss"]), "step": int(ck["holdout_best_step"]),
+                         "x": ck["holdout_best_output"]}
+
+    def finish(self, net, z, operator, y, param: Parametrization, precision: str, end: int,
+               select_held_out: bool = False):
+        """The final iterate (the trained parameters' output, one more forward, no update) logged at
+        ``end``; with a running average, that average is the fit's output and ``final_metrics``, the raw
+        last iterate kept beside; with held-out measurements and ``select_held_out``, the output logged
+        with the lowest held-out loss. Returns the output. ``y``: what the data loss sees."""
+        res = self.res
+        with torch.no_grad():
+            with generation_context(precision, z.device):
+                out = generate(net, z, param.weights())
+            x_hat = operator.from_network(out.to(z.dtype))
+            final_loss = self.fit_loss(operator(x_hat), y)
+        row = self.record(end, final_loss + float(param.penalty().detach()), final_loss, x_hat)
+        res.final_metrics = {k: v for k, v in row.items()
+                             if k not in ("step", "image_change", "image_change_over") and not k.startswith("average_")}
+        res.holdout_best_step = self.held["step"] if self.holdout is not None else None
+        if self.avg is not None:
+            held_avg = res.final_metrics.pop("holdout_loss", None)   # the row's is the average's
+            res.last_output, res.last_metrics = x_hat.detach().cpu(), res.final_metrics
+            with torch.no_grad():
+                avg_loss = self.fit_loss(operator(self.avg), y)
+            res.final_metrics = {"loss": avg_loss + float(param.penalty().detach()), "data_loss": avg_loss,
+                                 **({"holdout_loss": held_avg} if held_avg is not None else {}),
+                                 **{k[len("average_"):]: v for k, v in row.items() if k.startswith("average_")}}
+            x_hat = self.avg
+        if not select_held_out or self.held["x"] is None or self.held["step"] == end:
+            return x_hat
+        # the output with the lowest held-out loss (the one logged at that step)
+        if res.last_output is None:
+            res.last_output, res.last_metrics = x_hat.detach().cpu(), res.final_metrics
+        x_hat = self.held["x"].to(z.device)
+        with torch.no_grad():
+            sel_loss = self.fit_loss(operator(x_hat), y)
+            sel_m = self.evaluate(x_hat) if self.evaluate is not None else {}
+        res.final_metrics = {"loss": sel_loss + float(param.penalty().detach()), "data_loss": sel_loss,
+                             "holdout_loss": self.held["loss"], **sel_m}
+        return x_hat
 
 
 def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Parametrization, *,
@@ -557,7 +672,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     differs from float32 by bf16 rounding).
     Every logged row carries ``image_change``: the relative change of the output (the running average
     with ``output_average``) since the previous logged row, per 1,000 steps (``image_change_over``: the
-    steps it spans). ``stop_rule``: ``none`` (all ``steps``), ``image-change`` — stop at the first logged
+    steps it spans). ``stop_rule``: ``none`` (all ``steps``) or ``image-change`` — stop at the first logged
     step where every ``image_change`` of the last ``stop_patience`` steps is below ``stop_tol``; the
     output is then the (averaged) output at that step, ``steps``/``stopped_at`` that step. The rule sees
     the network output only, never ``evaluate`` or a reference (ground-truth free).
@@ -572,17 +687,10 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     check_stop_rule(stop_rule, stop_tol, stop_patience)
     if stop_rule == "self-validation" and holdout is None:
         raise ValueError("stop_rule 'self-validation' needs held-out measurements (holdout)")
-    y_fit, keep = y, None
+    y_fit = y
     if holdout is not None:
         holdout = holdout.to(device=y.device, dtype=y.real.dtype)
-        keep = 1.0 - holdout
-        y_fit = y * keep   # the data loss sees the other entries only
-
-        def fit_loss(pred):
-            return data_loss(pred * keep, y_fit)
-    else:
-        def fit_loss(pred):
-            return data_loss(pred, y)
+        y_fit = y * (1.0 - holdout)   # the data loss sees the other entries only
     if not 0.0 <= output_average < 1.0:
         raise ValueError(f"output_average must be in [0, 1), got {output_average}")
     if steps < 0:
@@ -594,10 +702,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     res = FitResult()
     noise_gen = torch.Generator(device=z.device).manual_seed(derive_seed(seed, "input-noise"))
     start = 0
-    t0 = time.perf_counter()
-    avg = None   # running average of the outputs (output_average > 0)
-    change_ref = {"x": None, "step": None}   # the output at the previous logged row (image_change)
-    held = {"loss": math.inf, "step": None, "x": None}   # lowest holdout_loss so far, its step and output
+    log = _FitLog(res, evaluate, callback, output_average, z.device, operator, y, holdout)
     ck_path = ck_ident = None
     if checkpoint is not None:
         from .statefile import load_state, tensor_digest
@@ -616,54 +721,12 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                           f"this run checkpoints to {ck_path.name}")
         if ck_path.is_file():
             # identity checked from the header before any tensor is read; mismatch -> RunMismatch
-            ck = load_state(ck_path, ck_ident, what="checkpoint")
-            start, avg, change_ref = _resume(ck, net, opt, param, noise_gen, res, z.device, change_ref)
-            if ck.get("holdout_best_output") is not None:
-                held = {"loss": float(ck["holdout_best_loss"]), "step": int(ck["holdout_best_step"]),
-                        "x": ck["holdout_best_output"]}
+            start = _resume(load_state(ck_path, ck_ident, what="checkpoint"), net, opt, param, noise_gen, log)
 
     def save_checkpoint(step):
         from .statefile import save_state
         save_state(ck_path, {"step": step, "net": net.state_dict(), "opt": opt.state_dict(),
-                             "param": param.state(), "noise_gen": noise_gen.get_state(),
-                             "history": res.history, "best_step": res.best_step,
-                             "best_metrics": res.best_metrics, "best_output": res.best_output,
-                             "average_output": avg, "change_output": change_ref["x"],
-                             "change_step": change_ref["step"], "holdout_best_output": held["x"],
-                             "holdout_best_step": held["step"],
-                             "holdout_best_loss": held["loss"] if held["x"] is not None else None}, ck_ident)
-
-    def record(step, loss, dloss, x_hat):
-        # time_s: seconds since this call started (a resumed run's clock restarts at the resume)
-        row = {"step": step, "loss": loss, "data_loss": dloss, "time_s": time.perf_counter() - t0}
-        cur = (avg if avg is not None else x_hat).detach()
-        if change_ref["x"] is not None and step > change_ref["step"]:
-            row["image_change"] = image_change(cur, change_ref["x"], step - change_ref["step"])
-            row["image_change_over"] = step - change_ref["step"]
-        if change_ref["step"] is None or step > change_ref["step"]:
-            change_ref["x"], change_ref["step"] = cur.clone(), step
-        if holdout is not None:
-            with torch.no_grad():
-                row["holdout_loss"] = holdout_loss(operator(cur), y, holdout)
-            if row["holdout_loss"] < held["loss"]:
-                held.update(loss=row["holdout_loss"], step=step, x=cur.cpu().clone())
-        if evaluate is not None:
-            with torch.no_grad():
-                m = evaluate(x_hat.detach())
-            row.update(m)
-            out_m, out_x = m, x_hat   # what the fit would return if it stopped here
-            if avg is not None:
-                with torch.no_grad():
-                    out_m, out_x = evaluate(avg), avg
-                row.update({f"average_{k}": v for k, v in out_m.items()})
-            if "psnr" in out_m and (res.best_step is None or
-                                    out_m["psnr"] > res.best_metrics.get("psnr", -math.inf)):
-                res.best_step, res.best_metrics = step, dict(out_m)
-                res.best_output = out_x.detach().cpu().clone()
-        res.history.append(row)
-        if callback is not None:
-            callback(row)
-        return row
+                             "param": param.state(), "noise_gen": noise_gen.get_state(), **log.state()}, ck_ident)
 
     if use_channels_last(z):
         # oneDNN then keeps every activation in NHWC: ~14% less time per step on the CPU for dense,
@@ -679,29 +742,25 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         opt.zero_grad(set_to_none=True)
         zin = z if input_noise_std <= 0 else \
             z + input_noise_std * torch.randn(z.shape, generator=noise_gen, device=z.device, dtype=z.dtype)
-        x_hat, dl = _sampled_loss(net, zin, operator, y_fit, param, samples, precision, z.dtype, keep)
-        if output_average > 0:
-            xd = x_hat.detach()
-            # bias-corrected EMA (as Adam's moments): iterate i of n weighs d^(n-i)(1-d)/(1-d^n), so a
-            # short run is not dominated by the random-init output; long runs: the plain EMA
-            w = (1 - output_average) / (1 - output_average ** (step + 1))
-            avg = xd.clone() if avg is None else avg.add_(xd - avg, alpha=w)
+        x_hat, dl = _sampled_loss(net, zin, operator, y_fit, param, samples, precision, z.dtype, log.keep)
+        log.average(x_hat, step)
         loss = dl + param.penalty().to(dl.device)
         loss_v, dl_v = float(loss.detach()), float(dl.detach())
         if not math.isfinite(loss_v):
             res.diverged = True
             warnings.warn(f"{desc}: loss became {loss_v} at step {step}; stopping")
-            record(step, loss_v, dl_v, x_hat)
+            log.record(step, loss_v, dl_v, x_hat)
             break
         if step % log_every == 0:
-            row = record(step, loss_v, dl_v, x_hat)
+            row = log.record(step, loss_v, dl_v, x_hat)
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("loss", "psnr")})
             if stop_rule == "image-change" and should_stop(res.history, step, stop_tol, stop_patience):
                 res.stopped_at = step   # before this step's update: the output is the one just logged
                 break
-            if stop_rule == "self-validation" and held["step"] is not None and step - held["step"] >= stop_patience:
-                res.stopped_at = step   # the output is the one logged at held["step"]
+            held_step = log.held["step"]
+            if stop_rule == "self-validation" and held_step is not None and step - held_step >= stop_patience:
+                res.stopped_at = step   # the output is the one logged at held_step
                 break
         loss.backward()
         if grad_clip > 0:
@@ -720,41 +779,14 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
             save_checkpoint(step + 1)
     if bar is not None:
         bar.close()
-    # final iterate: the output of the trained parameters (one more forward, no update)
     end = res.stopped_at if res.stopped_at is not None else steps
     res.stop_rule = stop_rule
     if not res.diverged:
-        with torch.no_grad():
-            with generation_context(precision, z.device):
-                out = generate(net, z, param.weights())
-            x_hat = operator.from_network(out.to(z.dtype))
-            final_loss = float(fit_loss(operator(x_hat)))
-        row = record(end, final_loss + float(param.penalty().detach()), final_loss, x_hat)
-        res.final_metrics = {k: v for k, v in row.items()
-                             if k not in ("step", "image_change", "image_change_over") and not k.startswith("average_")}
-        if avg is not None:   # the averaged iterates are the output; the raw last iterate is kept beside
-            held_avg = res.final_metrics.pop("holdout_loss", None)   # the row's is the average's
-            res.last_output, res.last_metrics = x_hat.detach().cpu(), res.final_metrics
-            with torch.no_grad():
-                avg_loss = float(fit_loss(operator(avg)))
-            res.final_metrics = {"loss": avg_loss + float(param.penalty().detach()), "data_loss": avg_loss,
-                                 **({"holdout_loss": held_avg} if held_avg is not None else {}),
-                                 **{k[len("average_"):]: v for k, v in row.items() if k.startswith("average_")}}
-            x_hat = avg
-        if stop_rule == "self-validation" and held["x"] is not None and held["step"] != end:
-            # the output with the lowest held-out loss (the one logged at that step)
-            if res.last_output is None:
-                res.last_output, res.last_metrics = x_hat.detach().cpu(), res.final_metrics
-            x_hat = held["x"].to(z.device)
-            with torch.no_grad():
-                sel_loss = float(fit_loss(operator(x_hat)))
-                sel_m = evaluate(x_hat) if evaluate is not None else {}
-            res.final_metrics = {"loss": sel_loss + float(param.penalty().detach()), "data_loss": sel_loss,
-                                 "holdout_loss": held["loss"], **sel_m}
-        res.holdout_best_step = held["step"] if holdout is not None else None
+        x_hat = log.finish(net, z, operator, y_fit, param, precision, end,
+                           select_held_out=stop_rule == "self-validation")
     res.output = x_hat.detach().cpu() if x_hat is not None else None
     res.steps = end
-    res.wall_time_s = time.perf_counter() - t0
+    res.wall_time_s = time.perf_counter() - log.t0
     if ck_path is not None and ck_path.is_file():
         ck_path.unlink()   # finished: the result files replace the checkpoint
     return res

@@ -193,35 +193,8 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
 
     Returns ``{"rounds": [per-round dict], "masks": [Mask], "stopped_early": bool,
     "recommended_round": int, "out_dir": str|None}``."""
-    if steps_per_round < 0:
-        raise UserError("steps_per_round must be >= 0")
-    if not 0 < prune_fraction < 1:
-        raise UserError(f"prune_fraction must be in (0, 1), got {prune_fraction}")
-    if rounds is None and target_density is None:
-        raise UserError("give rounds or target_density")
-    R = int(rounds) if rounds is not None else imp_rounds_for(target_density, prune_fraction)
-    if R < 0:
-        raise UserError("rounds must be >= 0")
-    if rewind != "init":
-        try:
-            rewind = int(rewind)
-        except (TypeError, ValueError):
-            raise UserError(f"rewind must be 'init' or a step number, got {rewind!r}") from None
-        if not 0 <= rewind <= steps_per_round:
-            raise UserError(f"rewind step {rewind} outside [0, {steps_per_round}]")
-    problems = list(problems)
-    target = "y"
-    if oracle_clean_target is not None:
-        clean = list(oracle_clean_target)
-        if len(clean) != len(problems):
-            raise UserError("oracle_clean_target needs one clean image per problem")
-        problems = []
-        for c in clean:
-            c = c[0] if c.dim() == 4 else c
-            problems.append((Denoise(tuple(c.shape)), c))
-        target = "oracle-clean"
-        warnings.warn("IMP is training against the CLEAN image (oracle_clean_target): the resulting "
-                      "masks are an oracle baseline, not a blind method")
+    R, rewind = _imp_plan(steps_per_round, rounds, target_density, prune_fraction, rewind)
+    problems, target = _imp_targets(list(problems), oracle_clean_target)
     net, z, op, y, ev, seeds = build_imp_problem(problems, cfg, image_hw, seed, shared_z, evaluate, device, bn)
     theta0 = {k: v.detach().clone() for k, v in net.state_dict().items()}
 
@@ -303,17 +276,7 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
             rewind_state = snap.get("w", theta0) if rewind > 0 else theta0
             if out:
                 save_state(out / "rewind_weights.safetensors", rewind_state, {**ident, "what": "rewind"})
-        summ = res.summary()
-        row = {"round": r, "density": mask.density, "sparsity": mask.sparsity, "kept_weights": mask.n_kept,
-               "final_loss": summ["final"].get("data_loss", summ["final_loss"]), "diverged": res.diverged,
-               "final": summ["final"], "best": summ["best"], "best_step": summ["best_step"],
-               "wall_time_s": summ["wall_time_s"]}
-        # collapse check of this round's mask at its rewind point
-        trained = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        net.load_state_dict(theta0 if r == 0 or rewind_state is None else rewind_state)
-        row["collapse"] = report_collapse(net, z, op, mask, what=f"IMP round {r} mask") if r else \
-            {"collapsed": False, "empty_layers": [], "constant_output": False}
-        net.load_state_dict(trained)
+        row = _round_row(r, res, mask, net, z, op, theta0 if r == 0 or rewind_state is None else rewind_state)
         mask.meta = {**base_meta, **{k: v for k, v in row.items()}, "round": r}
         fname = f"round_{r:02d}.safetensors"
         row["mask_file"] = fname
@@ -346,6 +309,60 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
         mask = nxt
     net.load_state_dict(theta0)
     return _imp_return(rows, masks, stopped, stop_rising, out)
+
+
+def _imp_plan(steps_per_round, rounds, target_density, prune_fraction, rewind):
+    """``(rounds R, rewind point)`` of an IMP run, every argument checked (one line naming it)."""
+    if steps_per_round < 0:
+        raise UserError("steps_per_round must be >= 0")
+    if not 0 < prune_fraction < 1:
+        raise UserError(f"prune_fraction must be in (0, 1), got {prune_fraction}")
+    if rounds is None and target_density is None:
+        raise UserError("give rounds or target_density")
+    R = int(rounds) if rounds is not None else imp_rounds_for(target_density, prune_fraction)
+    if R < 0:
+        raise UserError("rounds must be >= 0")
+    if rewind != "init":
+        try:
+            rewind = int(rewind)
+        except (TypeError, ValueError):
+            raise UserError(f"rewind must be 'init' or a step number, got {rewind!r}") from None
+        if not 0 <= rewind <= steps_per_round:
+            raise UserError(f"rewind step {rewind} outside [0, {steps_per_round}]")
+    return R, rewind
+
+
+def _imp_targets(problems: list, oracle_clean_target):
+    """``(problems, target)``: the degraded measurements (``y``), or the LIP authors' oracle, the clean
+    images under the identity operator (``oracle-clean``, warned)."""
+    if oracle_clean_target is None:
+        return problems, "y"
+    clean = list(oracle_clean_target)
+    if len(clean) != len(problems):
+        raise UserError("oracle_clean_target needs one clean image per problem")
+    problems = []
+    for c in clean:
+        c = c[0] if c.dim() == 4 else c
+        problems.append((Denoise(tuple(c.shape)), c))
+    warnings.warn("IMP is training against the CLEAN image (oracle_clean_target): the resulting "
+                  "masks are an oracle baseline, not a blind method")
+    return problems, "oracle-clean"
+
+
+def _round_row(r: int, res, mask: Mask, net, z, op, rewind_state) -> dict:
+    """Round ``r``'s row: its mask's density, the fit's final and oracle-best metrics, and the collapse
+    check of the mask at the rewind point (``net`` keeps its trained weights)."""
+    summ = res.summary()
+    row = {"round": r, "density": mask.density, "sparsity": mask.sparsity, "kept_weights": mask.n_kept,
+           "final_loss": summ["final"].get("data_loss", summ["final_loss"]), "diverged": res.diverged,
+           "final": summ["final"], "best": summ["best"], "best_step": summ["best_step"],
+           "wall_time_s": summ["wall_time_s"]}
+    trained = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(rewind_state)
+    row["collapse"] = report_collapse(net, z, op, mask, what=f"IMP round {r} mask") if r else \
+        {"collapsed": False, "empty_layers": [], "constant_output": False}
+    net.load_state_dict(trained)
+    return row
 
 
 def _mri_oes_version():

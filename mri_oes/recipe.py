@@ -154,18 +154,15 @@ class Recipe:
         return replace(self, **parts)
 
     @classmethod
-    def from_preset(cls, name: str, accel=None, **given) -> "Recipe":
-        """Preset ``name`` (:mod:`mri_oes.mri.presets`) at ``accel`` with the ``given`` options (flags
+    def from_preset(cls, preset, accel=None, **given) -> "Recipe":
+        """Preset ``preset`` (a name of :mod:`mri_oes.mri.presets`, or a preset's values at ``accel``:
+        :func:`~mri_oes.mri.presets.for_accel`) at ``accel`` with the ``given`` options (flags
         that were given win): what ``recon``, ``reconstruct``, ``transfer --preset`` and the MRI
         experiment train. A learned mask (sparse-dip without a mask file) takes the preset's density rule
         unless a density is given, on the preset's generator; the decoders' depth and width apply to
         sparse-dip and deep-decoder; the preset's per-layer floor never exceeds a given density."""
         from .mri import presets
-        return cls.from_preset_values(presets.for_accel(presets.get(name), accel), accel, **given)
-
-    @classmethod
-    def from_preset_values(cls, pre: dict, accel=None, **given) -> "Recipe":
-        """:meth:`from_preset` of a preset's values at ``accel`` (:func:`mri_oes.mri.presets.for_accel`)."""
+        pre = presets.for_accel(presets.get(preset), accel) if isinstance(preset, str) else preset
         method = given.get("method") or Network.method
         learned = method == "sparse-dip" and not given.get("mask_path")
         decoder = method in ("sparse-dip", "deep-decoder")

@@ -105,7 +105,7 @@ def test_experiment_and_recon_take_one_route_from_the_preset(method, accel):
     from mri_oes.commands.mri import recon_recipe
     from mri_oes.recipe import Recipe
     args = build_parser().parse_args(["recon", "x.h5", "--method", method, "--accel", str(accel)])
-    ours = Recipe.from_preset_values(presets.for_accel(presets.get("cpu"), accel), accel, method=method,
+    ours = Recipe.from_preset(presets.for_accel(presets.get("cpu"), accel), accel, method=method,
                                      seed=0, log_every=50).flat()
     theirs = recon_recipe(args, method, accel, {}).flat()
     differ = {k for k in ours if ours[k] != theirs[k]}
@@ -129,13 +129,13 @@ def test_steps_scale_with_the_grid_at_equal_compute():
     assert Recipe().override(steps=7000).for_grid((230, 180)).steps == 7000
     pre = presets.for_accel(presets.get("cpu"), 4)
     pre["steps_pixels"] = 64 * 64
-    assert Recipe.from_preset_values(pre, 4, method="dip").for_grid((32, 32)).steps == 4 * pre["steps"]
-    given = Recipe.from_preset_values(pre, 4, method="dip", steps=50)
+    assert Recipe.from_preset(pre, 4, method="dip").for_grid((32, 32)).steps == 4 * pre["steps"]
+    given = Recipe.from_preset(pre, 4, method="dip", steps=50)
     assert given.steps_pixels is None and given.for_grid((32, 32)).steps == 50
     # without the key nothing changes, and the resume identity stays what it was
     plain = Recipe.from_preset("cpu", 8, method="dip")   # 8x: no steps_pixels
     assert plain.for_grid((32, 32)).steps == plain.steps and "steps_pixels" not in plain.identity()
-    assert Recipe.from_preset_values(pre, 4, method="dip").identity()["steps_pixels"] == 64 * 64
+    assert Recipe.from_preset(pre, 4, method="dip").identity()["steps_pixels"] == 64 * 64
 
 
 def test_lr_decay_start_reaches_the_run_and_its_identity():
@@ -148,15 +148,15 @@ def test_lr_decay_start_reaches_the_run_and_its_identity():
     from mri_oes.runner import run_identity
     gp = Problem(O.Denoise((2, 32, 32)), torch.zeros(1, 2, 32, 32), (32, 32))
     pre = presets.for_accel(presets.get("cpu"), 4)
-    plain = Recipe.from_preset_values(pre, 4, method="sparse-dip")
+    plain = Recipe.from_preset(pre, 4, method="sparse-dip")
     assert plain.lr_decay_start == 0.0 and "lr_decay_start" not in plain.identity()
     assert "lr_decay_start" not in run_identity(gp, plain.for_problem(gp), "recon")["config"]
-    late = Recipe.from_preset_values({**pre, "lr_decay_start": 0.8}, 4, method="sparse-dip")
+    late = Recipe.from_preset({**pre, "lr_decay_start": 0.8}, 4, method="sparse-dip")
     rc = late.for_problem(gp)
     assert rc.lr_decay_start == 0.8 and late.identity()["lr_decay_start"] == 0.8
     assert run_identity(gp, rc, "recon")["config"]["lr_decay_start"] == 0.8
-    assert Recipe.from_preset_values({**pre, "lr_decay_start": 0.8}, 4, method="l1-wavelet").identity() == \
-        Recipe.from_preset_values(pre, 4, method="l1-wavelet").identity()
+    assert Recipe.from_preset({**pre, "lr_decay_start": 0.8}, 4, method="l1-wavelet").identity() == \
+        Recipe.from_preset(pre, 4, method="l1-wavelet").identity()
 
 
 def test_preset_floor_never_exceeds_the_density_the_rule_gives():
@@ -172,7 +172,7 @@ def test_preset_floor_never_exceeds_the_density_the_rule_gives():
     assert pre["min_layer_density"] == 0.1
 
     def recipe(**given):
-        return Recipe.from_preset_values(pre, 4, method="sparse-dip", **given)
+        return Recipe.from_preset(pre, 4, method="sparse-dip", **given)
 
     gp = Problem(O.Denoise((2, 16, 16)), torch.zeros(1, 2, 16, 16), (16, 16))
     rc = recipe().for_problem(gp)
@@ -189,7 +189,7 @@ def test_preset_floor_never_exceeds_the_density_the_rule_gives():
     explicit = recipe(min_layer_density=0.01)
     assert explicit.for_problem(gp).min_layer_density == 0.01
     # whether the floor was given never enters the resume identity (it only decides cap or refuse)
-    assert explicit.identity() == Recipe.from_preset_values({**pre, "min_layer_density": 0.01}, 4,
+    assert explicit.identity() == Recipe.from_preset({**pre, "min_layer_density": 0.01}, 4,
                                                             method="sparse-dip").identity()
 
 

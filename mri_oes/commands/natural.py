@@ -164,8 +164,11 @@ def register(sub):
                                    "writes mask.safetensors, finding1.png and metrics.json.")
     add_task(p)
     add_operator_args(p)
-    add_generator_args(p, width=None)
-    add_mask_args(p, reuse=False, floor=None)
+    from ..recipe import MaskOptions, Network
+    mri = "; an MRI file: --preset's"
+    add_generator_args(p, width=f"{Network.width:g}{mri}")
+    add_mask_args(p, reuse=False, density=f"{MaskOptions.density:g}{mri} density rule",
+                  floor=f"{MaskOptions.min_layer_density:g}{mri}", mask_steps=f"{MaskOptions.mask_steps}{mri}")
     m = p.add_argument_group("MRI input (.h5): the network of recon --method sparse-dip")
     m.add_argument("--preset", choices=("cpu", "gpu"), default="cpu",
                    help="MRI: network, density rule and mask options not given as flags, as recon's "

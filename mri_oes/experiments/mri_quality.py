@@ -189,7 +189,7 @@ def network_recon(p, method: str, cfg: dict, seed: int = 0, log_every: int = 50,
     gp = p.as_problem({"kind": "mri", "task": "mri"}, operator=op,
                       evaluate=evaluate_fn if evaluate and p.reference is not None else None)
     # recon's recipe of this preset (conv-decoder: dense DIP on the ConvDecoder at the preset's depth and width)
-    recipe = Recipe.from_preset_values(cfg, accel, method="dip" if method == "conv-decoder" else method,
+    recipe = Recipe.from_preset(cfg, accel, method="dip" if method == "conv-decoder" else method,
                                        seed=seed, log_every=log_every, device=device)
     if method == "conv-decoder":
         recipe = recipe.override(generator="conv-decoder", layers=cfg["layers"], channels=cfg["channels"])
