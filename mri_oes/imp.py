@@ -225,25 +225,11 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
     rewind_state = theta0 if rewind == "init" else None
     start = 0
     if out and resume and state_path.is_file():
-        # resume only an identical run (every setting, data digest, versions); otherwise refuse,
-        # naming the differing settings. Nothing here is unpickled: JSON, masks and state files only.
-        st = _read_imp_state(state_path)
-        check_identity(state_path, ident, st.get("identity", st.get("settings")), what="IMP run")
-        rows = st["rounds"]
-        masks = [_load_round_mask(out, r["mask_file"], fingerprint) for r in rows]
+        st, rows, masks, resumed_mask, resumed_rewind = _resume_imp(out, state_path, ident, fingerprint, rewind,
+                                                                   verbose)
         start = len(rows)
-        if st.get("next_mask"):
-            mask = _load_round_mask(out, st["next_mask"], fingerprint)
-        if rewind != "init" and rows:
-            rw = out / "rewind_weights.safetensors"
-            if not rw.is_file():
-                raise UserError(f"{out}: cannot resume IMP with rewind={rewind}: {rw.name} is missing "
-                                "(an older run stored it as a pickle, which is never loaded); start afresh "
-                                "(--overwrite or --no-resume)")
-            rewind_state = load_state(rw, {**ident, "what": "rewind"}, what="IMP rewind state")
-        _clear_imp_files(out, keep_rounds=start, keep_checkpoints=True)
-        if verbose and start:
-            print(f"IMP: resuming after round {start - 1} from {state_path}", file=sys.stderr)
+        mask = resumed_mask if resumed_mask is not None else mask
+        rewind_state = resumed_rewind if resumed_rewind is not None else rewind_state
         if st.get("finished"):
             return _imp_return(rows, masks, st.get("stopped_early", False), stop_rising, out)
     elif out:
@@ -309,6 +295,29 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
         mask = nxt
     net.load_state_dict(theta0)
     return _imp_return(rows, masks, stopped, stop_rising, out)
+
+
+def _resume_imp(out: Path, state_path: Path, ident: dict, fingerprint: str, rewind, verbose: bool):
+    """The finished rounds of the IMP run under ``out``: ``(state, rows, masks, next mask or None, rewind
+    weights or None)``. Only an identical run resumes (every setting, data digest, versions); another
+    is refused, naming the differing settings. Nothing here is unpickled: JSON, masks and state files only."""
+    st = _read_imp_state(state_path)
+    check_identity(state_path, ident, st.get("identity", st.get("settings")), what="IMP run")
+    rows = st["rounds"]
+    masks = [_load_round_mask(out, r["mask_file"], fingerprint) for r in rows]
+    next_mask = _load_round_mask(out, st["next_mask"], fingerprint) if st.get("next_mask") else None
+    rewind_state = None
+    if rewind != "init" and rows:
+        rw = out / "rewind_weights.safetensors"
+        if not rw.is_file():
+            raise UserError(f"{out}: cannot resume IMP with rewind={rewind}: {rw.name} is missing "
+                            "(an older run stored it as a pickle, which is never loaded); start afresh "
+                            "(--overwrite or --no-resume)")
+        rewind_state = load_state(rw, {**ident, "what": "rewind"}, what="IMP rewind state")
+    _clear_imp_files(out, keep_rounds=len(rows), keep_checkpoints=True)
+    if verbose and rows:
+        print(f"IMP: resuming after round {len(rows) - 1} from {state_path}", file=sys.stderr)
+    return st, rows, masks, next_mask, rewind_state
 
 
 def _imp_plan(steps_per_round, rounds, target_density, prune_fraction, rewind):

@@ -187,15 +187,6 @@ def save_image(path, img) -> None:
         Image.fromarray(a).save(tmp, format="PNG")
 
 
-def crop_center(img: np.ndarray, size: int) -> np.ndarray:
-    """Centre crop CHW to size×size (explicit; never a silent resize)."""
-    C, H, W = img.shape
-    if H < size or W < size:
-        raise UserError(f"image {H}x{W} is smaller than the requested crop {size}")
-    t, l = (H - size) // 2, (W - size) // 2
-    return np.ascontiguousarray(img[:, t:t + size, l:l + size])
-
-
 # ------------------------------------------------------------------------------- bounded reads
 #: largest JSON file read by :func:`read_json` (a run record with a long training history is < 10 MB)
 MAX_JSON_BYTES = 64 << 20

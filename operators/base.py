@@ -346,11 +346,14 @@ class Scaled(LinearOperator):
         return self.op.network_channels
 
 
-def center_crop(t: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
-    """Crop the last two dims of ``t`` to ``hw`` around the centre (``t`` must be at least that big)."""
+def center_crop(t, hw: Sequence[int]):
+    """Crop the last two axes of ``t`` (a tensor or a numpy array) to ``hw`` around the centre, with
+    fastMRI's convention (:func:`fastmri.data.transforms.center_crop`: the first kept row is
+    ``(H - h) // 2``); a tensor gives a view, an array a C-contiguous copy. ``t`` must be at least ``hw``."""
     h, w = int(hw[0]), int(hw[1])
     H, W = t.shape[-2], t.shape[-1]
     if H < h or W < w:
         raise OperatorInputError(f"cannot crop {tuple(t.shape[-2:])} to {(h, w)}: input is smaller")
     top, left = (H - h) // 2, (W - w) // 2
-    return t[..., top: top + h, left: left + w]
+    out = t[..., top: top + h, left: left + w]
+    return np.ascontiguousarray(out) if isinstance(out, np.ndarray) else out

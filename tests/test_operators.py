@@ -330,3 +330,18 @@ def test_mri_generator_image_restricted_to_maps_support():
     A = O.MultiCoilMRI(maps, torch.ones(6))
     x = A.from_network(torch.randn(1, 2, 8, 8))
     assert x.shape == (1, 8, 6) and torch.all(x[:, :2] == 0) and torch.all(x[:, 2:] != 0)
+
+
+def test_center_crop_is_fastmri_crop_for_arrays_and_tensors():
+    """One centre crop: fastMRI's convention (first kept row (H - h) // 2) on numpy and torch, odd and even."""
+    from fastmri.data.transforms import center_crop as fastmri_center_crop
+    from operators.base import OperatorInputError, center_crop
+    a = np.arange(3 * 7 * 10, dtype=np.float32).reshape(3, 7, 10)
+    for hw in [(4, 4), (5, 3), (7, 10), (2, 9)]:
+        want = fastmri_center_crop(a, hw)
+        got = center_crop(a, hw)
+        assert isinstance(got, np.ndarray) and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(center_crop(torch.from_numpy(a), hw).numpy(), want)
+    with pytest.raises(OperatorInputError, match=r"cannot crop \(7, 10\) to \(8, 8\)"):
+        center_crop(a, (8, 8))

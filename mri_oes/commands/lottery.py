@@ -22,7 +22,8 @@ def load_natural(spec: str, crop=None, grayscale: bool = False) -> torch.Tensor:
     """CHW float tensor in [0, 1] from a file path or ``skimage:<name>`` (e.g. ``skimage:coffee``);
     ``crop``: explicit centre crop (never a silent resize)."""
     import numpy as np
-    from ..io import crop_center, load_image
+    from operators.base import center_crop
+    from ..io import load_image
     if spec.startswith("skimage:"):
         from skimage import data
         name = spec.split(":", 1)[1]
@@ -38,7 +39,7 @@ def load_natural(spec: str, crop=None, grayscale: bool = False) -> torch.Tensor:
     else:
         img = load_image(spec, grayscale=grayscale)
     if crop:
-        img = crop_center(img, int(crop))
+        img = center_crop(img, (int(crop), int(crop)))
     return torch.from_numpy(img).float()
 
 

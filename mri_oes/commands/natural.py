@@ -22,7 +22,8 @@ def add_task(p: argparse.ArgumentParser, task=None):
 
 
 def load_task_image(args):
-    from ..io import crop_center, load_image
+    from operators.base import center_crop
+    from ..io import load_image
     if args.image is None:
         from skimage import data
         img = data.astronaut().transpose(2, 0, 1).astype(np.float32) / 255.0
@@ -31,7 +32,7 @@ def load_task_image(args):
         img = load_image(args.image, grayscale=args.grayscale)
         src = str(args.image)
     if args.crop:
-        img = crop_center(img, args.crop)
+        img = center_crop(img, (args.crop, args.crop))
     return img, src
 
 

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path, crop_center, load_image
+from operators.base import center_crop
+
+from ..io import atomic_path, load_image
 from ..problem import natural_problem
 from ..recipe import Recipe
 from ..runner import run
@@ -39,7 +41,7 @@ def read(spec: str, size: int) -> np.ndarray:
         img = img.transpose(2, 0, 1) if img.ndim == 3 else img[None]
     else:
         img = load_image(spec)
-    return crop_center(img, size)
+    return center_crop(img, (size, size))
 
 
 def cases(args):

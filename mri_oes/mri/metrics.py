@@ -27,6 +27,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from operators.base import center_crop  # noqa: F401  (the one centre crop, fastMRI's convention)
+
 METRIC_CROP = 320
 
 
@@ -50,12 +52,6 @@ def crop_size(recon_size: Sequence[int], image_shape: Sequence[int], max_size: i
     """``min(max_size, recon size, image size)`` per axis."""
     return (int(min(max_size, recon_size[0], image_shape[-2])),
             int(min(max_size, recon_size[1], image_shape[-1])))
-
-
-def center_crop(img, hw: Sequence[int]) -> np.ndarray:
-    """fastMRI's :func:`fastmri.data.transforms.center_crop` on the last two axes."""
-    from fastmri.data.transforms import center_crop as _cc
-    return np.ascontiguousarray(_cc(_np(img), (int(hw[0]), int(hw[1]))))
 
 
 def rss(coil_images, axis: int = 0) -> np.ndarray:
