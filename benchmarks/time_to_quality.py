@@ -127,7 +127,8 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
     row = {"scan": scan, "accel": accel, "seed": seed, "stop_rule": rc.stop_rule,
            "stop_tol": rc.stop_tol, "stop_patience": rc.stop_patience,
            "set": sets, "steps_configured": rec["config"]["steps"], "mask_steps": rec["mask_steps"],
-           "stopped_at": res.stopped_at, "steps_run": res.steps,
+           "stopped_at": res.stopped_at, "steps_run": res.steps, "holdout_best_step": res.holdout_best_step,
+           "holdout_fraction": rc.holdout_fraction if rc.stop_rule == "self-validation" else None,
            "density": rec["density"], "l1_psnr": l1["psnr"], "l1_ssim": l1["ssim"], "l1_cpu_s": l1_cpu,
            "time_to_l1_cpu_s": to_l1, "time_to_l1_step": to_l1_step,
            "mask_cpu_s": curve[0]["cpu_s"] if curve else None, "total_cpu_s": total,
@@ -138,7 +139,7 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
 
 
 CURVE_KEYS = ("step", "cpu_s", "average_dc_psnr", "dc_psnr", "average_psnr", "psnr", "image_change",
-              "image_change_over", "data_loss")
+              "image_change_over", "data_loss", "holdout_loss")
 
 
 def fmt(v, spec):
@@ -151,6 +152,9 @@ def table(rows) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rule = r["stop_rule"] + ("" if r["stop_rule"] == "none" else
+                                 f" (held out {r.get('holdout_fraction') or 0.2:g}, patience {r['stop_patience']}, "
+                                 f"output of step {r.get('holdout_best_step')})"
+                                 if r["stop_rule"] == "self-validation" else
                                  f" (tol {r['stop_tol']:g}, patience {r['stop_patience']})")
         if r.get("set"):
             rule += " " + " ".join(f"{k}={v}" for k, v in r["set"].items())
@@ -209,7 +213,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scan", nargs="+", choices=SCANS, default=["brain16"])
     ap.add_argument("--accel", nargs="+", type=int, choices=(4, 8), default=[8])
-    ap.add_argument("--stop-rule", nargs="+", choices=("preset", "none", "image-change"), default=["preset"],
+    ap.add_argument("--stop-rule", nargs="+", choices=("preset", "none", "image-change", "self-validation"),
+                    default=["preset"],
                     help="stopping rules to run (preset: the cpu preset's own)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",

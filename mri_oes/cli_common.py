@@ -214,12 +214,21 @@ def add_stop_args(p, *, rule="none", tol=0.05, patience=500):
     patience, patience_h = _default(patience, str)
     g.add_argument("--stop-rule", choices=STOP_RULES, default=rule,
                    help="none: train every step; image-change: stop once the (averaged) network output has "
-                        "changed less than --stop-tol throughout the last --stop-patience steps "
-                        f"(default {rule_h})")
+                        "changed less than --stop-tol throughout the last --stop-patience steps; "
+                        "self-validation: hold --holdout-fraction of the measured lines out of the fit (mask "
+                        "learning included), stop once their prediction error has not improved for "
+                        "--stop-patience steps and return the output that predicted them best (data "
+                        f"consistency then uses every measured line) (default {rule_h})")
     g.add_argument("--stop-tol", type=positive_float, default=tol,
                    help=f"image-change: relative change of the output per 1,000 steps (default {tol_h})")
     g.add_argument("--stop-patience", type=positive_int, default=patience,
-                   help=f"image-change: steps the change must stay below --stop-tol (default {patience_h})")
+                   help="image-change: steps the change must stay below --stop-tol; self-validation: steps "
+                        f"without a lower held-out error (default {patience_h})")
+    frac, frac_h = _default(None, name="holdout_fraction")
+    g.add_argument("--holdout-fraction", type=_ranged(float, 0, 1, lo_open=True, hi_open=True,
+                                                      what="a fraction in (0, 1)"), default=frac,
+                   help="self-validation: fraction of the measured lines outside the ACS block held out, "
+                        f"chosen with --seed (default {frac_h})")
     return g
 
 

@@ -91,9 +91,10 @@ def check_precision(precision: str) -> None:
         raise UserError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
 
 
-#: ``fit(stop_rule=...)``: ``none`` (run every step) or ``image-change`` (stop once the output changed
-#: less than ``stop_tol`` throughout the last ``stop_patience`` steps; see :func:`fit`)
-STOP_RULES = ("none", "image-change")
+#: ``fit(stop_rule=...)``: ``none`` (run every step), ``image-change`` (stop once the output changed
+#: less than ``stop_tol`` throughout the last ``stop_patience`` steps) or ``self-validation`` (stop once
+#: the loss on held-out measurements has not improved for ``stop_patience`` steps; see :func:`fit`)
+STOP_RULES = ("none", "image-change", "self-validation")
 
 
 def check_stop_rule(stop_rule: str, stop_tol: float, stop_patience: int) -> None:
@@ -124,6 +125,13 @@ def should_stop(history: List[dict], step: int, stop_tol: float, stop_patience: 
     if not rows or min(h["step"] - h.get("image_change_over", 0) for h in rows) > step - stop_patience:
         return False
     return all(h["image_change"] < stop_tol for h in rows)
+
+
+def holdout_loss(pred: torch.Tensor, y: torch.Tensor, holdout: torch.Tensor) -> float:
+    """Relative squared error ``||h (pred - y)||² / ||h y||²`` on the held-out entries ``h`` (0/1)."""
+    num = float(((pred - y) * holdout).abs().pow(2).sum())
+    den = float((y * holdout).abs().pow(2).sum())
+    return num / den if den > 0 else math.inf
 
 
 def generation_context(precision: str, device: torch.device):
@@ -391,12 +399,15 @@ class FitResult:
     #: the step the stopping rule ended the fit at (None: it ran every step); ``steps`` is then this step
     stopped_at: Optional[int] = None
     stop_rule: str = "none"
+    #: ``self-validation``: the logged step whose output had the lowest held-out loss (the output)
+    holdout_best_step: Optional[int] = None
 
     def summary(self) -> dict:
         return {"steps": self.steps, "wall_time_s": self.wall_time_s, "best_step": self.best_step,
                 "final": self.final_metrics, "best": self.best_metrics, "diverged": self.diverged,
                 "final_loss": self.history[-1]["loss"] if self.history else None,
-                "resumed_from": self.resumed_from, "stopped_at": self.stopped_at, "stop_rule": self.stop_rule}
+                "resumed_from": self.resumed_from, "stopped_at": self.stopped_at, "stop_rule": self.stop_rule,
+                "holdout_best_step": self.holdout_best_step}
 
 
 def generate(net: nn.Module, z: torch.Tensor, weights: Optional[Dict[str, torch.Tensor]] = None):
@@ -469,10 +480,11 @@ def cosine_lr(step: int, steps: int, lr: float, lr_final: float, decay_start: fl
 STEP_REPORTER: Optional[Callable] = None
 
 
-def _sampled_loss(net, zin, operator, y, param: Parametrization, samples: int, precision: str, dtype):
+def _sampled_loss(net, zin, operator, y, param: Parametrization, samples: int, precision: str, dtype, keep=None):
     """``(last output, data loss averaged over the samples)`` of one step: ``samples`` passes of ``G`` (K
     Concrete-mask samples in one batched pass where the parametrization offers it: same masks, same
-    per-sample BatchNorm statistics as the loop), each output cast back to ``dtype`` before the operator."""
+    per-sample BatchNorm statistics as the loop), each output cast back to ``dtype`` before the operator.
+    ``keep`` (0/1, broadcastable to ``y``): the entries the loss sees (``y`` already zero elsewhere)."""
     dl = 0.0
     if samples > 1 and getattr(param, "batched_samples", False):
         with generation_context(precision, zin.device):
@@ -485,7 +497,8 @@ def _sampled_loss(net, zin, operator, y, param: Parametrization, samples: int, p
     x_hat = None
     for out in outs:
         x_hat = operator.from_network(out.to(dtype))
-        dl = dl + data_loss(operator(x_hat), y) / samples
+        pred = operator(x_hat)
+        dl = dl + data_loss(pred if keep is None else pred * keep, y) / samples
     return x_hat, dl
 
 
@@ -503,14 +516,22 @@ def _resume(ck: dict, net, opt, param: Parametrization, noise_gen, log: "_FitLog
 class _FitLog:
     """What a fit logs and keeps besides the weights: the logged rows (losses, the image change since
     the previous row, ``evaluate``'s metrics of the output and of the running average), the oracle best
-    output, and the running average of the outputs (``decay`` > 0)."""
+    output, and the running average of the outputs (``decay`` > 0); with ``holdout`` (0/1 over ``y``'s
+    entries) the held-out loss of the output per row and the output with the lowest one."""
 
     def __init__(self, res: "FitResult", evaluate: Optional[Callable], callback: Optional[Callable],
-                 decay: float, device):
+                 decay: float, device, operator=None, y=None, holdout=None):
         self.res, self.evaluate, self.callback, self.decay, self.device = res, evaluate, callback, decay, device
+        self.operator, self.y, self.holdout = operator, y, holdout
+        self.keep = None if holdout is None else 1.0 - holdout   # the entries the data loss sees
         self.t0 = time.perf_counter()
         self.avg = None                                   # running average of the outputs
         self.change = {"x": None, "step": None}          # the output at the previous logged row
+        self.held = {"loss": math.inf, "step": None, "x": None}   # lowest holdout_loss, its step and output
+
+    def fit_loss(self, pred, y) -> float:
+        """The data loss of ``pred`` on the entries the fit sees (``y`` zero on the held-out ones)."""
+        return float(data_loss(pred if self.keep is None else pred * self.keep, y))
 
     def average(self, x_hat: torch.Tensor, step: int) -> None:
         if self.decay > 0:
@@ -530,6 +551,11 @@ class _FitLog:
             row["image_change_over"] = step - change["step"]
         if change["step"] is None or step > change["step"]:
             change["x"], change["step"] = cur.clone(), step
+        if self.holdout is not None:
+            with torch.no_grad():
+                row["holdout_loss"] = holdout_loss(self.operator(cur), self.y, self.holdout)
+            if row["holdout_loss"] < self.held["loss"]:
+                self.held.update(loss=row["holdout_loss"], step=step, x=cur.cpu().clone())
         if self.evaluate is not None:
             with torch.no_grad():
                 m = self.evaluate(x_hat.detach())
@@ -552,7 +578,9 @@ class _FitLog:
         res = self.res
         return {"history": res.history, "best_step": res.best_step, "best_metrics": res.best_metrics,
                 "best_output": res.best_output, "average_output": self.avg, "change_output": self.change["x"],
-                "change_step": self.change["step"]}
+                "change_step": self.change["step"], "holdout_best_output": self.held["x"],
+                "holdout_best_step": self.held["step"],
+                "holdout_best_loss": self.held["loss"] if self.held["x"] is not None else None}
 
     def load(self, ck: dict) -> None:
         res = self.res
@@ -562,28 +590,47 @@ class _FitLog:
         self.avg = avg.to(self.device) if avg is not None else None
         if ck.get("change_output") is not None:
             self.change = {"x": ck["change_output"].to(self.device), "step": int(ck["change_step"])}
+        if ck.get("holdout_best_output") is not None:
+            self.held = {"loss": float(ck["holdout_best_loss"]), "step": int(ck["holdout_best_step"]),
+                         "x": ck["holdout_best_output"]}
 
-    def finish(self, net, z, operator, y, param: Parametrization, precision: str, end: int):
+    def finish(self, net, z, operator, y, param: Parametrization, precision: str, end: int,
+               select_held_out: bool = False):
         """The final iterate (the trained parameters' output, one more forward, no update) logged at
         ``end``; with a running average, that average is the fit's output and ``final_metrics``, the raw
-        last iterate kept beside. Returns the output."""
+        last iterate kept beside; with held-out measurements and ``select_held_out``, the output logged
+        with the lowest held-out loss. Returns the output. ``y``: what the data loss sees."""
         res = self.res
         with torch.no_grad():
             with generation_context(precision, z.device):
                 out = generate(net, z, param.weights())
             x_hat = operator.from_network(out.to(z.dtype))
-            final_loss = float(data_loss(operator(x_hat), y))
+            final_loss = self.fit_loss(operator(x_hat), y)
         row = self.record(end, final_loss + float(param.penalty().detach()), final_loss, x_hat)
         res.final_metrics = {k: v for k, v in row.items()
                              if k not in ("step", "image_change", "image_change_over") and not k.startswith("average_")}
-        if self.avg is None:
+        res.holdout_best_step = self.held["step"] if self.holdout is not None else None
+        if self.avg is not None:
+            held_avg = res.final_metrics.pop("holdout_loss", None)   # the row's is the average's
+            res.last_output, res.last_metrics = x_hat.detach().cpu(), res.final_metrics
+            with torch.no_grad():
+                avg_loss = self.fit_loss(operator(self.avg), y)
+            res.final_metrics = {"loss": avg_loss + float(param.penalty().detach()), "data_loss": avg_loss,
+                                 **({"holdout_loss": held_avg} if held_avg is not None else {}),
+                                 **{k[len("average_"):]: v for k, v in row.items() if k.startswith("average_")}}
+            x_hat = self.avg
+        if not select_held_out or self.held["x"] is None or self.held["step"] == end:
             return x_hat
-        res.last_output, res.last_metrics = x_hat.detach().cpu(), res.final_metrics
+        # the output with the lowest held-out loss (the one logged at that step)
+        if res.last_output is None:
+            res.last_output, res.last_metrics = x_hat.detach().cpu(), res.final_metrics
+        x_hat = self.held["x"].to(z.device)
         with torch.no_grad():
-            avg_loss = float(data_loss(operator(self.avg), y))
-        res.final_metrics = {"loss": avg_loss + float(param.penalty().detach()), "data_loss": avg_loss,
-                             **{k[len("average_"):]: v for k, v in row.items() if k.startswith("average_")}}
-        return self.avg
+            sel_loss = self.fit_loss(operator(x_hat), y)
+            sel_m = self.evaluate(x_hat) if self.evaluate is not None else {}
+        res.final_metrics = {"loss": sel_loss + float(param.penalty().detach()), "data_loss": sel_loss,
+                             "holdout_loss": self.held["loss"], **sel_m}
+        return x_hat
 
 
 def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Parametrization, *,
@@ -594,7 +641,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         progress: bool = False, desc: str = "fit", callback: Optional[Callable] = None,
         lr_final: Optional[float] = None, lr_decay_start: float = 0.0, grad_clip: float = 0.0,
         output_average: float = 0.0, precision: str = "float32", stop_rule: str = "none",
-        stop_tol: float = 0.05, stop_patience: int = 500) -> FitResult:
+        stop_tol: float = 0.05, stop_patience: int = 500,
+        holdout: Optional[torch.Tensor] = None) -> FitResult:
     """Fit ``operator(G(·, z)) ≈ y`` with Adam for ``steps`` steps.
 
     ``evaluate(x_hat) -> dict`` (optional; e.g. PSNR against a clean reference) is called every
@@ -628,9 +676,21 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     step where every ``image_change`` of the last ``stop_patience`` steps is below ``stop_tol``; the
     output is then the (averaged) output at that step, ``steps``/``stopped_at`` that step. The rule sees
     the network output only, never ``evaluate`` or a reference (ground-truth free).
+    ``holdout``: 0/1 tensor broadcastable to ``y`` (1 = a held-out measurement): the data loss uses the
+    other entries only, and every logged row carries ``holdout_loss`` (:func:`holdout_loss` of the
+    output, the running average with ``output_average``). ``stop_rule`` ``self-validation`` (needs
+    ``holdout``): stop at the first logged step ``stop_patience`` or more steps after the lowest
+    ``holdout_loss`` so far; the output (and ``final_metrics``) is then the output logged at that lowest
+    step (``holdout_best_step``), also when the rule never fired. ``stop_tol`` is not used by it.
     """
     check_precision(precision)
     check_stop_rule(stop_rule, stop_tol, stop_patience)
+    if stop_rule == "self-validation" and holdout is None:
+        raise ValueError("stop_rule 'self-validation' needs held-out measurements (holdout)")
+    y_fit = y
+    if holdout is not None:
+        holdout = holdout.to(device=y.device, dtype=y.real.dtype)
+        y_fit = y * (1.0 - holdout)   # the data loss sees the other entries only
     if not 0.0 <= output_average < 1.0:
         raise ValueError(f"output_average must be in [0, 1), got {output_average}")
     if steps < 0:
@@ -642,10 +702,10 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     res = FitResult()
     noise_gen = torch.Generator(device=z.device).manual_seed(derive_seed(seed, "input-noise"))
     start = 0
-    log = _FitLog(res, evaluate, callback, output_average, z.device)
+    log = _FitLog(res, evaluate, callback, output_average, z.device, operator, y, holdout)
     ck_path = ck_ident = None
     if checkpoint is not None:
-        from .statefile import load_state
+        from .statefile import load_state, tensor_digest
         ck_path = checkpoint_path(checkpoint)
         ck_ident = fit_identity(identity, fingerprint, net=net, z=z, operator=operator, y=y, param=param,
                                 steps=steps, lr=lr, samples=samples, log_every=log_every,
@@ -653,7 +713,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                                 grad_clip=grad_clip, output_average=output_average,
                                 **without_off_values({"lr_decay_start": lr_decay_start, "precision": precision,
                                                       "stop_rule": stop_rule, "stop_tol": float(stop_tol),
-                                                      "stop_patience": int(stop_patience)}))
+                                                      "stop_patience": int(stop_patience)}),
+                                **({"holdout": tensor_digest(holdout)} if holdout is not None else {}))
         legacy = ck_path.with_suffix(".pt")
         if legacy.is_file():
             warnings.warn(f"ignoring {legacy}: pickled checkpoints are never loaded (they can run code); "
@@ -681,7 +742,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         opt.zero_grad(set_to_none=True)
         zin = z if input_noise_std <= 0 else \
             z + input_noise_std * torch.randn(z.shape, generator=noise_gen, device=z.device, dtype=z.dtype)
-        x_hat, dl = _sampled_loss(net, zin, operator, y, param, samples, precision, z.dtype)
+        x_hat, dl = _sampled_loss(net, zin, operator, y_fit, param, samples, precision, z.dtype, log.keep)
         log.average(x_hat, step)
         loss = dl + param.penalty().to(dl.device)
         loss_v, dl_v = float(loss.detach()), float(dl.detach())
@@ -696,6 +757,10 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                 bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("loss", "psnr")})
             if stop_rule == "image-change" and should_stop(res.history, step, stop_tol, stop_patience):
                 res.stopped_at = step   # before this step's update: the output is the one just logged
+                break
+            held_step = log.held["step"]
+            if stop_rule == "self-validation" and held_step is not None and step - held_step >= stop_patience:
+                res.stopped_at = step   # the output is the one logged at held_step
                 break
         loss.backward()
         if grad_clip > 0:
@@ -717,7 +782,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     end = res.stopped_at if res.stopped_at is not None else steps
     res.stop_rule = stop_rule
     if not res.diverged:
-        x_hat = log.finish(net, z, operator, y, param, precision, end)
+        x_hat = log.finish(net, z, operator, y_fit, param, precision, end,
+                           select_held_out=stop_rule == "self-validation")
     res.output = x_hat.detach().cpu() if x_hat is not None else None
     res.steps = end
     res.wall_time_s = time.perf_counter() - log.t0

@@ -93,18 +93,19 @@ def learn_oes_mask(net, z, operator, y, density: float, *, steps: int, lr: float
                    scope: str = "weights", min_layer_density: float = 0.0, seed: int = 0,
                    meta: Optional[dict] = None, progress: bool = False, log_every: int = 100,
                    checkpoint=None, fingerprint: str = "", identity: Optional[dict] = None,
-                   checkpoint_every: int = 500, precision: str = "float32"):
+                   checkpoint_every: int = 500, precision: str = "float32", holdout=None):
     """OES (SPEC §4): returns ``(mask, fit_result)``. ``net`` holds ``theta_in`` (left unchanged).
     The final mask keeps the top ``density·d`` weights by keep-probability, ranked globally
     (``min_layer_density``: optional per-layer floor against layer collapse). ``checkpoint``: a state
-    file to resume mask learning from (see :func:`mri_oes.core.fit`; ``identity`` names the run)."""
+    file to resume mask learning from (see :func:`mri_oes.core.fit`; ``identity`` names the run).
+    ``holdout``: measurements left out of the data loss (:func:`mri_oes.core.fit`)."""
     check_density(density)
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     param = core.ConcreteMask(net, density, temperature=temperature, lam=lam, scope=scope, seed=seed)
     res = core.fit(net, z, operator, y, param, steps=steps, lr=lr, samples=samples, seed=seed,
                    log_every=log_every, progress=progress, desc="OES mask", checkpoint=checkpoint,
                    checkpoint_every=checkpoint_every, fingerprint=fingerprint,
-                   identity={"what": "oes-mask", **(identity or {})}, precision=precision)
+                   identity={"what": "oes-mask", **(identity or {})}, precision=precision, holdout=holdout)
     # theta_in is frozen, but BN running statistics moved during learning: restore them exactly
     net.load_state_dict(state)
     for p in net.parameters():

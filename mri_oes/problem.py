@@ -1,8 +1,10 @@
 """A reconstruction problem: everything a method needs besides the generator.
 
 ``operator`` (any :class:`operators.LinearOperator`), measurements ``y``, the image grid ``image_hw``,
-an optional ``evaluate(x_hat) -> dict`` against a reference (never used by the fit), and
-``to_display(x_hat) -> ndarray`` for PNGs (CHW/HW float in [0, 1]). Natural-image tasks are built
+an optional ``evaluate(x_hat) -> dict`` against a reference (never used by the fit),
+``to_display(x_hat) -> ndarray`` for PNGs (CHW/HW float in [0, 1]), and an optional
+``holdout(fraction, seed) -> tensor`` choosing the measurements the ``self-validation`` stopping rule
+holds out (0/1, broadcastable to ``y``; MRI: measured phase-encode lines). Natural-image tasks are built
 here; MRI problems come from :mod:`mri_oes.mri.problem`.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Problem:
     info: dict = field(default_factory=dict)
     to_display: Optional[Callable] = None
     measurements_display: Optional[np.ndarray] = None
+    holdout: Optional[Callable] = None
 
     @property
     def out_channels(self) -> int:

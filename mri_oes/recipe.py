@@ -66,6 +66,7 @@ class Training:
     stop_rule: str = "none"
     stop_tol: float = 0.05
     stop_patience: int = 500
+    holdout_fraction: float = 0.2          # self-validation: measured lines held out (outside the ACS block)
     sgld_std: float = 0.0                  # gp-dip: weight noise per step
     seed: int = 0
     log_every: int = 50
@@ -93,12 +94,13 @@ class Runtime:
 PARTS = {"network": Network, "mask": MaskOptions, "training": Training, "mri": Acquisition, "runtime": Runtime}
 #: option name -> the part that holds it
 FIELD_PART = {f.name: part for part, cls in PARTS.items() for f in fields(cls)}
-#: core.fit keyword arguments that the training part carries (steps_pixels and sgld_std are not fit's)
-FIT_OPTIONS = tuple(f.name for f in fields(Training) if f.name not in ("steps_pixels", "sgld_std"))
+#: core.fit keyword arguments that the training part carries (steps_pixels, sgld_std and holdout_fraction are
+#: not fit's: the problem turns the fraction into fit's ``holdout`` entries)
+FIT_OPTIONS = tuple(f.name for f in fields(Training) if f.name not in ("steps_pixels", "sgld_std", "holdout_fraction"))
 #: fields left out of an identity at their "off" value (runs from before the option keep their identity)
 OFF_VALUES = {"precision": "float32", "lr_decay_start": 0.0, "steps_pixels": None, "init_from": None,
               "mask_source": "oes", "synflow_rounds": 100}
-STOP_FIELDS = ("stop_rule", "stop_tol", "stop_patience")
+STOP_FIELDS = ("stop_rule", "stop_tol", "stop_patience", "holdout_fraction")
 #: what :meth:`Recipe.for_problem` turns into the fit's depth, steps and density
 RESOLUTION_INPUTS = ("levels_cap", "steps_pixels", "density_rule")
 
@@ -182,7 +184,8 @@ class Recipe:
                               grad_clip=pre.get("grad_clip") or 0.0, input_noise_std=pre.get("input_noise_std") or 0.0,
                               output_average=pre.get("output_average") or 0.0, precision=pre["precision"],
                               stop_rule=pre.get("stop_rule") or "none", stop_tol=pre.get("stop_tol", 0.05),
-                              stop_patience=pre.get("stop_patience", 500)),
+                              stop_patience=pre.get("stop_patience", 500),
+                              holdout_fraction=pre.get("holdout_fraction", Training.holdout_fraction)),
             mri=Acquisition(accel=accel, data_consistency=bool(pre.get("data_consistency", False))))
         if not learned:
             given = {k: v for k, v in given.items() if k not in ("density", "generator")}
@@ -274,6 +277,8 @@ class Recipe:
             raise UserError(f"--stop-tol must be a positive number, got {self.stop_tol!r}")
         if int(self.stop_patience) < 1:
             raise UserError(f"--stop-patience must be >= 1, got {self.stop_patience!r}")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise UserError(f"--holdout-fraction must be in (0, 1), got {self.holdout_fraction!r}")
         if not 0.0 <= self.output_average < 1.0:
             raise UserError(f"output_average must be in [0, 1), got {self.output_average}")
         if not 0.0 <= self.lr_decay_start < 1.0:
@@ -338,7 +343,7 @@ class Recipe:
 
 def without_off_values(d: dict) -> dict:
     """``d`` without the options at their "off" value (:data:`OFF_VALUES`; the stopping rule ``none``
-    with its tolerance and patience): the one rule that keeps the identities of runs (and of fits and
+    with its tolerance, patience and held-out fraction; the fraction under any rule but ``self-validation``): the one rule that keeps the identities of runs (and of fits and
     checkpoints, :func:`mri_oes.core.fit`) made before those options existed."""
     d = dict(d)
     for k, off in OFF_VALUES.items():
@@ -347,6 +352,8 @@ def without_off_values(d: dict) -> dict:
     if d.get("stop_rule", "none") == "none":
         for k in STOP_FIELDS:
             d.pop(k, None)
+    elif d.get("stop_rule") != "self-validation":   # only that rule holds measurements out
+        d.pop("holdout_fraction", None)
     return d
 
 

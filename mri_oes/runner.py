@@ -100,8 +100,19 @@ def _display(problem, x):
     return problem.to_display(x) if problem.to_display else x[0].detach().cpu().numpy()
 
 
+def holdout_of(problem, rc: Recipe):
+    """The measurements ``rc``'s stopping rule holds out of every fit (``self-validation``: the problem's
+    seeded choice at ``--holdout-fraction``), else None."""
+    if rc.stop_rule != "self-validation":
+        return None
+    if problem.holdout is None:
+        raise UserError(f"--stop-rule self-validation needs measurements to hold out; this {problem.kind} "
+                        "problem has no rule to choose them (MRI k-space lines only)")
+    return problem.holdout(rc.holdout_fraction, rc.seed)
+
+
 def get_mask(problem, rc: Recipe, device, out: Optional[Path], cfg: GeneratorConfig, net, z, seeds,
-             identity: Optional[dict] = None):
+             identity: Optional[dict] = None, holdout=None):
     """The mask for a sparse method: a given file (rebuilding its own theta_in and z), a pruning-at-init
     score (``rc.mask_source``), or OES-learned."""
     if rc.mask_path:
@@ -133,7 +144,7 @@ def get_mask(problem, rc: Recipe, device, out: Optional[Path], cfg: GeneratorCon
         temperature=rc.temperature, lam=rc.lam, scope=rc.scope, min_layer_density=rc.min_layer_density,
         seed=rc.seed, meta=meta, progress=rc.progress,
         checkpoint=(out / "mask_checkpoint.safetensors") if out is not None else None,
-        identity=identity, checkpoint_every=rc.checkpoint_every, precision=rc.precision)
+        identity=identity, checkpoint_every=rc.checkpoint_every, precision=rc.precision, holdout=holdout)
     if out is not None:
         mask.save(out / "mask.safetensors")
     return mask, cfg, net, z, seeds, res
@@ -161,6 +172,7 @@ def _prepare(problem, recipe: Recipe, command: str):
     if rc.init_from:   # a mismatched network is refused before any output exists
         mcfg = Mask.load(rc.mask_path).generator_config() if rc.method == "sparse-dip" and rc.mask_path else cfg
         load_init_weights(rc.init_from, build_generator(mcfg, 0, problem.image_hw))
+    holdout_of(problem, rc)   # nothing to hold out: refused here
     return rc, cfg, run_identity(problem, rc, command), device
 
 
@@ -187,7 +199,9 @@ def _record(problem, rc: Recipe, command, device, cfg, net, mask, mask_res, res,
         per_layer_density=mask.per_layer_density() if mask is not None else None,
         history=res.history if res is not None else [],
         stop_rule=rc.stop_rule if res is not None else None,
-        stopped_at=res.stopped_at if res is not None else None)
+        stopped_at=res.stopped_at if res is not None else None,
+        **({"holdout_best_step": res.holdout_best_step, "holdout_fraction": rc.holdout_fraction}
+           if res is not None and rc.stop_rule == "self-validation" else {}))
     if mask_res is not None:
         record["mask_learning"] = {"history": mask_res.history, "time_s": mask_res.wall_time_s,
                                    "finding1": problem.evaluate(f1) if problem.evaluate else None}
@@ -236,9 +250,10 @@ def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: boo
         if rc.init_from:   # (a learned OES mask then ranks these weights; a mask file rebuilds the net)
             net.load_state_dict(load_init_weights(rc.init_from, net))
         mask, mask_res, report, f1 = None, None, None, None
+        holdout = holdout_of(problem, rc)   # never fitted, mask learning included
         if rc.method == "sparse-dip":
             mask, cfg, net, z, seeds, mask_res = get_mask(problem, rc, device, work, cfg, net, z, seeds,
-                                                          identity=identity)
+                                                          identity=identity, holdout=holdout)
             report = methods.collapse_report(net, z, problem.operator, mask)
             f1 = methods.finding1(net, z, problem.operator, mask)
             if work is not None:
@@ -250,7 +265,7 @@ def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: boo
                 sgld_std=rc.sgld_std if rc.method == "gp-dip" else 0.0, evaluate=problem.evaluate,
                 progress=rc.progress, desc=rc.method,
                 checkpoint=(work / "checkpoint.safetensors") if work is not None else None,
-                identity=identity, callback=callback, **rc.fit_options())
+                identity=identity, callback=callback, holdout=holdout, **rc.fit_options())
         record = _record(problem, rc, command, device, cfg, net, mask, mask_res, res, f1, report, seeds,
                          time.perf_counter() - t0)
         if work is not None:

@@ -28,8 +28,10 @@ says why, naming the results README that holds its numbers):
 * ``output_average`` — the result is the running average of the iterates with this decay (the
   original DIP code's smoothing, 0.99 there); 0 = the last iterate.
 * ``stop_rule``, ``stop_tol``, ``stop_patience`` — the ground-truth-free stop of the training fit
-  (:func:`mri_oes.core.fit`): ``none`` (every step) or ``image-change`` (stop once the averaged output
-  changed less than ``stop_tol`` per 1,000 steps throughout the last ``stop_patience`` steps).
+  (:func:`mri_oes.core.fit`): ``none`` (every step), ``image-change`` (stop once the averaged output
+  changed less than ``stop_tol`` per 1,000 steps throughout the last ``stop_patience`` steps) or
+  ``self-validation`` (``holdout_fraction`` of the measured lines outside the ACS block left out of the
+  fit; stop ``stop_patience`` steps after their lowest prediction error, the output of that step).
 * ``data_consistency`` — project the final image onto the measured k-space and report the RSS of
   the projected coil images (:meth:`mri_oes.mri.problem.MRIProblem.data_consistency`).
 * ``espirit`` — ESPIRiT settings per acceleration (``{accel: {calib_width, thresh, crop}}``,

@@ -115,6 +115,18 @@ class MRIProblem:
         m = self.metrics(x)
         return {k: m[k] for k in ("psnr", "ssim", "nmse")} if m else {}
 
+    def holdout_lines(self, fraction: float, seed: int) -> torch.Tensor:
+        """The measurements the ``self-validation`` stopping rule holds out: a seeded ``fraction`` of the
+        measured phase-encode lines outside the ACS block (:func:`mri_oes.mri.baselines.holdout_split`),
+        as a 0/1 tensor ``(1, 1, W)`` over ``y``'s entries. One clear error when no line can be held out."""
+        from ..core import derive_seed
+        from .baselines import holdout_split
+        _, held = holdout_split(self.mask, fraction, derive_seed(seed, "holdout-lines"))
+        if held is None:
+            raise UserError(f"{self.slice.file}: --stop-rule self-validation: no measured line outside the "
+                            "ACS block to hold out")
+        return torch.from_numpy(held).reshape(1, 1, -1).to(self.y.device)
+
     def as_problem(self, info: dict, evaluate="reference", operator=None, vmax: Optional[float] = None,
                    show_measurements: bool = False):
         """This slice as a generic :class:`mri_oes.problem.Problem` for the runner (the one MRI adapter).
@@ -131,7 +143,8 @@ class MRIProblem:
             evaluate = self.evaluate if self.reference is not None else None
         return Problem(operator or self.operator, self.y, tuple(self.image_shape), evaluate=evaluate, kind="mri",
                        info=info, to_display=lambda x: np.abs(self.unscale(x)) / vmax,
-                       measurements_display=zf / vmax if show_measurements else None)
+                       measurements_display=zf / vmax if show_measurements else None,
+                       holdout=self.holdout_lines)
 
     def describe(self) -> dict:
         return {"file": self.slice.file, "slice": self.slice.index, "shape": list(self.kspace.shape),
