@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from time_to_quality import CURVE_KEYS, SCANS, fmt, scan_file, time_to  # noqa: E402
+from time_to_quality import CURVE_KEYS, SCANS, curve_evaluator, fmt, scan_file, time_to  # noqa: E402
 
 VARIANTS = ("cold", "mask", "warm", "both", "deep-decoder")
 NEEDS_SOURCE = ("mask", "warm", "both")
@@ -87,14 +87,7 @@ def run_row(scan, accel, variant, source, stop_rule, seed, log_every, work, out,
     given = {"seed": seed, "log_every": log_every}
     src = source_dir(work, source, accel, seed, "_set" if sets else "") if variant in NEEDS_SOURCE else None
 
-    def metrics(x_hat, dc):
-        img = p.unscale(x_hat)
-        img = img[0] if img.ndim == 3 else img
-        m = p.metrics(p.data_consistency(img) if dc else img)
-        return {k: m[k] for k in ("psnr", "ssim")}
-
-    def evaluate(x_hat):   # for the curve only: the fit never reads it (core.fit)
-        return {**metrics(x_hat, False), **{f"dc_{k}": v for k, v in metrics(x_hat, True).items()}}
+    evaluate = curve_evaluator(p)
 
     gp = p.as_problem({"kind": "mri", "task": "mri", "scan": scan, "accel": accel}, evaluate=evaluate)
     method = "deep-decoder" if variant == "deep-decoder" else "sparse-dip"

@@ -73,6 +73,20 @@ def time_to(history, target, key="average_dc_psnr"):
     return None, None
 
 
+def curve_evaluator(p):
+    """PSNR/SSIM of the network output and of its data-consistent image, for the curve only (the fit
+    never reads it, core.fit)."""
+    def metrics(x_hat, dc):
+        img = p.unscale(x_hat)
+        img = img[0] if img.ndim == 3 else img
+        m = p.metrics(p.data_consistency(img) if dc else img)
+        return {k: m[k] for k in ("psnr", "ssim")}
+
+    def evaluate(x_hat):
+        return {**metrics(x_hat, False), **{f"dc_{k}": v for k, v in metrics(x_hat, True).items()}}
+    return evaluate
+
+
 def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
     """One row: L1-wavelet, then recon's sparse-dip on the same slice through the runner (the route of
     ``recon``: Recipe.from_preset -> runner.run), its logged rows carrying the
@@ -96,14 +110,7 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
     l1 = p.metrics(run_baseline(p, "l1-wavelet"))
     l1_cpu = time.process_time() - t
 
-    def metrics(x_hat, dc):
-        img = p.unscale(x_hat)
-        img = img[0] if img.ndim == 3 else img
-        m = p.metrics(p.data_consistency(img) if dc else img)
-        return {k: m[k] for k in ("psnr", "ssim")}
-
-    def evaluate(x_hat):   # for the curve only: the fit never reads it (core.fit)
-        return {**metrics(x_hat, False), **{f"dc_{k}": v for k, v in metrics(x_hat, True).items()}}
+    evaluate = curve_evaluator(p)
 
     curve, partial = [], Path(out) / "curves" / f"{key}.partial.json"
     t_start = time.process_time()
