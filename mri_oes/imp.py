@@ -247,9 +247,10 @@ def run_imp(cfg: GeneratorConfig, image_hw, seed: int, problems: Sequence[Tuple[
         if r == 0 and rewind != "init":
             le = math.gcd(log_every, rewind) if rewind > 0 else log_every
 
-            def cb(row, _snap=snap):
+            def snapshot_at_rewind(row, _snap=snap):
                 if row["step"] == rewind and "w" not in _snap:
                     _snap["w"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            cb = snapshot_at_rewind
         # mid-round checkpoints (resume inside a round); not for round 0 with rewind=j, whose snapshot
         # at step j must be taken live
         ck = out / f"round_{r:02d}.ckpt.safetensors" if out and not (r == 0 and rewind != "init") else None

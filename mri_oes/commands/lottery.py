@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli_common import (_ranged, accel_int, add_generator_args, add_mask_args, add_operator_args, add_renamed,
+from ..cli_common import (_ranged, add_generator_args, add_mask_args, add_operator_args, add_renamed,
                           add_run_args, add_task_args, add_training_args, floor_density, mask_density,
                           nonneg_float, nonneg_int, out_path, positive_float, positive_int, recipe_from_args,
                           setup_runtime)
