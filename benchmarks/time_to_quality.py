@@ -10,7 +10,15 @@ For each selected scan × acceleration × stopping rule, one row (seed 0 unless 
   CPU clock to every logged row), with ``--stop-rule`` (and any ``--set key=value`` preset override);
 * CPU-seconds (``time.process_time``, mask learning included, ESPIRiT excluded) until the
   data-consistent image (the averaged iterates projected onto the measured k-space: what ``recon``
-  returns) first reaches L1-wavelet's PSNR, CPU-seconds to the end, final PSNR / SSIM, ``stopped_at``.
+  returns) first reaches L1-wavelet's PSNR, CPU-seconds to the end, final PSNR / SSIM, ``stopped_at``,
+  the training CPU-seconds per step (after mask learning), density, sparsity, versions and the commit.
+
+``--pruning-mask FILE`` (recon's flag) trains on a saved mask instead of learning one (e.g. the scan's own
+mask from an earlier cold run: training levers measured without the mask learning; the mask's generator is
+used). The levers of ``results/2026-12-05-levers-8x/``:
+
+    python benchmarks/time_to_quality.py --scan brain8b --accel 8 --stop-rule none --tag ownmask-s1500-cos \
+        --pruning-mask RUN/mask.safetensors --set steps=1500 lr_final=0.001 --out results/2026-12-05-levers-8x
 
 Resumable per row: the rows live in ``OUT/rows.json`` (rewritten atomically after each row), a row
 already there is skipped; each row's logged curve goes to ``OUT/curves/<row>.json``. ``OUT/table.md``
@@ -87,7 +95,7 @@ def curve_evaluator(p):
     return evaluate
 
 
-def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
+def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, mask_path=None):
     """One row: L1-wavelet, then recon's sparse-dip on the same slice through the runner (the route of
     ``recon``: Recipe.from_preset -> runner.run), its logged rows carrying the
     data-consistent metrics and the CPU clock; the curve is rewritten to ``OUT/curves/<key>.partial.json``
@@ -124,7 +132,8 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
                   f"change {row.get('image_change')} cpu {row['cpu_s']:.0f}s", flush=True)
 
     gp = p.as_problem({"kind": "mri", "task": "mri"}, evaluate=evaluate)
-    rc = Recipe.from_preset(cfg, accel, method="sparse-dip", seed=seed, log_every=log_every)
+    given = {"mask_path": str(mask_path)} if mask_path else {}
+    rc = Recipe.from_preset(cfg, accel, method="sparse-dip", seed=seed, log_every=log_every, **given)
     rec = run(gp, rc, None, save_outputs=False, command="time-to-quality", callback=cb)
     res = rec["_result"]
     total = time.process_time() - t_start
@@ -141,7 +150,11 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True):
            "mask_cpu_s": curve[0]["cpu_s"] if curve else None, "total_cpu_s": total,
            "final_psnr": fm.get("dc_psnr"), "final_ssim": fm.get("dc_ssim"),
            "final_network_psnr": fm.get("psnr"),
-           "best_dc_psnr": max((h.get("average_dc_psnr", -1) for h in hist), default=None)}
+           "best_dc_psnr": max((h.get("average_dc_psnr", -1) for h in hist), default=None),
+           "train_cpu_s_per_step": (curve[-1]["cpu_s"] - curve[0]["cpu_s"]) / max(curve[-1]["step"] - curve[0]["step"], 1)
+           if len(curve) > 1 else None,
+           "mask_path": rc.mask_path, "sparsity": rec.get("sparsity"), "generator": rec.get("generator"),
+           "config": rec.get("config"), "versions": rec.get("versions")}
     return row, curve
 
 
@@ -155,8 +168,8 @@ def fmt(v, spec):
 
 def table(rows) -> str:
     lines = ["| scan | accel | stop rule | L1 PSNR | time to L1 (CPU-min) | steps run | end (CPU-min) | "
-             "final PSNR / SSIM | best DC PSNR on the curve |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "final PSNR / SSIM | best DC PSNR on the curve | train CPU-s / step |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rule = r["stop_rule"] + ("" if r["stop_rule"] == "none" else
                                  f" (held out {r.get('holdout_fraction') or 0.2:g}, patience {r['stop_patience']}, "
@@ -165,12 +178,14 @@ def table(rows) -> str:
                                  f" (tol {r['stop_tol']:g}, patience {r['stop_patience']})")
         if r.get("set"):
             rule += " " + " ".join(f"{k}={v}" for k, v in r["set"].items())
+        if r.get("mask_path"):
+            rule += f" mask={Path(r['mask_path']).parent.name}"
         to = r["time_to_l1_cpu_s"]
         lines.append(
             f"| {r['scan']} | {r['accel']}× | {rule} | {r['l1_psnr']:.2f} | "
             f"{fmt(None if to is None else to / 60, '.1f')} | {r['steps_run']} / {r['steps_configured']} | "
             f"{r['total_cpu_s'] / 60:.1f} | {fmt(r['final_psnr'], '.2f')} / {fmt(r['final_ssim'], '.3f')} | "
-            f"{fmt(r['best_dc_psnr'], '.2f')} |")
+            f"{fmt(r['best_dc_psnr'], '.2f')} | {fmt(r.get('train_cpu_s_per_step'), '.3f')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -227,6 +242,8 @@ def main(argv=None):
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="preset overrides (e.g. stop_tol=0.1 mask_steps=300); recorded in the row")
     ap.add_argument("--tag", default="", help="row name suffix for runs with --set")
+    ap.add_argument("--pruning-mask", default=None, metavar="FILE",
+                    help="train on this saved mask (mask.safetensors of an earlier run) instead of learning one")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
@@ -245,6 +262,11 @@ def main(argv=None):
     rows_file = out / "rows.json"
     rows = json.loads(rows_file.read_text())["rows"] if rows_file.is_file() else []
     sets = parse_sets(args.set)
+    if args.pruning_mask and not Path(args.pruning_mask).is_file():
+        raise SystemExit(f"--pruning-mask {args.pruning_mask}: not a file")
+    import subprocess
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
     if not args.table_only:
         from mri_oes.mri import presets
         for scan in args.scan:
@@ -257,8 +279,9 @@ def main(argv=None):
                         continue
                     print(f"{key}: running", flush=True)
                     row, curve = run_row(scan, accel, None if rule == "preset" else rule, args.seed, sets,
-                                         args.log_every, out, key)
+                                         args.log_every, out, key, mask_path=args.pruning_mask)
                     row["key"] = key
+                    row["commit"] = commit
                     write_json(out / "curves" / f"{key}.json", curve)
                     (out / "curves" / f"{key}.partial.json").unlink(missing_ok=True)
                     rows = json.loads(rows_file.read_text())["rows"] if rows_file.is_file() else []
@@ -269,9 +292,6 @@ def main(argv=None):
                     with atomic_path(out / "table.md") as tmp:
                         tmp.write_text(table(rows))
     if args.refresh_l1 and rows:
-        import subprocess
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
         l1 = {}
         for r in rows:
             if (r["scan"], r["accel"]) not in l1:
