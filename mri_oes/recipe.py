@@ -50,6 +50,8 @@ class MaskOptions:
     fresh_init: bool = False
     mask_source: str = "oes"               # learned (OES) or a pruning-at-init score (pruning.PAI_METHODS)
     synflow_rounds: int = 100              # SynFlow's scoring rounds
+    share_mask: str = "none"               # recon: one learned mask per file ("volume") or per grid and
+                                           # acceleration ("protocol") instead of one per slice (SHARE_MODES)
 
 
 @dataclass(frozen=True)
@@ -99,14 +101,19 @@ FIELD_PART = {f.name: part for part, cls in PARTS.items() for f in fields(cls)}
 FIT_OPTIONS = tuple(f.name for f in fields(Training) if f.name not in ("steps_pixels", "sgld_std", "holdout_fraction"))
 #: fields left out of an identity at their "off" value (runs from before the option keep their identity)
 OFF_VALUES = {"precision": "float32", "lr_decay_start": 0.0, "steps_pixels": None, "init_from": None,
-              "mask_source": "oes", "synflow_rounds": 100}
+              "mask_source": "oes", "synflow_rounds": 100, "share_mask": "none"}
+#: recon's pruning-mask sharing (--share-pruning-mask): none = a mask learned per slice; volume = one per
+#: file, learned on its centre slice; protocol = one per grid and acceleration, learned on the centre slice
+#: of the first file (mri_oes.mri.volume.plan_shared_masks)
+SHARE_MODES = ("none", "volume", "protocol")
 STOP_FIELDS = ("stop_rule", "stop_tol", "stop_patience", "holdout_fraction")
 #: what :meth:`Recipe.for_problem` turns into the fit's depth, steps and density
 RESOLUTION_INPUTS = ("levels_cap", "steps_pixels", "density_rule")
 
 
 def _flag(name: str) -> str:
-    return {"lam": "--kl-weight", "lamda": "--reg-weight", "mask_path": "--pruning-mask"}.get(
+    return {"lam": "--kl-weight", "lamda": "--reg-weight", "mask_path": "--pruning-mask",
+            "share_mask": "--share-pruning-mask"}.get(
         name, "--" + name.replace("_", "-"))
 
 
@@ -286,6 +293,8 @@ class Recipe:
         if self.mri is not None and self.accel is not None and int(self.accel) < 2:
             raise UserError(f"--accel must be an integer >= 2, got {self.accel}")
         from .pruning import PAI_METHODS
+        if self.share_mask not in SHARE_MODES:
+            raise UserError(f"--share-pruning-mask must be one of {SHARE_MODES}, got {self.share_mask!r}")
         if self.mask_source not in ("oes",) + PAI_METHODS:
             raise UserError(f"--mask-source must be one of {('oes',) + PAI_METHODS}, got {self.mask_source!r}")
         if self.method == "sparse-dip":

@@ -13,7 +13,8 @@ their own sampling mask and get no metrics.
 
 Methods: zero-filled, sense, l1-wavelet (SigPy), dip (dense hourglass; the FINAL iterate is the result,
 the best-PSNR step is an oracle reported only), sparse-dip (the network restricted to an OES pruning
-mask: --pruning-mask FILE for every slice, or learned per slice at --density), deep-decoder, gp-dip.
+mask: --pruning-mask FILE for every slice, or learned at --density per slice, or once per file or per
+protocol with --share-pruning-mask volume|protocol), deep-decoder, gp-dip.
 Several methods and accelerations run in one pass. Network settings not given as flags come from
 --preset (mri_oes/mri/presets.py) at each acceleration; the help of each such flag lists the values.
 
@@ -22,8 +23,9 @@ reconstructions/<file name>.h5 ("reconstruction" [slices, h, w], written by
 fastmri.save_reconstructions once every slice of the file is done), volumes/<stem>/metrics.json and
 volumes.csv (fastMRI volume metrics: PSNR/NMSE on the volume, SSIM averaged over slices, W x W crop,
 volume max; full_fov beside them), slices/<stem>/<NNN>/ (one complete-or-absent folder per slice:
-metrics.json, reconstruction.npy, pictures) and slices.csv; OUT/summary.csv = mean and std over
-volumes per method and acceleration.
+metrics.json, reconstruction.npy, pictures) and slices.csv; masks/<key>/ (a shared pruning mask);
+OUT/summary.csv = mean and std over volumes per method and acceleration, and the CPU-seconds per slice
+(amortised over shared masks beside the cold cost).
 
 Parallel: one Ray task per slice when more than one slice is pending: --workers N local processes with
 --threads torch threads each, --gpus-per-task 0.25 shares a GPU between 4 slices, --ray-address uses an
@@ -133,8 +135,20 @@ def register(subparsers) -> None:
                   patience=_from_preset("stop_patience", _value))
     add_generator_args(p, levels_cap=f"the preset's depth ({_per_preset('levels', _levels)})",
                        width=_from_preset("width", _value))
-    add_mask_args(p, density=_from_preset("density", _density, "'s rule, sparse-dip only"),
-                  mask_steps=_from_preset("mask_steps", _value), floor=_from_preset("min_layer_density", _value))
+    mg = add_mask_args(p, density=_from_preset("density", _density, "'s rule, sparse-dip only"),
+                       mask_steps=_from_preset("mask_steps", _value), floor=_from_preset("min_layer_density", _value))
+    from ..recipe import SHARE_MODES
+    mg.add_argument("--share-pruning-mask", dest="share_mask", choices=SHARE_MODES, default="none",
+                    help="sparse-dip with a learned mask: none (default): every slice learns its own OES mask "
+                         "(--mask-steps per slice); volume: one mask per file, learned on its centre slice and "
+                         "used by each of its slices; protocol: one mask per network problem (grid HxW and "
+                         "acceleration: every file of that grid in the run), learned on the centre slice of the "
+                         "first such file by name and used by all their slices. The mask is learned once into "
+                         "OUT/<method>_<accel>x/masks/<key>/ (mask.safetensors, metrics.json naming its source "
+                         "slice, sha256, density, CPU-seconds), reused by a rerun with the same settings and "
+                         "source data and refused otherwise; every slice records the mask it used "
+                         "(shared_mask); the summary gives CPU-seconds per slice amortised beside cold. The "
+                         "mode is part of the run's settings (measured: results/2026-12-05-shared-masks)")
     p.add_argument("--init-from", metavar="RUN", default=None,
                    help="network methods: start the network from the trained weights of a finished run instead "
                         "of its seeded random init: RUN is a slice folder (.../slices/<file>/<NNN>) or a recon "
@@ -191,6 +205,16 @@ def _validate(args, vols):
     from ..mri.data import load_slice, make_mask
     from ..mri.espirit import espirit_params
     from ..generators import GeneratorConfig, check_image_size
+    if args.share_mask != "none":
+        if "sparse-dip" not in args.method:
+            raise UserError("--share-pruning-mask is only for --method sparse-dip (it shares the pruning mask "
+                            "sparse-dip learns)")
+        if args.mask_path:
+            raise UserError("--share-pruning-mask with --pruning-mask: the given mask is already used by every "
+                            "slice; drop one of them")
+        if args.init_from:
+            raise UserError("--share-pruning-mask with --init-from: sparse-dip then starts each slice from its "
+                            "source run (its weights and mask); drop one of them")
     if args.mask_path and "sparse-dip" not in args.method:
         raise UserError("--pruning-mask is only for --method sparse-dip")
     if args.density is not None and "sparse-dip" not in args.method:
@@ -209,6 +233,9 @@ def _validate(args, vols):
     from ..mri.volume import register_inputs
     for v in vols:   # every selected slice read and checked (NaN/Inf, header, zeros) before any output
         check_slices(v.path, v.slices)
+        if args.share_mask != "none":   # the centre slice a shared mask may be learned on
+            from ..mri.volume import centre_slice
+            check_slices(v.path, [centre_slice(v)])
     register_inputs(vols)
     for v in vols:
         W = v.shape[-1]
@@ -291,6 +318,7 @@ def recon_recipe(args, method: str, accel, espirit: dict, threads: int = 1, work
         args, args.preset, accel, method=method, espirit=espirit, threads=threads,
         mask_path=str(Path(args.mask_path).resolve()) if (args.mask_path and method == "sparse-dip") else None,
         init_from=str(Path(args.init_from).resolve()) if (args.init_from and method in NETWORK) else None,
+        share_mask=args.share_mask if method == "sparse-dip" else "none",
         fresh_init=bool(args.fresh_init and args.mask_path), progress=bool(args.progress) and workers == 1)
 
 
@@ -320,6 +348,9 @@ def run_recon(args) -> int:
                for t in [reference_volume(v) if v.has_reference else None]}
     jobs, total, done0 = _slice_jobs(runs, out, targets, None if args.no_espirit_cache else out / ".espirit")
     runs, jobs, workers, threads, in_process = _share_cores(args, runs, jobs, workers, threads, threads_given)
+    from ..mri.volume import plan_shared_masks
+    mask_jobs, jobs = plan_shared_masks(runs, out, jobs, targets,
+                                        None if args.no_espirit_cache else out / ".espirit")
     backend = parallel.describe_backend(workers, threads, args.gpus_per_task, args.ray_address, len(jobs))
     write_json(out / "recon.json", {"command": " ".join(sys.argv), "inputs": [v.describe() for v in vols],
                                     "runs": [s.run_name for s, _ in runs], "parallel": backend,
@@ -335,7 +366,11 @@ def run_recon(args) -> int:
         f"({done0} already done) -> {out}; {backend['backend']}"
         + (f", {backend['workers']} workers x {threads} thread(s)" if backend["backend"] == "ray" else ""))
 
-    rows, failures, wall = _run_jobs(args, out, runs, jobs, targets, total, done0, workers, threads, in_process, log)
+    failures = []
+    if mask_jobs:
+        jobs, failures = _learn_shared_masks(args, mask_jobs, jobs, workers, threads, log)
+    rows, fails, wall = _run_jobs(args, out, runs, jobs, targets, total, done0, workers, threads, in_process, log)
+    failures += fails
     from ..mri.figures import write_recon_figures
     figs = write_recon_figures(out)   # every method of an acceleration side by side, per slice/volume
     if figs:
@@ -393,6 +428,28 @@ def _run_jobs(args, out, runs, jobs, targets, total, done0, workers, threads, in
                 write_tables(out / s.run_name)
         rows = dataset_summary(out, [out / s.run_name for s, _ in runs])
     return rows, failures, time.perf_counter() - t0
+
+
+def _learn_shared_masks(args, mask_jobs, jobs, workers, threads, log):
+    """Learn the shared pruning masks (``--share-pruning-mask``) before any slice that uses them;
+    ``(slice jobs left, failures)``: the slices of a mask that failed are not run (a rerun retries)."""
+    from .. import parallel
+    failures, failed = [], set()
+    log(f"mri-oes recon: learning {len(mask_jobs)} shared pruning mask(s) first")
+    for mj, rec in parallel.run_tasks(_run_mask_job, mask_jobs, workers=max(1, min(workers, len(mask_jobs))),
+                                      threads=threads, gpus_per_task=args.gpus_per_task,
+                                      ray_address=args.ray_address, retries=args.retries, log=log):
+        if isinstance(rec, parallel.TaskFailure):
+            failures.append((mj, rec))
+            failed.add(str(mj.out))
+            log(f"{mj}: FAILED ({rec})")
+            continue
+        log(f"{mj}: density {rec['density']:.4f}, {rec['mask_steps']} mask steps, "
+            f"{rec['time']['cpu_s']:.0f} CPU-s -> {mj.out}")
+    left = [j for j in jobs if j.mask_run not in failed]
+    if len(left) < len(jobs):
+        log(f"mri-oes recon: {len(jobs) - len(left)} slice(s) not run: their shared mask failed")
+    return left, failures
 
 
 def _share_cores(args, runs, jobs, workers, threads, threads_given):
@@ -465,6 +522,10 @@ def _report(args, out, rows, failures, n_jobs, wall, log) -> int:
         else:
             q = (f"PSNR {r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} dB, SSIM {r['ssim_mean']:.4f} ± "
                  f"{r['ssim_std']:.4f} (n={r['volumes']})")
+        if r.get("amortised_cpu_s_per_slice") is not None:
+            q += (f"; CPU-s per slice {r['amortised_cpu_s_per_slice']:.0f} amortised, "
+                  f"{r['cold_cpu_s_per_slice']:.0f} cold" + (f" ({r['shared_masks']} shared mask(s))"
+                                                              if r["shared_masks"] else ""))
         print(f"{r['run']}: {r['volumes']} volume(s), {r['slices']} slice(s): {q}")
     if failures:
         write_json(out / "failures.json", [{"task": str(j), "file": j.file, "slice": j.slice,
@@ -513,6 +574,12 @@ def _run_slice_job(job):
     """Ray/serial task entry point (module level: pickled by reference)."""
     from ..mri.volume import run_slice
     return run_slice(job)
+
+
+def _run_mask_job(job):
+    """Ray/serial task entry point of a shared pruning mask."""
+    from ..mri.volume import learn_shared_mask
+    return learn_shared_mask(job)
 
 
 def problem_from_args(args):

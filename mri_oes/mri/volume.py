@@ -12,6 +12,10 @@ already undersampled files)::
         curve.png, network_output.npy     network methods: PSNR per step, raw output (complex, scaled
                                           units); checkpoint.safetensors while running, mask.safetensors,
         weights.safetensors               the trained weights (what ``recon --init-from`` starts from)
+    masks/<key>/                          sparse-dip with --share-pruning-mask volume|protocol: the one
+        mask.safetensors, metrics.json    pruning mask learned for a file (key: its stem) or a protocol
+                                          (key: <H>x<W>_<accel>x), a complete-or-absent run folder whose
+                                          record's ``shared_mask`` names its source slice and digest
     reconstructions/<file name>.h5        ``reconstruction`` [slices, h, w], written by
                                           fastmri.save_reconstructions once EVERY slice is complete
     volumes/<file stem>/metrics.json      the volume record: fastmri.evaluate's metrics of that file
@@ -58,6 +62,7 @@ class SliceJob:
     run_root: str                             # OUT/<method>_<tag>
     data_range: Optional[float] = None        # the volume max of the cropped target (fastMRI)
     espirit_cache: Optional[str] = None
+    mask_run: Optional[str] = None            # --share-pruning-mask: the masks/<key> folder this slice uses
 
     @property
     def stem(self) -> str:
@@ -71,8 +76,42 @@ class SliceJob:
         return f"{self.stem} slice {self.slice} {self.settings.method} {self.settings.tag}"
 
 
+@dataclass
+class MaskJob:
+    """Learn the one pruning mask of a file or protocol (``--share-pruning-mask``) on slice ``slice`` of
+    ``file`` into ``masks/<key>/`` of the run (:func:`learn_shared_mask`)."""
+    file: str
+    slice: int
+    settings: Recipe                          # the run's recipe (its share_mask names the mode)
+    run_root: str
+    key: str
+    data_range: Optional[float] = None
+    espirit_cache: Optional[str] = None
+
+    @property
+    def stem(self) -> str:
+        return Path(self.file).stem
+
+    @property
+    def out(self) -> Path:
+        return mask_dir(self.run_root, self.key)
+
+    def __str__(self) -> str:
+        return (f"shared mask {self.key} ({self.stem} slice {self.slice}) {self.settings.method} "
+                f"{self.settings.tag}")
+
+
 def slice_dir(run_root, file, index) -> Path:
     return Path(run_root) / "slices" / Path(file).stem / f"{int(index):03d}"
+
+
+MASKS_DIR = "masks"
+MASK_FILE = "mask.safetensors"
+
+
+def mask_dir(run_root, key) -> Path:
+    """The run folder of a shared pruning mask: ``<run>/masks/<key>/``."""
+    return Path(run_root) / MASKS_DIR / key
 
 
 #: recon's current inputs by file stem (:func:`register_inputs`): what :func:`is_done` compares with
@@ -247,17 +286,28 @@ def _classical(job: SliceJob) -> dict:
     return rec
 
 
-def _network(job: SliceJob) -> dict:
+def _network_problem(job):
+    """``(MRI problem, generic problem)`` of a slice or shared-mask job: what :func:`mri_oes.runner.run` fits."""
     from .data import slice_digest
-    from ..runner import run
     s = job.settings
-    t0, c0 = time.perf_counter(), time.process_time()
     p = mri_problem(job)
     vmax = job.data_range or float(M.center_crop(p.zero_filled("rss"), p.crop).max()) or 1.0
     gp = p.as_problem({"kind": "mri", "task": "mri", "scan": job.stem, "file": str(job.file),
                        "slice": int(job.slice), "accel": s.accel, "data_range": job.data_range,
                        "kspace_digest": slice_digest(job.file, job.slice)},   # the data (see is_done)
                       evaluate=_evaluator(p, job.data_range), vmax=vmax)
+    return p, gp
+
+
+def _network(job: SliceJob) -> dict:
+    from ..runner import run
+    s = job.settings
+    t0, c0 = time.perf_counter(), time.process_time()
+    shared = None
+    if job.mask_run:   # --share-pruning-mask: the mask learned once for this file or protocol
+        shared = shared_mask_info(job.mask_run)
+        s = s.override(mask_path=str(Path(job.mask_run) / MASK_FILE))
+    p, gp = _network_problem(job)
     zf = _zf_metrics(p, job.data_range)
 
     def writer(problem, res, work, record):
@@ -273,6 +323,8 @@ def _network(job: SliceJob) -> dict:
         record["time"]["total_s"] = time.perf_counter() - t0   # ESPIRiT and set-up included
         record["time"]["cpu_s"] = time.process_time() - c0     # CPU-seconds of this process (a resumed
                                                                # fit: since its restart)
+        if shared is not None:
+            record["shared_mask"] = shared
 
     rec = run(gp, warm_start(s, job.file, job.slice), job.slice_dir, command="recon", writer=writer)
     for k in ("_result", "_mask"):
@@ -317,6 +369,163 @@ def check_warm_start(s: Recipe, file, index, image_hw) -> None:
     cfg = Mask.load(rc.mask_path).generator_config() if s.method == "sparse-dip" and rc.mask_path else \
         rc.generator_config(2, mri=True)
     load_init_weights(rc.init_from, build_generator(cfg, 0, image_hw))
+
+
+# ------------------------------------------------------------------------- shared pruning masks
+def share_key(s: Recipe, vol, own_accel: Optional[float] = None) -> str:
+    """The mask a slice of ``vol`` uses under ``s.share_mask``: ``volume`` one per file (its stem),
+    ``protocol`` one per network problem of the run (grid ``<H>x<W>`` and acceleration; the method,
+    acceleration and every option are the run's already)."""
+    if s.share_mask == "volume":
+        return vol.stem
+    H, W = (int(n) for n in vol.shape[-2:])
+    accel = s.accel if s.accel is not None else int(round(own_accel or 0))
+    return f"{H}x{W}_{accel}x"
+
+
+def centre_slice(vol) -> int:
+    """The slice a shared mask is learned on: the file's centre slice (whatever ``--slice`` selects)."""
+    return int(vol.num_slices) // 2
+
+
+def _own_acceleration(vol) -> float:
+    from .data import load_slice, own_mask_acceleration
+    return own_mask_acceleration(load_slice(vol.path, centre_slice(vol)))
+
+
+def _mask_recipe(s: Recipe) -> Recipe:
+    """The recipe of a shared mask's run: the run's, mask learning only (``steps`` 0)."""
+    return s.override(steps=0)
+
+
+def shared_mask_identity(job: MaskJob) -> dict:
+    """What a shared mask's run folder must hold to be reused (:func:`mri_oes.runner.run_identity` of
+    its mask-only run: the source slice's data, the resolved recipe, the versions)."""
+    from ..runner import run_identity
+    from ..statefile import canonical
+    _, gp = _network_problem(job)
+    rc = _mask_recipe(job.settings).for_problem(gp).validate()
+    return canonical(run_identity(gp, rc, "recon"))
+
+
+def _recorded_source(folder: Path) -> Optional[str]:
+    """The file name a shared mask folder (complete, else staged) records as its source, if any."""
+    from ..io import read_json
+    for f, key in ((folder / "metrics.json", "shared_mask"), (folder.parent / f".{folder.name}.partial" /
+                                                              "identity.json", "problem")):
+        if f.is_file():
+            try:
+                rec = read_json(f, max_bytes=16 << 20, what="shared mask record")
+                return Path(str(rec[key]["file"])).name
+            except (UserError, KeyError, TypeError):
+                return None
+    return None
+
+
+def check_shared_mask(job: MaskJob) -> bool:
+    """Whether ``job``'s mask is already learned (complete with this identity: reused). A complete or
+    staged mask of other settings or data is refused in one line naming its folder; nothing there
+    yet: ``False`` (to be learned)."""
+    from ..rundir import IDENTITY_FILE, RunDir, is_complete
+    from ..io import read_json
+    from ..statefile import identity_diff
+    d = job.out
+    staged = d.parent / f".{d.name}.partial" / IDENTITY_FILE
+    if not is_complete(d) and not staged.is_file():
+        return False
+    ident = shared_mask_identity(job)
+    if is_complete(d):
+        stored = read_json(d / IDENTITY_FILE, max_bytes=16 << 20, what="shared mask identity") \
+            if (d / IDENTITY_FILE).is_file() else {}
+        if stored != ident:
+            diff = identity_diff(stored if isinstance(stored, dict) else {}, ident)
+            raise UserError(f"{d} holds a shared pruning mask learned with other settings or data (differs in: "
+                            f"{', '.join(diff[:6])}); rerun with its settings and inputs, remove {d} to learn "
+                            "it anew, or pass --overwrite")
+        shared_mask_info(d)   # its file unchanged since it was learned
+        return True
+    RunDir(d, ident).check()   # a staged mask of another identity: refused, naming the keys
+    return False
+
+
+def plan_shared_masks(runs, out, jobs: List[SliceJob], targets: dict, cache) -> tuple:
+    """``(mask jobs, slice jobs)`` for ``--share-pruning-mask``: the pending slices of each file
+    (``volume``) or protocol (``protocol``) of a sparse-dip run point at one ``masks/<key>/`` folder,
+    learned on the centre slice of the file or of the first file of the protocol (sorted by name; a
+    mask already learned on another file of the protocol is kept). A complete mask of the same
+    identity is reused; one of another identity is refused here, before anything is learned."""
+    from dataclasses import replace as _replace
+    groups, where = {}, {}
+    for s, vs in runs:
+        if s.method != "sparse-dip" or s.share_mask == "none":
+            continue
+        for v in sorted(vs, key=lambda v: v.name):
+            key = share_key(s, v, _own_acceleration(v) if s.accel is None else None)
+            groups.setdefault((s.run_name, key), (s, []))[1].append(v)
+            where[(s.run_name, str(v.path))] = key
+    pending = {}
+    for j in jobs:
+        key = where.get((j.settings.run_name, str(j.file)))
+        if key is not None:
+            pending.setdefault((j.settings.run_name, key), []).append(j)
+    mask_jobs, folder = [], {}
+    for (run_name, key), (s, members) in groups.items():
+        if (run_name, key) not in pending:
+            continue   # every slice done: nothing needs the mask
+        root = Path(out) / run_name
+        name = _recorded_source(mask_dir(root, key))
+        src = next((v for v in members if v.name == name), members[0])
+        sl = centre_slice(src)
+        s = next(j.settings for j in pending[(run_name, key)])   # the run's recipe with its runtime
+        mj = MaskJob(str(src.path), sl, s, str(root), key, targets[src.path][1],
+                     str(Path(cache) / f"{src.stem}_{sl:03d}.h5") if cache else None)
+        if not check_shared_mask(mj):
+            mask_jobs.append(mj)
+        folder[(run_name, key)] = str(mj.out)
+    jobs = [_replace(j, mask_run=folder[(j.settings.run_name, where[(j.settings.run_name, str(j.file))])])
+            if (j.settings.run_name, str(j.file)) in where else j for j in jobs]
+    return mask_jobs, jobs
+
+
+def learn_shared_mask(job: MaskJob) -> dict:
+    """Learn one shared pruning mask into ``masks/<key>/`` (:func:`mri_oes.runner.run` with no training
+    steps: complete-or-absent, resumed from its mask checkpoint); its record's ``shared_mask`` names
+    the source slice and the mask file's digest, ``time.cpu_s`` the CPU-seconds it cost."""
+    from ..runner import run
+    from ..statefile import file_digest
+    s = job.settings
+    t0, c0 = time.perf_counter(), time.process_time()
+    _, gp = _network_problem(job)
+
+    def writer(problem, res, work, record):
+        record["shared_mask"] = {"mode": s.share_mask, "key": job.key, "file": str(job.file), "scan": job.stem,
+                                 "slice": int(job.slice), "digest": file_digest(Path(work) / MASK_FILE)}
+        record["time"]["total_s"] = time.perf_counter() - t0
+        record["time"]["cpu_s"] = time.process_time() - c0
+
+    rec = run(gp, _mask_recipe(s), job.out, command="recon", writer=writer)
+    for k in ("_result", "_mask", "history", "mask_learning"):
+        rec.pop(k, None)
+    return rec
+
+
+def shared_mask_info(folder) -> dict:
+    """What a slice records of the shared mask it used: mode, key, source file and slice, the mask
+    file's sha256, density, mask steps and CPU-seconds (read from ``masks/<key>/metrics.json``; a
+    mask file changed since it was learned is refused)."""
+    from ..io import read_json
+    from ..statefile import file_digest
+    folder = Path(folder)
+    rec = read_json(folder / "metrics.json", max_bytes=16 << 20, what="shared mask record")
+    info = rec.get("shared_mask") if isinstance(rec, dict) else None
+    if not isinstance(info, dict) or not (folder / MASK_FILE).is_file():
+        raise UserError(f"{folder}: not a shared pruning mask of mri-oes recon (tampered?); remove the folder "
+                        "to learn it anew")
+    if file_digest(folder / MASK_FILE) != info.get("digest"):
+        raise UserError(f"{folder / MASK_FILE} changed after it was learned (its sha256 is not the recorded "
+                        f"one); remove {folder} to learn it anew")
+    return {**info, "density": rec.get("density"), "mask_steps": rec.get("mask_steps"),
+            "cpu_s": (rec.get("time") or {}).get("cpu_s")}
 
 
 def run_slice(job: SliceJob) -> dict:
@@ -409,13 +618,42 @@ def write_tables(run_root) -> None:
                 raise UserError(f"{f}: not a result record of mri-oes (tampered or foreign file)")
             row = flatten(rec, run_dir=str(f.parent))
             row["file"] = rec.get("file")
+            if level == "slices":   # CPU-seconds of the slice, and of the shared mask it used (if any)
+                shared = rec.get("shared_mask") or {}
+                row.update(cpu_s=(rec.get("time") or {}).get("cpu_s"), shared_mask=shared.get("key"),
+                           shared_mask_digest=shared.get("digest"), shared_mask_cpu_s=shared.get("cpu_s"))
             rows.append(row)
         write_table(rows, run_root / level)
 
 
+CPU_KEYS = ("cpu_s_per_slice", "shared_masks", "mask_cpu_s", "amortised_cpu_s_per_slice", "cold_cpu_s_per_slice")
+
+
+def cpu_summary(run_root) -> dict:
+    """CPU-seconds per slice of a run's complete slices (``time.cpu_s``, 1 process each):
+    ``cpu_s_per_slice`` what a slice task spent (mean); ``mask_cpu_s`` the shared pruning masks' learning
+    (``--share-pruning-mask``, each counted once; 0 without sharing); ``amortised_cpu_s_per_slice`` =
+    (the slices' CPU-seconds + ``mask_cpu_s``) / slices; ``cold_cpu_s_per_slice`` = mean of each slice's
+    CPU-seconds + the learning of the mask it used: a slice on its own, learning its mask (without
+    sharing both equal ``cpu_s_per_slice``). ``None`` where a record lacks its CPU-seconds."""
+    from ..io import read_json
+    recs = [read_json(f, what="slice record") for f in sorted(Path(run_root).glob("slices/*/*/metrics.json"))]
+    cpu = [((r.get("time") or {}).get("cpu_s") if isinstance(r, dict) else None) for r in recs]
+    shared = [(r.get("shared_mask") or {}) if isinstance(r, dict) else {} for r in recs]
+    if not recs or any(c is None for c in cpu) or any(m and m.get("cpu_s") is None for m in shared):
+        return {k: None for k in CPU_KEYS}
+    masks = {m["key"]: float(m["cpu_s"]) for m in shared if m}
+    n = len(recs)
+    return {"cpu_s_per_slice": float(np.mean(cpu)), "shared_masks": len(masks),
+            "mask_cpu_s": float(sum(masks.values())),
+            "amortised_cpu_s_per_slice": float((sum(cpu) + sum(masks.values())) / n),
+            "cold_cpu_s_per_slice": float(np.mean([c + float(m.get("cpu_s") or 0.0) for c, m in zip(cpu, shared)]))}
+
+
 def dataset_summary(out, run_roots: List[Path]) -> List[dict]:
     """``OUT/summary.csv/json``: per method and acceleration, mean ± std over volumes of the fastMRI
-    volume metrics (and the full-FOV ones), number of volumes and slices, total time."""
+    volume metrics (and the full-FOV ones), number of volumes and slices, total time, and the CPU-seconds
+    per slice amortised over shared pruning masks beside the cold cost (:func:`cpu_summary`)."""
     from ..io import atomic_path, csv_cell, read_json, write_json
     rows = []
     for root in run_roots:
@@ -431,6 +669,8 @@ def dataset_summary(out, run_roots: List[Path]) -> List[dict]:
                 row[f"{prefix}{k}_mean"] = float(np.mean(vals)) if vals else None
                 row[f"{prefix}{k}_std"] = float(np.std(vals)) if vals else None
         row["time_total_s"] = float(sum(r["time"]["total_s"] for r in recs))
+        row["share_mask"] = (recs[0].get("config") or {}).get("share_mask", "none")
+        row.update(cpu_summary(root))
         rows.append(row)
     out = Path(out)
     if rows:
@@ -446,5 +686,9 @@ def dataset_summary(out, run_roots: List[Path]) -> List[dict]:
             tmp.write_text(buf.getvalue())
         write_json(out / "summary.json", {"convention": "fastmri: per volume PSNR/NMSE on the volume, SSIM "
                                           "averaged over slices, W x W crop, data range = volume max; mean "
-                                          "and std over volumes", "rows": rows})
+                                          "and std over volumes",
+                                          "cpu": "CPU-seconds per slice (time.process_time of each slice task): "
+                                          "amortised = (slices' + shared masks' learning) / slices; cold = a "
+                                          "slice's own + the learning of the mask it used (mask learning + "
+                                          "training per slice)", "rows": rows})
     return rows
