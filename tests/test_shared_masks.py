@@ -133,7 +133,8 @@ def test_resume_reuses_the_mask_and_does_not_relearn(protocol_run, data, tmp_pat
     shutil.copytree(protocol_run[0], out)
     digest = json.loads((out / RUN / "masks" / "64x64_4x" / "metrics.json").read_text())["shared_mask"]["digest"]
     shutil.rmtree(out / RUN / "slices" / "b" / "001")   # one slice to recompute
-    assert _recon(data, out, "--share-pruning-mask", "protocol") == 0
+    (tmp_path / "link").symlink_to(data)   # the same data under another path
+    assert _recon(tmp_path / "link", out, "--share-pruning-mask", "protocol") == 0
     assert count_learning == []   # the mask was reused, not learned again
     rec = _records(out)["b/001"]
     assert rec["shared_mask"]["digest"] == digest and rec["mask_steps"] == 0

@@ -422,6 +422,14 @@ def _recorded_source(folder: Path) -> Optional[str]:
     return None
 
 
+def _without_path(ident):
+    """An identity without the path its source file was given by (the same data under another path, or
+    the same folder named from another working directory, is the same mask)."""
+    if not isinstance(ident, dict) or not isinstance(ident.get("problem"), dict):
+        return ident
+    return {**ident, "problem": {k: v for k, v in ident["problem"].items() if k != "file"}}
+
+
 def check_shared_mask(job: MaskJob) -> bool:
     """Whether ``job``'s mask is already learned (complete with this identity: reused). A complete or
     staged mask of other settings or data is refused in one line naming its folder; nothing there
@@ -437,7 +445,7 @@ def check_shared_mask(job: MaskJob) -> bool:
     if is_complete(d):
         stored = read_json(d / IDENTITY_FILE, max_bytes=16 << 20, what="shared mask identity") \
             if (d / IDENTITY_FILE).is_file() else {}
-        if stored != ident:
+        if _without_path(stored) != _without_path(ident):   # the data by its digest, not by its path
             diff = identity_diff(stored if isinstance(stored, dict) else {}, ident)
             raise UserError(f"{d} holds a shared pruning mask learned with other settings or data (differs in: "
                             f"{', '.join(diff[:6])}); rerun with its settings and inputs, remove {d} to learn "
