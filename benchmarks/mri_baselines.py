@@ -219,13 +219,14 @@ def before_after_md(before_rows, after_rows):
         for r in rs:
             e = r.get("espirit") or {}
             shape = "x".join(map(str, e.get("calib_shape") or [e.get("calib_width")] * 2))
-            out.append(f"{shape}/{e.get('map_sets', 1)}")
+            free = (e.get("maps_free") or {}).get("chosen") == "maps-free"
+            out.append(f"{shape}/{e.get('map_sets', 1)}" + ("/free" if free else ""))
         return ",".join(out) or "—"
 
     keys = list(dict.fromkeys((r["scan"], r["accel"]) for r in after_rows if r.get("scale", 1.0) == 1.0))
     cols = list(METHODS) + ["bart pics (best λ)"]
     out = ["| scan | accel | " + " | ".join(f"{c} before → after" for c in cols) +
-           " | λ SENSE after (seeds) | λ L1 after (seeds) | ESPIRiT calib / map sets after (seeds) |",
+           " | λ SENSE after (seeds) | λ L1 after (seeds) | ESPIRiT calib / map sets[/free: maps-free chosen] after (seeds) |",
            "|---|---|" + "---|" * (len(cols) + 3)]
     for scan, accel in keys:
         cells = [f"{cell(before_rows, scan, accel, c)} → {cell(after_rows, scan, accel, c)}" for c in cols]
@@ -285,16 +286,22 @@ def map_sets_md(rows):
         if r["method"] != "l1-wavelet" or r.get("refused") or r.get("scale", 1.0) != 1.0:
             continue
         soft = (r.get("espirit") or {}).get("soft_sense") or {}
+        free = (r.get("espirit") or {}).get("maps_free") or {}
+        err = free.get("holdout_error") or {}
         by.setdefault((r["scan"], r["accel"]), []).append(
             (r["seed"], soft.get("overlap_fraction"), (r.get("espirit") or {}).get("map_sets", 1),
-             soft.get("fraction_threshold")))
-    out = ["| scan | accel | overlap fraction (seeds) | map sets (seeds) |", "|---|---|---|---|"]
+             soft.get("fraction_threshold"), free.get("chosen", "—"),
+             f"{err['maps']:.3f} / {err['maps-free']:.3f}" if err else "—"))
+    out = ["| scan | accel | overlap fraction (seeds) | map sets (seeds) | coil operator (seeds) | "
+           "held-out error maps / maps-free (seeds) |", "|---|---|---|---|---|---|"]
     for (scan, accel), v in by.items():
         v.sort()
-        out.append(f"| {scan} | {accel}x | {', '.join('—' if o is None else f'{o:.4f}' for _, o, _, _ in v)} | "
-                   f"{', '.join(str(m) for _, _, m, _ in v)} |")
-    thr = next((t for v in by.values() for *_, t in v if t is not None), None)
-    return "\n".join(out) + (f"\n\nTwo sets when the overlap fraction is >= {thr:g}." if thr is not None else "")
+        out.append(f"| {scan} | {accel}x | {', '.join('—' if o is None else f'{o:.4f}' for _, o, *_ in v)} | "
+                   f"{', '.join(str(q[2]) for q in v)} | {', '.join(q[4] for q in v)} | "
+                   f"{'; '.join(q[5] for q in v)} |")
+    thr = next((q[3] for v in by.values() for q in v if q[3] is not None), None)
+    return "\n".join(out) + (f"\n\nTwo sets when the overlap fraction is >= {thr:g}; maps-free (SPIRiT coil images) "
+                             "when its held-out error is the smaller." if thr is not None else "")
 
 
 def checks(rows):
@@ -388,7 +395,8 @@ def _write(out, result, rows, scale_rows):
           f"{list(BART_LAMBDAS)} (oracle), toolkit maps (first set).", "", table_md(rows), "",
           "## Checks (per seed: SENSE, L1 >= zero-filled in PSNR and SSIM; L1 >= SENSE in PSNR)", ""]
     md += [f"* {c}" for c in result["checks_failed"]] or ["* all pass"]
-    md += ["", "## Map sets (soft-SENSE rule: ESPIRiT's second eigenvalue > threshold on a fraction of the object)",
+    md += ["", "## Map sets (soft-SENSE rule: ESPIRiT's second eigenvalue > threshold on a fraction of the object) "
+           "and maps / maps-free (held-out measured lines)",
            "", map_sets_md(rows)]
     if scale_rows:
         md += ["", "## Raw-scale invariance (seed 0; image / factor vs the unscaled run)", ""]

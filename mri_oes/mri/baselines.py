@@ -76,6 +76,12 @@ HOLDOUT_SEED = 0
 #: SpiritCoilImagesMRI`), whichever predicts the held-out measured lines better (CG fits, the λ rule's
 #: folds); ``True`` / ``False``: always / never maps-free
 MAPS_FREE = "holdout"
+#: Tikhonov λ grid of CG-SPIRiT (scaled units), chosen per scan with the maps / maps-free rule: the
+#: penalty competes with SPIRiT's weak constraint on the unmeasured lines, so it matters far more than
+#: SENSE's (bundled brain 4x: λ 0 32.5 dB, 1e-3 32.1, 0.01 28.6; brain8 folded to 70 %, 8x seed 0: 0 19.8,
+#: 1e-3 20.7, 0.01 22.5, 0.03 22.5; zero-filled 20.6 / 21.5); 0 is left out (noise amplification at 8x,
+#: where the held-out error hardly separates the λ's)
+SPIRIT_GRID = (1e-3, 3e-3, 1e-2, 3e-2)
 #: weight μ of SPIRiT's calibration-consistency rows against the data rows (brain8 folded to 70 %, 8x
 #: seed 0, CG: 0.3 gave 22.7 dB, 1.0 22.0; brain8 4x: 1.0 gave 30.2, 0.1 27.1)
 SPIRIT_MU = 0.5
@@ -211,7 +217,10 @@ def _train_operator(op, train):
     from operators.mri import MultiCoilMRI
     from operators.mri_coils import SpiritCoilImagesMRI
     if _is_maps_free(op):
-        return SpiritCoilImagesMRI(torch.from_numpy(train), op.kernels, op.mu).to(op.device)
+        t = SpiritCoilImagesMRI(torch.from_numpy(train), op.kernels, op.mu).to(op.device)
+        if hasattr(op, "l2"):
+            t.l2 = op.l2
+        return t
     return MultiCoilMRI(op.maps, torch.from_numpy(train)).to(op.device)
 
 
@@ -228,10 +237,11 @@ def _rhs(op, y):
 
 
 def _l2(op) -> float:
-    """ℓ2 weight L1-wavelet adds: maps-free, SENSE's λ (ℓ1-SPIRiT then tends to CG-SPIRiT as λ → 0; without
-    it SPIRiT's noise amplification at 8x took L1 below zero-filled: brain8 folded to 70 %, 8x seed 0,
-    λ 0.003: 20.6 dB against CG-SPIRiT's 22.5 and zero-filled 21.5); 0 with maps (as before)."""
-    return SENSE_LAMBDA if _is_maps_free(op) else 0.0
+    """ℓ2 weight L1-wavelet adds: maps-free, CG-SPIRiT's λ (``op.l2``, set by :func:`coil_operator`; SENSE's
+    λ before a choice), so ℓ1-SPIRiT tends to CG-SPIRiT as λ → 0 (without it SPIRiT's noise amplification
+    at 8x took L1 below zero-filled: brain8 folded to 70 %, 8x seed 0, λ 0.003: 20.6 dB against CG-SPIRiT's
+    22.5 and zero-filled 21.5); 0 with maps (as before)."""
+    return float(getattr(op, "l2", SENSE_LAMBDA)) if _is_maps_free(op) else 0.0
 
 
 def _solve(op, y, method: str, lam: float, iters: int, alpha=None) -> np.ndarray:
@@ -334,8 +344,9 @@ def coil_operator(problem: MRIProblem, maps_free=None, fraction: float = HOLDOUT
     (:func:`spirit_operator`) where the maps cannot be trusted. ``maps_free`` ``None`` (``MAPS_FREE``,
     ``"holdout"``): the measured lines outside the ACS block are held out in ``folds`` disjoint sets
     (:func:`holdout_split`, the λ rule's folds); on the rest each candidate is fitted by CG (SENSE's λ and
-    iterations) and predicts the held-out lines; the smaller summed error (``1 − cos²``, as the λ rule)
-    wins. ``True`` / ``False``: maps-free / maps. Measured data only. Decided once per problem; recorded
+    iterations; SPIRiT at each λ of ``SPIRIT_GRID``, keeping its best) and predicts the held-out lines;
+    the smaller summed error (``1 − cos²``, as the λ rule) wins. ``True`` / ``False``: maps-free / maps.
+    Measured data only. Decided once per problem; recorded
     in ``problem.info["espirit"]["maps_free"]`` (rule, chosen, held-out errors, SPIRiT settings, seconds)."""
     import time
     c = problem.classical
@@ -353,18 +364,26 @@ def coil_operator(problem: MRIProblem, maps_free=None, fraction: float = HOLDOUT
         spirit = spirit_operator(problem)
     except Exception as e:   # e.g. too few ACS lines to calibrate: the maps stay
         rec["spirit_error"] = str(e)
-    if spirit is not None and choice == "holdout":
-        err = {"maps": 0.0, "maps-free": 0.0}
+    if spirit is not None and choice is not False:   # CG-SPIRiT's λ: the grid value predicting held-out lines best
+        err_m, err_f = 0.0, np.zeros(len(SPIRIT_GRID))
         for fold in range(folds):
             train, val = holdout_split(problem.mask, fraction, seed, fold)
             if val is None:
                 continue
-            for name, op in (("maps", maps_op), ("maps-free", spirit)):
-                err[name] += _holdout_errors(problem, op, "sense", (SENSE_LAMBDA,), train, val)[0]
-        rec["holdout_error"] = {k: round(float(v), 6) for k, v in err.items()}
-        free = err["maps-free"] < err["maps"]
+            err_f += np.asarray(_holdout_errors(problem, spirit, "sense", SPIRIT_GRID, train, val))
+            if choice == "holdout":
+                err_m += _holdout_errors(problem, maps_op, "sense", (SENSE_LAMBDA,), train, val)[0]
+        best = int(np.argmin(err_f)) if err_f.any() else SPIRIT_GRID.index(SENSE_LAMBDA)
+        spirit.l2 = float(SPIRIT_GRID[best])
+        rec["spirit_lamda"] = {"rule": "self-validation (CG-SPIRiT, same folds)", "grid": list(SPIRIT_GRID),
+                               "holdout_error": [round(float(e), 6) for e in err_f], "lamda": spirit.l2}
+        if choice == "holdout":
+            rec["holdout_error"] = {"maps": round(float(err_m), 6), "maps-free": round(float(err_f[best]), 6)}
+            free = err_f[best] < err_m
+        else:
+            free = bool(choice)
     else:
-        free = bool(choice) and choice != "holdout" and spirit is not None
+        free = False
     if spirit is not None:
         rec["spirit"] = c["spirit_params"]
     rec["chosen"] = "maps-free" if free else "maps"
@@ -392,6 +411,10 @@ def choose_lamda(problem: MRIProblem, method: str, max_iter=None, grid=None,
     import time
     t0 = time.perf_counter()
     if method == "sense" and grid is None:
+        op = coil_operator(problem)
+        if _is_maps_free(op):
+            return {**problem.info["espirit"]["maps_free"]["spirit_lamda"], "time_s": 0.0,
+                    "note": "maps-free (CG-SPIRiT): chosen with the maps / maps-free rule (espirit.maps_free)"}
         return {"rule": "fixed relative to the data scale (zero-filled ESPIRiT image p99 = 1)",
                 "lamda": SENSE_LAMBDA, "time_s": 0.0}
     grid = tuple(grid or (SENSE_GRID if method == "sense" else L1_GRID))
