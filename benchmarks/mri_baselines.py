@@ -180,14 +180,24 @@ def merge(args):
                          for f, p in zip(args.inputs, parts)},
               "bart_borrowed": [list(k) for k in borrowed], "rows": rows, "scale_rows": scale_rows,
               "checks_failed": checks(rows)}
+    before_rows = None
+    if args.before:   # the before-table on the same (scan, accel, seed) cases only: same seeds in every mean
+        cases = {(r["scan"], r["accel"], r["seed"]) for r in rows}
+        before_rows = [r for r in json.loads(Path(args.before).read_text())["rows"]
+                       if (r["scan"], r["accel"], r["seed"]) in cases]
+        result["before"] = {"file": str(args.before), "checks_failed_same_cases": checks(before_rows)}
     _write(Path(args.out), result, rows, scale_rows)
     if args.before:
-        before = json.loads(Path(args.before).read_text())
-        md = before_after_md(before["rows"], rows)
+        md = before_after_md(before_rows, rows)
         out = Path(args.out).with_name(Path(args.out).name + "_vs_before.md")
         tmp = out.with_suffix(".md.tmp")
+        fb, fa = result["before"]["checks_failed_same_cases"], result["checks_failed"]
         tmp.write_text(f"# Before ({args.before}) → after ({args.out}.json)\n\nMean PSNR dB / SSIM over the seeds "
-                       "(fastMRI metrics); BART pics seed 0 at its best λ (oracle).\n\n" + md + "\n")
+                       "of the after-table (the before-table restricted to the same scan x acceleration x seed "
+                       "cases; fastMRI metrics); BART pics seed 0 at its best λ (oracle).\n\n" + md +
+                       f"\n\n## Failed checks on these cases: {len(fb)} before → {len(fa)} after\n\nBefore:\n\n" +
+                       "\n".join(f"* {c}" for c in fb) + "\n\nAfter:\n\n" +
+                       ("\n".join(f"* {c}" for c in fa) or "* all pass") + "\n")
         os.replace(tmp, out)
         print(md)
 
