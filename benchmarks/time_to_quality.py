@@ -95,7 +95,7 @@ def curve_evaluator(p):
     return evaluate
 
 
-def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, mask_path=None):
+def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, mask_path=None, l1_run=True):
     """One row: L1-wavelet, then recon's sparse-dip on the same slice through the runner (the route of
     ``recon``: Recipe.from_preset -> runner.run), its logged rows carrying the
     data-consistent metrics and the CPU clock; the curve is rewritten to ``OUT/curves/<key>.partial.json``
@@ -115,8 +115,8 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, ma
     esp = {k: v for k, v in presets.espirit_for(cfg, accel).items() if v is not None}
     p = build_problem(sl, accel, "equispaced", seed, espirit=esp or None)
     t = time.process_time()
-    l1 = p.metrics(run_baseline(p, "l1-wavelet"))
-    l1_cpu = time.process_time() - t
+    l1 = p.metrics(run_baseline(p, "l1-wavelet")) if l1_run else {"psnr": None, "ssim": None}
+    l1_cpu = time.process_time() - t if l1_run else None
 
     evaluate = curve_evaluator(p)
 
@@ -182,7 +182,7 @@ def table(rows) -> str:
             rule += f" mask={Path(r['mask_path']).parent.name}"
         to = r["time_to_l1_cpu_s"]
         lines.append(
-            f"| {r['scan']} | {r['accel']}× | {rule} | {r['l1_psnr']:.2f} | "
+            f"| {r['scan']} | {r['accel']}× | {rule} | {fmt(r['l1_psnr'], '.2f')} | "
             f"{fmt(None if to is None else to / 60, '.1f')} | {r['steps_run']} / {r['steps_configured']} | "
             f"{r['total_cpu_s'] / 60:.1f} | {fmt(r['final_psnr'], '.2f')} / {fmt(r['final_ssim'], '.3f')} | "
             f"{fmt(r['best_dc_psnr'], '.2f')} | {fmt(r.get('train_cpu_s_per_step'), '.3f')} |")
@@ -231,6 +231,38 @@ def simulate(out, tols=(0.02, 0.05, 0.1, 0.2), patiences=(250, 500, 1000)) -> st
     return "\n".join(lines) + "\n"
 
 
+def at_steps(out, steps, extra=()) -> str:
+    """Each curve (``OUT/curves/*.json`` and the ``extra`` curve files) read at the given steps: the CPU-s
+    and the data-consistent PSNR there, and the time to L1-wavelet (recon's defaults now). A run at a
+    constant lr without a stop is, up to step N, the run of N steps (nothing in it depends on the step
+    count), so its curve read at N is the N-step run; a curve with a decaying lr is not (marked)."""
+    rows = {}
+    rf = Path(out) / "rows.json"
+    if rf.is_file():
+        rows = {r["key"]: r for r in json.loads(rf.read_text())["rows"]}
+    lines = ["| curve | lr decay | mask CPU-s | train CPU-s / step | time to L1 CPU-s (step) | " +
+             " | ".join(f"step {n}: CPU-s, DC PSNR" for n in steps) + " |",
+             "|---|---|---|---|---|" + "---|" * len(steps)]
+    l1 = {}
+    for f in sorted((Path(out) / "curves").glob("*.json")) + [Path(e) for e in extra]:
+        name = f.name[:-len(".json")]
+        curve = json.loads(f.read_text())
+        scan, accel = name.split("_")[0], int(name.split("_")[1].rstrip("x"))
+        if (scan, accel) not in l1:
+            l1[scan, accel] = l1_reference(scan, accel)
+        decay = (rows.get(name, {}).get("set") or {}).get("lr_final")
+        to, to_step = time_to(curve, l1[scan, accel])
+        per = (curve[-1]["cpu_s"] - curve[0]["cpu_s"]) / max(curve[-1]["step"] - curve[0]["step"], 1)
+        cells = []
+        for n in steps:
+            h = next((h for h in curve if h["step"] == n), None)
+            cells.append("—" if h is None else f"{h['cpu_s']:.0f}, {h['average_dc_psnr']:.2f}")
+        lines.append(f"| {name}{' (partial)' if name.endswith('.partial') else ''} | "
+                     f"{'cosine to ' + format(decay, 'g') if decay else 'none'} | {curve[0]['cpu_s']:.0f} | {per:.3f} | "
+                     f"{fmt(to, '.0f')}" + ("" if to is None else f" ({to_step})") + " | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scan", nargs="+", choices=SCANS, default=["brain16"])
@@ -242,6 +274,9 @@ def main(argv=None):
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="preset overrides (e.g. stop_tol=0.1 mask_steps=300); recorded in the row")
     ap.add_argument("--tag", default="", help="row name suffix for runs with --set")
+    ap.add_argument("--skip-l1", action="store_true",
+                    help="do not run L1-wavelet before the network (its PSNR and the time to it come from a later "
+                         "--refresh-l1 call)")
     ap.add_argument("--pruning-mask", default=None, metavar="FILE",
                     help="train on this saved mask (mask.safetensors of an earlier run) instead of learning one")
     ap.add_argument("--log-every", type=int, default=50)
@@ -254,6 +289,11 @@ def main(argv=None):
                          "the value at run time is kept as l1_psnr_at_run")
     ap.add_argument("--simulate", action="store_true",
                     help="also print where the image-change rule would stop the rule-free runs")
+    ap.add_argument("--at-steps", nargs="+", type=int, default=None, metavar="N",
+                    help="also write OUT/at_steps.md: every curve read at these steps (a constant-lr curve read "
+                         "at N is the N-step run)")
+    ap.add_argument("--curve", nargs="*", default=[], metavar="FILE",
+                    help="more curve files for --at-steps (e.g. the cold runs of another results folder)")
     args = ap.parse_args(argv)
     from mri_oes.io import write_json, atomic_path
     from mri_oes.runtime import configure_runtime
@@ -279,7 +319,8 @@ def main(argv=None):
                         continue
                     print(f"{key}: running", flush=True)
                     row, curve = run_row(scan, accel, None if rule == "preset" else rule, args.seed, sets,
-                                         args.log_every, out, key, mask_path=args.pruning_mask)
+                                         args.log_every, out, key, mask_path=args.pruning_mask,
+                                         l1_run=not args.skip_l1)
                     row["key"] = key
                     row["commit"] = commit
                     write_json(out / "curves" / f"{key}.json", curve)
@@ -287,7 +328,7 @@ def main(argv=None):
                     rows = json.loads(rows_file.read_text())["rows"] if rows_file.is_file() else []
                     rows = [r for r in rows if r["key"] != key] + [row]   # another process may have added rows
                     write_json(rows_file, {"rows": rows})
-                    print(f"{key}: final {row['final_psnr']:.2f} (L1 {row['l1_psnr']:.2f}), time to L1 "
+                    print(f"{key}: final {row['final_psnr']:.2f} (L1 {fmt(row['l1_psnr'], '.2f')}), time to L1 "
                           f"{row['time_to_l1_cpu_s']} CPU-s, end {row['total_cpu_s']:.0f} CPU-s", flush=True)
                     with atomic_path(out / "table.md") as tmp:
                         tmp.write_text(table(rows))
@@ -307,6 +348,11 @@ def main(argv=None):
         with atomic_path(out / "table.md") as tmp:
             tmp.write_text(text)
     print(text)
+    if args.at_steps:
+        text = at_steps(out, args.at_steps, args.curve)
+        with atomic_path(out / "at_steps.md") as tmp:
+            tmp.write_text(text)
+        print(text)
     if args.simulate:
         text = simulate(out)
         with atomic_path(out / "stop_rule_settings.md") as tmp:
