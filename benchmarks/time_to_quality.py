@@ -235,7 +235,8 @@ def at_steps(out, steps, extra=()) -> str:
     """Each curve (``OUT/curves/*.json`` and the ``extra`` curve files) read at the given steps: the CPU-s
     and the data-consistent PSNR there, and the time to L1-wavelet (recon's defaults now). A run at a
     constant lr without a stop is, up to step N, the run of N steps (nothing in it depends on the step
-    count), so its curve read at N is the N-step run; a curve with a decaying lr is not (marked)."""
+    count), so its curve read at N is the N-step run; a curve with a decaying lr is not (marked). L1-wavelet's
+    PSNR is the rows' (``--refresh-l1``: the code now) or, for a scan without a row, computed here."""
     rows = {}
     rf = Path(out) / "rows.json"
     if rf.is_file():
@@ -243,7 +244,7 @@ def at_steps(out, steps, extra=()) -> str:
     lines = ["| curve | lr decay | mask CPU-s | train CPU-s / step | time to L1 CPU-s (step) | " +
              " | ".join(f"step {n}: CPU-s, DC PSNR" for n in steps) + " |",
              "|---|---|---|---|---|" + "---|" * len(steps)]
-    l1 = {}
+    l1 = {(r["scan"], r["accel"]): r["l1_psnr"] for r in rows.values() if r.get("l1_psnr") is not None}
     for f in sorted((Path(out) / "curves").glob("*.json")) + [Path(e) for e in extra]:
         name = f.name[:-len(".json")]
         curve = json.loads(f.read_text())
