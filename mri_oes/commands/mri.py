@@ -148,7 +148,9 @@ def register(subparsers) -> None:
                          "slice, sha256, density, CPU-seconds), reused by a rerun with the same settings and "
                          "source data and refused otherwise; every slice records the mask it used "
                          "(shared_mask); the summary gives CPU-seconds per slice amortised beside cold. The "
-                         "mode is part of the run's settings (measured: results/2026-12-05-shared-masks)")
+                         "mode is part of the run's settings. Default none: protocol was measured only at 8x on "
+                         "three 256x256 scans (within 0.4 dB of their own masks, mask learning paid once; "
+                         "results/2026-12-05-shared-masks)")
     p.add_argument("--init-from", metavar="RUN", default=None,
                    help="network methods: start the network from the trained weights of a finished run instead "
                         "of its seeded random init: RUN is a slice folder (.../slices/<file>/<NNN>) or a recon "
