@@ -9,6 +9,8 @@ with one meaning and one validated range everywhere.
 ``--min-layer-density``  per-layer floor of kept weights (prevents layer collapse at low density)
 ``--pruning-mask``       a saved network pruning mask (``mask.safetensors``); fastMRI's "mask" is
                          the k-space sampling mask (``--accel``, ``--mask-type``, ``--center-fraction``)
+``--share-pruning-mask`` ``recon``: none (a learned mask per slice), volume (one per file) or protocol
+                         (one per grid and acceleration), learned once and used by those slices
 ``--kl-weight``          weight of the KL term of OES mask learning (was ``--lam``)
 ``--reg-weight``         regularisation weight of SENSE / L1-wavelet (SigPy's ``lamda``; was ``--lamda``)
 ``--accel``              acceleration(s) of the k-space sampling mask (one or more values)
