@@ -27,7 +27,8 @@ from .errors import UserError
 ALIASES = {"reg_weight": "lamda", "kl_weight": "lam", "pruning_mask": "mask_path"}
 #: recon destinations that are not per-slice settings (inputs, parallelism, output handling)
 _NOT_SETTINGS = {"paths", "method", "slice", "accel", "preset", "out", "overwrite", "workers", "gpus_per_task",
-                 "ray_address", "retries", "func", "progress", "no_espirit_cache"}
+                 "ray_address", "retries", "func", "progress", "no_espirit_cache",
+                 "share_mask"}   # one slice here: a mask shared across slices is recon's (--share-pruning-mask)
 
 
 def _recon_defaults():
