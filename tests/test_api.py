@@ -44,7 +44,8 @@ def test_reconstruct_an_array_with_a_sampling_mask(tmp_path):
     mask, _ = make_mask(k.shape[-1], 4, "equispaced", 0)
     image, record = mri_oes.reconstruct(k, mask=mask, method="l1-wavelet", reference=ref, reg_weight=0.003,
                                         out=tmp_path / "keep")
-    same, _ = mri_oes.reconstruct(BRAIN, accel=4, method="l1-wavelet")   # the same mask drawn from accel=4
+    same, _ = mri_oes.reconstruct(BRAIN, accel=4, method="l1-wavelet",   # the same mask drawn from accel=4
+                                  reg_weight=0.003)
     np.testing.assert_allclose(image, same, rtol=1e-4, atol=1e-5 * float(same.max()))
     assert record["final"]["psnr"] is not None and record["lamda"] == 0.003
     # the run folder is kept with `out`, as recon writes it
