@@ -388,7 +388,8 @@ def table(args):
               "command": "python benchmarks/mri_baselines.py " + " ".join(sys.argv[1:]),
               "config": {"scans": args.scans, "accels": args.accels, "seeds": args.seeds,
                          "bart_seeds": args.bart_seeds if bart_on else [], "fold_over": args.fold_over,
-                         "mask": "fastmri equispaced", "threads": 1, "jobs": args.jobs, "bart_lambdas": BART_LAMBDAS},
+                         "mask": "fastmri equispaced", "threads": 1, "jobs": args.jobs, "bart_lambdas": BART_LAMBDAS,
+                         "maps_free": B.MAPS_FREE},
               "host": f"{platform.node()} ({os.cpu_count()} cores)",
               "wall_s": round(time.perf_counter() - t0, 1), "rows": rows, "scale_rows": scale_rows,
               "checks_failed": checks(rows)}
@@ -431,8 +432,14 @@ def main(argv=None):
         ap.add_argument("--fold-over", type=float, default=None)
         ap.add_argument("--scales", nargs="*", type=float, default=[])
         ap.add_argument("--jobs", type=int, default=1, help="cases run in parallel processes (1 thread each)")
+        ap.add_argument("--maps-free", choices=("off", "on", "holdout"), default=None,
+                        help="SENSE / L1-wavelet operator: ESPIRiT maps (off), SPIRiT coil images (on), or per scan "
+                             "by held-out lines (holdout); default: baselines.MAPS_FREE")
         ap.add_argument("--out", required=True)
-        return table(ap.parse_args(argv[1:]))
+        args = ap.parse_args(argv[1:])
+        if args.maps_free is not None:   # set before the cases run (forked workers inherit it)
+            B.MAPS_FREE = {"off": False, "on": True, "holdout": "holdout"}[args.maps_free]
+        return table(args)
     if argv[:1] == ["merge"]:
         ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         ap.add_argument("--inputs", nargs="+", required=True)

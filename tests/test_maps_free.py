@@ -77,7 +77,8 @@ def _untimed(d):
     return {k: _untimed(v) if isinstance(v, dict) else v for k, v in d.items() if k != "time_s"}
 
 
-def test_maps_free_rule_never_reads_the_reference():
+def test_maps_free_rule_never_reads_the_reference(monkeypatch):
+    monkeypatch.setattr(B, "MAPS_FREE", "holdout")
     sl = _brain()
     p = build_problem(sl, 4, "equispaced", seed=0)
     images = {m: B.run_baseline(p, m, max_iter=20) for m in METHODS}
@@ -110,10 +111,11 @@ def test_forced_choices_and_the_image_convention():
 
 
 @pytest.mark.slow
-def test_fold_over_at_8x_stays_above_zero_filled(shared_data):
+def test_fold_over_at_8x_stays_above_zero_filled(shared_data, monkeypatch):
     """brain8 folded into 70 % of its phase-encode FOV, 8x seed 0 (6 ACS lines): before the maps-free
     fallback ESPIRiT SENSE 20.71 / L1-wavelet 20.49 dB against zero-filled 21.50 (2026-12-05)."""
     import os
+    monkeypatch.setattr(B, "MAPS_FREE", "holdout")   # the rule is off by default (baselines.MAPS_FREE)
     sl = fold_over(load_slice(os.path.join(shared_data, "mri", "brain8_full.h5"), 0), 0.7)
     p = build_problem(sl, 8, "equispaced", seed=0)
     zf = p.metrics(B.zero_filled(p))

@@ -74,8 +74,11 @@ HOLDOUT_SEED = 0
 #: maps-free fallback (:func:`coil_operator`): ``"holdout"`` = per scan, ESPIRiT maps (one or two sets, as
 #: :func:`classical_operator` chose) or SPIRiT on the coil images (:class:`operators.mri_coils.
 #: SpiritCoilImagesMRI`), whichever predicts the held-out measured lines better (CG fits, the λ rule's
-#: folds); ``True`` / ``False``: always / never maps-free
-MAPS_FREE = "holdout"
+#: folds); ``True`` / ``False``: always / never maps-free. Off by default: on 24 shared scan × acceleration ×
+#: seed cases the held-out rule chose maps-free on every one (it does not single out failing maps), raised
+#: SENSE everywhere but lowered L1-wavelet by 0.9-3.5 dB on most clean scans: failed checks 20 -> 22
+#: (results/2026-12-05-maps-free/README.md); ``benchmarks/mri_baselines.py table --maps-free holdout`` reruns it
+MAPS_FREE = False
 #: Tikhonov λ grid of CG-SPIRiT (scaled units), chosen per scan with the maps / maps-free rule: the
 #: penalty competes with SPIRiT's weak constraint on the unmeasured lines, so it matters far more than
 #: SENSE's (bundled brain 4x: λ 0 32.5 dB, 1e-3 32.1, 0.01 28.6; brain8 folded to 70 %, 8x seed 0: 0 19.8,
@@ -378,8 +381,8 @@ def coil_operator(problem: MRIProblem, maps_free=None, fraction: float = HOLDOUT
                     f"better than the ESPIRiT maps' ({folds} folds of {fraction:g}, seed {seed})")
            if choice == "holdout" else f"given: {'maps-free' if choice else 'maps'}"}
     spirit = None
-    try:
-        spirit = spirit_operator(problem)
+    try:   # not calibrated when the maps are given: the default costs no SPIRiT fit
+        spirit = spirit_operator(problem) if choice is not False else None
     except Exception as e:   # e.g. too few ACS lines to calibrate: the maps stay
         rec["spirit_error"] = str(e)
     if spirit is not None and choice is not False:   # CG-SPIRiT's λ: the grid value predicting held-out lines best
