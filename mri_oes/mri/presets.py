@@ -90,8 +90,8 @@ _CPU = {
     "by_accel": {4: {"channels": [192] * 5 + [64], "steps": 11000, "steps_pixels": 256 * 256,
                      "min_layer_density": 0.1, "kept_per_measurement": 0.9, "density_max": 0.9},
                  # 8x: the constant-lr curve at 2,000 steps equals the 3,000-step final on brain8b (27.17 vs 27.14)
-                 # and brain4 (31.14 vs 31.15) and is above it on brain16 (24.74 vs 24.09) for a third less
-                 # training, while a 64-wide last layer, 300 mask steps or a cosine decay each lost 0.7-1.1 dB on
+                 # and brain4 (31.14 vs 31.15), is above it on brain16 (24.74 vs 24.09) and 0.23 dB below on brain8
+                 # for a third less training, while a 64-wide last layer, 300 mask steps or a cosine decay each lost 0.7-1.1 dB on
                  # brain8b (results/2026-12-05-levers-8x/README.md)
                  8: {"steps": 2000}},
 }
