@@ -6,18 +6,17 @@
   sampled coil images, not on unrelated images);
 * the maps / maps-free rule never reads the reference (corrupted reference and unmeasured k-space ->
   the same choice, held-out errors and images) and is recorded;
-* brain8 folded into 70 % of its phase-encode FOV at 8x (6 ACS lines; ESPIRiT SENSE 20.71 and
-  L1-wavelet 20.49 dB against zero-filled 21.50 before) stays above zero-filled at the defaults (slow).
+* (tests/test_mri_defaults.py) brain8 folded into 70 % of its phase-encode FOV at 8x stays above
+  zero-filled with the rule on (slow).
 """
 import numpy as np
-import pytest
 import torch
 
 from mri_oes import datasets
 from mri_oes.mri import baselines as B
 from mri_oes.mri import espirit as E
 from mri_oes.mri.data import load_slice
-from mri_oes.mri.problem import build_problem, fold_over, ifft2c_np
+from mri_oes.mri.problem import build_problem, ifft2c_np
 from operators.mri import fft2c
 from operators.mri_coils import SpiritCoilImagesMRI
 from operators.testing import check_adjoint
@@ -25,12 +24,6 @@ from operators.testing import check_adjoint
 METHODS = ("sense", "l1-wavelet")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _brain():
@@ -108,18 +101,3 @@ def test_forced_choices_and_the_image_convention():
     q = build_problem(_brain(), 4, "equispaced", seed=0)
     assert B.coil_operator(q, maps_free=False) is B.classical_operator(q)
     assert q.info["espirit"]["maps_free"]["chosen"] == "maps"
-
-
-@pytest.mark.slow
-def test_fold_over_at_8x_stays_above_zero_filled(shared_data, monkeypatch):
-    """brain8 folded into 70 % of its phase-encode FOV, 8x seed 0 (6 ACS lines): before the maps-free
-    fallback ESPIRiT SENSE 20.71 / L1-wavelet 20.49 dB against zero-filled 21.50 (2026-12-05)."""
-    import os
-    monkeypatch.setattr(B, "MAPS_FREE", "holdout")   # the rule is off by default (baselines.MAPS_FREE)
-    sl = fold_over(load_slice(os.path.join(shared_data, "mri", "brain8_full.h5"), 0), 0.7)
-    p = build_problem(sl, 8, "equispaced", seed=0)
-    zf = p.metrics(B.zero_filled(p))
-    for m in METHODS:
-        q = p.metrics(B.run_baseline(p, m))
-        assert q["psnr"] > zf["psnr"] and q["ssim"] > zf["ssim"], (m, q, zf)
-    assert p.info["espirit"]["maps_free"]["chosen"] == "maps-free"

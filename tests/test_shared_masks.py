@@ -22,12 +22,6 @@ TINY = ["--method", "sparse-dip", "--accel", "4", "--levels", "3", "--width", "0
 RUN = "sparse-dip_4x"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # tiny nets: 2 threads on the shared 2-core box are much slower
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_data(folder: Path) -> Path:

@@ -17,12 +17,6 @@ TINY = ["--slice", "0", "--accel", "4", "--workers", "1", "--threads", "1", "--s
         "--levels", "3", "--width", "0.25"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # tiny nets: 2 threads on the shared 2-core box are much slower
-    yield
-    torch.set_num_threads(threads)
 
 
 def _recon(path, out, method, *extra):
