@@ -6,7 +6,8 @@ Reads committed result files only (no training): the network rows of an MRI qual
 (``benchmarks/time_to_quality.py``, ``benchmarks/reuse_across_slices.py``), and the classical rows of
 ``benchmarks/mri_baselines.py table`` (``rows``: ``method``, ``psnr``, ``ssim``, ``scale``). A network
 row counts when it ran recon's default recipe: variant ``default`` (``cold`` in the benchmark files,
-or the method's name, where every configured step must have run: no stop, no warm start, no given mask).
+or the method's name, where every configured step must have run: no stop, no warm start, no given mask,
+no ``--set`` override).
 
     python benchmarks/network_vs_classical.py \\
         --network results/2026-11-27-mri-gpu/table.json results/2026-12-05-reuse-across-slices/rows.json \\
@@ -46,7 +47,7 @@ def network_rows(paths) -> dict:
             # a stop rule that never fired ran every step: the same image as the default run
             default = r.get("variant") == "default" or (
                 r.get("variant", "cold") in ("cold", method) and r.get("stopped_at") is None
-                and not r.get("init_from") and not r.get("mask_path")
+                and not r.get("init_from") and not r.get("mask_path") and not r.get("set")
                 and r.get("steps_run", r.get("steps")) == r.get("steps_configured", r.get("steps")))
             if method not in ("sparse-dip", "deep-decoder") or not default:
                 continue
@@ -91,6 +92,8 @@ def compare(net: dict, cla: dict) -> list:
             "sparse_dip_psnr": statistics.fmean(p["psnr"] for p in per_seed),
             "sparse_dip_ssim": statistics.fmean(p["ssim"] for p in per_seed),
             "density": statistics.fmean(p["density"] for p in per_seed if p["density"] is not None),
+            "steps": sorted({int(net[(scan, accel, sd, "sparse-dip")].get("steps_configured")
+                                 or net[(scan, accel, sd, "sparse-dip")].get("steps") or 0) for sd in seeds}),
             **{f"{m.replace('-', '_')}_{k}": mean(m, k) for m in CLASSICAL for k in ("psnr", "ssim")},
             "deep_decoder_psnr": statistics.fmean(r["final_psnr"] for r in dd) if dd else None,
             "deep_decoder_seeds": [int(r["seed"]) for r in dd],
@@ -101,15 +104,16 @@ def compare(net: dict, cla: dict) -> list:
 
 
 def markdown(table: list) -> str:
-    head = ("| scan | accel | seeds | Sparse-DIP PSNR / SSIM (density) | SENSE | L1-wavelet | zero-filled | "
-            "dense deep decoder (seeds) | Δ PSNR vs max(SENSE, L1) per seed | met |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| scan | accel | seeds | steps | Sparse-DIP PSNR / SSIM (density) | SENSE | L1-wavelet | zero-filled | "
+            "dense deep decoder (seeds) | Δ PSNR vs max(SENSE, L1) per seed | met |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in table:
         dd = (f"{r['deep_decoder_psnr']:.2f} ({','.join(map(str, r['deep_decoder_seeds']))})"
               if r["deep_decoder_psnr"] is not None else "—")
         deltas = ", ".join(f"{p['delta_psnr']:+.2f}" for p in r["per_seed"])
         lines.append(
-            f"| {r['scan']} | {r['accel']}x | {','.join(map(str, r['seeds']))} | {r['sparse_dip_psnr']:.2f} / "
+            f"| {r['scan']} | {r['accel']}x | {','.join(map(str, r['seeds']))} | "
+            f"{','.join(map(str, r['steps']))} | {r['sparse_dip_psnr']:.2f} / "
             f"{r['sparse_dip_ssim']:.3f} ({r['density']:.2f}) | {r['sense_psnr']:.2f} / {r['sense_ssim']:.3f} | "
             f"{r['l1_wavelet_psnr']:.2f} / {r['l1_wavelet_ssim']:.3f} | {r['zero_filled_psnr']:.2f} / "
             f"{r['zero_filled_ssim']:.3f} | {dd} | {deltas} | {'yes' if r['met'] else '**no**'} |")
