@@ -18,6 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mri_oes.io import atomic_path, write_json  # noqa: E402
+
 
 def _slices(out: Path, method: str = "sparse-dip") -> dict:
     """``{(scan, slice): record}`` of every complete slice of ``method`` runs under recon folder ``out``."""
@@ -72,8 +74,7 @@ def main(argv=None) -> int:
            "config": {"own": next(iter(own.values()))["config"] if own else None,
                       "shared": next(iter(shared.values()))["config"] if shared else None},
            "versions": next(iter((shared or own).values()))["versions"] if (shared or own) else None}
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "rows.json").write_text(json.dumps(doc, indent=1) + "\n")
+    write_json(a.out / "rows.json", doc)
 
     def f(v, fmt):
         return "—" if v is None else format(v, fmt)
@@ -96,7 +97,8 @@ def main(argv=None) -> int:
             lines.append(f"| {name} ({r['run']}) | {r.get('share_mask', 'none')} | {r['slices']} | "
                          f"{r.get('shared_masks')} | {f(r.get('mask_cpu_s'), '.0f')} | "
                          f"{f(r.get('amortised_cpu_s_per_slice'), '.0f')} | {f(r.get('cold_cpu_s_per_slice'), '.0f')} |")
-    (a.out / "table.md").write_text("\n".join(lines) + "\n")
+    with atomic_path(a.out / "table.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
