@@ -95,11 +95,16 @@ class MultiCoilMRI(LinearOperator):
         maps = self.maps.to(t.dtype) if self.maps.dtype != t.dtype else self.maps
         return maps, self.mask.to(t.real.dtype)
 
-    def _forward(self, x):
-        maps, mask = self._cast(x)
+    def coil_images(self, x):
+        """Coil images ``S x`` of a batched operator input ``(B, [sets,] H, W)`` → ``(B, coils, H, W)``
+        (summed over the map sets)."""
+        maps, _ = self._cast(x)
         if self.sets > 1:
-            return mask * fft2c((maps * x.unsqueeze(2)).sum(1))
-        return mask * fft2c(maps * x.unsqueeze(1))
+            return (maps * x.unsqueeze(2)).sum(1)
+        return maps * x.unsqueeze(1)
+
+    def _forward(self, x):
+        return self._cast(x)[1] * fft2c(self.coil_images(x))
 
     def _adjoint(self, y):
         maps, mask = self._cast(y)

@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .base import LinearOperator, OperatorInputError, center_crop
@@ -77,9 +78,11 @@ class CoilImagesMRI(LinearOperator):
         return 2 * self.in_shape[0]
 
     @staticmethod
-    def rss(x: torch.Tensor) -> torch.Tensor:
-        """Root-sum-of-squares over the coil axis (-3) of complex coil images."""
-        return x.abs().pow(2).sum(-3).sqrt()
+    def rss(x):
+        """Root-sum-of-squares over the coil axis (-3) of complex coil images (torch or numpy)."""
+        if isinstance(x, torch.Tensor):
+            return x.abs().pow(2).sum(-3).sqrt()
+        return np.sqrt((np.abs(x) ** 2).sum(-3))
 
     @property
     def acceleration(self) -> float:
@@ -130,6 +133,14 @@ class SpiritCoilImagesMRI(LinearOperator):
 
     def _adjoint(self, y):
         return self.data._adjoint(y[:, 0]) + self.mu ** 0.5 * self._gmi_h(y[:, 1])
+
+    def coil_images(self, x):
+        """The coil images of an operator input: the input itself (as :meth:`MultiCoilMRI.coil_images`)."""
+        return x
+
+    def combine(self, x):
+        """The image of an operator input: the RSS of its coil images (as :meth:`MultiCoilMRI.combine`)."""
+        return CoilImagesMRI.rss(x)
 
     def augment(self, y):
         """Measured k-space ``(coils, H, W)`` → this operator's right-hand side ``(2, coils, H, W)``."""

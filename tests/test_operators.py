@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import operators as O
+from operators.mri_coils import SpiritCoilImagesMRI
 from operators.testing import AdjointTestError, check_adjoint
 
 # One small builder per registered operator name. A new plugin must add itself here:
@@ -29,6 +30,10 @@ EXTRA = {
     "composed": lambda: O.Inpaint((1, 32, 32), keep_fraction=0.5) @ O.Denoise((1, 32, 32)),
     "scaled": lambda: 2.5 * O.SuperResolution((1, 32, 32), factor=2),
     "adjoint-of-sr": lambda: O.SuperResolution((1, 32, 32), factor=2).H,
+    # not registered (it needs calibrated SPIRiT kernels): the classical methods' maps-free operator
+    "mri-coil-images-spirit": lambda: SpiritCoilImagesMRI(
+        torch.rand(12, generator=torch.Generator().manual_seed(1)) > 0.5,
+        torch.randn(3, 3, 10, 12, dtype=torch.complex64, generator=torch.Generator().manual_seed(0)), mu=0.7),
 }
 
 

@@ -228,13 +228,6 @@ def _train_operator(op, train):
     return MultiCoilMRI(op.maps, torch.from_numpy(train)).to(op.device)
 
 
-def _coil_images(op, x):
-    """Coil images of an operator input (torch): ``x`` itself maps-free, else ``S x`` (summed over sets)."""
-    if _is_maps_free(op):
-        return x
-    return (op.maps * x.unsqueeze(-3)).sum(0) if op.sets > 1 else op.maps * x.unsqueeze(0)
-
-
 def _rhs(op, y):
     """The right-hand side of ``op`` for measured k-space ``y`` (maps-free: ``y`` stacked on zeros)."""
     return op.augment(y) if _is_maps_free(op) else y
@@ -273,7 +266,7 @@ def _holdout_errors(problem: MRIProblem, op, method: str, grid, train, val, max_
     for lam in grid:
         x = _solve(op_t, y_t, method, lam, iters, alpha)
         x = torch.from_numpy(np.asarray(x, np.complex64)).to(dev)
-        pred = mv * fft2c(_coil_images(op_t, x))
+        pred = mv * fft2c(op_t.coil_images(x[None])[0])
         # scale-invariant: 1 - cos² between predicted and measured held-out k-space (a plain relative
         # error rewarded shrinkage: a large λ scales a poor prediction towards zero, error -> 1)
         num = float((pred.conj() * y_v).sum().abs() ** 2)
@@ -385,7 +378,7 @@ def coil_operator(problem: MRIProblem, maps_free=None, fraction: float = HOLDOUT
         spirit = spirit_operator(problem) if choice is not False else None
     except Exception as e:   # e.g. too few ACS lines to calibrate: the maps stay
         rec["spirit_error"] = str(e)
-    if spirit is not None and choice is not False:   # CG-SPIRiT's λ: the grid value predicting held-out lines best
+    if spirit is not None:   # CG-SPIRiT's λ: the grid value predicting held-out lines best
         err_m, per_fold = 0.0, []
         for fold in range(folds):
             train, val = holdout_split(problem.mask, fraction, seed, fold)
@@ -478,27 +471,21 @@ def zero_filled(problem: MRIProblem, combine: str = "rss") -> np.ndarray:
     return problem.zero_filled(combine)
 
 
-def _image(problem: MRIProblem, op, x) -> np.ndarray:
-    """Solver output → image in original units: maps-free, the RSS of the coil images (fastMRI's
-    convention); with maps, :meth:`MultiCoilMRI.combine` (the image, or the RSS over two map sets)."""
-    if _is_maps_free(op):
-        return problem.unscale(np.sqrt((np.abs(np.asarray(x)) ** 2).sum(0)))
-    return problem.unscale(op.combine(x))
-
-
 def sense(problem: MRIProblem, lamda=None, max_iter: int = SENSE_ITERS) -> np.ndarray:
     """CG-SENSE with ℓ2 (Tikhonov) regularisation ``λ`` through ``problem.operator`` (``None``: chosen
     per scan by :func:`choose_lamda`)."""
     lam = _lamda(problem, "sense", lamda, max_iter)
     op = coil_operator(problem)
-    return _image(problem, op, _solve(op, problem.y, "sense", lam, max_iter))
+    # the image in original units: with maps the image (RSS over two sets), maps-free the RSS of the coil images
+    return problem.unscale(op.combine(_solve(op, problem.y, "sense", lam, max_iter)))
 
 
 def l1_wavelet(problem: MRIProblem, lamda=None, max_iter: int = L1_ITERS) -> np.ndarray:
     """ℓ1-wavelet compressed sensing through ``problem.operator`` (``λ`` ``None``: chosen per scan)."""
     lam = _lamda(problem, "l1-wavelet", lamda, max_iter)
     op = coil_operator(problem)
-    return _image(problem, op, _solve(op, problem.y, "l1-wavelet", lam, max_iter))
+    # the image in original units: with maps the image (RSS over two sets), maps-free the RSS of the coil images
+    return problem.unscale(op.combine(_solve(op, problem.y, "l1-wavelet", lam, max_iter)))
 
 
 def run_baseline(problem: MRIProblem, method: str, lamda=None, max_iter=None) -> np.ndarray:
