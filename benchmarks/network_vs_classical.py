@@ -21,20 +21,20 @@ issue's: Sparse-DIP's final (data-consistent) image at or above max(SENSE, L1-wa
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mri_oes.io import atomic_path, write_json  # noqa: E402
+from mri_oes.errors import UserError  # noqa: E402
+from mri_oes.io import atomic_path, read_json, write_json  # noqa: E402
 
 CLASSICAL = ("zero-filled", "sense", "l1-wavelet")
 
 
 def _rows(path: Path) -> list:
-    data = json.loads(path.read_text())
+    data = read_json(path, what="result file")
     return data["rows"] if isinstance(data, dict) else data
 
 
@@ -129,7 +129,10 @@ def main(argv=None) -> int:
     for f in a.network + a.classical:
         if not Path(f).is_file():
             p.error(f"no such result file: {f}")
-    table = compare(network_rows(a.network), classical_rows(a.classical))
+    try:
+        table = compare(network_rows(a.network), classical_rows(a.classical))
+    except UserError as e:   # a file that is not a bounded JSON document: one line, no traceback
+        p.error(str(e))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     md = markdown(table)

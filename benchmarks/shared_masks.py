@@ -12,33 +12,33 @@ training curves) and ``table.md`` into ``--out``. ``--l1 OUT`` adds L1-wavelet's
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mri_oes.io import atomic_path, write_json  # noqa: E402
+from mri_oes.errors import UserError  # noqa: E402
+from mri_oes.io import atomic_path, read_json, write_json  # noqa: E402
 
 
 def _slices(out: Path, method: str = "sparse-dip") -> dict:
     """``{(scan, slice): record}`` of every complete slice of ``method`` runs under recon folder ``out``."""
     recs = {}
     for f in sorted(out.glob(f"{method}_*/slices/*/*/metrics.json")):
-        r = json.loads(f.read_text())
+        r = read_json(f, what="slice record")
         recs[(r["scan"], int(r["slice"]), int(r["accel"]))] = r
     return recs
 
 
 def _summary(out: Path, method: str = "sparse-dip") -> list:
     f = out / "summary.json"
-    return [r for r in json.loads(f.read_text())["rows"] if r["method"] == method] if f.is_file() else []
+    return [r for r in read_json(f, what="run summary")["rows"] if r["method"] == method] if f.is_file() else []
 
 
 def _masks(out: Path) -> list:
     rows = []
     for f in sorted(out.glob("sparse-dip_*/masks/*/metrics.json")):
-        r = json.loads(f.read_text())
+        r = read_json(f, what="shared mask record")
         rows.append({"run": f.parents[2].name, "key": f.parent.name, **r["shared_mask"], "density": r["density"],
                      "mask_steps": r["mask_steps"], "cpu_s": r["time"].get("cpu_s"), "wall_s": r["time"]["total_s"],
                      "finding1_psnr": (r.get("final") or {}).get("psnr")})
@@ -59,8 +59,12 @@ def main(argv=None) -> int:
     ap.add_argument("--l1", type=Path, default=None, help="recon folder with --method l1-wavelet (optional)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
-    own, shared = _slices(a.own), _slices(a.shared)
-    l1 = _slices(a.l1, "l1-wavelet") if a.l1 else {}
+    try:   # a record that is not a bounded JSON document: one line, no traceback
+        own, shared = _slices(a.own), _slices(a.shared)
+        l1 = _slices(a.l1, "l1-wavelet") if a.l1 else {}
+        masks, summary = _masks(a.shared), {"own": _summary(a.own), "shared": _summary(a.shared)}
+    except UserError as e:
+        ap.error(str(e))
     rows = []
     for key in sorted(set(own) | set(shared)):
         scan, sl, accel = key
@@ -69,8 +73,7 @@ def main(argv=None) -> int:
                "l1_psnr": l1[key]["final"]["psnr"] if key in l1 else None}
         rows.append(row)
     doc = {"own_run": str(a.own), "shared_run": str(a.shared), "l1_run": str(a.l1) if a.l1 else None,
-           "rows": rows, "masks": _masks(a.shared),
-           "summary": {"own": _summary(a.own), "shared": _summary(a.shared)},
+           "rows": rows, "masks": masks, "summary": summary,
            "config": {"own": next(iter(own.values()))["config"] if own else None,
                       "shared": next(iter(shared.values()))["config"] if shared else None},
            "versions": next(iter((shared or own).values()))["versions"] if (shared or own) else None}
