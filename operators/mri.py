@@ -112,6 +112,19 @@ class MultiCoilMRI(LinearOperator):
             return (maps.conj() * ifft2c(mask * y).unsqueeze(1)).sum(2)
         return (maps.conj() * ifft2c(mask * y)).sum(1)
 
+    #: the classical ℓ1 solver thresholds the input's axis 0 separately (one image, or one per map set)
+    joint_sparse = False
+    #: ℓ2 (Tikhonov) weight the classical ℓ1 solver adds on this operator: none with maps
+    l2 = 0.0
+
+    def with_mask(self, mask) -> "MultiCoilMRI":
+        """The same maps on other sampled lines (``mask`` as in the constructor), on this device."""
+        return MultiCoilMRI(self.maps, _as_tensor(mask)).to(self.device)
+
+    def augment(self, y):
+        """Measured k-space ``(coils, H, W)`` → the right-hand side of this operator: ``y`` itself."""
+        return y
+
     def combine(self, x):
         """Image of an operator input: ``x`` itself for one map set, the RSS over the sets (magnitude)
         for several (numpy or torch, sets on axis -3)."""

@@ -77,6 +77,26 @@ class CoilImagesMRI(LinearOperator):
     def network_channels(self):
         return 2 * self.in_shape[0]
 
+    #: the classical ℓ1 solver thresholds the coil images (axis 0) jointly; it adds no ℓ2 term
+    joint_sparse = True
+    l2 = 0.0
+
+    def with_mask(self, mask) -> "CoilImagesMRI":
+        """The same coils and grid on other sampled lines, on this device."""
+        return CoilImagesMRI(_as_tensor(mask), self.in_shape[0], self.in_shape[-2:]).to(self.device)
+
+    def augment(self, y):
+        """Measured k-space ``(coils, H, W)`` → the right-hand side of this operator: ``y`` itself."""
+        return y
+
+    def coil_images(self, x):
+        """The coil images of an operator input: the input itself."""
+        return x
+
+    def combine(self, x):
+        """The image of an operator input: the RSS of its coil images."""
+        return CoilImagesMRI.rss(x)
+
     @staticmethod
     def rss(x):
         """Root-sum-of-squares over the coil axis (-3) of complex coil images (torch or numpy)."""
@@ -108,7 +128,10 @@ class SpiritCoilImagesMRI(LinearOperator):
     in_dtype = torch.complex64
     out_dtype = torch.complex64
 
-    def __init__(self, mask, image_kernels, mu: float = 1.0, noise=None):
+    #: the classical ℓ1 solver thresholds the coil images (axis 0) jointly (joint sparsity)
+    joint_sparse = True
+
+    def __init__(self, mask, image_kernels, mu: float = 1.0, l2: float = 0.01, noise=None):
         g = _as_tensor(image_kernels)
         if g.dim() != 4 or g.shape[0] != g.shape[1]:
             raise OperatorInputError(f"mri-coil-images-spirit: image_kernels must be (coils, coils, H, W), "
@@ -120,6 +143,9 @@ class SpiritCoilImagesMRI(LinearOperator):
         self.mask = self.data.mask
         self.kernels = g.to(torch.complex64).contiguous()
         self.mu = float(mu)
+        # ℓ2 (Tikhonov) weight the classical ℓ1 solver adds (CG-SPIRiT's λ), so ℓ1-SPIRiT tends to
+        # CG-SPIRiT as its λ → 0 (mri_oes.mri.baselines sets it per scan)
+        self.l2 = float(l2)
         super().__init__((C, H, W), (2, C, H, W), noise=noise)
 
     def _gmi(self, x):            # (G - I) x, x: (B, C, H, W)
@@ -141,6 +167,10 @@ class SpiritCoilImagesMRI(LinearOperator):
     def combine(self, x):
         """The image of an operator input: the RSS of its coil images (as :meth:`MultiCoilMRI.combine`)."""
         return CoilImagesMRI.rss(x)
+
+    def with_mask(self, mask) -> "SpiritCoilImagesMRI":
+        """The same kernels, μ and ℓ2 weight on other sampled lines, on this device."""
+        return SpiritCoilImagesMRI(_as_tensor(mask), self.kernels, self.mu, self.l2).to(self.device)
 
     def augment(self, y):
         """Measured k-space ``(coils, H, W)`` → this operator's right-hand side ``(2, coils, H, W)``."""

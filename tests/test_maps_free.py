@@ -104,3 +104,31 @@ def test_forced_choices_and_the_image_convention():
     q = build_problem(_brain(), 4, "equispaced", seed=0)
     assert B.coil_operator(q, maps_free=False) is B.classical_operator(q)
     assert q.info["espirit"]["maps_free"]["chosen"] == "maps"
+
+
+def test_the_operators_carry_what_the_classical_solvers_need():
+    """Maps, plain coil images and SPIRiT share one interface (baselines has no per-class dispatch):
+    ``with_mask`` (the held-out rule's training-lines operator), ``augment`` (the right-hand side),
+    ``joint_sparse`` and ``l2`` (L1-wavelet's prox and ℓ2 term)."""
+    from operators.mri import MultiCoilMRI
+    from operators.mri_coils import CoilImagesMRI
+    gen = torch.Generator().manual_seed(0)
+    C, H, W = 3, 8, 10
+    maps = torch.randn(C, H, W, dtype=torch.complex64, generator=gen)
+    g = torch.randn(C, C, H, W, dtype=torch.complex64, generator=gen)
+    mask, train = np.ones(W, np.float32), np.zeros(W, np.float32)
+    train[::2] = 1
+    y = torch.randn(C, H, W, dtype=torch.complex64, generator=gen)
+    ops = {"maps": MultiCoilMRI(maps, mask), "coil images": CoilImagesMRI(mask, C, (H, W)),
+           "spirit": SpiritCoilImagesMRI(mask, g, mu=0.7, l2=0.03)}
+    for name, op in ops.items():
+        t = op.with_mask(train)
+        assert type(t) is type(op) and t.in_shape == op.in_shape and t.out_shape == op.out_shape, name
+        assert torch.equal(t.mask[0, 0], torch.from_numpy(train)) and t.l2 == op.l2, name
+        rhs = op.augment(y)
+        assert tuple(rhs.shape) == op.out_shape, name
+        x = op.adjoint(rhs)
+        assert tuple(x.shape) == op.in_shape, name
+    assert ops["spirit"].with_mask(train).mu == 0.7 and torch.equal(ops["spirit"].with_mask(train).kernels, g)
+    assert (ops["maps"].joint_sparse, ops["coil images"].joint_sparse, ops["spirit"].joint_sparse) == (False, True, True)
+    assert (ops["maps"].l2, ops["spirit"].l2) == (0.0, 0.03)

@@ -209,42 +209,15 @@ def holdout_split(mask: np.ndarray, fraction: float = HOLDOUT_FRACTION, seed: in
     return (m & ~val).astype(np.float32), val.astype(np.float32)
 
 
-def _is_maps_free(op) -> bool:
-    from operators.mri_coils import SpiritCoilImagesMRI
-    return isinstance(op, SpiritCoilImagesMRI)
-
-
-def _train_operator(op, train):
-    """``op`` restricted to the ``train`` lines (same maps, or same SPIRiT kernels and μ)."""
-    import torch
-
-    from operators.mri import MultiCoilMRI
-    from operators.mri_coils import SpiritCoilImagesMRI
-    if _is_maps_free(op):
-        t = SpiritCoilImagesMRI(torch.from_numpy(train), op.kernels, op.mu).to(op.device)
-        if hasattr(op, "l2"):
-            t.l2 = op.l2
-        return t
-    return MultiCoilMRI(op.maps, torch.from_numpy(train)).to(op.device)
-
-
-def _rhs(op, y):
-    """The right-hand side of ``op`` for measured k-space ``y`` (maps-free: ``y`` stacked on zeros)."""
-    return op.augment(y) if _is_maps_free(op) else y
-
-
-def _l2(op) -> float:
-    """ℓ2 weight L1-wavelet adds: maps-free, CG-SPIRiT's λ (``op.l2``, set by :func:`coil_operator`; SENSE's
-    λ before a choice), so ℓ1-SPIRiT tends to CG-SPIRiT as λ → 0 (without it SPIRiT's noise amplification
-    at 8x took L1 below zero-filled: brain8 folded to 70 %, 8x seed 0, λ 0.003: 20.6 dB against CG-SPIRiT's
-    22.5 and zero-filled 21.5); 0 with maps (as before)."""
-    return float(getattr(op, "l2", SENSE_LAMBDA)) if _is_maps_free(op) else 0.0
-
-
 def _solve(op, y, method: str, lam: float, iters: int, alpha=None) -> np.ndarray:
+    """``method`` on operator ``op`` for measured k-space ``y``: the operator gives the right-hand side
+    (``op.augment``: maps-free, ``y`` stacked on zeros), L1-wavelet's joint sparsity over the coil images
+    (``op.joint_sparse``) and its ℓ2 term (``op.l2``: maps-free, CG-SPIRiT's λ, so ℓ1-SPIRiT tends to
+    CG-SPIRiT as λ → 0 (without it SPIRiT's noise amplification at 8x took L1 below zero-filled: brain8
+    folded to 70 %, 8x seed 0, λ 0.003: 20.6 dB against CG-SPIRiT's 22.5 and zero-filled 21.5); 0 with maps)."""
     if method == "sense":
-        return sense_operator(op, _rhs(op, y), lam, iters)
-    return l1_wavelet_operator(op, _rhs(op, y), lam, iters, alpha=alpha, joint=_is_maps_free(op), l2=_l2(op))
+        return sense_operator(op, op.augment(y), lam, iters)
+    return l1_wavelet_operator(op, op.augment(y), lam, iters, alpha=alpha, joint=op.joint_sparse, l2=op.l2)
 
 
 def _holdout_errors(problem: MRIProblem, op, method: str, grid, train, val, max_iter=None):
@@ -254,14 +227,14 @@ def _holdout_errors(problem: MRIProblem, op, method: str, grid, train, val, max_
     import torch
 
     from operators.mri import fft2c
-    op_t = _train_operator(op, train)
+    op_t = op.with_mask(train)   # the same maps (or SPIRiT kernels, μ and ℓ2 weight) on the train lines
     dev = problem.y.device
     mt = torch.from_numpy(train).to(dev).reshape(1, 1, -1)
     mv = torch.from_numpy(val).to(dev).reshape(1, 1, -1)
     y_t, y_v = problem.y * mt, problem.y * mv
     ref = float(y_v.abs().pow(2).sum())
     iters = max_iter or (SENSE_ITERS if method == "sense" else L1_ITERS)
-    alpha = 1.0 / max(max_eig(op_t) + _l2(op_t), 1e-12) if method == "l1-wavelet" else None
+    alpha = 1.0 / max(max_eig(op_t) + op_t.l2, 1e-12) if method == "l1-wavelet" else None
     errors = []
     for lam in grid:
         x = _solve(op_t, y_t, method, lam, iters, alpha)
@@ -309,7 +282,7 @@ def spirit_operator(problem: MRIProblem):
         params = E.spirit_params(problem.mask, problem.image_shape[0])
         w = E.spirit_kernels(problem.kspace, problem.mask, params)
         g = E.spirit_image_kernels(w, problem.image_shape)
-        op = SpiritCoilImagesMRI(torch.from_numpy(problem.mask), torch.from_numpy(g), SPIRIT_MU)
+        op = SpiritCoilImagesMRI(torch.from_numpy(problem.mask), torch.from_numpy(g), SPIRIT_MU, l2=SENSE_LAMBDA)
         c["spirit"] = op.to(problem.operator.device)
         c["spirit_params"] = {**params, "mu": SPIRIT_MU, "time_s": round(time.perf_counter() - t0, 3)}
     return c["spirit"]
@@ -429,8 +402,8 @@ def choose_lamda(problem: MRIProblem, method: str, max_iter=None, grid=None,
     import time
     t0 = time.perf_counter()
     if method == "sense" and grid is None:
-        op = coil_operator(problem)
-        if _is_maps_free(op):
+        coil_operator(problem)
+        if problem.info["espirit"]["maps_free"]["chosen"] == "maps-free":
             return {**problem.info["espirit"]["maps_free"]["spirit_lamda"], "time_s": 0.0,
                     "note": "maps-free (CG-SPIRiT): chosen with the maps / maps-free rule (espirit.maps_free)"}
         return {"rule": "fixed relative to the data scale (zero-filled ESPIRiT image p99 = 1)",
