@@ -145,6 +145,8 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, ma
            "set": sets, "steps_configured": rec["config"]["steps"], "mask_steps": rec["mask_steps"],
            "stopped_at": res.stopped_at, "steps_run": res.steps, "holdout_best_step": res.holdout_best_step,
            "holdout_fraction": rc.holdout_fraction if rc.stop_rule == "self-validation" else None,
+           "discrepancy_tau": rc.discrepancy_tau if rc.stop_rule == "discrepancy" else None,
+           "noise": rec.get("noise"),
            "density": rec["density"], "l1_psnr": l1["psnr"], "l1_ssim": l1["ssim"], "l1_cpu_s": l1_cpu,
            "time_to_l1_cpu_s": to_l1, "time_to_l1_step": to_l1_step,
            "mask_cpu_s": curve[0]["cpu_s"] if curve else None, "total_cpu_s": total,
@@ -159,7 +161,7 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, ma
 
 
 CURVE_KEYS = ("step", "cpu_s", "average_dc_psnr", "dc_psnr", "average_psnr", "psnr", "image_change",
-              "image_change_over", "data_loss", "holdout_loss")
+              "image_change_over", "data_loss", "holdout_loss", "discrepancy")
 
 
 def fmt(v, spec):
@@ -175,6 +177,7 @@ def table(rows) -> str:
                                  f" (held out {r.get('holdout_fraction') or 0.2:g}, patience {r['stop_patience']}, "
                                  f"output of step {r.get('holdout_best_step')})"
                                  if r["stop_rule"] == "self-validation" else
+                                 f" (tau {r.get('discrepancy_tau'):g})" if r["stop_rule"] == "discrepancy" else
                                  f" (tol {r['stop_tol']:g}, patience {r['stop_patience']})")
         if r.get("set"):
             rule += " " + " ".join(f"{k}={v}" for k, v in r["set"].items())
@@ -204,7 +207,9 @@ def l1_reference(scan, accel, seed=0):
 def simulate(out, tols=(0.02, 0.05, 0.1, 0.2), patiences=(250, 500, 1000)) -> str:
     """Where the image-change rule would stop each logged curve (complete or ``.partial``), and the
     data-consistent PSNR there. Stopping only truncates a fit, so a curve shows where any rule setting
-    stops up to its last step (a curve that a rule ended shows settings that stop no later than it)."""
+    stops up to its last step (a curve that a rule ended shows settings that stop no later than it).
+    The ``discrepancy`` rule's stops are simulated by ``benchmarks/discrepancy_stop.py`` (it needs the
+    per-line residuals that its ``--run`` curves log)."""
     from mri_oes.core import should_stop
     lines = ["| curve (last step) | L1 PSNR | time to L1 (CPU-min) | tol | patience | stops at step | CPU-min | "
              "DC PSNR there |", "|---|---|---|---|---|---|---|---|"]
@@ -268,7 +273,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scan", nargs="+", choices=SCANS, default=["brain16"])
     ap.add_argument("--accel", nargs="+", type=int, choices=(4, 8), default=[8])
-    ap.add_argument("--stop-rule", nargs="+", choices=("preset", "none", "image-change", "self-validation"),
+    ap.add_argument("--stop-rule", nargs="+", choices=("preset", "none", "image-change", "self-validation", "discrepancy"),
                     default=["preset"],
                     help="stopping rules to run (preset: the cpu preset's own)")
     ap.add_argument("--seed", type=int, default=0)

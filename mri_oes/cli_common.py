@@ -220,7 +220,10 @@ def add_stop_args(p, *, rule="none", tol=0.05, patience=500):
                         "self-validation: hold --holdout-fraction of the measured lines out of the fit (mask "
                         "learning included), stop once their prediction error has not improved for "
                         "--stop-patience steps and return the output that predicted them best (data "
-                        f"consistency then uses every measured line) (default {rule_h})")
+                        "consistency then uses every measured line); discrepancy: stop once the network's "
+                        "residual on the measured lines outside the ACS block is down to --discrepancy-tau "
+                        "times what k-space noise alone leaves there (noise estimated from the k-space "
+                        f"corners; results/2026-12-05-discrepancy-stop) (default {rule_h})")
     g.add_argument("--stop-tol", type=positive_float, default=tol,
                    help=f"image-change: relative change of the output per 1,000 steps (default {tol_h})")
     g.add_argument("--stop-patience", type=positive_int, default=patience,
@@ -231,6 +234,10 @@ def add_stop_args(p, *, rule="none", tol=0.05, patience=500):
                                                       what="a fraction in (0, 1)"), default=frac,
                    help="self-validation: fraction of the measured lines outside the ACS block held out, "
                         f"chosen with --seed (default {frac_h})")
+    tau, tau_h = _default(None, name="discrepancy_tau")
+    g.add_argument("--discrepancy-tau", type=positive_float, default=tau,
+                   help="discrepancy: the multiple of the noise's residual at which the fit stops "
+                        f"(default {tau_h})")
     return g
 
 

@@ -92,9 +92,11 @@ def check_precision(precision: str) -> None:
 
 
 #: ``fit(stop_rule=...)``: ``none`` (run every step), ``image-change`` (stop once the output changed
-#: less than ``stop_tol`` throughout the last ``stop_patience`` steps) or ``self-validation`` (stop once
-#: the loss on held-out measurements has not improved for ``stop_patience`` steps; see :func:`fit`)
-STOP_RULES = ("none", "image-change", "self-validation")
+#: less than ``stop_tol`` throughout the last ``stop_patience`` steps), ``self-validation`` (stop once
+#: the loss on held-out measurements has not improved for ``stop_patience`` steps) or ``discrepancy``
+#: (stop once the residual on the caller's noise entries is down to ``discrepancy_tau`` times the noise's
+#: own; see :func:`fit`)
+STOP_RULES = ("none", "image-change", "self-validation", "discrepancy")
 
 
 def check_stop_rule(stop_rule: str, stop_tol: float, stop_patience: int) -> None:
@@ -125,6 +127,15 @@ def should_stop(history: List[dict], step: int, stop_tol: float, stop_patience: 
     if not rows or min(h["step"] - h.get("image_change_over", 0) for h in rows) > step - stop_patience:
         return False
     return all(h["image_change"] < stop_tol for h in rows)
+
+
+def discrepancy(pred: torch.Tensor, y: torch.Tensor, entries: Optional[torch.Tensor], noise_level: float) -> float:
+    """The residual of ``pred`` on ``entries`` (0/1 broadcastable to ``y``; None: all) in :func:`data_loss`
+    units (summed over those entries, divided by all of ``y``'s real entries), over ``noise_level``: the
+    same quantity for measurement noise alone. 1 = the fit is down to the noise there."""
+    d = pred - y if entries is None else (pred - y) * entries
+    n_real = y.numel() * (2 if y.is_complex() else 1)
+    return float(d.abs().pow(2).sum()) / n_real / noise_level
 
 
 def holdout_loss(pred: torch.Tensor, y: torch.Tensor, holdout: torch.Tensor) -> float:
@@ -517,12 +528,13 @@ class _FitLog:
     """What a fit logs and keeps besides the weights: the logged rows (losses, the image change since
     the previous row, ``evaluate``'s metrics of the output and of the running average), the oracle best
     output, and the running average of the outputs (``decay`` > 0); with ``holdout`` (0/1 over ``y``'s
-    entries) the held-out loss of the output per row and the output with the lowest one."""
+    entries) the held-out loss of the output per row and the output with the lowest one; with ``noise``
+    (``(entries, level)``) the raw iterate's :func:`discrepancy` per row."""
 
     def __init__(self, res: "FitResult", evaluate: Optional[Callable], callback: Optional[Callable],
-                 decay: float, device, operator=None, y=None, holdout=None):
+                 decay: float, device, operator=None, y=None, holdout=None, noise=None):
         self.res, self.evaluate, self.callback, self.decay, self.device = res, evaluate, callback, decay, device
-        self.operator, self.y, self.holdout = operator, y, holdout
+        self.operator, self.y, self.holdout, self.noise = operator, y, holdout, noise
         self.keep = None if holdout is None else 1.0 - holdout   # the entries the data loss sees
         self.t0 = time.perf_counter()
         self.avg = None                                   # running average of the outputs
@@ -551,6 +563,9 @@ class _FitLog:
             row["image_change_over"] = step - change["step"]
         if change["step"] is None or step > change["step"]:
             change["x"], change["step"] = cur.clone(), step
+        if self.noise is not None:   # the raw iterate, whose residual data_loss reports
+            with torch.no_grad():
+                row["discrepancy"] = discrepancy(self.operator(x_hat.detach()), self.y, *self.noise)
         if self.holdout is not None:
             with torch.no_grad():
                 row["holdout_loss"] = holdout_loss(self.operator(cur), self.y, self.holdout)
@@ -642,7 +657,8 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
         lr_final: Optional[float] = None, lr_decay_start: float = 0.0, grad_clip: float = 0.0,
         output_average: float = 0.0, precision: str = "float32", stop_rule: str = "none",
         stop_tol: float = 0.05, stop_patience: int = 500,
-        holdout: Optional[torch.Tensor] = None) -> FitResult:
+        holdout: Optional[torch.Tensor] = None, noise_level: Optional[float] = None,
+        noise_entries: Optional[torch.Tensor] = None, discrepancy_tau: float = 1.1) -> FitResult:
     """Fit ``operator(G(·, z)) ≈ y`` with Adam for ``steps`` steps.
 
     ``evaluate(x_hat) -> dict`` (optional; e.g. PSNR against a clean reference) is called every
@@ -682,11 +698,28 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     ``holdout``): stop at the first logged step ``stop_patience`` or more steps after the lowest
     ``holdout_loss`` so far; the output (and ``final_metrics``) is then the output logged at that lowest
     step (``holdout_best_step``), also when the rule never fired. ``stop_tol`` is not used by it.
+    ``noise_level`` (> 0, :func:`data_loss` units) with ``noise_entries`` (0/1 broadcastable to ``y``; None:
+    all entries): what measurement noise alone contributes to the data loss on those entries, from the
+    caller's estimate (the measurements only, never a reference); every logged row then carries
+    ``discrepancy`` (:func:`discrepancy`: the raw iterate's residual on those entries over that level).
+    ``stop_rule`` ``discrepancy`` (needs ``noise_level``; the discrepancy principle): stop at the first
+    logged step whose ``discrepancy`` is at most ``discrepancy_tau``; the output is then the (averaged)
+    output at that step, as with ``image-change``. It reads the logged rows only (resumable).
     """
     check_precision(precision)
     check_stop_rule(stop_rule, stop_tol, stop_patience)
     if stop_rule == "self-validation" and holdout is None:
         raise ValueError("stop_rule 'self-validation' needs held-out measurements (holdout)")
+    if stop_rule == "discrepancy" and noise_level is None:
+        raise ValueError("stop_rule 'discrepancy' needs the measurements' noise level (noise_level)")
+    if noise_level is not None and not (noise_level > 0 and math.isfinite(noise_level)):
+        raise ValueError(f"noise_level must be a positive number, got {noise_level!r}")
+    if not (discrepancy_tau > 0 and math.isfinite(discrepancy_tau)):
+        raise ValueError(f"discrepancy_tau must be a positive number, got {discrepancy_tau!r}")
+    noise = None
+    if noise_level is not None:
+        noise = (None if noise_entries is None else noise_entries.to(device=y.device, dtype=y.real.dtype),
+                 float(noise_level))
     y_fit = y
     if holdout is not None:
         holdout = holdout.to(device=y.device, dtype=y.real.dtype)
@@ -702,7 +735,7 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
     res = FitResult()
     noise_gen = torch.Generator(device=z.device).manual_seed(derive_seed(seed, "input-noise"))
     start = 0
-    log = _FitLog(res, evaluate, callback, output_average, z.device, operator, y, holdout)
+    log = _FitLog(res, evaluate, callback, output_average, z.device, operator, y, holdout, noise)
     ck_path = ck_ident = None
     if checkpoint is not None:
         from .statefile import load_state, tensor_digest
@@ -714,7 +747,10 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                                 **without_off_values({"lr_decay_start": lr_decay_start, "precision": precision,
                                                       "stop_rule": stop_rule, "stop_tol": float(stop_tol),
                                                       "stop_patience": int(stop_patience)}),
-                                **({"holdout": tensor_digest(holdout)} if holdout is not None else {}))
+                                **({"holdout": tensor_digest(holdout)} if holdout is not None else {}),
+                                **({"noise_level": float(noise_level), "discrepancy_tau": float(discrepancy_tau),
+                                    "noise_entries": None if noise_entries is None else tensor_digest(noise_entries)}
+                                   if noise_level is not None else {}))
         legacy = ck_path.with_suffix(".pt")
         if legacy.is_file():
             warnings.warn(f"ignoring {legacy}: pickled checkpoints are never loaded (they can run code); "
@@ -757,6 +793,9 @@ def fit(net: nn.Module, z: torch.Tensor, operator, y: torch.Tensor, param: Param
                 bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("loss", "psnr")})
             if stop_rule == "image-change" and should_stop(res.history, step, stop_tol, stop_patience):
                 res.stopped_at = step   # before this step's update: the output is the one just logged
+                break
+            if stop_rule == "discrepancy" and row["discrepancy"] <= discrepancy_tau:
+                res.stopped_at = step   # as image-change: the output is the one just logged
                 break
             held_step = log.held["step"]
             if stop_rule == "self-validation" and held_step is not None and step - held_step >= stop_patience:

@@ -4,7 +4,9 @@
 an optional ``evaluate(x_hat) -> dict`` against a reference (never used by the fit),
 ``to_display(x_hat) -> ndarray`` for PNGs (CHW/HW float in [0, 1]), and an optional
 ``holdout(fraction, seed) -> tensor`` choosing the measurements the ``self-validation`` stopping rule
-holds out (0/1, broadcastable to ``y``; MRI: measured phase-encode lines). Natural-image tasks are built
+holds out (0/1, broadcastable to ``y``; MRI: measured phase-encode lines), and an optional ``noise() ->
+{"level", "entries", "sigma2", ...}``: the measurements' noise for the ``discrepancy`` stopping rule
+(:meth:`mri_oes.mri.problem.MRIProblem.noise`). Natural-image tasks are built
 here; MRI problems come from :mod:`mri_oes.mri.problem`.
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Problem:
     to_display: Optional[Callable] = None
     measurements_display: Optional[np.ndarray] = None
     holdout: Optional[Callable] = None
+    noise: Optional[Callable] = None
 
     @property
     def out_channels(self) -> int:

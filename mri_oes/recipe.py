@@ -69,6 +69,7 @@ class Training:
     stop_tol: float = 0.05
     stop_patience: int = 500
     holdout_fraction: float = 0.2          # self-validation: measured lines held out (outside the ACS block)
+    discrepancy_tau: float = 1.1           # discrepancy: stop at this multiple of the noise's residual
     sgld_std: float = 0.0                  # gp-dip: weight noise per step
     seed: int = 0
     log_every: int = 50
@@ -106,7 +107,7 @@ OFF_VALUES = {"precision": "float32", "lr_decay_start": 0.0, "steps_pixels": Non
 #: file, learned on its centre slice; protocol = one per grid and acceleration, learned on the centre slice
 #: of the first file (mri_oes.mri.volume.plan_shared_masks)
 SHARE_MODES = ("none", "volume", "protocol")
-STOP_FIELDS = ("stop_rule", "stop_tol", "stop_patience", "holdout_fraction")
+STOP_FIELDS = ("stop_rule", "stop_tol", "stop_patience", "holdout_fraction", "discrepancy_tau")
 #: what :meth:`Recipe.for_problem` turns into the fit's depth, steps and density
 RESOLUTION_INPUTS = ("levels_cap", "steps_pixels", "density_rule")
 
@@ -192,7 +193,8 @@ class Recipe:
                               output_average=pre.get("output_average") or 0.0, precision=pre["precision"],
                               stop_rule=pre.get("stop_rule") or "none", stop_tol=pre.get("stop_tol", 0.05),
                               stop_patience=pre.get("stop_patience", 500),
-                              holdout_fraction=pre.get("holdout_fraction", Training.holdout_fraction)),
+                              holdout_fraction=pre.get("holdout_fraction", Training.holdout_fraction),
+                              discrepancy_tau=pre.get("discrepancy_tau", Training.discrepancy_tau)),
             mri=Acquisition(accel=accel, data_consistency=bool(pre.get("data_consistency", False))))
         if not learned:
             given = {k: v for k, v in given.items() if k not in ("density", "generator")}
@@ -286,6 +288,8 @@ class Recipe:
             raise UserError(f"--stop-patience must be >= 1, got {self.stop_patience!r}")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise UserError(f"--holdout-fraction must be in (0, 1), got {self.holdout_fraction!r}")
+        if not (self.discrepancy_tau > 0 and self.discrepancy_tau < float("inf")):
+            raise UserError(f"discrepancy_tau must be a positive number, got {self.discrepancy_tau!r}")
         if not 0.0 <= self.output_average < 1.0:
             raise UserError(f"output_average must be in [0, 1), got {self.output_average}")
         if not 0.0 <= self.lr_decay_start < 1.0:
@@ -352,7 +356,8 @@ class Recipe:
 
 def without_off_values(d: dict) -> dict:
     """``d`` without the options at their "off" value (:data:`OFF_VALUES`; the stopping rule ``none``
-    with its tolerance, patience and held-out fraction; the fraction under any rule but ``self-validation``): the one rule that keeps the identities of runs (and of fits and
+    with its tolerance, patience, held-out fraction and discrepancy multiple; the fraction under any rule but
+    ``self-validation``, the multiple under any but ``discrepancy``): the one rule that keeps the identities of runs (and of fits and
     checkpoints, :func:`mri_oes.core.fit`) made before those options existed."""
     d = dict(d)
     for k, off in OFF_VALUES.items():
@@ -361,8 +366,11 @@ def without_off_values(d: dict) -> dict:
     if d.get("stop_rule", "none") == "none":
         for k in STOP_FIELDS:
             d.pop(k, None)
-    elif d.get("stop_rule") != "self-validation":   # only that rule holds measurements out
+        return d
+    if d.get("stop_rule") != "self-validation":   # only that rule holds measurements out
         d.pop("holdout_fraction", None)
+    if d.get("stop_rule") != "discrepancy":
+        d.pop("discrepancy_tau", None)
     return d
 
 

@@ -111,6 +111,16 @@ def holdout_of(problem, rc: Recipe):
     return problem.holdout(rc.holdout_fraction, rc.seed)
 
 
+def noise_of(problem, rc: Recipe) -> Optional[dict]:
+    """The measurements' noise (``problem.noise()``) for the ``discrepancy`` stopping rule, else None."""
+    if rc.stop_rule != "discrepancy":
+        return None
+    if problem.noise is None:
+        raise UserError(f"--stop-rule discrepancy needs the measurements' noise level; this {problem.kind} problem "
+                        "has no estimate of it (MRI k-space only)")
+    return problem.noise()
+
+
 def get_mask(problem, rc: Recipe, device, out: Optional[Path], cfg: GeneratorConfig, net, z, seeds,
              identity: Optional[dict] = None, holdout=None):
     """The mask for a sparse method: a given file (rebuilding its own theta_in and z), a pruning-at-init
@@ -173,10 +183,12 @@ def _prepare(problem, recipe: Recipe, command: str):
         mcfg = Mask.load(rc.mask_path).generator_config() if rc.method == "sparse-dip" and rc.mask_path else cfg
         load_init_weights(rc.init_from, build_generator(mcfg, 0, problem.image_hw))
     holdout_of(problem, rc)   # nothing to hold out: refused here
+    noise_of(problem, rc)     # no noise estimate: refused here
     return rc, cfg, run_identity(problem, rc, command), device
 
 
-def _record(problem, rc: Recipe, command, device, cfg, net, mask, mask_res, res, f1, report, seeds, total):
+def _record(problem, rc: Recipe, command, device, cfg, net, mask, mask_res, res, f1, report, seeds, total,
+            noise=None):
     """The run's schema record (:func:`mri_oes.schema.make_record`)."""
     from .schema import make_record
     n_weights = mask.n_total if mask is not None else sum(p.numel() for p in maskable_parameters(net).values())
@@ -201,7 +213,10 @@ def _record(problem, rc: Recipe, command, device, cfg, net, mask, mask_res, res,
         stop_rule=rc.stop_rule if res is not None else None,
         stopped_at=res.stopped_at if res is not None else None,
         **({"holdout_best_step": res.holdout_best_step, "holdout_fraction": rc.holdout_fraction}
-           if res is not None and rc.stop_rule == "self-validation" else {}))
+           if res is not None and rc.stop_rule == "self-validation" else {}),
+        **({"noise": {"sigma2": noise["sigma2"], "level": noise["level"], "lines": noise["lines"],
+                      "discrepancy_tau": rc.discrepancy_tau}}
+           if res is not None and noise is not None else {}))
     if mask_res is not None:
         record["mask_learning"] = {"history": mask_res.history, "time_s": mask_res.wall_time_s,
                                    "finding1": problem.evaluate(f1) if problem.evaluate else None}
@@ -259,15 +274,17 @@ def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: boo
             if work is not None:
                 save_image(work / "finding1.png", _display(problem, f1))
         res = None
+        noise = noise_of(problem, rc)
         if rc.steps > 0:
             res = methods.train_generator(
                 net, z, problem.operator, problem.y, mask=mask,
                 sgld_std=rc.sgld_std if rc.method == "gp-dip" else 0.0, evaluate=problem.evaluate,
                 progress=rc.progress, desc=rc.method,
                 checkpoint=(work / "checkpoint.safetensors") if work is not None else None,
-                identity=identity, callback=callback, holdout=holdout, **rc.fit_options())
+                identity=identity, callback=callback, holdout=holdout, **rc.fit_options(),
+                **({"noise_level": noise["level"], "noise_entries": noise["entries"]} if noise is not None else {}))
         record = _record(problem, rc, command, device, cfg, net, mask, mask_res, res, f1, report, seeds,
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, noise)
         if work is not None:
             _write_outputs(work, problem, rc, cfg, identity, net, mask, res, record, writer)
             rd.commit()
