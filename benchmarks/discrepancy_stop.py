@@ -177,6 +177,19 @@ def simulate(rows, noise: dict):
     return out
 
 
+def mark_duplicates(docs, losses) -> None:
+    """A curve whose logged data losses (by step) are all on another curve of the same scan and acceleration
+    is that run again (a copy in another results folder, a run a rule ended): it is marked ``duplicate_of``
+    the longer (the first of equals) and left out of the summary."""
+    for i, (si, ai, li) in enumerate(losses):
+        for j, (sj, aj, lj) in enumerate(losses):
+            if i == j or (si, ai) != (sj, aj) or len(li) > len(lj) or (len(li) == len(lj) and i < j):
+                continue
+            if all(k in lj and np.isclose(v, lj[k], rtol=1e-5, atol=0) for k, v in li.items()):
+                docs[i]["duplicate_of"] = docs[j]["curve"]
+                break
+
+
 def summarise(curves) -> list:
     """Per rule setting, over the distinct Sparse-DIP curves: the worst PSNR change against the horizon on
     curves that do not overfit, and the share of the lost peak recovered on those that do."""
@@ -324,7 +337,7 @@ def main(argv=None):
     import subprocess
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    noise, docs, seen = {}, [], {}
+    noise, docs, losses = {}, [], []
     with tempfile.TemporaryDirectory() as data_dir:
         for f in files:
             got = read_curve(f)
@@ -350,12 +363,11 @@ def main(argv=None):
             horizon = min(rows[-1]["step"], nz["default_steps"])
             cut = [r for r in rows if r["step"] <= horizon]
             peak = max(cut, key=lambda r: r["psnr"])
-            key = (scan, accel, len(rows), tuple(round(r["data_loss"], 12) for r in rows[:6]))
             name = str(f.relative_to(ROOT)) if f.is_absolute() and ROOT in f.parents else str(f)
             doc = {"curve": name, "scan": scan, "accel": accel, "net": net, "last_step": rows[-1]["step"],
                    "horizon": horizon, "peak_step": peak["step"], "peak_psnr": peak["psnr"],
                    "horizon_psnr": cut[-1]["psnr"], "overfits": cut[-1]["psnr"] < peak["psnr"] - OVERFIT_DB,
-                   "duplicate_of": seen.get(key),
+                   "duplicate_of": None,
                    "loss_at_peak_over_floor": peak["data_loss"] / nz["noise_floor"],
                    "loss_at_horizon_over_floor": cut[-1]["data_loss"] / nz["noise_floor"],
                    "loss_at_peak_over_true": peak["data_loss"] / nz["true_image_loss"],
@@ -364,12 +376,13 @@ def main(argv=None):
                    "stops": {s: ({"step": r["step"], "psnr": r["psnr"], "cpu_s": r["cpu_s"]} if r is not None else
                                  {"step": None, "psnr": cut[-1]["psnr"], "cpu_s": cut[-1]["cpu_s"]})
                              for s, r in simulate(cut, nz).items()}}
-            seen.setdefault(key, name)
+            losses.append((scan, accel, {r["step"]: r["data_loss"] for r in rows}))
             docs.append(doc)
+    mark_duplicates(docs, losses)
     main_set = [d for d in docs if d["net"] == "sparse-dip" and d["duplicate_of"] is None]
     summary = summarise(main_set)
     out = Path(args.out)
-    write_json(out / "rows.json", {"commit": commit, "cg_iters": args.cg_iters,
+    write_json(out / "simulation.json", {"commit": commit, "cg_iters": args.cg_iters,
                                    "overfit_db": OVERFIT_DB, "noise": list(noise.values()), "curves": docs,
                                    "summary_sparse_dip": summary})
     lines = ["| scan | accel | coils, grid | sigma² (scaled) | noise floor σ²f | LS floor / σ²f | fittable / σ²f | "
