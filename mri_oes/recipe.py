@@ -58,6 +58,7 @@ class MaskOptions:
 class Training:
     steps: int = 2000
     steps_pixels: Optional[int] = None     # steps were sized for this many pixels: smaller grids get more
+    steps_scale_max: Optional[float] = None   # ... at most this many times more (None: no limit)
     lr: float = 1e-2
     lr_final: Optional[float] = None       # cosine decay of the lr to this value (None: constant)
     lr_decay_start: float = 0.0            # ... after this fraction of the steps
@@ -97,11 +98,13 @@ class Runtime:
 PARTS = {"network": Network, "mask": MaskOptions, "training": Training, "mri": Acquisition, "runtime": Runtime}
 #: option name -> the part that holds it
 FIELD_PART = {f.name: part for part, cls in PARTS.items() for f in fields(cls)}
-#: core.fit keyword arguments that the training part carries (steps_pixels, sgld_std and holdout_fraction are
-#: not fit's: the problem turns the fraction into fit's ``holdout`` entries)
-FIT_OPTIONS = tuple(f.name for f in fields(Training) if f.name not in ("steps_pixels", "sgld_std", "holdout_fraction"))
+#: core.fit keyword arguments that the training part carries (steps_pixels, steps_scale_max, sgld_std and
+#: holdout_fraction are not fit's: the problem turns the fraction into fit's ``holdout`` entries)
+FIT_OPTIONS = tuple(f.name for f in fields(Training)
+                    if f.name not in ("steps_pixels", "steps_scale_max", "sgld_std", "holdout_fraction"))
 #: fields left out of an identity at their "off" value (runs from before the option keep their identity)
-OFF_VALUES = {"precision": "float32", "lr_decay_start": 0.0, "steps_pixels": None, "init_from": None,
+OFF_VALUES = {"precision": "float32", "lr_decay_start": 0.0, "steps_pixels": None, "steps_scale_max": None,
+              "init_from": None,
               "mask_source": "oes", "synflow_rounds": 100, "share_mask": "none"}
 #: recon's pruning-mask sharing (--share-pruning-mask): none = a mask learned per slice; volume = one per
 #: file, learned on its centre slice; protocol = one per grid and acceleration, learned on the centre slice
@@ -109,7 +112,7 @@ OFF_VALUES = {"precision": "float32", "lr_decay_start": 0.0, "steps_pixels": Non
 SHARE_MODES = ("none", "volume", "protocol")
 STOP_FIELDS = ("stop_rule", "stop_tol", "stop_patience", "holdout_fraction", "discrepancy_tau")
 #: what :meth:`Recipe.for_problem` turns into the fit's depth, steps and density
-RESOLUTION_INPUTS = ("levels_cap", "steps_pixels", "density_rule")
+RESOLUTION_INPUTS = ("levels_cap", "steps_pixels", "steps_scale_max", "density_rule")
 
 
 def _flag(name: str) -> str:
@@ -151,6 +154,7 @@ class Recipe:
             given["density_rule"] = None
         if "steps" in given and "steps_pixels" not in given:
             given["steps_pixels"] = None
+            given.setdefault("steps_scale_max", None)
         if "min_layer_density" in given:
             given["min_layer_density_given"] = True
         if "channels" in given and isinstance(given["channels"], list):
@@ -187,7 +191,8 @@ class Recipe:
                              min_layer_density=pre["min_layer_density"],
                              density_rule={k: pre[k] for k in ("kept_per_measurement", "density_min", "density_max")}
                              if learned and density is None else None),
-            training=Training(steps=pre["steps"], steps_pixels=pre.get("steps_pixels"), lr=pre["lr"],
+            training=Training(steps=pre["steps"], steps_pixels=pre.get("steps_pixels"),
+                              steps_scale_max=pre.get("steps_scale_max"), lr=pre["lr"],
                               lr_final=pre.get("lr_final"), lr_decay_start=pre.get("lr_decay_start") or 0.0,
                               grad_clip=pre.get("grad_clip") or 0.0, input_noise_std=pre.get("input_noise_std") or 0.0,
                               output_average=pre.get("output_average") or 0.0, precision=pre["precision"],
@@ -221,7 +226,10 @@ class Recipe:
         levels = self.levels or min(self.levels_cap or 6, largest_levels(image_hw))
         steps = self.steps
         if self.steps_pixels:   # the same compute per slice: a smaller grid gets proportionally more steps
-            steps = max(int(steps), int(round(steps * self.steps_pixels / (int(image_hw[0]) * int(image_hw[1])))))
+            scale = self.steps_pixels / (int(image_hw[0]) * int(image_hw[1]))
+            if self.steps_scale_max is not None:   # ... up to a limit (long runs on small grids overfit)
+                scale = min(scale, float(self.steps_scale_max))
+            steps = max(int(steps), int(round(steps * scale)))
         density = self.density if self.density is not None else MaskOptions.density
         return replace(self, network=replace(self.network, levels=levels),
                        training=replace(self.training, steps=int(steps)),
@@ -278,6 +286,8 @@ class Recipe:
             raise UserError(f"--method must be one of {RECON_NETWORK_METHODS + CLASSICAL_METHODS}, got {self.method!r}")
         if self.steps < 0 or self.mask_steps < 0:
             raise UserError("--steps and --mask-steps must be >= 0")
+        if self.steps_scale_max is not None and not 1.0 <= float(self.steps_scale_max) < float("inf"):
+            raise UserError(f"preset field steps_scale_max must be a number >= 1, got {self.steps_scale_max!r}")
         if self.precision not in PRECISIONS:
             raise UserError(f"--precision must be one of {tuple(PRECISIONS)}, got {self.precision!r}")
         if self.stop_rule not in STOP_RULES:

@@ -16,11 +16,13 @@ round, prune-at-init, every transfer case, the experiment scripts):
 * ``best`` {psnr, ssim, nmse, step} — ORACLE: the iterate with the highest PSNR against the clean
   reference, which a user does not have. For reporting the overfitting gap only. Its ssim and nmse
   are those *at the best-PSNR step* (not the best SSIM seen).
-* ``stop_rule`` (``none``, ``image-change``, ``self-validation``) and ``stopped_at`` — network methods:
+* ``stop_rule`` (``none``, ``image-change``, ``self-validation``, ``discrepancy``) and ``stopped_at`` — network methods:
   the ground-truth-free stopping rule of the training fit and the step it stopped at (None: it ran every
   configured step; ``steps`` is the number of steps run). Absent for classical methods. With
   ``self-validation`` also ``holdout_fraction`` and ``holdout_best_step`` (the logged step whose output
   predicted the held-out measurements best: the result); every history row carries ``holdout_loss``.
+  With ``discrepancy`` also ``noise`` {sigma2, level, lines, tau} (the k-space noise estimate the rule
+  compared the residual with); every history row carries ``discrepancy``.
 * ``time`` {total_s, fit_s, s_per_step}; ``seed`` (the one user seed) and ``seeds`` (every derived
   stream); ``device``, ``threads``, ``config`` (every option), ``versions``.
 * MRI: ``file``, ``slice``, ``accel``, ``mask_type``, ``metrics_convention`` (``fastmri``: centre

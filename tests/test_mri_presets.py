@@ -128,7 +128,7 @@ def test_steps_scale_with_the_grid_at_equal_compute():
     assert sized.for_grid((320, 320)).steps == 7000
     assert Recipe().override(steps=7000).for_grid((230, 180)).steps == 7000
     pre = presets.for_accel(presets.get("cpu"), 4)
-    pre["steps_pixels"] = 64 * 64
+    pre["steps_pixels"], pre["steps_scale_max"] = 64 * 64, None
     assert Recipe.from_preset(pre, 4, method="dip").for_grid((32, 32)).steps == 4 * pre["steps"]
     given = Recipe.from_preset(pre, 4, method="dip", steps=50)
     assert given.steps_pixels is None and given.for_grid((32, 32)).steps == 50
@@ -136,6 +136,28 @@ def test_steps_scale_with_the_grid_at_equal_compute():
     plain = Recipe.from_preset("cpu", 8, method="dip")   # 8x: no steps_pixels
     assert plain.for_grid((32, 32)).steps == plain.steps and "steps_pixels" not in plain.identity()
     assert Recipe.from_preset(pre, 4, method="dip").identity()["steps_pixels"] == 64 * 64
+
+
+def test_steps_scale_at_most_steps_scale_max():
+    """``steps_scale_max`` limits the grid scaling (the 4x preset: 2x, so brain16's 96x96 grid trains 22,000
+    steps, not 78,222); it is in the resume identity, dropped with a given step count, and a value below 1 is
+    one error naming the field."""
+    import pytest
+    from mri_oes.errors import UserError
+    from mri_oes.recipe import Recipe
+    cpu4 = Recipe.from_preset("cpu", 4, method="sparse-dip")
+    assert cpu4.steps_scale_max == 2.0
+    assert cpu4.for_grid((96, 96)).steps == 22000          # 11,000 x min(65536 / 9216, 2)
+    assert cpu4.for_grid((230, 180)).steps == 17413        # 1.58x: under the limit, unchanged
+    assert cpu4.for_grid((256, 256)).steps == 11000
+    assert cpu4.identity()["steps_scale_max"] == 2.0
+    assert "steps_scale_max" not in cpu4.for_grid((96, 96)).identity()   # resolved: the steps themselves count
+    given = Recipe.from_preset("cpu", 4, method="sparse-dip", steps=500)
+    assert given.steps_scale_max is None and given.for_grid((96, 96)).steps == 500
+    pre = presets.for_accel(presets.get("cpu"), 4)
+    pre["steps_scale_max"] = 0.5
+    with pytest.raises(UserError, match="steps_scale_max"):
+        Recipe.from_preset(pre, 4, method="sparse-dip").validate()
 
 
 def test_lr_decay_start_reaches_the_run_and_its_identity():

@@ -76,7 +76,8 @@ def _value(pre, key):
 def _steps(pre, key):
     if pre.get("steps_pixels"):
         side = int(round(pre["steps_pixels"] ** 0.5))
-        return f"{pre['steps']} for a {side}x{side} grid, proportionally more on smaller grids"
+        cap = f", at most {pre['steps_scale_max']:g}x as many" if pre.get("steps_scale_max") else ""
+        return f"{pre['steps']} for a {side}x{side} grid, proportionally more on smaller grids{cap}"
     return str(pre["steps"])
 
 

@@ -13,7 +13,8 @@ says why, naming the results README that holds its numbers):
 * ``steps`` — training steps (dense and sparse; the FINAL iterate is the result, no early stop);
   ``mask_steps`` — OES mask-learning steps for ``sparse-dip`` with a density; ``steps_pixels`` (optional)
   — the grid size (pixels) ``steps`` were sized for: a smaller grid gets proportionally more steps (the
-  same compute per slice, :func:`mri_oes.mri.volume.steps_for_grid`); a ``--steps`` flag is taken as is.
+  same compute per slice, :meth:`mri_oes.recipe.Recipe.for_grid`), at most ``steps_scale_max`` times as
+  many (optional); a ``--steps`` flag is taken as is.
 * ``kept_per_measurement`` — density rule: keep this many weights per measured real value
   (:func:`density_for`), clipped to ``[density_min, density_max]``; ``density`` (not ``None``)
   overrides the rule with a fixed fraction.
@@ -27,11 +28,14 @@ says why, naming the results README that holds its numbers):
   (:func:`mri_oes.core.fit`; weights, Adam, operator and loss stay float32).
 * ``output_average`` — the result is the running average of the iterates with this decay (the
   original DIP code's smoothing, 0.99 there); 0 = the last iterate.
-* ``stop_rule``, ``stop_tol``, ``stop_patience`` — the ground-truth-free stop of the training fit
+* ``stop_rule``, ``stop_tol``, ``stop_patience``, ``discrepancy_tau`` — the ground-truth-free stop of the training fit
   (:func:`mri_oes.core.fit`): ``none`` (every step), ``image-change`` (stop once the averaged output
   changed less than ``stop_tol`` per 1,000 steps throughout the last ``stop_patience`` steps) or
   ``self-validation`` (``holdout_fraction`` of the measured lines outside the ACS block left out of the
-  fit; stop ``stop_patience`` steps after their lowest prediction error, the output of that step).
+  fit; stop ``stop_patience`` steps after their lowest prediction error, the output of that step) or
+  ``discrepancy`` (stop at the first logged step whose residual on the measured lines outside the ACS
+  block is at most ``discrepancy_tau`` times what the k-space noise alone leaves there; the noise from
+  the k-space corners, :meth:`mri_oes.mri.problem.MRIProblem.noise`).
 * ``data_consistency`` — project the final image onto the measured k-space and report the RSS of
   the projected coil images (:meth:`mri_oes.mri.problem.MRIProblem.data_consistency`).
 * ``espirit`` — ESPIRiT settings per acceleration (``{accel: {calib_width, thresh, crop}}``,
@@ -87,7 +91,10 @@ _CPU = {
     # (17,413 on 230x180) fill the 30-minute budget; the 10 % floor keeps the 128-weight head trainable
     # (at 0.005 it kept 4 weights on brain8b and training stopped at step ~200) (R2); 0.9 kept weights per
     # measured value lifted brain8's 3-seed mean from 32.75 to 33.14 dB (L1-wavelet 32.87) (R3)
-    "by_accel": {4: {"channels": [192] * 5 + [64], "steps": 11000, "steps_pixels": 256 * 256,
+    # a smaller grid gets proportionally more steps, at most 2x: brain16 (96x96) at the unlimited 78,222 steps ended
+    # at 34.90 dB, 0.69 below its peak near step 23,000; at 22,000 steps it stands at 35.37 in 12 instead of 43
+    # CPU-min (results/2026-12-05-time-to-quality-4x/README.md); brain8 (230x180, 1.58x) keeps its 17,413
+    "by_accel": {4: {"channels": [192] * 5 + [64], "steps": 11000, "steps_pixels": 256 * 256, "steps_scale_max": 2.0,
                      "min_layer_density": 0.1, "kept_per_measurement": 0.9, "density_max": 0.9},
                  # 8x: the constant-lr curve at 2,000 steps equals the 3,000-step final on brain8b (27.17 vs 27.14)
                  # and brain4 (31.14 vs 31.15), is above it on brain16 (24.74 vs 24.09) and 0.23 dB below on brain8
