@@ -21,7 +21,22 @@ used). The levers of ``results/2026-12-05-levers-8x/``:
         --pruning-mask RUN/mask.safetensors --set steps=1500 lr_final=0.001 --out results/2026-12-05-levers-8x
 
 Resumable per row: the rows live in ``OUT/rows.json`` (rewritten atomically after each row), a row
-already there is skipped; each row's logged curve goes to ``OUT/curves/<row>.json``. ``OUT/table.md``
+already there is skipped; each row's logged curve goes to ``OUT/curves/<row>.json``. Resumable within a
+row: each row's network run has a run folder ``WORK/<row>`` (``--work``, default ``OUT/runs``; the
+runner's, as ``recon --out``: ``weights.safetensors``, ``mask.safetensors``, ``metrics.json``), staged in
+``WORK/.<row>.partial`` with a checkpoint every ``--checkpoint-every`` steps (the recipe's 500), so the same
+command after a kill continues the row from its last checkpoint (L1-wavelet and the mask learning run
+again; mask learning killed midway resumes from its own checkpoint). A changed setting (``--set``,
+``--log-every``, ``--pruning-mask``, ``--checkpoint-every``, ...) under the same row name is refused with
+the differing keys, never resumed from the other run: give another ``--tag`` or ``--work``. A resumed row
+keeps the curve rows logged before its checkpoint (with their CPU-seconds) and continues the CPU clock
+from them: the first row after the checkpoint is placed one logged interval (the run's mean training
+CPU-s per step) after the last kept row. A resumed row's CPU-seconds are thus those of the first attempt
+up to the checkpoint plus the replay-free continuation only (the replayed problem set-up, L1-wavelet and
+mask learning, and the steps between the checkpoint and the kill, are not counted); it records
+``resumed_from_step`` (None: not resumed) and ``mask_resumed_from_step`` (mask learning resumed from its
+checkpoint: the mask steps before it are missing from its CPU-seconds). ``total_cpu_s`` is the clock at the
+final logged row (the output's; the run folder's files are written after it). ``OUT/table.md``
 is rewritten and printed after every row. ``--simulate`` prints, for rows run without a rule, where
 the ``image-change`` rule would have stopped for a grid of tolerances and patiences (the rule reads
 only the logged ``image_change``, so a run without it shows where any setting of it stops, and the
@@ -95,12 +110,18 @@ def curve_evaluator(p):
     return evaluate
 
 
-def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, mask_path=None, l1_run=True):
+def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, mask_path=None, l1_run=True,
+            work=None, checkpoint_every=None):
     """One row: L1-wavelet, then recon's sparse-dip on the same slice through the runner (the route of
     ``recon``: Recipe.from_preset -> runner.run), its logged rows carrying the
     data-consistent metrics and the CPU clock; the curve is rewritten to ``OUT/curves/<key>.partial.json``
-    after every logged row (a killed row keeps its curve)."""
+    after every logged row (a killed row keeps its curve). ``work``: the folder of the row's run folder
+    ``work/<key>`` (checkpointed: a rerun resumes it, see the module docstring; None: no run folder, no
+    resume); ``checkpoint_every``: steps between its checkpoints (None: the recipe's)."""
+    from mri_oes.errors import RunMismatch
     from mri_oes.io import write_json
+    from mri_oes.rundir import is_complete
+    from mri_oes.statefile import load_state
     from mri_oes.mri import presets
     from mri_oes.mri.baselines import run_baseline
     from mri_oes.mri.data import load_slice
@@ -111,6 +132,11 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, ma
     cfg.update(sets)
     if rule is not None:
         cfg["stop_rule"] = rule
+    run_dir = Path(work) / key if work is not None else None
+    staged = run_dir.parent / f".{run_dir.name}.partial" if run_dir is not None else None
+    if run_dir is not None and is_complete(run_dir):
+        raise SystemExit(f"{key}: {run_dir} holds a finished run but {Path(out) / 'rows.json'} has no row for it; "
+                         f"delete {run_dir} to run the row again")
     sl = load_slice(scan_file(scan), 0)
     esp = {k: v for k, v in presets.espirit_for(cfg, accel).items() if v is not None}
     p = build_problem(sl, accel, "equispaced", seed, espirit=esp or None)
@@ -121,10 +147,34 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, ma
     evaluate = curve_evaluator(p)
 
     curve, partial = [], Path(out) / "curves" / f"{key}.partial.json"
+    mask_ck = staged / "mask_checkpoint.safetensors" if staged is not None else None
+    mask_resumed = load_state(mask_ck, None)["step"] if mask_ck is not None and mask_ck.is_file() else None
+    clock = {"offset": 0.0, "first": True}
     t_start = time.process_time()
 
+    def resume_clock(row):
+        """At the first logged row of a run resumed from its checkpoint: the checkpoint's rows (logged
+        before it, carrying the first attempt's clock) start the curve, and the clock continues from them."""
+        ck = staged / "checkpoint.safetensors" if staged is not None else None
+        if row["step"] == 0 or ck is None or not ck.is_file():
+            return
+        kept = [h for h in load_state(ck, None)["history"] if h["step"] < row["step"]]
+        if not kept or kept[-1].get("cpu_s") is None:
+            return
+        span = kept[-1]["step"] - kept[0]["step"]
+        per_step = (kept[-1]["cpu_s"] - kept[0]["cpu_s"]) / span if span > 0 else 0.0
+        want = kept[-1]["cpu_s"] + per_step * (row["step"] - kept[-1]["step"])
+        clock["offset"] = want - (time.process_time() - t_start)
+        curve.extend({k: h.get(k) for k in CURVE_KEYS} for h in kept)
+        if verbose:
+            print(f"{key}: resumed at step {row['step']} ({len(kept)} logged rows kept, clock continues at "
+                  f"{want:.0f} CPU-s)", flush=True)
+
     def cb(row):
-        row["cpu_s"] = time.process_time() - t_start
+        if clock["first"]:
+            clock["first"] = False
+            resume_clock(row)
+        row["cpu_s"] = time.process_time() - t_start + clock["offset"]
         curve.append({k: row.get(k) for k in CURVE_KEYS})
         write_json(partial, curve)
         if verbose:
@@ -133,10 +183,17 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, ma
 
     gp = p.as_problem({"kind": "mri", "task": "mri"}, evaluate=evaluate)
     given = {"mask_path": str(mask_path)} if mask_path else {}
+    if checkpoint_every is not None:
+        given["checkpoint_every"] = checkpoint_every
     rc = Recipe.from_preset(cfg, accel, method="sparse-dip", seed=seed, log_every=log_every, **given)
-    rec = run(gp, rc, None, save_outputs=False, command="time-to-quality", callback=cb)
+    try:
+        rec = run(gp, rc, run_dir, save_outputs=run_dir is not None, command="time-to-quality", callback=cb)
+    except RunMismatch as e:
+        raise SystemExit(f"{key}: {staged} holds this row's unfinished run with other settings (differs in: "
+                         f"{', '.join(e.keys[:8])}); rerun with its settings to resume it, or give another "
+                         f"--tag or --work (or delete that folder)") from None
     res = rec["_result"]
-    total = time.process_time() - t_start
+    total = curve[-1]["cpu_s"] if curve else time.process_time() - t_start + clock["offset"]
     hist = res.history
     fm = res.final_metrics
     to_l1, to_l1_step = time_to(hist, l1["psnr"])
@@ -156,6 +213,8 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, ma
            "train_cpu_s_per_step": (curve[-1]["cpu_s"] - curve[0]["cpu_s"]) / max(curve[-1]["step"] - curve[0]["step"], 1)
            if len(curve) > 1 else None,
            "mask_path": rc.mask_path, "sparsity": rec.get("sparsity"), "generator": rec.get("generator"),
+           "resumed_from_step": res.resumed_from, "mask_resumed_from_step": mask_resumed,
+           "run_dir": str(run_dir) if run_dir is not None else None,
            "config": rec.get("config"), "versions": rec.get("versions")}
     return row, curve
 
@@ -288,6 +347,12 @@ def main(argv=None):
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--work", default=None, metavar="DIR",
+                    help="the rows' run folders WORK/<row> (weights, mask, checkpoints: a killed row resumes from "
+                         "its last checkpoint on a rerun of the same command); default OUT/runs")
+    ap.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                    help="steps between a row's checkpoints (default: the recipe's, 500); part of the run's "
+                         "identity: a resume needs the same value")
     ap.add_argument("--table-only", action="store_true", help="print the table of the rows so far")
     ap.add_argument("--refresh-l1", action="store_true",
                     help="recompute every row's L1-wavelet PSNR with the code now (recon's classical defaults "
@@ -310,6 +375,9 @@ def main(argv=None):
     sets = parse_sets(args.set)
     if args.pruning_mask and not Path(args.pruning_mask).is_file():
         raise SystemExit(f"--pruning-mask {args.pruning_mask}: not a file")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise SystemExit(f"--checkpoint-every {args.checkpoint_every}: must be >= 1")
+    work = Path(args.work) if args.work else out / "runs"
     import subprocess
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
@@ -326,7 +394,7 @@ def main(argv=None):
                     print(f"{key}: running", flush=True)
                     row, curve = run_row(scan, accel, None if rule == "preset" else rule, args.seed, sets,
                                          args.log_every, out, key, mask_path=args.pruning_mask,
-                                         l1_run=not args.skip_l1)
+                                         l1_run=not args.skip_l1, work=work, checkpoint_every=args.checkpoint_every)
                     row["key"] = key
                     row["commit"] = commit
                     write_json(out / "curves" / f"{key}.json", curve)
