@@ -62,6 +62,16 @@ def main():
         g = r["l1_grid"]
         s = r["sense"][2]["psnr"]
         print(f"| {r['scan']} {r['accel']}x s{r['seed']} | {s:.2f} | λ {g[a]:g}: {r['l1'][a]['psnr']:.2f} | λ {g[b]:g}: {r['l1'][b]['psnr']:.2f} |")
+    for name, rule in (("smallest summed error (default)", lambda E: int(np.argmin(E.sum(0)))),
+                       ("one-standard-error", one_standard_error)):
+        fails = []
+        for r in rows:
+            q = r["l1"][rule(np.asarray(r["l1_folds"])[:, :4])]
+            z, s = r["zero-filled"], r["sense"][2]
+            tag = f"{r['scan']} {r['accel']}x s{r['seed']}"
+            fails += [f"{tag} PSNR < SENSE"] * (q["psnr"] < s["psnr"]) + [f"{tag} PSNR < zero-filled"] * (q["psnr"] < z["psnr"]) \
+                + [f"{tag} SSIM < zero-filled"] * (q["ssim"] < z["ssim"])
+        print(f"\nL1-wavelet checks failed over {len(rows)} cases, {name}: {len(fails)}: " + "; ".join(fails))
     ph = [r for r in rows if r["scan"] == "phantom4"]
     if ph:
         print("\n## phantom4: SSIM object / background per λ (reference >= / < 5 % of its maximum)\n")
