@@ -20,23 +20,24 @@ used). The levers of ``results/2026-12-05-levers-8x/``:
     python benchmarks/time_to_quality.py --scan brain8b --accel 8 --stop-rule none --tag ownmask-s1500-cos \
         --pruning-mask RUN/mask.safetensors --set steps=1500 lr_final=0.001 --out results/2026-12-05-levers-8x
 
-Resumable per row: the rows live in ``OUT/rows.json`` (rewritten atomically after each row), a row
-already there is skipped; each row's logged curve goes to ``OUT/curves/<row>.json``. Resumable within a
-row: each row's network run has a run folder ``WORK/<row>`` (``--work``, default ``OUT/runs``; the
-runner's, as ``recon --out``: ``weights.safetensors``, ``mask.safetensors``, ``metrics.json``), staged in
-``WORK/.<row>.partial`` with a checkpoint every ``--checkpoint-every`` steps (the recipe's 500), so the same
-command after a kill continues the row from its last checkpoint (L1-wavelet and the mask learning run
-again; mask learning killed midway resumes from its own checkpoint). A changed setting (``--set``,
-``--log-every``, ``--pruning-mask``, ``--checkpoint-every``, ...) under the same row name is refused with
-the differing keys, never resumed from the other run: give another ``--tag`` or ``--work``. A resumed row
-keeps the curve rows logged before its checkpoint (with their CPU-seconds) and continues the CPU clock
-from them: the first row after the checkpoint is placed one logged interval (the run's mean training
-CPU-s per step) after the last kept row. A resumed row's CPU-seconds are thus those of the first attempt
-up to the checkpoint plus the replay-free continuation only (the replayed problem set-up, L1-wavelet and
-mask learning, and the steps between the checkpoint and the kill, are not counted); it records
+Resumable per row: the rows live in ``OUT/rows.json`` (rewritten atomically after each row), a row already
+there is skipped; each row's logged curve goes to ``OUT/curves/<row>.json``. Resumable within a row: each
+row's network run has a run folder ``WORK/<row>`` (``--work``, default ``OUT/runs``; the runner's, as
+``recon --out``: ``weights.safetensors``, ``mask.safetensors``, ``recon.npy``, ``metrics.json``: a few MB
+a row; give ``--work`` outside a results folder to keep them out of it), staged in ``WORK/.<row>.partial``
+with a checkpoint every ``--checkpoint-every`` steps (the recipe's 500), so the same command after a kill
+continues the row from its last checkpoint (L1-wavelet and the mask learning run again; mask learning
+killed midway resumes from its own checkpoint). A changed setting (``--set``, ``--log-every``,
+``--pruning-mask``, ``--checkpoint-every``, ...) under the same row name is refused with the differing
+keys, never resumed from the other run: give another ``--tag`` or ``--work``. A resumed row keeps the
+curve rows logged before its checkpoint (with their CPU-seconds) and continues the CPU clock from them:
+the first row after the checkpoint is placed after the last kept row by the kept rows' mean training CPU-s
+per step times the steps between them. A resumed row's CPU-seconds are thus those of the first attempt up
+to the checkpoint plus the replay-free continuation only (the replayed problem set-up, L1-wavelet and mask
+learning, and the steps between the checkpoint and the kill, are not counted); it records
 ``resumed_from_step`` (None: not resumed) and ``mask_resumed_from_step`` (mask learning resumed from its
-checkpoint: the mask steps before it are missing from its CPU-seconds). ``total_cpu_s`` is the clock at the
-final logged row (the output's; the run folder's files are written after it). ``OUT/table.md``
+checkpoint: the mask steps before it are missing from its CPU-seconds). ``total_cpu_s`` is the clock at
+the final logged row (the output's; the run folder's files are written after it). ``OUT/table.md``
 is rewritten and printed after every row. ``--simulate`` prints, for rows run without a rule, where
 the ``image-change`` rule would have stopped for a grid of tolerances and patiences (the rule reads
 only the logged ``image_change``, so a run without it shows where any setting of it stops, and the
