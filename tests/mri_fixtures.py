@@ -93,3 +93,14 @@ def brain_h5(tmp_path_factory):
     if not BRAIN.exists():
         pytest.skip("shared/data/mri/brain8_full.h5 not available")
     return write_file(tmp_path_factory.mktemp("mri") / "brain_cut.h5", brain_cut())
+
+
+def reference_evaluator(problem, reference):
+    """``evaluate`` for ``core.fit`` scoring the output against ``reference`` (PSNR / SSIM, fastMRI crop):
+    the stop-rule tests pass a wrong one to show a rule never reads it."""
+    from mri_oes.mri import metrics as M
+
+    def evaluate(x_hat):
+        mag = M.center_crop(np.abs(problem.unscale(x_hat)), problem.crop)
+        return {k: v for k, v in M.slice_metrics(reference, mag, None).items() if k in ("psnr", "ssim")}
+    return evaluate

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mri_fixtures import phantom_kspace, write_file  # noqa: E402
+from mri_fixtures import phantom_kspace, reference_evaluator, write_file  # noqa: E402
 
 from mri_oes import core, methods  # noqa: E402
 from mri_oes.generators import GeneratorConfig  # noqa: E402
@@ -92,16 +92,8 @@ def test_stop_fires_at_the_first_row_down_to_tau_and_truncates(phantom):
 def test_discrepancy_never_reads_the_reference(phantom):
     """A wrong reference (flipped, scaled) and none at all: the same stopped_at and image."""
     p, _ = phantom
-    from mri_oes.mri import metrics as M
-
-    def evaluator(ref):
-        def evaluate(x_hat):
-            mag = M.center_crop(np.abs(p.unscale(x_hat)), p.crop)
-            return {k: v for k, v in M.slice_metrics(ref, mag, None).items() if k in ("psnr", "ssim")}
-        return evaluate
-
-    right = _fit(p, evaluate=evaluator(p.reference))
-    wrong = _fit(p, evaluate=evaluator(np.flip(p.reference, -1) * 0.3 + 1.0))
+    right = _fit(p, evaluate=reference_evaluator(p, p.reference))
+    wrong = _fit(p, evaluate=reference_evaluator(p, np.flip(p.reference, -1) * 0.3 + 1.0))
     blind = _fit(p)
     assert right.stopped_at is not None
     assert wrong.stopped_at == blind.stopped_at == right.stopped_at

@@ -4,21 +4,15 @@ object and background, held-out λ rules scored offline) and parts/noise_floor.j
     python results/2026-12-05-classical-checks/summarise.py > results/2026-12-05-classical-checks/summary.md
 """
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from mri_oes.mri.baselines import one_standard_error  # noqa: E402
+
 D = Path(__file__).resolve().parent / "parts"
-
-
-def one_standard_error(E):
-    best = int(np.argmin(E.sum(0)))
-    pick = best
-    for j in range(best + 1, E.shape[1]):
-        d = E[:, j] - E[:, best]
-        if d.mean() <= d.std(ddof=1) / np.sqrt(E.shape[0]):
-            pick = j
-    return pick
 
 
 def per_seed():
