@@ -11,7 +11,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from mri_fixtures import phantom_kspace, reference_evaluator, write_file  # noqa: E402
 
-from mri_oes import core, methods  # noqa: E402
+from mri_oes import methods  # noqa: E402
 from mri_oes.generators import GeneratorConfig  # noqa: E402
 
 CFG = GeneratorConfig.oes(out_channels=2, levels=3, width=0.25, mri=True)
