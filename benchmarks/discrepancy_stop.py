@@ -52,7 +52,6 @@ data-consistent PSNR at the horizon is more than 0.5 dB below its best before th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -63,6 +62,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from mri_oes.io import read_json  # noqa: E402
+from mri_oes.mri.problem import kspace_noise_sigma2  # noqa: E402
 
 TAUS = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
 EXCESS = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -76,7 +78,7 @@ def read_curve(path: Path):
     """``(scan, accel, net, rows)`` of a committed curve; rows ``{step, data_loss, psnr, cpu_s}`` with
     ``psnr`` the data-consistent averaged output's (recon's output). None for curves of a fit that held
     measurements out (its data loss is over other entries)."""
-    d = json.loads(path.read_text())
+    d = read_json(path, what="curve")
     if isinstance(d, dict) and "measured_lines" in d:   # this script's --run
         rows = [{"step": r["step"], "data_loss": r["data_loss"], "psnr": r["average_dc_psnr"], "cpu_s": r["cpu_s"]}
                 for r in d["rows"]]
@@ -104,12 +106,6 @@ def build(scan: str, accel: int, data_dir):
     cfg = presets.for_accel(presets.get("cpu"), accel)
     esp = {k: v for k, v in presets.espirit_for(cfg, accel).items() if v is not None}
     return build_problem(load_slice(scan_file(scan, data_dir), 0), accel, "equispaced", 0, espirit=esp or None), cfg
-
-
-def noise_sigma2(y: np.ndarray, mask: np.ndarray) -> float:
-    """The noise variance of recon's ``discrepancy`` rule (:func:`mri_oes.mri.problem.kspace_noise_sigma2`)."""
-    from mri_oes.mri.problem import kspace_noise_sigma2
-    return kspace_noise_sigma2(y, mask)
 
 
 def true_image(p) -> np.ndarray:
@@ -232,7 +228,7 @@ def run_lines(scan: str, accel: int, out: Path, data_dir) -> None:
     from mri_oes.runner import run
     p, cfg = build(scan, accel, data_dir)
     y, mask = p.y.numpy(), np.asarray(p.mask)
-    s2 = noise_sigma2(y, mask)
+    s2 = kspace_noise_sigma2(y, mask)
     x_true = true_image(p)
     cols = np.nonzero(mask > 0)[0]
     from mri_oes.mri.data import acs_lines
@@ -295,7 +291,7 @@ def lines_tables(out: Path) -> str:
     curve itself (every 50 steps: DC PSNR, discrepancy)."""
     text = []
     for f in sorted((out / "curves").glob("*_lines.json")):
-        doc = json.loads(f.read_text())
+        doc = read_json(f, what="per-line curve")
         rows = line_discrepancy(doc)
         if not rows:
             continue
@@ -348,7 +344,7 @@ def main(argv=None):
                 p, cfg = build(scan, accel, data_dir)
                 y, mask = p.y.numpy(), np.asarray(p.mask)
                 C = y.shape[0]
-                s2 = noise_sigma2(y, mask)
+                s2 = kspace_noise_sigma2(y, mask)
                 frac = float((mask > 0).mean())
                 noise[scan, accel] = {
                     "scan": scan, "accel": accel, "sigma2": s2, "measured_fraction": frac,

@@ -299,7 +299,7 @@ class Recipe:
         if not 0.0 < self.holdout_fraction < 1.0:
             raise UserError(f"--holdout-fraction must be in (0, 1), got {self.holdout_fraction!r}")
         if not (self.discrepancy_tau > 0 and self.discrepancy_tau < float("inf")):
-            raise UserError(f"discrepancy_tau must be a positive number, got {self.discrepancy_tau!r}")
+            raise UserError(f"--discrepancy-tau must be a positive number, got {self.discrepancy_tau!r}")
         if not 0.0 <= self.output_average < 1.0:
             raise UserError(f"output_average must be in [0, 1), got {self.output_average}")
         if not 0.0 <= self.lr_decay_start < 1.0:

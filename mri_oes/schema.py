@@ -21,7 +21,7 @@ round, prune-at-init, every transfer case, the experiment scripts):
   configured step; ``steps`` is the number of steps run). Absent for classical methods. With
   ``self-validation`` also ``holdout_fraction`` and ``holdout_best_step`` (the logged step whose output
   predicted the held-out measurements best: the result); every history row carries ``holdout_loss``.
-  With ``discrepancy`` also ``noise`` {sigma2, level, lines, tau} (the k-space noise estimate the rule
+  With ``discrepancy`` also ``noise`` {sigma2, level, lines, discrepancy_tau} (the k-space noise estimate the rule
   compared the residual with); every history row carries ``discrepancy``.
 * ``time`` {total_s, fit_s, s_per_step}; ``seed`` (the one user seed) and ``seeds`` (every derived
   stream); ``device``, ``threads``, ``config`` (every option), ``versions``.

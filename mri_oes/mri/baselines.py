@@ -195,11 +195,9 @@ def holdout_split(mask: np.ndarray, fraction: float = HOLDOUT_FRACTION, seed: in
     OUTSIDE the ACS block, ``fraction`` of them (at least one line) per fold; the ACS block always stays
     in ``train`` (the maps and the low frequencies need it). ``held_out`` is ``None`` when there is no
     line to hold out in that fold."""
-    from .data import acs_lines
+    from .data import lines_outside_acs
     m = np.asarray(mask).reshape(-1) > 0
-    lo, w = acs_lines(m)
-    cand = np.flatnonzero(m)
-    cand = cand[(cand < lo) | (cand >= lo + w)]
+    cand = np.flatnonzero(lines_outside_acs(m))
     n = max(1, int(round(fraction * cand.size)))
     held = np.random.default_rng(int(seed)).permutation(cand)[fold * n:(fold + 1) * n]
     if cand.size < 2 or held.size == 0:

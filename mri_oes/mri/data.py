@@ -527,6 +527,15 @@ def acs_lines(mask: np.ndarray) -> Tuple[int, int]:
     return lo, hi - lo + 1
 
 
+def lines_outside_acs(mask: np.ndarray) -> np.ndarray:
+    """Boolean ``(W,)``: the sampled lines outside the ACS block (:func:`acs_lines`)."""
+    m = np.asarray(mask).reshape(-1) > 0
+    lo, w = acs_lines(m)
+    out = m.copy()
+    out[lo:lo + w] = False
+    return out
+
+
 def own_mask_acceleration(sl: MRISlice, accel: Optional[float] = None) -> float:
     """The actual acceleration ``W / sampled lines`` of an already undersampled slice's own mask.
     A given ``accel`` that differs from it by more than ``ACCEL_TOLERANCE`` (relative) is a

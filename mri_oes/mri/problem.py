@@ -47,11 +47,9 @@ def kspace_noise_sigma2(y: np.ndarray, mask: np.ndarray, edge: float = NOISE_EDG
     cols = cols[dist >= np.quantile(dist, 0.5)]
     nh = max(1, int(round(edge * H)))
     sub = y[:, np.r_[0:nh, H - nh:H]][:, :, cols].reshape(C, -1)
-    out = []
-    for c in range(C):
-        v = np.concatenate([sub[c].real, sub[c].imag]).astype(np.float64)
-        out.append((1.4826 * np.median(np.abs(v - np.median(v)))) ** 2)
-    return float(np.mean(out))
+    v = np.concatenate([sub.real, sub.imag], axis=1).astype(np.float64)   # per coil: real and imaginary parts
+    mad = np.median(np.abs(v - np.median(v, axis=1, keepdims=True)), axis=1)
+    return float(np.mean((1.4826 * mad) ** 2))
 
 
 def ifft2c_np(k: np.ndarray) -> np.ndarray:
@@ -160,11 +158,9 @@ class MRIProblem:
         (on the ACS lines the maps' own mismatch, not noise, dominates the residual: 9-48× the noise on the
         shared scans) -- and ``level``: the :func:`mri_oes.core.data_loss` that noise alone contributes on
         those entries, ``sigma2 · lines / W``. One clear error when there is no such line or no noise."""
-        from .data import acs_lines
+        from .data import lines_outside_acs
         m = np.asarray(self.mask).reshape(-1) > 0
-        start, width = acs_lines(m)
-        entries = m.copy()
-        entries[start:start + width] = False
+        entries = lines_outside_acs(m)
         if not entries.any():
             raise UserError(f"{self.slice.file}: --stop-rule discrepancy: no measured line outside the ACS block")
         sigma2 = kspace_noise_sigma2(self.y.detach().cpu().numpy(), m)
