@@ -93,6 +93,7 @@ class Runtime:
     device: str = "cpu"
     threads: int = 1
     progress: bool = False
+    batch_slices: int = 1                  # recon: slices of one grid trained in one loop (runner.run_batch)
 
 
 PARTS = {"network": Network, "mask": MaskOptions, "training": Training, "mri": Acquisition, "runtime": Runtime}
@@ -288,6 +289,8 @@ class Recipe:
             raise UserError("--steps and --mask-steps must be >= 0")
         if self.steps_scale_max is not None and not 1.0 <= float(self.steps_scale_max) < float("inf"):
             raise UserError(f"preset field steps_scale_max must be a number >= 1, got {self.steps_scale_max!r}")
+        if int(self.batch_slices) < 1:
+            raise UserError(f"--batch-slices must be >= 1, got {self.batch_slices!r}")
         if self.precision not in PRECISIONS:
             raise UserError(f"--precision must be one of {tuple(PRECISIONS)}, got {self.precision!r}")
         if self.stop_rule not in STOP_RULES:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 
 from . import methods
@@ -241,6 +242,79 @@ def _write_outputs(work: Path, problem, rc: Recipe, cfg, identity, net, mask, re
     write_json(work / "metrics.json", record)
 
 
+@dataclass
+class _SliceRun:
+    """One problem's run up to its training: resolved recipe, run folder, network, input, mask."""
+    problem: object
+    rc: Recipe
+    cfg: GeneratorConfig
+    identity: dict
+    device: object
+    rd: object
+    work: Optional[Path]
+    t0: float
+    net: object
+    z: object
+    seeds: dict
+    mask: Optional[Mask] = None
+    mask_res: object = None
+    report: object = None
+    f1: object = None
+    holdout: object = None
+    noise: Optional[dict] = None
+
+
+def _open(problem, recipe: Recipe, out, overwrite: bool, save_outputs: bool, command: str,
+          stack: contextlib.ExitStack) -> _SliceRun:
+    """Checks, the run folder (entered on ``stack``), the generator and the mask: everything before training."""
+    from .rundir import RunDir
+    rc, cfg, identity, device = _prepare(problem, recipe, command)
+    inputs = [rc.mask_path, rc.init_from, problem.info.get("source"), problem.info.get("file")]
+    rd = RunDir(out, identity, overwrite, inputs=[i for i in inputs if isinstance(i, str)]) if save_outputs else None
+    if rd is not None:
+        rd.check()
+        stack.enter_context(rd)
+    work = rd.work if rd is not None else None
+    t0 = time.perf_counter()
+    net, z, seeds = methods.setup_generator(cfg, problem.image_hw, rc.seed, device=device)
+    if rc.init_from:   # (a learned OES mask then ranks these weights; a mask file rebuilds the net)
+        net.load_state_dict(load_init_weights(rc.init_from, net))
+    s = _SliceRun(problem, rc, cfg, identity, device, rd, work, t0, net, z, seeds)
+    s.holdout = holdout_of(problem, rc)   # never fitted, mask learning included
+    if rc.method == "sparse-dip":
+        s.mask, s.cfg, s.net, s.z, s.seeds, s.mask_res = get_mask(problem, rc, device, work, cfg, net, z, seeds,
+                                                                  identity=identity, holdout=s.holdout)
+        s.report = methods.collapse_report(s.net, s.z, problem.operator, s.mask)
+        s.f1 = methods.finding1(s.net, s.z, problem.operator, s.mask)
+        if work is not None:
+            save_image(work / "finding1.png", _display(problem, s.f1))
+    s.noise = noise_of(problem, rc)
+    return s
+
+
+def _train(s: _SliceRun, callback=None):
+    rc = s.rc
+    return methods.train_generator(
+        s.net, s.z, s.problem.operator, s.problem.y, mask=s.mask,
+        sgld_std=rc.sgld_std if rc.method == "gp-dip" else 0.0, evaluate=s.problem.evaluate,
+        progress=rc.progress, desc=rc.method,
+        checkpoint=(s.work / "checkpoint.safetensors") if s.work is not None else None,
+        identity=s.identity, callback=callback, holdout=s.holdout, **rc.fit_options(),
+        **({"noise_level": s.noise["level"], "noise_entries": s.noise["entries"]} if s.noise is not None else {}))
+
+
+def _close(s: _SliceRun, res, command: str, writer) -> dict:
+    """The record and the run folder's files (committed: the folder becomes complete)."""
+    record = _record(s.problem, s.rc, command, s.device, s.cfg, s.net, s.mask, s.mask_res, res, s.f1, s.report,
+                     s.seeds, time.perf_counter() - s.t0, s.noise)
+    if s.work is not None:
+        _write_outputs(s.work, s.problem, s.rc, s.cfg, s.identity, s.net, s.mask, res, record, writer)
+        s.rd.commit()
+    record["_result"] = res
+    record["_mask"] = s.mask
+    return record
+
+
 def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: bool = True,
         command: str = "fit", writer=None, callback=None) -> dict:
     """Run ``recipe`` on ``problem``; write outputs to ``out``; return the result record.
@@ -252,42 +326,72 @@ def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: boo
     work_dir, record)`` (optional) writes extra outputs (e.g. the fastMRI reconstruction file) before
     the record; ``callback(row)`` sees every logged training row (:func:`mri_oes.core.fit`).
     ``steps == 0`` learns a mask only (``learn-mask``)."""
-    from .rundir import RunDir
-    rc, cfg, identity, device = _prepare(problem, recipe, command)
-    inputs = [rc.mask_path, rc.init_from, problem.info.get("source"), problem.info.get("file")]
-    rd = RunDir(out, identity, overwrite, inputs=[i for i in inputs if isinstance(i, str)]) if save_outputs else None
-    if rd is not None:
-        rd.check()
-    with (rd if rd is not None else contextlib.nullcontext()):
-        work = rd.work if rd is not None else None
-        t0 = time.perf_counter()
-        net, z, seeds = methods.setup_generator(cfg, problem.image_hw, rc.seed, device=device)
-        if rc.init_from:   # (a learned OES mask then ranks these weights; a mask file rebuilds the net)
-            net.load_state_dict(load_init_weights(rc.init_from, net))
-        mask, mask_res, report, f1 = None, None, None, None
-        holdout = holdout_of(problem, rc)   # never fitted, mask learning included
-        if rc.method == "sparse-dip":
-            mask, cfg, net, z, seeds, mask_res = get_mask(problem, rc, device, work, cfg, net, z, seeds,
-                                                          identity=identity, holdout=holdout)
-            report = methods.collapse_report(net, z, problem.operator, mask)
-            f1 = methods.finding1(net, z, problem.operator, mask)
-            if work is not None:
-                save_image(work / "finding1.png", _display(problem, f1))
-        res = None
-        noise = noise_of(problem, rc)
-        if rc.steps > 0:
-            res = methods.train_generator(
-                net, z, problem.operator, problem.y, mask=mask,
-                sgld_std=rc.sgld_std if rc.method == "gp-dip" else 0.0, evaluate=problem.evaluate,
-                progress=rc.progress, desc=rc.method,
-                checkpoint=(work / "checkpoint.safetensors") if work is not None else None,
-                identity=identity, callback=callback, holdout=holdout, **rc.fit_options(),
-                **({"noise_level": noise["level"], "noise_entries": noise["entries"]} if noise is not None else {}))
-        record = _record(problem, rc, command, device, cfg, net, mask, mask_res, res, f1, report, seeds,
-                         time.perf_counter() - t0, noise)
-        if work is not None:
-            _write_outputs(work, problem, rc, cfg, identity, net, mask, res, record, writer)
-            rd.commit()
-    record["_result"] = res
-    record["_mask"] = mask
-    return record
+    with contextlib.ExitStack() as stack:
+        s = _open(problem, recipe, out, overwrite, save_outputs, command, stack)
+        res = _train(s, callback) if s.rc.steps > 0 else None
+        return _close(s, res, command, writer)
+
+
+#: the fit options a batch shares (one loop): every slice's must be equal
+def _batch_checks(runs: List[_SliceRun]) -> None:
+    first = runs[0].rc
+    for s in runs:
+        if s.rc.method == "gp-dip" or s.rc.stop_rule != "none":
+            raise UserError(f"--batch-slices trains several slices in one loop: it needs --stop-rule none "
+                            f"and a method without per-slice weight noise (got --method {s.rc.method}, "
+                            f"--stop-rule {s.rc.stop_rule}); use --batch-slices 1")
+        if s.rc.fit_options() != first.fit_options() or s.cfg != runs[0].cfg or tuple(s.problem.image_hw) != \
+                tuple(runs[0].problem.image_hw) or (s.mask is None) != (runs[0].mask is None):
+            raise UserError("--batch-slices: slices batched together need one grid, network and fit "
+                            f"options ({s.problem.info.get('file')} differs from {runs[0].problem.info.get('file')})")
+
+
+def _train_batch(runs: List[_SliceRun]) -> list:
+    """Train the slices' networks in one loop (:mod:`mri_oes.batched`); their per-slice results. The
+    batch's checkpoint lives in the first slice's staging folder, named by the batch's identities (a
+    rerun with the same batch resumes it; another grouping starts afresh)."""
+    import torch
+    from .batched import SliceBatch, StackedGenerator, StackedMask, batch_evaluator, split_result
+    _batch_checks(runs)
+    rc = runs[0].rc
+    net = StackedGenerator([s.net for s in runs])
+    z = torch.stack([s.z for s in runs])
+    op = SliceBatch([s.problem.operator for s in runs])
+    ys = [s.problem.y for s in runs]
+    mask = StackedMask([s.mask for s in runs]) if runs[0].mask is not None else None
+    identity = {"batch": [s.identity for s in runs]}
+    checkpoint = None
+    if runs[0].work is not None:
+        checkpoint = runs[0].work / f"{BATCH_CHECKPOINT_PREFIX}{tensor_digest(identity)[:12]}.safetensors"
+    res = methods.train_generator(
+        net, z, op, op.stack(ys), mask=mask, evaluate=batch_evaluator(op.ops, ys, [s.problem.evaluate for s in runs]),
+        progress=rc.progress, desc=f"{rc.method} x{len(runs)}", checkpoint=checkpoint, identity=identity,
+        **rc.fit_options())
+    for b, s in enumerate(runs):
+        net.unstack_into(b, s.net)
+    return split_result(res, len(runs))
+
+
+BATCH_CHECKPOINT_PREFIX = "checkpoint-batch-"
+
+
+def run_batch(problems, recipes, outs, overwrite: bool = False, command: str = "fit", writers=None) -> List[dict]:
+    """:func:`run` for several problems of one grid whose networks train in ONE loop (a batch dimension:
+    :mod:`mri_oes.batched`; the same result per problem as :func:`run`, up to float rounding). Masks are
+    learned (or loaded) per problem first, each in its own run folder; every run folder is written as
+    :func:`run` writes it, its record's ``config`` holding ``batch_slices``. ``recipes``/``writers``: one
+    per problem. Refused (one line) for a stopping rule or GP-DIP, and for problems whose grid, network
+    or fit options differ."""
+    if not (len(problems) == len(recipes) == len(outs)) or not problems:
+        raise ValueError("run_batch needs one recipe and one output folder per problem")
+    writers = list(writers) if writers is not None else [None] * len(problems)
+    with contextlib.ExitStack() as stack:
+        runs = [_open(p, r.override(batch_slices=len(problems)), o, overwrite, True, command, stack)
+                for p, r, o in zip(problems, recipes, outs)]
+        results = _train_batch(runs) if runs[0].rc.steps > 0 else [None] * len(runs)
+        records = []
+        for s, res, w in zip(runs, results, writers):
+            for stale in s.work.glob(BATCH_CHECKPOINT_PREFIX + "*"):   # another grouping's, never resumed
+                stale.unlink()
+            records.append(_close(s, res, command, w))
+        return records

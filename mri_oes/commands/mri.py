@@ -181,6 +181,12 @@ def register(subparsers) -> None:
     g.add_argument("--gpus-per-task", type=gpu_share, default=0.0,
                    help="GPU share per slice task, e.g. 0.25 = four slices per GPU (Ray; default 0)")
     g.add_argument("--ray-address", default=None, help="existing Ray cluster (e.g. auto or ray://host:10001)")
+    g.add_argument("--batch-slices", type=positive_int, default=1,
+                   help="network methods: train up to this many slices of one grid in one loop (their networks "
+                        "stacked: one batched pass per step, each slice's own masks, data and result; the same "
+                        "result per slice as one at a time, up to float rounding). For a GPU, where one small "
+                        "slice leaves it mostly idle; each slice records its share of the batch's time. Needs "
+                        "--stop-rule none (default 1: one slice per loop)")
     g.add_argument("--retries", type=nonneg_int, default=2,
                    help="retries of a failed slice task (default 2; bad input is never retried)")
     add_run_args(p)
@@ -220,6 +226,12 @@ def _validate(args, vols):
                             "source run (its weights and mask); drop one of them")
     if args.mask_path and "sparse-dip" not in args.method:
         raise UserError("--pruning-mask is only for --method sparse-dip")
+    if args.batch_slices > 1 and (args.stop_rule or "none") != "none":
+        raise UserError(f"--batch-slices {args.batch_slices} with --stop-rule {args.stop_rule}: slices trained in one "
+                        "loop run every step (a stopping rule stops one slice's fit); use --batch-slices 1")
+    if args.batch_slices > 1 and "gp-dip" in args.method:
+        raise UserError("--batch-slices with --method gp-dip: its per-step weight noise is drawn per network "
+                        "in one loop only; use --batch-slices 1")
     if args.density is not None and "sparse-dip" not in args.method:
         raise UserError("--density is only for --method sparse-dip")
     if args.mask_path:
@@ -350,7 +362,11 @@ def run_recon(args) -> int:
     targets = {v.path: (t, volume_data_range(t)) for v in vols
                for t in [reference_volume(v) if v.has_reference else None]}
     jobs, total, done0 = _slice_jobs(runs, out, targets, None if args.no_espirit_cache else out / ".espirit")
-    runs, jobs, workers, threads, in_process = _share_cores(args, runs, jobs, workers, threads, threads_given)
+    grids = {str(v.path): tuple(v.shape[-2:]) for v in vols}   # --batch-slices batches one grid
+    from ..mri.volume import batch_jobs
+    n_tasks = len(batch_jobs(jobs, grids, args.batch_slices))
+    runs, jobs, workers, threads, in_process = _share_cores(args, runs, jobs, workers, threads, threads_given,
+                                                            n_tasks)
     from ..mri.volume import plan_shared_masks
     mask_jobs, jobs = plan_shared_masks(runs, out, jobs, targets,
                                         None if args.no_espirit_cache else out / ".espirit")
@@ -372,7 +388,8 @@ def run_recon(args) -> int:
     failures = []
     if mask_jobs:
         jobs, failures = _learn_shared_masks(args, mask_jobs, jobs, workers, threads, log)
-    rows, fails, wall = _run_jobs(args, out, runs, jobs, targets, total, done0, workers, threads, in_process, log)
+    rows, fails, wall = _run_jobs(args, out, runs, jobs, targets, total, done0, workers, threads, in_process, log,
+                                  grids)
     failures += fails
     from ..mri.figures import write_recon_figures
     figs = write_recon_figures(out)   # every method of an acceleration side by side, per slice/volume
@@ -381,11 +398,11 @@ def run_recon(args) -> int:
     return _report(args, out, rows, failures, len(jobs), wall, log)
 
 
-def _run_jobs(args, out, runs, jobs, targets, total, done0, workers, threads, in_process, log):
+def _run_jobs(args, out, runs, jobs, targets, total, done0, workers, threads, in_process, log, grids):
     """Run the pending slices (Ray or here), assemble each volume once all its slices are done (a resumed
     run's finished volumes first), write the tables; ``(summary rows, failures, wall seconds)``."""
     from .. import parallel
-    from ..mri.volume import assemble_volume, dataset_summary, is_done, slice_dir, write_tables
+    from ..mri.volume import assemble_volume, batch_jobs, dataset_summary, is_done, slice_dir, write_tables
 
     def try_assemble(s, v):
         t, rng = targets[v.path]
@@ -407,21 +424,31 @@ def _run_jobs(args, out, runs, jobs, targets, total, done0, workers, threads, in
     t0 = time.perf_counter()
     step_bars = _StepBars() if args.progress and not in_process else None   # slices in Ray workers
     try:
-        for job, rec in parallel.run_tasks(_run_slice_job, jobs, workers=workers, threads=threads,
-                                           gpus_per_task=args.gpus_per_task, ray_address=args.ray_address,
-                                           retries=args.retries, log=say, on_steps=step_bars):
-            bar.update(1)
-            n_done += 1
-            say(f"[{n_done}/{total}] {_status(job, rec)}")
-            if isinstance(rec, parallel.TaskFailure):
-                failures.append((job, rec))
-                continue
-            s, v = by_key[(job.settings.run_name, job.file)]
-            if all(is_done(slice_dir(out / s.run_name, v.path, sl)) for sl in v.slices):
-                vrec = try_assemble(s, v)
-                if vrec is not None and vrec["final"]["psnr"] is not None:
-                    say(f"    volume {v.name} {s.run_name}: PSNR {vrec['final']['psnr']:.2f} dB, "
-                        f"SSIM {vrec['final']['ssim']:.4f}, NMSE {vrec['final']['nmse']:.4f} (fastMRI)")
+        tasks, fn = jobs, _run_slice_job
+        if args.batch_slices > 1:   # several slices of one grid per task, trained in one loop
+            tasks, fn = batch_jobs(jobs, grids, args.batch_slices), _run_batch_job
+        for task, result in parallel.run_tasks(fn, tasks, workers=workers, threads=threads,
+                                               gpus_per_task=args.gpus_per_task, ray_address=args.ray_address,
+                                               retries=args.retries, log=say, on_steps=step_bars):
+            if fn is _run_slice_job:
+                pairs = [(task, result)]
+            elif isinstance(result, parallel.TaskFailure):
+                pairs = [(job, result) for job in task]
+            else:
+                pairs = list(zip(task, result))
+            for job, rec in pairs:
+                bar.update(1)
+                n_done += 1
+                say(f"[{n_done}/{total}] {_status(job, rec)}")
+                if isinstance(rec, parallel.TaskFailure):
+                    failures.append((job, rec))
+                    continue
+                s, v = by_key[(job.settings.run_name, job.file)]
+                if all(is_done(slice_dir(out / s.run_name, v.path, sl)) for sl in v.slices):
+                    vrec = try_assemble(s, v)
+                    if vrec is not None and vrec["final"]["psnr"] is not None:
+                        say(f"    volume {v.name} {s.run_name}: PSNR {vrec['final']['psnr']:.2f} dB, "
+                            f"SSIM {vrec['final']['ssim']:.4f}, NMSE {vrec['final']['nmse']:.4f} (fastMRI)")
     finally:
         if step_bars is not None:
             step_bars.close()
@@ -455,16 +482,17 @@ def _learn_shared_masks(args, mask_jobs, jobs, workers, threads, log):
     return left, failures
 
 
-def _share_cores(args, runs, jobs, workers, threads, threads_given):
+def _share_cores(args, runs, jobs, workers, threads, threads_given, n_tasks=None):
     """``(runs, jobs, workers, threads, in_process)`` with the cores shared out: Ray starts only when more
     than one slice task runs (:func:`mri_oes.parallel.uses_ray`; a single pending slice runs here, with its
     step bar under the slices bar); fewer slices at a time than cores get the idle cores as torch threads;
     worker processes draw no bars."""
     from .. import parallel
     from ..runtime import configure_threads, threads_for_tasks, usable_cores
-    workers = max(1, min(workers, len(jobs)))
-    concurrent = min(len(jobs), workers)
-    in_process = not parallel.uses_ray(workers, len(jobs), args.gpus_per_task, args.ray_address)
+    n_tasks = len(jobs) if n_tasks is None else n_tasks   # slice tasks (--batch-slices: batches)
+    workers = max(1, min(workers, n_tasks))
+    concurrent = min(n_tasks, workers)
+    in_process = not parallel.uses_ray(workers, n_tasks, args.gpus_per_task, args.ray_address)
     if not threads_given and 0 < concurrent < usable_cores() and args.device == "cpu" and not args.ray_address:
         threads = threads_for_tasks(concurrent)
         configure_threads(threads)
@@ -577,6 +605,12 @@ def _run_slice_job(job):
     """Ray/serial task entry point (module level: pickled by reference)."""
     from ..mri.volume import run_slice
     return run_slice(job)
+
+
+def _run_batch_job(jobs):
+    """Ray/serial task entry point of a batch of slices (``--batch-slices``)."""
+    from ..mri.volume import run_slices
+    return run_slices(list(jobs))
 
 
 def _run_mask_job(job):

@@ -299,10 +299,12 @@ def _network_problem(job):
     return p, gp
 
 
-def _network(job: SliceJob) -> dict:
-    from ..runner import run
+def _network_parts(job: SliceJob, clock=None, share: int = 1):
+    """``(recipe, generic problem, writer)`` of a network slice: what :func:`mri_oes.runner.run` (or
+    :func:`~mri_oes.runner.run_batch`, several slices in one loop) takes. ``clock``: the ``(wall,
+    CPU)`` start of the batch this slice trains in, whose times it records as ``1/share`` of them."""
     s = job.settings
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = clock or (time.perf_counter(), time.process_time())
     shared = None
     if job.mask_run:   # --share-pruning-mask: the mask learned once for this file or protocol
         shared = shared_mask_info(job.mask_run)
@@ -320,16 +322,36 @@ def _network(job: SliceJob) -> dict:
         record["final_network"] = net_final   # the raw final iterate (what `best` is comparable to)
         if s.density_rule and s.method == "sparse-dip" and s.density is None:
             record["density_rule"] = s.density_rule
-        record["time"]["total_s"] = time.perf_counter() - t0   # ESPIRiT and set-up included
-        record["time"]["cpu_s"] = time.process_time() - c0     # CPU-seconds of this process (a resumed
-                                                               # fit: since its restart)
+        # ESPIRiT and set-up included; CPU-seconds of this process (a resumed fit: since its restart); with
+        # --batch-slices: this slice's share of its batch's (config.batch_slices slices)
+        record["time"]["total_s"] = (time.perf_counter() - t0) / share
+        record["time"]["cpu_s"] = (time.process_time() - c0) / share
         if shared is not None:
             record["shared_mask"] = shared
 
-    rec = run(gp, warm_start(s, job.file, job.slice), job.slice_dir, command="recon", writer=writer)
+    return warm_start(s, job.file, job.slice), gp, writer
+
+
+def _light(rec: dict) -> dict:
     for k in ("_result", "_mask"):
         rec.pop(k, None)
     return rec
+
+
+def _network(job: SliceJob) -> dict:
+    from ..runner import run
+    s, gp, writer = _network_parts(job)
+    return _light(run(gp, s, job.slice_dir, command="recon", writer=writer))
+
+
+def _network_batch(jobs: List[SliceJob]) -> List[dict]:
+    """Network slices of one grid trained in one loop (``--batch-slices``, :func:`mri_oes.runner.run_batch`)."""
+    from ..runner import run_batch
+    clock = (time.perf_counter(), time.process_time())
+    parts = [_network_parts(j, clock, len(jobs)) for j in jobs]
+    recs = run_batch([gp for _, gp, _ in parts], [s for s, _, _ in parts], [j.slice_dir for j in jobs],
+                     command="recon", writers=[w for _, _, w in parts])
+    return [_light(r) for r in recs]
 
 
 def init_source(run, file, index, run_name) -> Path:
@@ -536,6 +558,12 @@ def shared_mask_info(folder) -> dict:
             "cpu_s": (rec.get("time") or {}).get("cpu_s")}
 
 
+def _summary(rec: dict) -> dict:
+    rec.pop("history", None)
+    rec.pop("mask_learning", None)
+    return rec
+
+
 def run_slice(job: SliceJob) -> dict:
     """Reconstruct one slice into its run folder (skipped when complete); returns a light summary
     (the record without its history) for the driver's tables and status line."""
@@ -544,12 +572,33 @@ def run_slice(job: SliceJob) -> dict:
         rec["_skipped"] = True
     else:
         rec = _classical(job) if job.settings.method in CLASSICAL else _network(job)
-    rec.pop("history", None)
-    rec.pop("mask_learning", None)
-    return rec
+    return _summary(rec)
 
 
-# ------------------------------------------------------------------------------- whole volumes
+def run_slices(jobs: List[SliceJob]) -> List[dict]:
+    """:func:`run_slice` for a batch of slices of one grid (``--batch-slices``): the network slices not yet
+    done train in one loop (:func:`_network_batch`); finished, classical and lone slices as
+    :func:`run_slice`. One summary per job, in order."""
+    out: List[Optional[dict]] = [None] * len(jobs)
+    pending = [i for i, j in enumerate(jobs) if j.settings.method not in CLASSICAL and not is_done(j.slice_dir)]
+    if len(pending) > 1:
+        for i, rec in zip(pending, _network_batch([jobs[i] for i in pending])):
+            out[i] = _summary(rec)
+    for i, job in enumerate(jobs):
+        if out[i] is None:
+            out[i] = run_slice(job)
+    return out
+
+
+def batch_jobs(jobs: List[SliceJob], grids: dict, size: int) -> List[List[SliceJob]]:
+    """``jobs`` in batches of at most ``size`` slices of one run and one grid (``grids``: file → its
+    k-space's ``(H, W)``), in the jobs' order within each (run, grid) group."""
+    groups: dict = {}
+    for j in jobs:
+        groups.setdefault((j.settings.run_name, tuple(grids[j.file])), []).append(j)
+    return [g[i:i + size] for g in groups.values() for i in range(0, len(g), max(1, int(size)))]
+
+
 def volume_data_range(target: Optional[np.ndarray]) -> Optional[float]:
     """fastMRI's data range of a volume: the maximum of the W×W-cropped target (all slices)."""
     if target is None:
