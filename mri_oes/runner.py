@@ -170,7 +170,8 @@ def mask_source_of(rc: Recipe, mask: Optional[Mask]) -> str:
 
 
 def _prepare(problem, recipe: Recipe, command: str):
-    """``(resolved recipe, generator config, identity, device)``: every check that can fail on user input,
+    """``(resolved recipe, generator config, identity, device)``: the checks of the recipe on this problem
+    (:func:`_open` then asks for the held-out lines and the noise estimate, which may be refused too),
     before any output exists."""
     from .generators import build_generator, check_image_size
     if recipe.method in CLASSICAL_METHODS:
@@ -183,8 +184,6 @@ def _prepare(problem, recipe: Recipe, command: str):
     if rc.init_from:   # a mismatched network is refused before any output exists
         mcfg = Mask.load(rc.mask_path).generator_config() if rc.method == "sparse-dip" and rc.mask_path else cfg
         load_init_weights(rc.init_from, build_generator(mcfg, 0, problem.image_hw))
-    holdout_of(problem, rc)   # nothing to hold out: refused here
-    noise_of(problem, rc)     # no noise estimate: refused here
     return rc, cfg, run_identity(problem, rc, command), device
 
 
@@ -269,6 +268,8 @@ def _open(problem, recipe: Recipe, out, overwrite: bool, save_outputs: bool, com
     """Checks, the run folder (entered on ``stack``), the generator and the mask: everything before training."""
     from .rundir import RunDir
     rc, cfg, identity, device = _prepare(problem, recipe, command)
+    holdout = holdout_of(problem, rc)   # never fitted, mask learning included; none to hold out: refused here
+    noise = noise_of(problem, rc)       # no noise estimate: refused here
     inputs = [rc.mask_path, rc.init_from, problem.info.get("source"), problem.info.get("file")]
     rd = RunDir(out, identity, overwrite, inputs=[i for i in inputs if isinstance(i, str)]) if save_outputs else None
     if rd is not None:
@@ -279,8 +280,7 @@ def _open(problem, recipe: Recipe, out, overwrite: bool, save_outputs: bool, com
     net, z, seeds = methods.setup_generator(cfg, problem.image_hw, rc.seed, device=device)
     if rc.init_from:   # (a learned OES mask then ranks these weights; a mask file rebuilds the net)
         net.load_state_dict(load_init_weights(rc.init_from, net))
-    s = _SliceRun(problem, rc, cfg, identity, device, rd, work, t0, net, z, seeds)
-    s.holdout = holdout_of(problem, rc)   # never fitted, mask learning included
+    s = _SliceRun(problem, rc, cfg, identity, device, rd, work, t0, net, z, seeds, holdout=holdout, noise=noise)
     if rc.method == "sparse-dip":
         s.mask, s.cfg, s.net, s.z, s.seeds, s.mask_res = get_mask(problem, rc, device, work, cfg, net, z, seeds,
                                                                   identity=identity, holdout=s.holdout)
@@ -288,7 +288,6 @@ def _open(problem, recipe: Recipe, out, overwrite: bool, save_outputs: bool, com
         s.f1 = methods.finding1(s.net, s.z, problem.operator, s.mask)
         if work is not None:
             save_image(work / "finding1.png", _display(problem, s.f1))
-    s.noise = noise_of(problem, rc)
     return s
 
 
@@ -332,18 +331,25 @@ def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: boo
         return _close(s, res, command, writer)
 
 
-#: the fit options a batch shares (one loop): every slice's must be equal
-def _batch_checks(runs: List[_SliceRun]) -> None:
-    first = runs[0].rc
-    for s in runs:
-        if s.rc.method == "gp-dip" or s.rc.stop_rule != "none":
+def _batch_refusals(problems, recipes) -> None:
+    """What one loop over several problems cannot do, refused before any output exists (one line)."""
+    for p, r in zip(problems, recipes):
+        if r.method == "gp-dip" or r.stop_rule != "none":
             raise UserError(f"--batch-slices trains several slices in one loop: it needs --stop-rule none "
-                            f"and a method without per-slice weight noise (got --method {s.rc.method}, "
-                            f"--stop-rule {s.rc.stop_rule}); use --batch-slices 1")
-        if s.rc.fit_options() != first.fit_options() or s.cfg != runs[0].cfg or tuple(s.problem.image_hw) != \
-                tuple(runs[0].problem.image_hw) or (s.mask is None) != (runs[0].mask is None):
-            raise UserError("--batch-slices: slices batched together need one grid, network and fit "
-                            f"options ({s.problem.info.get('file')} differs from {runs[0].problem.info.get('file')})")
+                            f"and a method without per-slice weight noise (got --method {r.method}, "
+                            f"--stop-rule {r.stop_rule}); use --batch-slices 1")
+        if tuple(p.image_hw) != tuple(problems[0].image_hw):
+            raise UserError(f"--batch-slices: slices batched together need one grid ({p.info.get('file')}: "
+                            f"{tuple(p.image_hw)}, {problems[0].info.get('file')}: {tuple(problems[0].image_hw)})")
+
+
+def _batch_checks(runs: List[_SliceRun]) -> None:
+    """The resolved runs of a batch share their network and fit options (one loop)."""
+    first = runs[0]
+    for s in runs[1:]:
+        if s.rc.fit_options() != first.rc.fit_options() or s.cfg != first.cfg or (s.mask is None) != (first.mask is None):
+            raise UserError("--batch-slices: slices batched together need one network and the same fit options "
+                            f"({s.problem.info.get('file')} differs from {first.problem.info.get('file')})")
 
 
 def _train_batch(runs: List[_SliceRun]) -> list:
@@ -385,6 +391,7 @@ def run_batch(problems, recipes, outs, overwrite: bool = False, command: str = "
     if not (len(problems) == len(recipes) == len(outs)) or not problems:
         raise ValueError("run_batch needs one recipe and one output folder per problem")
     writers = list(writers) if writers is not None else [None] * len(problems)
+    _batch_refusals(problems, recipes)
     with contextlib.ExitStack() as stack:
         runs = [_open(p, r.override(batch_slices=len(problems)), o, overwrite, True, command, stack)
                 for p, r, o in zip(problems, recipes, outs)]

@@ -169,3 +169,21 @@ def test_batch_slices_refuses_a_stopping_rule(phantom_h5, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--batch-slices 2 with --stop-rule image-change" in err
     assert not (tmp_path / "sparse-dip_4x").exists()
+
+
+def test_run_batch_refuses_before_any_output(tmp_path):
+    """A stopping rule, GP-DIP or two grids in one batch: one line, before any run folder exists."""
+    from types import SimpleNamespace
+    from mri_oes.errors import UserError
+    from mri_oes.runner import run_batch
+    p = SimpleNamespace(image_hw=(32, 32), info={"file": "a.h5"})
+    q = SimpleNamespace(image_hw=(32, 16), info={"file": "b.h5"})
+    r = Recipe().override(method="sparse-dip")
+    outs = [tmp_path / "a", tmp_path / "b"]
+    with pytest.raises(UserError, match="--stop-rule none"):
+        run_batch([p, p], [r.override(stop_rule="image-change")] * 2, outs)
+    with pytest.raises(UserError, match="gp-dip"):
+        run_batch([p, p], [r.override(method="gp-dip")] * 2, outs)
+    with pytest.raises(UserError, match="one grid"):
+        run_batch([p, q], [r, r], outs)
+    assert not any(tmp_path.iterdir())
