@@ -28,6 +28,7 @@ import torch.nn as nn
 from .core import FitResult, data_loss
 from .masks import Mask
 from .vmap import supports_vmap, vmap_forward
+from torch.func import functional_call
 
 _SEP = "__"   # parameter names of the stacked module: "layers.0.weight" -> "layers__0__weight"
 
@@ -36,20 +37,96 @@ def _stacked_name(name: str) -> str:
     return name.replace(".", _SEP)
 
 
+class GroupedPointwise(nn.Module):
+    """B independent 1×1 convolutions (``cin → cout`` each, stride 1) on a ``(1, B·cin, H, W)`` input as
+    one batched matrix product (``torch.bmm``): the grouped form of :class:`~mri_oes.generators.PointwiseConv`
+    (a grouped 1×1 ``nn.Conv2d`` runs PyTorch's slow convolution kernels on a CPU)."""
+
+    def __init__(self, batch: int, cin: int, cout: int, bias: bool):
+        super().__init__()
+        self.batch, self.cin, self.cout = batch, cin, cout
+        self.weight = nn.Parameter(torch.empty(batch * cout, cin, 1, 1))
+        self.bias = nn.Parameter(torch.empty(batch * cout)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        if n != 1:
+            raise ValueError("GroupedPointwise takes one stacked input (N = 1)")
+        y = torch.bmm(self.weight.reshape(self.batch, self.cout, self.cin),
+                      x.reshape(self.batch, self.cin, h * w))
+        if self.bias is not None:
+            y = y + self.bias.reshape(self.batch, self.cout, 1)
+        return y.reshape(1, self.batch * self.cout, h, w)
+
+
+#: generators whose forward only chains layers channel by channel (no concatenation or reshaping across
+#: channels): their B copies run as ONE network with every layer grouped B ways (:func:`grouped_network`)
+def _groupable_types():
+    from .generators import ConvDecoder, DeepDecoder, Hourglass
+    return (DeepDecoder, ConvDecoder, Hourglass)
+
+
+_LAYOUT_FREE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Upsample, nn.ReflectionPad2d, nn.AvgPool2d, nn.Identity,
+                nn.Sequential, nn.ModuleList)
+
+
+def grouped_network(net: nn.Module, batch: int) -> Optional[nn.Module]:
+    """``net``'s architecture with every layer grouped ``batch`` ways — convolutions with ``batch`` times the
+    groups (1×1 ones as :class:`GroupedPointwise`), BatchNorm over ``batch`` times the channels (its
+    statistics per channel, so per slice) — taking ``(1, batch·C, h, w)``; its parameters are the stacked
+    ones reshaped (``(B, *shape)`` → ``(B·shape[0], *shape[1:])``). None where a layer has no grouped form."""
+    import copy
+    if not isinstance(net, _groupable_types()):
+        return None
+    out = copy.deepcopy(net)
+
+    def convert(mod: nn.Module) -> Optional[nn.Module]:
+        if isinstance(mod, nn.Conv2d):
+            k, st, pad, dil = mod.kernel_size, mod.stride, mod.padding, mod.dilation
+            if k == (1, 1) and st == (1, 1) and pad in ((0, 0), "valid") and mod.groups == 1 and dil == (1, 1):
+                return GroupedPointwise(batch, mod.in_channels, mod.out_channels, mod.bias is not None)
+            if mod.padding_mode != "zeros":
+                return None
+            return nn.Conv2d(batch * mod.in_channels, batch * mod.out_channels, k, stride=st, padding=pad,
+                             dilation=dil, groups=batch * mod.groups, bias=mod.bias is not None)
+        if isinstance(mod, nn.BatchNorm2d):
+            if mod.momentum is None:
+                return None
+            return nn.BatchNorm2d(batch * mod.num_features, eps=mod.eps, momentum=mod.momentum,
+                                  affine=mod.affine, track_running_stats=mod.track_running_stats)
+        return mod if isinstance(mod, _LAYOUT_FREE) else None
+
+    def walk(parent: nn.Module) -> bool:
+        for name, child in list(parent.named_children()):
+            if isinstance(child, (nn.Sequential, nn.ModuleList)) or type(child) in (nn.Module,):
+                if not walk(child):
+                    return False
+                continue
+            new = convert(child)
+            if new is None:
+                return False
+            if new is not child:
+                setattr(parent, name, new)
+        return True
+
+    return out if walk(out) else None
+
+
 class StackedGenerator(nn.Module):
     """B generators of one architecture as one module (parameters and buffers ``(B, *shape)``).
 
     ``forward(z)`` takes the inputs stacked, ``(B, *z_one.shape)``, and returns ``(B, *G(z_one).shape)``
-    (each slice's output keeps its own batch-of-one dimension). :meth:`unstack_into` copies slice ``b``'s
-    trained parameters and buffers back into a network of the original architecture."""
+    (each slice's output keeps its own batch-of-one dimension). Where every layer has a grouped form
+    (:func:`grouped_network`: the deep decoder, ConvDecoder and hourglass) the B networks run as one
+    grouped network (batched matrix products and grouped convolutions: one kernel per layer for all
+    slices); otherwise as :func:`torch.func.vmap` over the one network. :meth:`unstack_into` copies slice
+    ``b``'s trained parameters and buffers back into a network of the original architecture."""
 
-    def __init__(self, nets: Sequence[nn.Module]):
+    def __init__(self, nets: Sequence[nn.Module], grouped: bool = True):
         super().__init__()
         if not nets:
             raise ValueError("StackedGenerator needs at least one network")
         base = nets[0]
-        if not supports_vmap(base):
-            raise ValueError("StackedGenerator needs BatchNorm layers with a fixed momentum")
         self.batch = len(nets)
         self.names = [n for n, _ in base.named_parameters()]
         self.buffer_names = [n for n, _ in base.named_buffers()]
@@ -63,8 +140,15 @@ class StackedGenerator(nn.Module):
                     torch.stack([n.get_parameter(name).detach() for n in nets]).contiguous()))
             for name in self.buffer_names:
                 self.register_buffer(_stacked_name(name), torch.stack([n.get_buffer(name) for n in nets]).clone())
-        # the template the vmapped pass calls (not a submodule: its own tensors are never used)
-        object.__setattr__(self, "_template", base)
+        grouped_net = grouped_network(base, self.batch) if grouped else None
+        if grouped_net is None and not supports_vmap(base):
+            raise ValueError("StackedGenerator needs BatchNorm layers with a fixed momentum")
+        if grouped_net is not None:
+            grouped_net.to(next(base.parameters()).device)
+        #: how the B networks run: "grouped" (one grouped network) or "vmap"
+        self.mode = "grouped" if grouped_net is not None else "vmap"
+        # the template the pass calls (not a submodule: its own tensors are never used)
+        object.__setattr__(self, "_template", grouped_net if grouped_net is not None else base)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.shape[0] != self.batch:
@@ -72,7 +156,21 @@ class StackedGenerator(nn.Module):
         weights = {n: getattr(self, _stacked_name(n)) for n in self.names}
         buffers = {n: getattr(self, _stacked_name(n)) for n in self.buffer_names}
         self._template.train(self.training)
-        return vmap_forward(self._template, weights, z, z_batched=True, buffers_b=buffers)
+        if self.mode == "vmap":
+            return vmap_forward(self._template, weights, z, z_batched=True, buffers_b=buffers)
+        if z.shape[1] != 1:
+            raise ValueError("StackedGenerator: each slice's input must be a batch of one")
+        B = self.batch
+        flat = {n: t.reshape(B * t.shape[1], *t.shape[2:]) for n, t in weights.items()}
+        for n, t in buffers.items():
+            if n.endswith("num_batches_tracked"):
+                if self.training:
+                    t.add_(1)   # as each slice's BatchNorm counts its passes; the grouped layer's own is scratch
+                flat[n] = t.new_zeros(())
+            else:
+                flat[n] = t.view(B * t.shape[1], *t.shape[2:])   # updated in place: the stacked buffer
+        out = functional_call(self._template, flat, (z.reshape(1, B * z.shape[2], *z.shape[3:]),), strict=True)
+        return out.reshape(B, 1, out.shape[1] // B, *out.shape[2:])
 
     @torch.no_grad()
     def unstack_into(self, b: int, net: nn.Module) -> nn.Module:
@@ -82,7 +180,6 @@ class StackedGenerator(nn.Module):
         for name in self.buffer_names:
             net.get_buffer(name).copy_(getattr(self, _stacked_name(name))[b])
         return net
-
 
 class StackedMask(Mask):
     """B slices' masks (one architecture) stacked like :class:`StackedGenerator`'s parameters, for
