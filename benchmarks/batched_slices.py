@@ -2,7 +2,7 @@
 
 ``recon --batch-slices B`` trains B slices of one grid in one loop (:mod:`mri_oes.batched`: the B networks
 stacked, one vmap pass per step). This benchmark measures what that buys against B slices one after the
-other, on the device given: for each B in ``--batch``, one fresh process per measurement —
+other, on the device given: for each B in ``--batch-slices``, one fresh process per measurement —
 
 * ``sequential``: B one-slice fits (:func:`mri_oes.methods.train_generator`, the route of ``recon``),
   ``--steps`` timed steps each after ``--warmup`` untimed ones;
@@ -18,8 +18,8 @@ per slice held at once (one in the sequential run, B in the batched one). ``--vm
 stacks the networks by :func:`torch.func.vmap` instead of grouping them (``stacking`` in each row). Seconds per slice at the preset = seconds per slice-step x the preset's 11,000 steps.
 Prints a table and writes ``OUT/batched_slices.json`` and ``OUT/table.md``:
 
-    python benchmarks/batched_slices.py --batch 1 2 4 --steps 10 --threads 1 --out results/DATE-batched-slices
-    python benchmarks/batched_slices.py --device cuda --batch 1 4 16 --steps 50 --out /tmp/gpu   # a GPU
+    python benchmarks/batched_slices.py --batch-slices 1 2 4 --steps 10 --threads 1 --out results/DATE-batched-slices
+    python benchmarks/batched_slices.py --device cuda --batch-slices 1 4 16 --steps 50 --out /tmp/gpu   # a GPU
 """
 from __future__ import annotations
 
@@ -140,7 +140,8 @@ def table(rows) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--batch-slices", type=int, nargs="+", default=[1, 2, 4],
+                    help="slices per loop to measure (recon's --batch-slices)")
     ap.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
     ap.add_argument("--scan", nargs="+", default=["brain8b", "brain4", "phantom4"])
@@ -158,8 +159,8 @@ def main(argv=None):
         return 0
     from mri_oes.io import atomic_path, versions, write_json
     rows = []
-    floor = _child("idle", max(args.batch), args)["peak_memory_bytes"] if args.device == "cpu" else 0
-    for b in args.batch:
+    floor = _child("idle", max(args.batch_slices), args)["peak_memory_bytes"] if args.device == "cpu" else 0
+    for b in args.batch_slices:
         seq = _child("sequential", b, args)
         for m in (seq, _child("batched", b, args)):
             per = m["wall_s"] / args.steps

@@ -185,8 +185,9 @@ def register(subparsers) -> None:
                    help="network methods: train up to this many slices of one grid in one loop (their networks "
                         "stacked: one batched pass per step, each slice's own masks, data and result; the same "
                         "result per slice as one at a time, up to float rounding). For a GPU, where one small "
-                        "slice leaves it mostly idle; each slice records its share of the batch's time. Needs "
-                        "--stop-rule none (default 1: one slice per loop)")
+                        "slice leaves it mostly idle (on a CPU a slice costs 1.5-1.75x more in a batch: "
+                        "results/2026-12-05-batched-slices); each slice records its share of the batch's time. "
+                        "Needs --stop-rule none (default 1: one slice per loop)")
     g.add_argument("--retries", type=nonneg_int, default=2,
                    help="retries of a failed slice task (default 2; bad input is never retried)")
     add_run_args(p)
