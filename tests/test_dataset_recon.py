@@ -235,3 +235,25 @@ def test_ray_task_with_bad_input_fails_once_not_retried(dataset, tmp_path):
     res = dict((j.slice, r) for j, r in parallel.run_tasks(_run_slice_job, jobs, workers=2, retries=1))
     assert isinstance(res[1], parallel.TaskFailure) and not res[1].retried and "contains NaN" in res[1].error
     assert not isinstance(res[0], parallel.TaskFailure) and res[0]["final"]["psnr"] > 10
+
+
+def test_dataset_batch_slices_on_ray(dataset, tmp_path, capsys):
+    """``--batch-slices 4`` over 2 volumes x 3 slices of one grid: two Ray tasks (4 and 2 slices), each
+    trained in one loop; every slice and volume written as without batching, each slice recording the
+    size of the batch it trained in and its share of the batch's CPU-seconds."""
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    rc = main(["recon", str(dataset), "--method", "dip", "--accel", "4", *TINY_DIP, "--batch-slices", "4",
+               "--workers", "2", "--threads", "1", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "ray, 2 workers x 1 thread(s)" in err and "[6/6]" in err
+    sizes = []
+    for name in NAMES:
+        with h5py.File(out / "dip_4x" / "reconstructions" / name) as h:
+            assert h["reconstruction"].shape == (3, 96, 80)
+        for s in range(3):
+            rec = json.loads((out / "dip_4x" / "slices" / Path(name).stem / f"{s:03d}" / "metrics.json").read_text())
+            assert rec["steps"] == 30 and rec["final"]["psnr"] is not None
+            assert rec["time"]["cpu_s"] > 0
+            sizes.append(rec["config"]["batch_slices"])
+    assert sorted(sizes) == [2, 2, 4, 4, 4, 4]
