@@ -126,6 +126,7 @@ def collect():
                   l1_psnr=r["l1_psnr"], key=r["key"], commit=r["commit"])
         if e is not None:
             swaps[(r["mask_seed"], r["init_seed"])] = e
+            curves[("swap", r["mask_seed"], r["init_seed"])] = c
     return table, curves, l1, checks, swaps
 
 
@@ -190,7 +191,11 @@ def figure(curves, l1, path: Path):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
     colours = {0.15: "tab:blue", 0.25: "tab:cyan", 0.42: "tab:red", 0.9: "tab:orange", 1.0: "black"}
     for ax, s in zip(axes, SEEDS):
-        for (seed, d), c in sorted(curves.items()):
+        for k, c in sorted((k, c) for k, c in curves.items() if k[0] == "swap" and k[1] == s):
+            c = [r for r in c if r["step"] >= 200]
+            ax.plot([r["step"] for r in c], [r["psnr"] for r in c], color="tab:green", lw=1.0, ls="--",
+                    label=f"density 0.42, network seed {k[2]}")
+        for (seed, d), c in sorted((k, c) for k, c in curves.items() if k[0] != "swap"):
             if seed != s:
                 continue
             c = [r for r in c if r["step"] >= 200]
@@ -198,13 +203,14 @@ def figure(curves, l1, path: Path):
                     label=f"density {d:.2f}" + (" (rule)" if d == 0.42 else " (dense)" if d == 1.0 else ""))
         ax.axhline(l1[s][0], color="gray", ls="--", lw=1, label="L1-wavelet")
         ax.axvline(STEPS, color="gray", ls=":", lw=0.8)
-        ax.set_title(f"brain16 4×, seed {s}")
+        ax.set_title(f"brain16 4×, seed {s} (k-space mask and network)")
         ax.set_xlabel("training step")
         ax.set_xlim(0, 22000)
         ax.set_ylim(30, 37)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("PSNR (dB), averaged + data-consistent")
-    axes[0].legend(fontsize=8, loc="lower right")
+    for ax in axes:
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
