@@ -121,6 +121,8 @@ def collect():
         swaps[(s, s)] = table[(s, round(long_rows[s]["density"], 2))]
     p = HERE / "swap_rows.json"
     for r in (read_json(p, what="rows")["rows"] if p.is_file() else []):
+        if r.get("calib_width") is not None or r.get("kernel_width") is not None:
+            continue   # ESPIRiT variants: the README's own section, not the mask/network swap table
         c = ttq_curve(HERE / "curves" / f"{r['key']}.json")
         e = entry(c, STEPS, ssim_final=r["final_ssim"], density=r["density"], steps_run=r["steps_run"],
                   l1_psnr=r["l1_psnr"], key=r["key"], commit=r["commit"])

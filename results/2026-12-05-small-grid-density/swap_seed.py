@@ -8,7 +8,8 @@ rule, no stop rule) with the problem built from ``--mask-seed`` and the network 
     python results/2026-12-05-small-grid-density/swap_seed.py --mask-seed 1 --init-seed 0 --steps 8000 \
         --work /tmp/sgd-runs
 
-Rows go to ``swap_rows.json`` (key ``brain16_4x_mask{M}_init{I}_s{steps}``, with ``mask_seed`` and
+``--calib-width N`` calibrates ESPIRiT on N centre lines instead of the mask's fully sampled centre (seed
+0's lines give 9 contiguous centre lines, seed 1's 8). Rows go to ``swap_rows.json`` (key ``brain16_4x_mask{M}_init{I}_s{steps}``, with ``mask_seed`` and
 ``init_seed``), curves to ``curves/<key>.json``; one torch thread.
 """
 from __future__ import annotations
@@ -30,6 +31,10 @@ def main(argv=None):
     ap.add_argument("--init-seed", type=int, required=True)
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--work", default="/tmp/sgd-runs")
+    ap.add_argument("--calib-width", type=int, default=None,
+                    help="ESPIRiT calibration width in lines (default: the mask's fully sampled centre)")
+    ap.add_argument("--kernel-width", type=int, default=None,
+                    help="ESPIRiT kernel width (default: the rule's, half the calibration width within 3-6)")
     a = ap.parse_args(argv)
     from mri_oes.io import read_json, write_json
     from mri_oes.runtime import configure_runtime
@@ -39,10 +44,16 @@ def main(argv=None):
     build = mp.build_problem
 
     def build_with_mask_seed(sl, accel=None, mask_type="equispaced", seed=0, **kw):
+        if a.calib_width is not None:
+            kw["espirit"] = {**(kw.get("espirit") or {}), "calib_width": a.calib_width}
+        if a.kernel_width is not None:
+            kw["espirit"] = {**(kw.get("espirit") or {}), "kernel_width": a.kernel_width}
         return build(sl, accel, mask_type, a.mask_seed, **kw)
 
     mp.build_problem = build_with_mask_seed   # run_row imports it at call time
-    key = f"brain16_4x_mask{a.mask_seed}_init{a.init_seed}_s{a.steps}"
+    key = f"brain16_4x_mask{a.mask_seed}_init{a.init_seed}_s{a.steps}" + (
+        f"_calib{a.calib_width}" if a.calib_width is not None else "") + (
+        f"_kernel{a.kernel_width}" if a.kernel_width is not None else "")
     rows_file = HERE / "swap_rows.json"
     rows = read_json(rows_file, what="rows")["rows"] if rows_file.is_file() else []
     if any(r["key"] == key for r in rows):
@@ -50,7 +61,7 @@ def main(argv=None):
         return
     row, curve = ttq.run_row("brain16", 4, "none", a.init_seed, {"steps": a.steps, "steps_pixels": None}, 50, HERE,
                              key, work=Path(a.work))
-    row.update(key=key, mask_seed=a.mask_seed, init_seed=a.init_seed,
+    row.update(key=key, mask_seed=a.mask_seed, init_seed=a.init_seed, calib_width=a.calib_width, kernel_width=a.kernel_width,
                commit=subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                      text=True).stdout.strip())
     write_json(HERE / "curves" / f"{key}.json", curve)
