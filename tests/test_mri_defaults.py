@@ -10,6 +10,8 @@
   falls 2 dB below zero-filled) gets two and stays above zero-filled (slow);
 * the chosen image scales with the raw k-space scale (1e-4, 2e4) and does not change otherwise.
 """
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -145,3 +147,27 @@ def test_raw_scale_changes_nothing_but_the_scale(brain4x, factor):
         x = B.run_baseline(q, m) / factor
         assert q.info["lamda_choice"][m]["lamda"] == p.info["lamda_choice"][m]["lamda"]
         assert np.linalg.norm(x - images[m]) <= 1e-3 * np.linalg.norm(images[m]), m
+
+
+def test_espirit_kernel_width_rule():
+    """3-wide kernels up to 9 calibration lines, half the calibration width (3-6) above."""
+    from mri_oes.mri.espirit import espirit_params
+    for acs, kernel in ((6, 3), (7, 3), (8, 3), (9, 3), (10, 5), (14, 6), (20, 6)):
+        m = np.zeros(96, np.float32)
+        m[48 - acs // 2:48 - acs // 2 + acs] = 1
+        assert espirit_params(m)["kernel_width"] == kernel, acs
+        assert espirit_params(m, kernel_width=4)["kernel_width"] == 4
+
+
+def test_small_acs_maps_beat_four_wide_kernels(shared_data):
+    """brain16 (96 wide, 16 coils) at 4x, seed 1's lines (8 ACS lines): SENSE and L1-wavelet on the rule's maps
+    (3-wide kernels) beat the 4-wide kernels the halving rule gave (measured 35.87 / 36.43 vs 33.10 / 34.50 dB)."""
+    from mri_oes.mri.data import load_slice
+    f = Path(shared_data) / "mri" / "brain16_full.h5"
+    if not f.is_file():
+        pytest.skip("shared brain16 not available")
+    sl = load_slice(f, 0)
+    rule, old = (build_problem(sl, 4, "equispaced", 1, espirit=e) for e in (None, {"kernel_width": 4}))
+    assert rule.info["espirit"]["calib_width"] == 8 and rule.info["espirit"]["kernel_width"] == 3
+    for m in ("sense", "l1-wavelet"):
+        assert rule.metrics(B.run_baseline(rule, m))["psnr"] > old.metrics(B.run_baseline(old, m))["psnr"] + 1.0, m

@@ -7,7 +7,9 @@ from fully sampled data the reconstruction would not have.
 extent of the ACS block limits it: at 8× (centre fraction 0.04) a 180-line brain has only 7 ACS
 lines, so the default is ``calib_width = min(ACS width, 24)`` and
 ``kernel_width = clip(calib_width // 2, 3, 6)`` (7 ACS lines → 7×7 calibration, 3×3 kernels; 6×6
-kernels there leave too few calibration rows and the eigenvalue crop removes everything).
+kernels there leave too few calibration rows and the eigenvalue crop removes everything), but 3 for 8–9
+calibration lines too (4×4 kernels on a 96-wide 16-coil brain at 4×: L1-wavelet 0.9–1.9 dB and Sparse-DIP
+1.7 dB lower on average; results/2026-12-05-small-grid-density/).
 
 Few ACS lines (3 to 5: 8× on a 96-wide grid has 4 or 5): a square ``4 × 4`` or ``5 × 5`` region leaves
 too few calibration rows (brain16 8×, seed 0, 4 × 4 region, 3 × 3 kernels: SENSE and L1-wavelet at most 19.2 dB
@@ -54,7 +56,7 @@ SQUARE_MIN_ACS = 6
 #: rectangular calibration for few ACS lines: readout extent (capped at H) and kernel (readout, phase encode)
 RECT_CALIB_READOUT = 24
 RECT_KERNEL = (5, 2)
-RULE = ("calib_width = min(ACS, 24), kernel_width = clip(calib_width // 2, 3, 6); ACS 3-5: "
+RULE = ("calib_width = min(ACS, 24), kernel_width = 3 up to 9 calibration lines, else clip(calib_width // 2, 3, 6); ACS 3-5: "
         "rectangular min(24, H) x ACS region, 5 x 2 kernels; thresh 0.02, crop 0; SENSE / L1-wavelet add the second "
         "eigenvector set (soft-SENSE, crop 0.5) when the second eigenvalue exceeds 0.9 on >= 0.5 % of the object")
 
@@ -84,7 +86,10 @@ def espirit_params(mask: np.ndarray, calib_width: Optional[int] = None, kernel_w
     if not 3 <= cw <= acs:
         raise UserError(f"ESPIRiT calib_width {cw} must be in 3..{acs} (the ACS width of the mask): "
                         "calibrating on unsampled lines would use zeros as data")
-    kw = int(np.clip(cw // 2, 3, 6)) if kernel_width is None else int(kernel_width)
+    # 8-9 lines: 3-wide kernels, not 4 (brain16 4x, 96 wide, 16 coils: L1-wavelet +0.9 / +1.9 dB, SENSE +1.2 / +2.8,
+    # Sparse-DIP +1.7 dB mean over four line-set x network pairs; at 10-20 lines 3 loses 0.1-2.2 dB for L1-wavelet:
+    # results/2026-12-05-small-grid-density/README.md)
+    kw = (3 if cw <= 9 else int(np.clip(cw // 2, 3, 6))) if kernel_width is None else int(kernel_width)
     if not 2 <= kw < cw:
         raise UserError(f"ESPIRiT kernel_width {kw} must be in 2..{cw - 1} (below calib_width {cw})")
     return {"calib_width": cw, "kernel_width": kw, "thresh": float(thresh), "crop": float(crop),
