@@ -124,7 +124,8 @@ def register(subparsers) -> None:
                    help="calibration region width in phase-encode lines (default: the fully sampled "
                         f"centre of the sampling mask, at most {MAX_CALIB_WIDTH})")
     g.add_argument("--espirit-kernel-width", type=positive_int, default=None,
-                   help="ESPIRiT kernel width (default: half the calibration width, within 3-6)")
+                   help="ESPIRiT kernel width (default: 3 up to 9 calibration lines, else half the calibration width, "
+                        "at most 6)")
     g.add_argument("--espirit-thresh", type=center_frac, default=0.02,
                    help="singular-value threshold of the calibration matrix (default 0.02)")
     g.add_argument("--espirit-crop", type=_ranged(float, 0, 1, hi_open=True), default=0.0,
