@@ -4,8 +4,9 @@
 volume, or volumes of one protocol) the three pieces become batched and the loop is unchanged:
 
 * :class:`StackedGenerator` — the B networks' parameters and BatchNorm buffers stacked on a leading
-  dimension, one :func:`torch.func.vmap` pass over all of them (:func:`mri_oes.vmap.vmap_forward`;
-  BatchNorm statistics per slice, as in a batch-of-one fit); its input is the B inputs ``z`` stacked;
+  dimension, run in one pass: as one network with every layer grouped B ways (:func:`grouped_network`),
+  else :func:`torch.func.vmap` over the one network (:func:`mri_oes.vmap.vmap_forward`); BatchNorm
+  statistics per slice, as in a batch-of-one fit; its input is the B inputs ``z`` stacked;
 * :class:`StackedMask` — the B slices' pruning masks stacked the same way (``None`` for dense);
 * :class:`SliceBatch` — the B slices' operators, each applied to its own slice. Its output and the
   stacked measurements (:meth:`SliceBatch.stack`) carry a weight per slice chosen so that
@@ -66,8 +67,7 @@ def _groupable_types():
     return (DeepDecoder, ConvDecoder, Hourglass)
 
 
-_LAYOUT_FREE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Upsample, nn.ReflectionPad2d, nn.AvgPool2d, nn.Identity,
-                nn.Sequential, nn.ModuleList)
+_LAYOUT_FREE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Upsample, nn.ReflectionPad2d, nn.AvgPool2d, nn.Identity)
 
 
 def grouped_network(net: nn.Module, batch: int) -> Optional[nn.Module]:
@@ -98,7 +98,7 @@ def grouped_network(net: nn.Module, batch: int) -> Optional[nn.Module]:
 
     def walk(parent: nn.Module) -> bool:
         for name, child in list(parent.named_children()):
-            if isinstance(child, (nn.Sequential, nn.ModuleList)) or type(child) in (nn.Module,):
+            if isinstance(child, (nn.Sequential, nn.ModuleList)):
                 if not walk(child):
                     return False
                 continue

@@ -331,13 +331,22 @@ def run(problem, recipe: Recipe, out, overwrite: bool = False, save_outputs: boo
         return _close(s, res, command, writer)
 
 
+def check_batchable(method: str, stop_rule: str, batch_slices: int) -> None:
+    """What one loop over several slices cannot do (``--batch-slices``), one line: a stopping rule (it stops
+    one slice's fit) or GP-DIP (its weight noise is drawn per network)."""
+    if stop_rule != "none":
+        raise UserError(f"--batch-slices {batch_slices} with --stop-rule {stop_rule}: slices trained in one loop run "
+                        "every step (a stopping rule stops one slice's fit), it needs --stop-rule none; "
+                        "use --batch-slices 1")
+    if method == "gp-dip":
+        raise UserError(f"--batch-slices {batch_slices} with --method gp-dip: its per-step weight noise is drawn per "
+                        "network in one loop only; use --batch-slices 1")
+
+
 def _batch_refusals(problems, recipes) -> None:
     """What one loop over several problems cannot do, refused before any output exists (one line)."""
     for p, r in zip(problems, recipes):
-        if r.method == "gp-dip" or r.stop_rule != "none":
-            raise UserError(f"--batch-slices trains several slices in one loop: it needs --stop-rule none "
-                            f"and a method without per-slice weight noise (got --method {r.method}, "
-                            f"--stop-rule {r.stop_rule}); use --batch-slices 1")
+        check_batchable(r.method, r.stop_rule, len(problems))
         if tuple(p.image_hw) != tuple(problems[0].image_hw):
             raise UserError(f"--batch-slices: slices batched together need one grid ({p.info.get('file')}: "
                             f"{tuple(p.image_hw)}, {problems[0].info.get('file')}: {tuple(problems[0].image_hw)})")

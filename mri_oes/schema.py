@@ -23,7 +23,8 @@ round, prune-at-init, every transfer case, the experiment scripts):
   predicted the held-out measurements best: the result); every history row carries ``holdout_loss``.
   With ``discrepancy`` also ``noise`` {sigma2, level, lines, discrepancy_tau} (the k-space noise estimate the rule
   compared the residual with); every history row carries ``discrepancy``.
-* ``time`` {total_s, fit_s, s_per_step}; ``seed`` (the one user seed) and ``seeds`` (every derived
+* ``time`` {total_s, fit_s, s_per_step} (recon with ``--batch-slices``: ``total_s`` and ``cpu_s`` are the
+  slice's share, 1/``config.batch_slices``, of its batch's; ``fit_s`` is the batched loop's); ``seed`` (the one user seed) and ``seeds`` (every derived
   stream); ``device``, ``threads``, ``config`` (every option), ``versions``.
 * MRI: ``file``, ``slice``, ``accel``, ``mask_type``, ``metrics_convention`` (``fastmri``: centre
   crop and data range as ``fastmri.evaluate``) and ``full_fov`` {psnr, ssim, nmse} beside it.

@@ -228,12 +228,10 @@ def _validate(args, vols):
                             "source run (its weights and mask); drop one of them")
     if args.mask_path and "sparse-dip" not in args.method:
         raise UserError("--pruning-mask is only for --method sparse-dip")
-    if args.batch_slices > 1 and (args.stop_rule or "none") != "none":
-        raise UserError(f"--batch-slices {args.batch_slices} with --stop-rule {args.stop_rule}: slices trained in one "
-                        "loop run every step (a stopping rule stops one slice's fit); use --batch-slices 1")
-    if args.batch_slices > 1 and "gp-dip" in args.method:
-        raise UserError("--batch-slices with --method gp-dip: its per-step weight noise is drawn per network "
-                        "in one loop only; use --batch-slices 1")
+    if args.batch_slices > 1:
+        from ..runner import check_batchable
+        for method in args.method:
+            check_batchable(method, args.stop_rule or "none", args.batch_slices)
     if args.density is not None and "sparse-dip" not in args.method:
         raise UserError("--density is only for --method sparse-dip")
     if args.mask_path:

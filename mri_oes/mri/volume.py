@@ -599,6 +599,7 @@ def batch_jobs(jobs: List[SliceJob], grids: dict, size: int) -> List[List[SliceJ
     return [g[i:i + size] for g in groups.values() for i in range(0, len(g), max(1, int(size)))]
 
 
+# ------------------------------------------------------------------------------- whole volumes
 def volume_data_range(target: Optional[np.ndarray]) -> Optional[float]:
     """fastMRI's data range of a volume: the maximum of the W×W-cropped target (all slices)."""
     if target is None:
