@@ -9,7 +9,9 @@ lines, so the default is ``calib_width = min(ACS width, 24)`` and
 ``kernel_width = clip(calib_width // 2, 3, 6)`` (7 ACS lines → 7×7 calibration, 3×3 kernels; 6×6
 kernels there leave too few calibration rows and the eigenvalue crop removes everything), but 3 for 8–9
 calibration lines too (4×4 kernels on a 96-wide 16-coil brain at 4×: L1-wavelet 0.9–1.9 dB and Sparse-DIP
-1.7 dB lower on average; results/2026-12-05-small-grid-density/).
+1.7 dB lower on average; results/2026-12-05-small-grid-density/). The rule is within 0.05 dB of the best
+width 3..8 on average over the shared scans at 4× and 8×; choosing the width per scan by L1-wavelet's
+held-out lines matched it at 4× and lost 1.0–1.9 dB on 5 of 8 cases at 8× (results/2026-12-05-espirit-kernel-holdout/).
 
 Few ACS lines (3 to 5: 8× on a 96-wide grid has 4 or 5): a square ``4 × 4`` or ``5 × 5`` region leaves
 too few calibration rows (brain16 8×, seed 0, 4 × 4 region, 3 × 3 kernels: SENSE and L1-wavelet at most 19.2 dB
