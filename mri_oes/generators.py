@@ -86,23 +86,23 @@ class GeneratorConfig:
 
     # ---- named configurations
     @classmethod
-    def oes(cls, out_channels=3, levels=6, width=1.0, mri=False) -> "GeneratorConfig":
+    def oes(cls, out_channels=None, levels=6, width=1.0, mri=False) -> "GeneratorConfig":
         """The OES hourglass (3,008,867 parameters for RGB at levels=6, width=1), optionally cut to
         fewer scales (small images) or narrowed by ``width``."""
         base = (16, 32, 64, 128, 128, 128, 128, 128)
         if not 1 <= levels <= len(base):
             raise UserError(f"levels must be in 1..{len(base)}, got {levels}")
         ch = tuple(max(1, int(round(c * width))) for c in base[:levels])
-        return cls("hourglass", out_channels=2 if mri else out_channels, channels=ch,
+        return cls("hourglass", out_channels=_out_channels(out_channels, mri), channels=ch,
                    sigmoid=not mri)
 
     @classmethod
-    def deep_decoder(cls, out_channels=3, layers=6, width=128, mri=False) -> "GeneratorConfig":
+    def deep_decoder(cls, out_channels=None, layers=6, width=128, mri=False) -> "GeneratorConfig":
         """Heckel & Hand's deep decoder: ``layers`` 1×1-conv layers of ``width`` channels, or ``width``
         a list of per-layer widths (its length is the depth; e.g. a narrower full-resolution layer,
         where most of the compute is)."""
         chans = _layer_widths("deep decoder", layers, width)
-        return cls("deep-decoder", out_channels=2 if mri else out_channels, channels=chans,
+        return cls("deep-decoder", out_channels=_out_channels(out_channels, mri), channels=chans,
                    input_channels=chans[0], sigmoid=not mri)
 
     @classmethod
@@ -113,6 +113,12 @@ class GeneratorConfig:
         chans = _layer_widths("ConvDecoder", layers, width)
         return cls("convdecoder", out_channels=out_channels, channels=chans,
                    input_channels=chans[0], sigmoid=False, input_size=tuple(input_size))
+
+
+def _out_channels(out_channels, mri: bool) -> int:
+    """Output channels of a named configuration: as given, else 2 for MRI (real, imaginary of one
+    complex image) and 3 (RGB) otherwise; a maps-free MRI operator asks for ``2·coils``."""
+    return int(out_channels) if out_channels is not None else (2 if mri else 3)
 
 
 def _layer_widths(name: str, layers, width) -> Tuple[int, ...]:
