@@ -313,9 +313,7 @@ def fold_over_check(p) -> dict:
     from . import espirit as E
     _, _, overlap = E.second_map_set_and_overlap(p.kspace, p.mask, p.info["espirit"])
     found = overlap >= E.OVERLAP_FRACTION
-    rec = {"statistic": "overlap_fraction", "overlap_fraction": round(overlap, 4),
-           "eigenvalue_threshold": E.OVERLAP_EIGENVALUE, "fraction_threshold": E.OVERLAP_FRACTION,
-           "found": bool(found), "map_sets": 1}
+    rec = {**E.overlap_record(overlap), "found": bool(found), "map_sets": 1}
     if found:
         rec["warning"] = (f"{Path(p.slice.file).name} slice {p.slice.index}: ESPIRiT finds fold-over (second "
                           f"eigenvalue > {E.OVERLAP_EIGENVALUE} on {overlap:.1%} of the object; it also fires on some "
