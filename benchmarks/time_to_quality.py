@@ -57,6 +57,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -97,13 +99,16 @@ def time_to(history, target, key="average_dc_psnr"):
     return None, None
 
 
-def curve_evaluator(p):
-    """PSNR/SSIM of the network output and of its data-consistent image, for the curve only (the fit
-    never reads it, core.fit)."""
+def curve_evaluator(p, op=None):
+    """PSNR/SSIM of the network output on ``op``'s map sets (default the problem's one set) and of its
+    data-consistent image, for the curve only (the fit never reads it, core.fit)."""
+    op = op or p.operator
+    maps = op.maps.cpu().numpy()
+
     def metrics(x_hat, dc):
         img = p.unscale(x_hat)
-        img = img[0] if img.ndim == 3 else img
-        m = p.metrics(p.data_consistency(img) if dc else img)
+        img = img[0] if img.ndim == len(op.in_shape) + 1 else img
+        m = p.metrics(p.data_consistency(img, maps=maps) if dc else np.abs(op.combine(img)))
         return {k: m[k] for k in ("psnr", "ssim")}
 
     def evaluate(x_hat):
@@ -127,6 +132,7 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, ma
     from mri_oes.mri.baselines import run_baseline
     from mri_oes.mri.data import load_slice
     from mri_oes.mri.problem import build_problem
+    from mri_oes.mri.volume import fixed_map_sets, network_operator
     from mri_oes.recipe import Recipe
     from mri_oes.runner import run
     cfg = presets.for_accel(presets.get("cpu"), accel)
@@ -145,7 +151,12 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, ma
     l1 = p.metrics(run_baseline(p, "l1-wavelet")) if l1_run else {"psnr": None, "ssim": None}
     l1_cpu = time.process_time() - t if l1_run else None
 
-    evaluate = curve_evaluator(p)
+    given = {"mask_path": str(mask_path)} if mask_path else {}
+    if checkpoint_every is not None:
+        given["checkpoint_every"] = checkpoint_every
+    rc = Recipe.from_preset(cfg, accel, method="sparse-dip", seed=seed, log_every=log_every, **given)
+    op = network_operator(p, rc, fixed_map_sets(rc))   # recon's map sets (two where fold-over is found)
+    evaluate = curve_evaluator(p, op)
 
     curve, partial = [], Path(out) / "curves" / f"{key}.partial.json"
     mask_ck = staged / "mask_checkpoint.safetensors" if staged is not None else None
@@ -182,11 +193,7 @@ def run_row(scan, accel, rule, seed, sets, log_every, out, key, verbose=True, ma
             print(f"{key} step {row['step']} dc_psnr {row.get('average_dc_psnr', row.get('dc_psnr')):.3f} "
                   f"change {row.get('image_change')} cpu {row['cpu_s']:.0f}s", flush=True)
 
-    gp = p.as_problem({"kind": "mri", "task": "mri"}, evaluate=evaluate)
-    given = {"mask_path": str(mask_path)} if mask_path else {}
-    if checkpoint_every is not None:
-        given["checkpoint_every"] = checkpoint_every
-    rc = Recipe.from_preset(cfg, accel, method="sparse-dip", seed=seed, log_every=log_every, **given)
+    gp = p.as_problem({"kind": "mri", "task": "mri"}, evaluate=evaluate, operator=op)
     try:
         rec = run(gp, rc, run_dir, save_outputs=run_dir is not None, command="time-to-quality", callback=cb)
     except RunMismatch as e:

@@ -86,6 +86,8 @@ class Acquisition:
     lamda: Optional[float] = None          # classical regularisation weight (--reg-weight)
     max_iter: Optional[int] = None
     espirit: dict = field(default_factory=dict)
+    map_sets: Optional[int] = None         # ESPIRiT map sets, 1 or 2 (None: two where fold-over is found,
+                                           # or as many as a network's given weights / mask output)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ FIT_OPTIONS = tuple(f.name for f in fields(Training)
 #: fields left out of an identity at their "off" value (runs from before the option keep their identity)
 OFF_VALUES = {"precision": "float32", "lr_decay_start": 0.0, "steps_pixels": None, "steps_scale_max": None,
               "init_from": None,
-              "mask_source": "oes", "synflow_rounds": 100, "share_mask": "none"}
+              "mask_source": "oes", "synflow_rounds": 100, "share_mask": "none", "map_sets": None}
 #: recon's pruning-mask sharing (--share-pruning-mask): none = a mask learned per slice; volume = one per
 #: file, learned on its centre slice; protocol = one per grid and acceleration, learned on the centre slice
 #: of the first file (mri_oes.mri.volume.plan_shared_masks)
@@ -309,6 +311,8 @@ class Recipe:
             raise UserError(f"lr_decay_start must be in [0, 1), got {self.lr_decay_start}")
         if self.mri is not None and self.accel is not None and int(self.accel) < 2:
             raise UserError(f"--accel must be an integer >= 2, got {self.accel}")
+        if self.mri is not None and self.map_sets not in (None, 1, 2):
+            raise UserError(f"--map-sets must be 1 or 2, got {self.map_sets!r}")
         from .pruning import PAI_METHODS
         if self.share_mask not in SHARE_MODES:
             raise UserError(f"--share-pruning-mask must be one of {SHARE_MODES}, got {self.share_mask!r}")
@@ -316,7 +320,10 @@ class Recipe:
             raise UserError(f"--mask-source must be one of {('oes',) + PAI_METHODS}, got {self.mask_source!r}")
         if self.method == "sparse-dip":
             if self.mask_path:
-                Mask.load(self.mask_path).generator_config()
+                cfg = Mask.load(self.mask_path).generator_config()
+                if self.mri is not None and self.map_sets is not None and cfg.out_channels != 2 * self.map_sets:
+                    raise UserError(f"--map-sets {self.map_sets}: --pruning-mask {self.mask_path} is for a network "
+                                    f"of {cfg.out_channels // 2} map set(s)")
             elif self.density is not None:
                 check_density(self.density)
                 if not self.density < 1:

@@ -9,7 +9,7 @@
   object): maps ``(sets, coils, H, W)``, ``x`` ``(sets, H, W)``, ``A x = M F Σ_s S_{s,c} x_s``; the image
   is the RSS over the sets (:meth:`MultiCoilMRI.combine`).
 * Adjoint: ``A^H y = Σ_c conj(S_c) · F^H (M · y_c)`` (M is binary, so ``M^H M = M``).
-* Generators produce 2 channels (real, imaginary) on a grid that may be larger than ``(H, W)``
+* Generators produce 2 channels (real, imaginary) per map set on a grid that may be larger than ``(H, W)``
   (a multiple of ``2**levels``); :meth:`from_network` centre-crops, forms the complex image and zeroes
   it outside the maps' support (there ``A`` sees nothing, so a network would put arbitrary values
   there — SENSE/CG keep those null-space components at zero for the same reason).
@@ -135,18 +135,19 @@ class MultiCoilMRI(LinearOperator):
         return np.sqrt((np.abs(x) ** 2).sum(-3))
 
     def from_network(self, out):
-        if self.sets > 1:
-            raise OperatorInputError("mri: generators are built for one map set; this operator has "
-                                     f"{self.sets} (soft-SENSE is for the classical methods)")
-        if out.shape[1] != 2:
+        """Generator output ``(B, 2·sets, ...)`` (real and imaginary part of each map set's image, in that
+        order) → operator input ``(B, [sets,] H, W)``, centre-cropped and zero outside the maps' support."""
+        if out.shape[1] != 2 * self.sets:
             raise OperatorInputError(
-                f"mri: a generator for MRI must output 2 channels (real, imag), got {out.shape[1]}")
-        out = center_crop(out, self.in_shape)
-        return torch.complex(out[:, 0], out[:, 1]) * self.support.to(out.dtype)
+                f"mri: a generator for MRI with {self.sets} map set{'s' if self.sets > 1 else ''} must output "
+                f"{2 * self.sets} channels (real, imag per set), got {out.shape[1]}")
+        out = center_crop(out, self.in_shape[-2:])
+        x = torch.complex(out[:, 0::2], out[:, 1::2]) * self.support.to(out.dtype)
+        return x if self.sets > 1 else x[:, 0]
 
     @property
     def network_channels(self):
-        return 2
+        return 2 * self.sets
 
     def describe(self):
         d = {**super().describe(), "coils": int(self.maps.shape[-3]), "acceleration": self.acceleration}

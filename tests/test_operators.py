@@ -337,6 +337,25 @@ def test_mri_generator_image_restricted_to_maps_support():
     assert x.shape == (1, 8, 6) and torch.all(x[:, :2] == 0) and torch.all(x[:, 2:] != 0)
 
 
+def test_mri_generator_output_per_map_set():
+    """Two map sets: a network outputs (real, imag) per set, in that order; ``A`` sums the sets' coil images
+    and the image is the RSS over the sets. Two channels are one clear line."""
+    g = torch.Generator().manual_seed(0)
+    maps = torch.randn(2, 3, 8, 6, dtype=torch.complex64, generator=g)
+    A = O.MultiCoilMRI(maps, torch.ones(6))
+    assert A.network_channels == 4
+    out = torch.randn(1, 4, 10, 8, generator=g)
+    x = A.from_network(out)
+    c = out[:, :, 1:9, 1:7]
+    assert x.shape == (1, 2, 8, 6)
+    assert torch.equal(x[:, 1], torch.complex(c[:, 2], c[:, 3]))
+    expect = (maps[0] * x[:, 0, None] + maps[1] * x[:, 1, None])
+    torch.testing.assert_close(A(x), O.mri.fft2c(expect))
+    torch.testing.assert_close(A.combine(x), x.abs().pow(2).sum(1).sqrt())
+    with pytest.raises(O.OperatorInputError, match="2 map sets must output 4 channels"):
+        A.from_network(torch.randn(1, 2, 8, 6))
+
+
 def test_center_crop_is_fastmri_crop_for_arrays_and_tensors():
     """One centre crop: fastMRI's convention (first kept row (H - h) // 2) on numpy and torch, odd and even."""
     from fastmri.data.transforms import center_crop as fastmri_center_crop

@@ -84,8 +84,12 @@ def test_resume_refuses_another_init(phantom_h5, source, tmp_path):
     from mri_oes.recipe import Recipe
     from mri_oes.runner import run
     from mri_oes.statefile import load_state, save_state
+    from mri_oes.mri.volume import network_operator
+    from mri_oes.recipe import Acquisition
     p = build_problem(load_slice(phantom_h5, 0), 4, "equispaced", 0)
-    gp = p.as_problem({"kind": "mri", "task": "mri"}, evaluate=None)
+    # the map sets recon gives this slice (the source run's: ESPIRiT's fold-over statistic fires on the phantom)
+    gp = p.as_problem({"kind": "mri", "task": "mri"}, evaluate=None,
+                      operator=network_operator(p, Recipe(mri=Acquisition())))
     w = tmp_path / "init.safetensors"
     w.write_bytes((_slice(source, "deep-decoder") / WEIGHTS_FILE).read_bytes())
     rec = _record(source, "deep-decoder")

@@ -130,6 +130,11 @@ def register(subparsers) -> None:
                    help="singular-value threshold of the calibration matrix (default 0.02)")
     g.add_argument("--espirit-crop", type=_ranged(float, 0, 1, hi_open=True), default=0.0,
                    help="eigenvalue crop (default 0 = maps everywhere: robust with few ACS lines)")
+    g.add_argument("--map-sets", type=int, choices=(1, 2), default=None,
+                   help="ESPIRiT map sets of every method (default: two where ESPIRiT's fold-over statistic "
+                        "fires, measured data only, else one; a network then outputs one image per set and "
+                        "the result is their RSS; networks whose output layer --init-from, --pruning-mask or "
+                        "--share-pruning-mask fixes keep one); recorded as problem.espirit.map_sets")
     g.add_argument("--no-espirit-cache", action="store_true", help="do not cache maps in OUT/.espirit/")
     add_training_args(p, steps=_from_preset("steps", _steps), lr=_from_preset("lr", _value),
                       precision=_from_preset("precision", _value))

@@ -102,18 +102,27 @@ class MRIProblem:
             return np.sum(np.conj(self.maps) * coil, 0).astype(np.complex64)
         raise UserError(f"zero-filled combine must be 'rss' or 'espirit', got {combine!r}")
 
-    def data_consistency(self, x, coil_images: bool = False, combine: str = "rss") -> np.ndarray:
+    def data_consistency(self, x, coil_images: bool = False, combine: str = "rss", maps=None) -> np.ndarray:
         """Project an estimate onto the measured k-space (Darestani & Heckel's post-processing):
         coil k-space ``F(S x)`` (or ``F x_c`` for maps-free coil images, ``coil_images=True``) with
         the sampled lines replaced by the measured ones. ``x`` in ORIGINAL units (numpy/torch,
-        ``(H, W)`` or ``(coils, H, W)``). Returns original units: ``rss`` = RSS magnitude of the
-        projected coil images; ``espirit`` = ``S^H F^H k`` (complex, maps only)."""
+        ``(H, W)`` or ``(coils, H, W)``; ``(sets, H, W)`` with ``maps`` of several map sets
+        ``(sets, coils, H, W)``, coil images ``Σ_s S_s x_s``; default ``maps``: this problem's). Returns
+        original units: ``rss`` = RSS magnitude of the projected coil images; ``espirit`` = ``S^H F^H k``
+        (complex, one map set only)."""
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()
         x = np.asarray(x)
-        if not coil_images and x.ndim == 3 and x.shape[0] == 1:
+        maps = self.maps if maps is None else np.asarray(maps)
+        sets = maps.shape[0] if maps.ndim == 4 else 1
+        if not coil_images and x.ndim == (4 if sets > 1 else 3) and x.shape[0] == 1:
             x = x[0]
-        coil = x if coil_images else self.maps * x[None]
+        if coil_images:
+            coil = x
+        elif sets > 1:
+            coil = (maps * x[:, None]).sum(0)
+        else:
+            coil = maps * x[None]
         ax = (-2, -1)
         k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(coil, axes=ax), norm="ortho"), axes=ax)
         m = (np.asarray(self.mask).reshape(1, 1, -1) > 0)
@@ -121,9 +130,9 @@ class MRIProblem:
         c = ifft2c_np(k)
         if combine == "rss":
             return M.rss(c).astype(np.float32)
-        if combine == "espirit" and not coil_images:
-            return np.sum(np.conj(self.maps) * c, 0).astype(np.complex64)
-        raise UserError(f"data_consistency combine must be 'rss' or 'espirit' (maps only), got {combine!r}")
+        if combine == "espirit" and not coil_images and sets == 1:
+            return np.sum(np.conj(maps) * c, 0).astype(np.complex64)
+        raise UserError(f"data_consistency combine must be 'rss' or 'espirit' (one map set), got {combine!r}")
 
     def metrics(self, image_original_units) -> dict:
         """fastMRI metrics of an image in original units (``{}`` without a reference)."""
@@ -185,8 +194,9 @@ class MRIProblem:
         vmax = vmax or 1.0
         if isinstance(evaluate, str):
             evaluate = self.evaluate if self.reference is not None else None
-        return Problem(operator or self.operator, self.y, tuple(self.image_shape), evaluate=evaluate, kind="mri",
-                       info=info, to_display=lambda x: np.abs(self.unscale(x)) / vmax,
+        op = operator or self.operator
+        return Problem(op, self.y, tuple(self.image_shape), evaluate=evaluate, kind="mri",
+                       info=info, to_display=lambda x: np.abs(op.combine(self.unscale(x))) / vmax,
                        measurements_display=zf / vmax if show_measurements else None,
                        holdout=self.holdout_lines, noise=self.noise)
 

@@ -191,14 +191,16 @@ def mri_problem(job: SliceJob):
     return p
 
 
-def _evaluator(p, data_range):
-    """fastMRI-convention slice metrics of an operator-domain image (the training PSNR curve: the
-    slice under the volume's data range)."""
+def _evaluator(p, data_range, op=None):
+    """fastMRI-convention slice metrics of an operator-domain image of ``op`` (default the problem's; the
+    training PSNR curve: the slice under the volume's data range)."""
     if p.reference is None:
         return None
+    op = op or p.operator
 
     def evaluate(x_hat):
-        mag = M.center_crop(np.abs(p.unscale(x_hat)), p.crop)
+        x = p.unscale(x_hat)
+        mag = M.center_crop(np.abs(op.combine(x[0] if x.ndim == len(op.in_shape) + 1 else x)), p.crop)
         m = M.slice_metrics(p.reference, mag, data_range)
         return {k: m[k] for k in ("psnr", "ssim", "nmse")}
 
@@ -266,12 +268,13 @@ def _identity(job: SliceJob) -> dict:
 def _classical(job: SliceJob) -> dict:
     from ..rundir import RunDir
     from ..schema import make_record
-    from .baselines import run_baseline
+    from .baselines import classical_operator, run_baseline
     s = job.settings
     with RunDir(job.slice_dir, _identity(job)) as rd:
         t0, c0 = time.perf_counter(), time.process_time()
         p = mri_problem(job)
         t1 = time.perf_counter()
+        classical_operator(p, soft_sense=soft_sense(s))
         x = run_baseline(p, s.method, s.lamda, s.max_iter)
         t2 = time.perf_counter()
         rec = make_record(command="recon", method=s.method, mask_source="none", density=1.0, steps=0,
@@ -287,40 +290,92 @@ def _classical(job: SliceJob) -> dict:
 
 
 def _network_problem(job):
-    """``(MRI problem, generic problem)`` of a slice or shared-mask job: what :func:`mri_oes.runner.run` fits."""
+    """``(MRI problem, generic problem)`` of a slice or shared-mask job: what :func:`mri_oes.runner.run` fits,
+    on the map sets of :func:`network_operator` (recorded by :func:`fold_over_check`)."""
     from .data import slice_digest
     s = job.settings
     p = mri_problem(job)
+    op = network_operator(p, s, fixed_map_sets(s, job.file, job.slice, getattr(job, "mask_run", None)))
     vmax = job.data_range or float(M.center_crop(p.zero_filled("rss"), p.crop).max()) or 1.0
     gp = p.as_problem({"kind": "mri", "task": "mri", "scan": job.stem, "file": str(job.file),
                        "slice": int(job.slice), "accel": s.accel, "data_range": job.data_range,
                        "kspace_digest": slice_digest(job.file, job.slice)},   # the data (see is_done)
-                      evaluate=_evaluator(p, job.data_range), vmax=vmax)
+                      evaluate=_evaluator(p, job.data_range, op), operator=op, vmax=vmax)
     return p, gp
 
 
-def fold_over_check(p) -> dict:
-    """ESPIRiT's fold-over statistic (:func:`mri_oes.mri.espirit.second_map_set_and_overlap`: the fraction
-    of the object where the second eigenvalue exceeds ``OVERLAP_EIGENVALUE``; measured data only) for a
-    network slice. The networks fit ONE map set, which cannot represent an object wider than the
-    phase-encode FOV: on brain8 folded to 70 % recon's Sparse-DIP ended at 12.6 dB at 4x and 16.6 at 8x
-    against zero-filled 23.7 / 21.5 (results/2026-12-05-fold-over-network/), while SENSE / L1-wavelet
-    take two map sets where the statistic fires. Recorded in ``problem.espirit.fold_over``; a fired
-    statistic is logged as a warning. It is not specific: it fired at the same level (3.4 %) on clean
-    brain8b at 4x (all seeds; the network fine there) and on brain16 8x seed 1 (28 %), and not on the folded
-    brain at 8x (6 ACS lines), so it is a prompt to compare, not a verdict."""
+def soft_sense(map_sets: Optional[int]):
+    """:func:`.baselines.classical_operator`'s ``soft_sense`` of a number of map sets (``--map-sets``):
+    None (the fold-over rule), or True / False for two / one set."""
+    return None if map_sets is None else map_sets == 2
+
+
+def fixed_map_sets(s: Recipe, file=None, index=None, mask_run=None) -> Optional[tuple]:
+    """``(map sets, what fixes them)`` where a file gives the network's output layer -- the pruning mask
+    (``--pruning-mask``, or ``mask_run``'s shared mask under ``--share-pruning-mask``) or the weights of
+    ``--init-from`` (for slice ``index`` of ``file``), each built for ``out_channels / 2`` map sets -- else
+    None (the network is built for the slice's sets)."""
+    from ..masks import Mask
+    if mask_run or s.mask_path:
+        path = Path(mask_run) / MASK_FILE if mask_run else Path(s.mask_path)
+        return Mask.load(path).generator_config().out_channels // 2, f"the pruning mask {path}"
+    if s.init_from:
+        return _head_channels(warm_start(s, file, index).init_from) // 2, f"--init-from {s.init_from}"
+    return None
+
+
+def _head_channels(weights_file) -> int:
+    """Output channels of the generator in a finished run's weights file (its ``head`` layer)."""
+    from ..statefile import load_state
+    tree = load_state(weights_file, None, what="weights file")
+    state = tree.get("net") if isinstance(tree, dict) else None
+    if not (isinstance(state, dict) and "head.weight" in state):
+        raise UserError(f"--init-from {weights_file}: not a weights file of mri-oes (no network output layer)")
+    return int(state["head.weight"].shape[0])
+
+
+def network_operator(p, s: Recipe, fixed: Optional[tuple] = None):
+    """The operator a network slice fits: the classical methods' (:func:`.baselines.classical_operator`:
+    two ESPIRiT map sets where the fold-over statistic fires, or ``--map-sets``); the network then outputs an
+    image per set and the result is their RSS. ``fixed`` (:func:`fixed_map_sets`): the sets a given mask or
+    weights file was built for, which win over the rule (a conflicting ``--map-sets``, or two sets where
+    ESPIRiT keeps no second one, is one clear line). One set cannot represent an object wider than the
+    phase-encode FOV: on brain8 folded to 70 % recon's Sparse-DIP on one set ended at 12.6 dB at 4x against
+    zero-filled 23.7 (results/2026-12-05-fold-over-network/). Measured data only; recorded by
+    :func:`fold_over_check`."""
+    from .baselines import classical_operator
+    sets, why = s.map_sets, "--map-sets 1"
+    if fixed is not None:
+        if s.map_sets is not None and s.map_sets != fixed[0]:
+            raise UserError(f"--map-sets {s.map_sets}: {fixed[1]} is for a network of {fixed[0]} map set(s)")
+        sets, why = fixed[0], f"{fixed[1]} is for one"
+    op = classical_operator(p, soft_sense=soft_sense(sets))
+    if sets is not None and op.sets != sets:
+        raise UserError(f"{p.slice.file} slice {p.slice.index}: {fixed[1] if fixed else '--map-sets 2'} needs "
+                        f"{sets} ESPIRiT map sets; this slice's ESPIRiT keeps no second set")
+    fold_over_check(p, op, why if sets == 1 else "ESPIRiT kept no second map set")
+    return op
+
+
+def fold_over_check(p, op, why_one_set: str = "") -> dict:
+    """Record the map sets ``op`` gives a network slice (``problem.espirit.map_sets``) and whether ESPIRiT's
+    fold-over statistic fired (``problem.espirit.fold_over.found``; the statistic and its thresholds are
+    ``problem.espirit.soft_sense``'s, :func:`.baselines.classical_operator`); warn where it fired and the
+    network still fits one set (``why_one_set`` says why). The statistic is not specific: it fired at the
+    same level (3.4 %) on clean brain8b at 4x (all seeds) and on brain16 8x seed 1 (28 %), and not on the
+    folded brain at 8x (6 ACS lines)."""
     import logging
     from . import espirit as E
-    _, _, overlap = E.second_map_set_and_overlap(p.kspace, p.mask, p.info["espirit"])
-    found = overlap >= E.OVERLAP_FRACTION
-    rec = {**E.overlap_record(overlap), "found": bool(found), "map_sets": 1}
-    if found:
+    esp = p.info["espirit"]
+    overlap = esp["soft_sense"]["overlap_fraction"]
+    rec = {"found": bool(overlap >= E.OVERLAP_FRACTION)}
+    if rec["found"] and op.sets == 1:
         rec["warning"] = (f"{Path(p.slice.file).name} slice {p.slice.index}: ESPIRiT finds fold-over (second "
                           f"eigenvalue > {E.OVERLAP_EIGENVALUE} on {overlap:.1%} of the object; it also fires on some "
-                          "clean scans); the network fits one map set and falls far below zero-filled where "
-                          "the object really folds over: compare with sense / l1-wavelet, which use two map sets")
+                          f"clean scans); the network fits one map set ({why_one_set}) and falls far below zero-filled "
+                          "where the object really folds over: compare with sense / l1-wavelet")
         logging.getLogger(__name__).warning("%s", rec["warning"])
-    p.info["espirit"]["fold_over"] = rec
+    esp["fold_over"], esp["map_sets"] = rec, int(op.sets)
     return rec
 
 
@@ -335,14 +390,17 @@ def _network_parts(job: SliceJob, clock=None, share: int = 1):
         shared = shared_mask_info(job.mask_run)
         s = s.override(mask_path=str(Path(job.mask_run) / MASK_FILE))
     p, gp = _network_problem(job)
-    fold_over_check(p)
     zf = _zf_metrics(p, job.data_range)
 
     def writer(problem, res, work, record):
         x = p.unscale(res.output)
+        if x.ndim == len(gp.operator.in_shape) + 1:   # several map sets: (1, sets, H, W)
+            x = x[0]
         net_final = dict(record["final"])
         if s.data_consistency:   # the image a user gets: the network output projected onto the data
-            x = p.data_consistency(x)
+            x = p.data_consistency(x, maps=gp.operator.maps.cpu().numpy())
+        else:
+            x = gp.operator.combine(x)
         _write_slice_outputs(p, job, x, Path(work), record, zf)
         record["data_consistency"] = s.data_consistency
         record["final_network"] = net_final   # the raw final iterate (what `best` is comparable to)
@@ -371,13 +429,20 @@ def _network(job: SliceJob) -> dict:
 
 
 def _network_batch(jobs: List[SliceJob]) -> List[dict]:
-    """Network slices of one grid trained in one loop (``--batch-slices``, :func:`mri_oes.runner.run_batch`)."""
+    """Network slices of one grid trained in one loop (``--batch-slices``, :func:`mri_oes.runner.run_batch`);
+    slices on two map sets (:func:`network_operator`) form their own loop, their networks having more
+    output channels."""
     from ..runner import run_batch
     clock = (time.perf_counter(), time.process_time())
     parts = [_network_parts(j, clock, len(jobs)) for j in jobs]
-    recs = run_batch([gp for _, gp, _ in parts], [s for s, _, _ in parts], [j.slice_dir for j in jobs],
-                     command="recon", writers=[w for _, _, w in parts])
-    return [_light(r) for r in recs]
+    recs = [None] * len(jobs)
+    for ch in sorted({gp.out_channels for _, gp, _ in parts}):
+        idx = [i for i, (_, gp, _) in enumerate(parts) if gp.out_channels == ch]
+        out = run_batch([parts[i][1] for i in idx], [parts[i][0] for i in idx], [jobs[i].slice_dir for i in idx],
+                        command="recon", writers=[parts[i][2] for i in idx])
+        for i, r in zip(idx, out):
+            recs[i] = _light(r)
+    return recs
 
 
 def init_source(run, file, index, run_name) -> Path:
@@ -407,7 +472,7 @@ def warm_start(s: Recipe, file, index) -> Recipe:
 
 def check_warm_start(s: Recipe, file, index, image_hw) -> None:
     """Refuse (one line) an ``--init-from`` source missing for this slice or of another network, before
-    any output exists."""
+    any output exists (its output layer, one or two map sets, is checked with the slice's map sets)."""
     if not s.init_from:
         return
     from ..generators import build_generator
@@ -415,7 +480,10 @@ def check_warm_start(s: Recipe, file, index, image_hw) -> None:
     from ..runner import load_init_weights
     rc = warm_start(s, file, index).for_grid(image_hw)
     cfg = Mask.load(rc.mask_path).generator_config() if s.method == "sparse-dip" and rc.mask_path else \
-        rc.generator_config(2, mri=True)
+        rc.generator_config(_head_channels(rc.init_from), mri=True)
+    if s.map_sets is not None and cfg.out_channels != 2 * s.map_sets:
+        raise UserError(f"--map-sets {s.map_sets}: --init-from {s.init_from} is for a network of "
+                        f"{cfg.out_channels // 2} map set(s)")
     load_init_weights(rc.init_from, build_generator(cfg, 0, image_hw))
 
 
