@@ -124,14 +124,15 @@ def test_recon_records_self_validation(phantom, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "out"
     args = ["recon", str(f), "--slice", "0", "--method", "dip", "--accel", "4", "--out", str(out), "--workers",
-            "1", "--steps", "300", "--levels", "3", "--width", "0.25", "--log-every", "5",
+            "1", "--steps", "1000", "--levels", "3", "--width", "0.25", "--log-every", "5",
             "--stop-rule", "self-validation", "--stop-patience", "30", "--holdout-fraction", "0.3",
             "--data-consistency"]
     assert main(args) == 0
     d = out / "dip_4x" / "slices" / "phantom" / "000"
     m = json.loads((d / "metrics.json").read_text())
     assert m["stop_rule"] == "self-validation" and m["holdout_fraction"] == 0.3
-    assert m["stopped_at"] is not None and m["steps"] == m["stopped_at"] < 300
+    # the phantom fires ESPIRiT's fold-over statistic: two map sets, stopped at step 595 (one set: 220)
+    assert m["stopped_at"] is not None and m["steps"] == m["stopped_at"] < 1000
     assert m["holdout_best_step"] <= m["stopped_at"] - 30
     assert any("holdout_loss" in h for h in m["history"])
     ident = json.loads((d / "identity.json").read_text())
