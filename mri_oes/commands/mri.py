@@ -133,8 +133,8 @@ def register(subparsers) -> None:
     g.add_argument("--map-sets", type=int, choices=(1, 2), default=None,
                    help="ESPIRiT map sets of every method (default: two where ESPIRiT's fold-over statistic "
                         "fires, measured data only, else one; a network then outputs one image per set and "
-                        "the result is their RSS; networks whose output layer --init-from, --pruning-mask or "
-                        "--share-pruning-mask fixes keep one); recorded as problem.espirit.map_sets")
+                        "the result is their RSS; a network whose output layer comes from --init-from, --pruning-mask "
+                        "or --share-pruning-mask keeps that file's sets); recorded as problem.espirit.map_sets")
     g.add_argument("--no-espirit-cache", action="store_true", help="do not cache maps in OUT/.espirit/")
     add_training_args(p, steps=_from_preset("steps", _steps), lr=_from_preset("lr", _value),
                       precision=_from_preset("precision", _value))
