@@ -106,8 +106,7 @@ def curve_evaluator(p, op=None):
     maps = op.maps.cpu().numpy()
 
     def metrics(x_hat, dc):
-        img = p.unscale(x_hat)
-        img = img[0] if img.ndim == len(op.in_shape) + 1 else img
+        img = p.unscale(x_hat, op)
         m = p.metrics(p.data_consistency(img, maps=maps) if dc else np.abs(op.combine(img)))
         return {k: m[k] for k in ("psnr", "ssim")}
 

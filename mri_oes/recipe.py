@@ -321,14 +321,18 @@ class Recipe:
         if self.method == "sparse-dip":
             if self.mask_path:
                 cfg = Mask.load(self.mask_path).generator_config()
-                if self.mri is not None and self.map_sets is not None and cfg.out_channels != 2 * self.map_sets:
-                    raise UserError(f"--map-sets {self.map_sets}: --pruning-mask {self.mask_path} is for a network "
-                                    f"of {cfg.out_channels // 2} map set(s)")
+                self.check_map_sets(cfg.out_channels // 2, f"--pruning-mask {self.mask_path}")
             elif self.density is not None:
                 check_density(self.density)
                 if not self.density < 1:
                     raise UserError("--density must be < 1 for an OES mask (density 1 is dense DIP: --method dip)")
         return self
+
+    def check_map_sets(self, sets: int, source: str) -> None:
+        """Refuse (one line naming ``source``) a given ``--map-sets`` other than the ``sets`` a mask or weights
+        file's network was built for (2 output channels per set)."""
+        if self.mri is not None and self.map_sets is not None and self.map_sets != sets:
+            raise UserError(f"--map-sets {self.map_sets}: {source} is for a network of {sets} map set(s)")
 
     # --------------------------------------------------------------------------------- identity
     def identity(self) -> dict:

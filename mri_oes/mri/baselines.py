@@ -313,7 +313,9 @@ def classical_operator(problem: MRIProblem, soft_sense=None):
                                   f"{E.OVERLAP_EIGENVALUE} on >= {E.OVERLAP_FRACTION:g} of the object "
                                   f"(zero-filled RSS > {E.OBJECT_LEVEL} x p99)") if choice == "eigenvalue"
                          else f"given: {'two map sets' if two else 'one map set'}",
-                         **E.overlap_record(overlap), "crop": E.SOFT_SENSE_CROP, "kept_fraction": round(kept, 4),
+                         "statistic": "overlap_fraction", "overlap_fraction": round(overlap, 4),
+                         "eigenvalue_threshold": E.OVERLAP_EIGENVALUE, "fraction_threshold": E.OVERLAP_FRACTION,
+                         "crop": E.SOFT_SENSE_CROP, "kept_fraction": round(kept, 4),
                          "time_s": round(time.perf_counter() - t0, 3)}
     esp["map_sets"] = sets
     c["operator"] = op

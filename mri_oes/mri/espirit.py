@@ -165,13 +165,6 @@ def second_map_set(kspace: np.ndarray, mask: np.ndarray, params: dict, crop: flo
     return m2, kept
 
 
-def overlap_record(overlap: float) -> dict:
-    """The fold-over statistic as results record it (the classical methods' soft-SENSE decision, the networks'
-    fold-over check): its name, value and both thresholds."""
-    return {"statistic": "overlap_fraction", "overlap_fraction": round(float(overlap), 4),
-            "eigenvalue_threshold": OVERLAP_EIGENVALUE, "fraction_threshold": OVERLAP_FRACTION}
-
-
 def second_map_set_and_overlap(kspace: np.ndarray, mask: np.ndarray, params: dict,
                                crop: float = SOFT_SENSE_CROP) -> Tuple[np.ndarray, float, float]:
     """:func:`second_map_set` and the fold-over statistic: the fraction of the object (zero-filled RSS

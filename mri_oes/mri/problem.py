@@ -83,12 +83,13 @@ class MRIProblem:
     def image_shape(self):
         return tuple(self.kspace.shape[-2:])
 
-    def unscale(self, x) -> np.ndarray:
-        """Operator-input image (scaled units, torch or numpy) → numpy complex in original units."""
+    def unscale(self, x, operator=None) -> np.ndarray:
+        """Operator input (scaled units, torch or numpy; a leading batch of one is dropped: ``(1, H, W)``, or
+        ``(1, sets, H, W)`` for an ``operator`` of several map sets) → numpy complex in original units."""
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()
         x = np.asarray(x)
-        if x.ndim == 3 and x.shape[0] == 1:
+        if x.ndim == len((operator or self.operator).in_shape) + 1 and x.shape[0] == 1:
             x = x[0]
         return x / self.scale
 
@@ -196,7 +197,7 @@ class MRIProblem:
             evaluate = self.evaluate if self.reference is not None else None
         op = operator or self.operator
         return Problem(op, self.y, tuple(self.image_shape), evaluate=evaluate, kind="mri",
-                       info=info, to_display=lambda x: np.abs(op.combine(self.unscale(x))) / vmax,
+                       info=info, to_display=lambda x: np.abs(op.combine(self.unscale(x, op))) / vmax,
                        measurements_display=zf / vmax if show_measurements else None,
                        holdout=self.holdout_lines, noise=self.noise)
 

@@ -199,8 +199,7 @@ def _evaluator(p, data_range, op=None):
     op = op or p.operator
 
     def evaluate(x_hat):
-        x = p.unscale(x_hat)
-        mag = M.center_crop(np.abs(op.combine(x[0] if x.ndim == len(op.in_shape) + 1 else x)), p.crop)
+        mag = M.center_crop(np.abs(op.combine(p.unscale(x_hat, op))), p.crop)
         m = M.slice_metrics(p.reference, mag, data_range)
         return {k: m[k] for k in ("psnr", "ssim", "nmse")}
 
@@ -346,8 +345,7 @@ def network_operator(p, s: Recipe, fixed: Optional[tuple] = None):
     from .baselines import classical_operator
     sets, why = s.map_sets, "--map-sets 1"
     if fixed is not None:
-        if s.map_sets is not None and s.map_sets != fixed[0]:
-            raise UserError(f"--map-sets {s.map_sets}: {fixed[1]} is for a network of {fixed[0]} map set(s)")
+        s.check_map_sets(*fixed)
         sets, why = fixed[0], f"{fixed[1]} is for one"
     op = classical_operator(p, soft_sense=soft_sense(sets))
     if sets is not None and op.sets != sets:
@@ -393,9 +391,7 @@ def _network_parts(job: SliceJob, clock=None, share: int = 1):
     zf = _zf_metrics(p, job.data_range)
 
     def writer(problem, res, work, record):
-        x = p.unscale(res.output)
-        if x.ndim == len(gp.operator.in_shape) + 1:   # several map sets: (1, sets, H, W)
-            x = x[0]
+        x = p.unscale(res.output, gp.operator)
         net_final = dict(record["final"])
         if s.data_consistency:   # the image a user gets: the network output projected onto the data
             x = p.data_consistency(x, maps=gp.operator.maps.cpu().numpy())
@@ -481,9 +477,7 @@ def check_warm_start(s: Recipe, file, index, image_hw) -> None:
     rc = warm_start(s, file, index).for_grid(image_hw)
     cfg = Mask.load(rc.mask_path).generator_config() if s.method == "sparse-dip" and rc.mask_path else \
         rc.generator_config(_head_channels(rc.init_from), mri=True)
-    if s.map_sets is not None and cfg.out_channels != 2 * s.map_sets:
-        raise UserError(f"--map-sets {s.map_sets}: --init-from {s.init_from} is for a network of "
-                        f"{cfg.out_channels // 2} map set(s)")
+    s.check_map_sets(cfg.out_channels // 2, f"--init-from {s.init_from}")
     load_init_weights(rc.init_from, build_generator(cfg, 0, image_hw))
 
 
