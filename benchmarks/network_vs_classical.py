@@ -3,7 +3,8 @@
 Reads committed result files only (no training): the network rows of an MRI quality table
 (``mri_quality summary``'s ``table.json``: ``method``, ``variant``, ``scan``, ``accel``, ``seed``,
 ``final_psnr``/``final_ssim``, ``density``) and benchmark row files with ``key``/``variant`` rows
-(``benchmarks/time_to_quality.py``, ``benchmarks/reuse_across_slices.py``), and the classical rows of
+(``benchmarks/time_to_quality.py``, ``benchmarks/reuse_across_slices.py``) or ``recon``'s slice records
+(``metrics.json``, :func:`recon_row`), and the classical rows of
 ``benchmarks/mri_baselines.py table`` (``rows``: ``method``, ``psnr``, ``ssim``, ``scale``). A network
 row counts when it ran recon's default recipe: variant ``default`` (``cold`` in the benchmark files,
 or the method's name, where every configured step must have run: no stop, no warm start, no given mask,
@@ -39,7 +40,24 @@ CLASSICAL = ("zero-filled", "sense", "l1-wavelet")
 
 def _rows(path: Path) -> list:
     data = read_json(path, what="result file")
+    if isinstance(data, dict) and data.get("command") == "recon" and "final" in data:
+        return [recon_row(data)]
     return data["rows"] if isinstance(data, dict) else data
+
+
+def recon_row(rec: dict) -> dict:
+    """A row of one slice record of ``recon`` (its ``metrics.json``). The scan is the file's stem without the
+    shared scans' ``_full`` (``brain8b_full.h5`` -> ``brain8b``, as the benchmarks name them). It counts as
+    the default recipe where the map sets were the rule's (no ``--map-sets``) and nothing was stopped, warm
+    started or given a mask; recon's curve logs no data-consistent PSNR, so there is no ``best_dc_psnr``."""
+    cfg = rec.get("config", {})
+    scan = Path(rec.get("file") or rec["scan"]).stem
+    default = (cfg.get("map_sets") is None and rec.get("stopped_at") is None and not cfg.get("init_from")
+               and not cfg.get("mask_path") and cfg.get("share_mask") in (None, "none"))
+    return {"scan": scan[:-len("_full")] if scan.endswith("_full") else scan, "accel": rec["accel"],
+            "seed": rec["seed"], "method": rec["method"], "variant": "default" if default else "given",
+            "final_psnr": rec["final"]["psnr"], "final_ssim": rec["final"]["ssim"], "density": rec.get("density"),
+            "steps": rec.get("steps"), "map_sets": rec.get("problem", {}).get("espirit", {}).get("map_sets")}
 
 
 def network_rows(paths) -> dict:
