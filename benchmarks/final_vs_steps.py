@@ -52,6 +52,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))   # time_to_quality's curve evaluator
 
 SHARED = Path(os.environ.get("MRI_OES_SHARED", ROOT.parent / "shared")) / "data" / "mri"
 NETS = ("dip", "deep-decoder", "sparse-dip", "sparse-dip-hourglass")
@@ -147,7 +148,9 @@ def run_one(scan, accel, net, max_steps, out, work, data_dir, seed=0, log_every=
     from mri_oes.mri import presets
     from mri_oes.mri.data import load_slice
     from mri_oes.mri.problem import build_problem
+    from mri_oes.mri.volume import network_operator
     from mri_oes.runner import run
+    from time_to_quality import curve_evaluator
 
     path = Path(out) / "curves" / f"{run_key(scan, accel, net)}.json"
     old = read_json(path, what="curve") if path.is_file() else None
@@ -165,23 +168,18 @@ def run_one(scan, accel, net, max_steps, out, work, data_dir, seed=0, log_every=
         m = p.metrics(img)
         return m["psnr"], m["ssim"]
 
-    def evaluate(x_hat):   # never read by the fit (core.fit); raw here, the running average on the 2nd call
-        img = p.unscale(x_hat)
-        img = img[0] if img.ndim == 3 else img
-        ps, ss = metrics(img)
-        dps, dss = metrics(p.data_consistency(img))
-        return {"psnr": ps, "ssim": ss, "dc_psnr": dps, "dc_ssim": dss}
-
     rc = net_recipe(net, accel, cfg, seed, log_every, hourglass_density).override(
         steps=int(max_steps), espirit=esp, progress=False)
+    op = network_operator(p, rc)   # recon's map sets (two where fold-over is found)
+    # never read by the fit (core.fit); raw here, the running average on the 2nd call
     gp = p.as_problem({"kind": "mri", "task": "mri", "scan": scan_name(scan), "file": str(file), "accel": accel},
-                      evaluate=evaluate)
+                      evaluate=curve_evaluator(p, op), operator=op)
     # rows of a killed run, replaced step by step by the resumed run (same seed: the same values)
     rows = {int(r["step"]): r for r in (old or {}).get("rows", [])} if old and old.get("max_steps") == max_steps else {}
     doc = {"scan": scan_name(scan), "file": str(file), "slice": 0, "accel": accel, "mask_type": "equispaced", "seed": seed,
            "net": net, "label": NET_LABEL[net], "max_steps": int(max_steps), "log_every": log_every,
            "preset": "cpu", "default_steps": default_steps(cfg, p.image_shape), "image_hw": list(p.image_shape),
-           "coils": int(p.maps.shape[0]), "lr": rc.lr, "lr_schedule": "constant",
+           "coils": int(p.maps.shape[0]), "map_sets": int(op.sets), "lr": rc.lr, "lr_schedule": "constant",
            "output_average": rc.output_average,
            "generator": rc.for_problem(gp).generator_config(gp.out_channels, mri=True).to_dict(),
            "density": 1.0 if rc.method != "sparse-dip" else rc.for_problem(gp).density,

@@ -77,7 +77,7 @@ def problem_of(scan, accel, seed):
 
 def run_row(scan, accel, variant, source, stop_rule, seed, log_every, work, out, key, sets=None):
     from mri_oes.io import write_json
-    from mri_oes.mri.volume import warm_start
+    from mri_oes.mri.volume import fixed_map_sets, network_operator, warm_start
     from mri_oes.recipe import Recipe
     from mri_oes.runner import run
     p, cfg, l1 = problem_of(scan, accel, seed)
@@ -87,14 +87,16 @@ def run_row(scan, accel, variant, source, stop_rule, seed, log_every, work, out,
     given = {"seed": seed, "log_every": log_every}
     src = source_dir(work, source, accel, seed, "_set" if sets else "") if variant in NEEDS_SOURCE else None
 
-    evaluate = curve_evaluator(p)
-
-    gp = p.as_problem({"kind": "mri", "task": "mri", "scan": scan, "accel": accel}, evaluate=evaluate)
     method = "deep-decoder" if variant == "deep-decoder" else "sparse-dip"
     if variant == "mask":
         given["mask_path"] = str(src / "mask.safetensors")
     if variant in ("warm", "both"):
         given["init_from"] = str(src)
+    # recon's map sets (two where fold-over is found; a given mask or source run's weights fix them)
+    given_rc = Recipe.from_preset(cfg, accel, method=method, **given)
+    op = network_operator(p, given_rc, fixed_map_sets(given_rc, scan_file(scan), 0))
+    gp = p.as_problem({"kind": "mri", "task": "mri", "scan": scan, "accel": accel},
+                      evaluate=curve_evaluator(p, op), operator=op)
     if variant == "warm":   # the density the cold run's rule gives this scan: the same mask size as cold
         given["density"] = Recipe.from_preset(cfg, accel, method=method, seed=seed).for_problem(gp).density
     rc = warm_start(Recipe.from_preset(cfg, accel, method=method, **given), scan_file(scan), 0)
@@ -122,7 +124,7 @@ def run_row(scan, accel, variant, source, stop_rule, seed, log_every, work, out,
            "stop_rule": rc.stop_rule, "stop_tol": rc.stop_tol, "stop_patience": rc.stop_patience,
            "steps_configured": rec["config"]["steps"], "mask_steps": rec["mask_steps"], "stopped_at": res.stopped_at,
            "steps_run": res.steps, "resumed_from": res.resumed_from,
-           "density": rec["density"], "sparsity": rec["sparsity"],
+           "density": rec["density"], "sparsity": rec["sparsity"], "map_sets": int(op.sets),
            "l1_psnr": l1["psnr"], "l1_ssim": l1["ssim"], "l1_cpu_s": l1["cpu_s"],
            "time_to_l1_cpu_s": to_l1, "time_to_l1_step": to_l1_step,
            "mask_cpu_s": curve[0]["cpu_s"] if curve else None, "total_cpu_s": total,

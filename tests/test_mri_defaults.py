@@ -219,6 +219,23 @@ def test_networks_take_two_map_sets_where_fold_over_is_found(tmp_path, caplog):
     assert "finds fold-over" in caplog.text and "folded.h5" in caplog.text
 
 
+def test_a_network_on_one_set_beside_the_classical_rule_on_two(monkeypatch):
+    """On a problem where the classical methods took the rule's two map sets, a network given one set (a
+    one-set mask or weights file, ``--map-sets 1``) gets one set, not the cached two-set operator, and both
+    come from one ESPIRiT eigen-decomposition."""
+    from mri_oes.mri import espirit as E
+    from mri_oes.mri.volume import network_operator
+    from mri_oes.recipe import Acquisition, Recipe
+    calls = []
+    real = E.second_map_set_and_overlap
+    monkeypatch.setattr(E, "second_map_set_and_overlap", lambda *a, **k: calls.append(1) or real(*a, **k))
+    p = build_problem(fold_over(_brain(), 0.9), 4, "equispaced", seed=0)
+    assert B.classical_operator(p).sets == 2
+    one = network_operator(p, Recipe(mri=Acquisition(map_sets=1)))
+    assert one.sets == 1 and p.info["espirit"]["map_sets"] == 1
+    assert B.classical_operator(p).sets == 2 and len(calls) == 1
+
+
 def test_warm_start_and_given_masks_follow_their_map_sets(tmp_path, capsys):
     """A network whose output layer comes from a file keeps that file's map sets: ``--init-from`` a two-set run
     trains on two sets, a conflicting ``--map-sets`` is one clear line naming the file."""

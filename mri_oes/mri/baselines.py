@@ -291,20 +291,23 @@ def classical_operator(problem: MRIProblem, soft_sense=None):
     with ESPIRiT's second map set as well (:func:`mri_oes.mri.espirit.second_map_set_and_overlap`).
     ``soft_sense`` ``None`` (default, ``SOFT_SENSE``): two sets when the fold-over statistic (the
     fraction of the object where ESPIRiT's second eigenvalue exceeds ``OVERLAP_EIGENVALUE``) reaches
-    ``OVERLAP_FRACTION``; ``True`` / ``False``: two / one set. Measured data only. Decided once per
-    problem; recorded in ``problem.info["espirit"]`` (``map_sets``, ``soft_sense``)."""
+    ``OVERLAP_FRACTION``; ``True`` / ``False``: two / one set. Measured data only. Built once per problem
+    and choice (a network's ``--map-sets`` may differ from the classical methods' rule on the same problem);
+    the latest is recorded in ``problem.info["espirit"]`` (``map_sets``, ``soft_sense``)."""
     import time
 
     from operators.mri import MultiCoilMRI
 
     from . import espirit as E
     c = problem.classical
-    if "operator" in c:
-        return c["operator"]
+    choice = SOFT_SENSE if soft_sense is None else soft_sense
+    if ("operator", choice) in c:
+        return c[("operator", choice)]
     t0 = time.perf_counter()
     esp = problem.info.setdefault("espirit", {})
-    choice = SOFT_SENSE if soft_sense is None else soft_sense
-    m2, kept, overlap = E.second_map_set_and_overlap(problem.kspace, problem.mask, esp)
+    if "second_map_set" not in c:   # one eigen-decomposition per problem, whichever choices are asked for
+        c["second_map_set"] = E.second_map_set_and_overlap(problem.kspace, problem.mask, esp)
+    m2, kept, overlap = c["second_map_set"]
     two = (overlap >= E.OVERLAP_FRACTION) if choice == "eigenvalue" else bool(choice)
     op, sets = problem.operator, 1
     if two and kept > 0:
@@ -318,7 +321,7 @@ def classical_operator(problem: MRIProblem, soft_sense=None):
                          "crop": E.SOFT_SENSE_CROP, "kept_fraction": round(kept, 4),
                          "time_s": round(time.perf_counter() - t0, 3)}
     esp["map_sets"] = sets
-    c["operator"] = op
+    c[("operator", choice)] = op
     return op
 
 
