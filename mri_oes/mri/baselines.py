@@ -289,9 +289,10 @@ def spirit_operator(problem: MRIProblem):
 def classical_operator(problem: MRIProblem, soft_sense=None):
     """The operator of the classical methods for this scan: the ESPIRiT maps (one set), or soft-SENSE
     with ESPIRiT's second map set as well (:func:`mri_oes.mri.espirit.second_map_set_and_overlap`).
-    ``soft_sense`` ``None`` (default, ``SOFT_SENSE``): two sets when the fold-over statistic (the
-    fraction of the object where ESPIRiT's second eigenvalue exceeds ``OVERLAP_EIGENVALUE``) reaches
-    ``OVERLAP_FRACTION``; ``True`` / ``False``: two / one set. Measured data only. Built once per problem
+    ``soft_sense`` ``None`` (default, ``SOFT_SENSE``): two sets where ESPIRiT finds fold-over
+    (:func:`mri_oes.mri.espirit.fold_over_found`: the fraction of the object where the second eigenvalue
+    exceeds ``OVERLAP_EIGENVALUE`` reaches ``OVERLAP_FRACTION``, at the phase-encode edges at least as
+    often as in the centre); ``True`` / ``False``: two / one set. Measured data only. Built once per problem
     and choice (a network's ``--map-sets`` may differ from the classical methods' rule on the same problem);
     the latest is recorded in ``problem.info["espirit"]`` (``map_sets``, ``soft_sense``)."""
     import time
@@ -308,15 +309,19 @@ def classical_operator(problem: MRIProblem, soft_sense=None):
     if "second_map_set" not in c:   # one eigen-decomposition per problem, whichever choices are asked for
         c["second_map_set"] = E.second_map_set_and_overlap(problem.kspace, problem.mask, esp)
     m2, kept, overlap = c["second_map_set"]
-    two = (overlap >= E.OVERLAP_FRACTION) if choice == "eigenvalue" else bool(choice)
+    found = E.fold_over_found(overlap)
+    two = found if choice == "eigenvalue" else bool(choice)
     op, sets = problem.operator, 1
     if two and kept > 0:
         op, sets = MultiCoilMRI(np.stack([problem.maps, m2]), problem.mask).to(problem.operator.device), 2
     esp["soft_sense"] = {"rule": ("two map sets when ESPIRiT's second eigenvalue exceeds "
                                   f"{E.OVERLAP_EIGENVALUE} on >= {E.OVERLAP_FRACTION:g} of the object "
-                                  f"(zero-filled RSS > {E.OBJECT_LEVEL} x p99)") if choice == "eigenvalue"
-                         else f"given: {'two map sets' if two else 'one map set'}",
-                         "statistic": "overlap_fraction", "overlap_fraction": round(overlap, 4),
+                                  f"(zero-filled RSS > {E.OBJECT_LEVEL} x p99), in the outer {E.OVERLAP_EDGE:g} "
+                                  "of the phase-encode FOV on each side at least as often as in the centre")
+                         if choice == "eigenvalue" else f"given: {'two map sets' if two else 'one map set'}",
+                         "statistic": "overlap_fraction", "overlap_fraction": round(overlap["fraction"], 4),
+                         "overlap_edge": round(overlap["edge"], 4), "overlap_centre": round(overlap["centre"], 4),
+                         "found": found,
                          "eigenvalue_threshold": E.OVERLAP_EIGENVALUE, "fraction_threshold": E.OVERLAP_FRACTION,
                          "crop": E.SOFT_SENSE_CROP, "kept_fraction": round(kept, 4),
                          "time_s": round(time.perf_counter() - t0, 3)}

@@ -60,7 +60,8 @@ RECT_CALIB_READOUT = 24
 RECT_KERNEL = (5, 2)
 RULE = ("calib_width = min(ACS, 24), kernel_width = 3 up to 9 calibration lines, else clip(calib_width // 2, 3, 6); ACS 3-5: "
         "rectangular min(24, H) x ACS region, 5 x 2 kernels; thresh 0.02, crop 0; SENSE / L1-wavelet add the second "
-        "eigenvector set (soft-SENSE, crop 0.5) when the second eigenvalue exceeds 0.9 on >= 0.5 % of the object")
+        "eigenvector set (soft-SENSE, crop 0.5) when the second eigenvalue exceeds 0.9 on >= 0.5 % of the object, at "
+        "the phase-encode edges at least as often as in the centre")
 
 
 def espirit_params(mask: np.ndarray, calib_width: Optional[int] = None, kernel_width: Optional[int] = None,
@@ -145,14 +146,25 @@ SOFT_SENSE_CROP = 0.5
 #: reference-free fold-over test (Uecker et al. 2014: where the FOV is smaller than the object, two
 #: eigenvalues of ESPIRiT's kernel covariance are close to 1 where tissue overlaps; a clean scan has
 #: one): two map sets when the second eigenvalue exceeds OVERLAP_EIGENVALUE on at least
-#: OVERLAP_FRACTION of the object (zero-filled RSS of the measured k-space > OBJECT_LEVEL x its p99).
-#: On the shared scans (seeds 0-2, 4x/8x) the fraction is 0 except on brain8b at 4x (0.034; its head
-#: touches both phase-encode edges, i.e. it wraps) and brain16 8x seed 1 (0.28, 5 ACS lines); brain8
-#: folded to 70 % gives 0.0087-0.034 at 4x, brain8 folded to 90 % (no tissue overlaps) 0.004 at 4x and
-#: 0.014 at 8x, where two sets cost SENSE 1.1 dB (20.5 vs 21.6; zero-filled 19.4)
+#: OVERLAP_FRACTION of the object (zero-filled RSS of the measured k-space > OBJECT_LEVEL x its p99)
+#: AND the overlap is anchored at the phase-encode edges, as a wrap's is (the tissue beyond one edge
+#: lands next to the other, so the overlapping zones grow from both edges inwards): its fraction of the
+#: object in the outer OVERLAP_EDGE of the FOV on each side is at least that in the centre. On the shared
+#: scans (seeds 0-2, 4x/8x) the fraction is 0 except on brain8b at 4x (0.034, but in the centre: edge
+#: 0.002-0.008, centre 0.05; two sets cost the network 0.3-0.6 dB there) and brain16 8x seed 1 (0.28, 5
+#: ACS lines; edge 0.35, centre 0.22); the shared brains folded to 60-80 % give edge 0.07-0.88 against
+#: centre 0-0.13 where it fires (results/2026-12-05-fold-over-severity/: it does not fire on some 60 %
+#: folds at all, where ESPIRiT's second eigenvalue stays below 0.9)
 OVERLAP_EIGENVALUE = 0.9
 OVERLAP_FRACTION = 0.005
+OVERLAP_EDGE = 0.25
 OBJECT_LEVEL = 0.1
+
+
+def fold_over_found(overlap: dict) -> bool:
+    """ESPIRiT's fold-over test on the statistic of :func:`second_map_set_and_overlap`: enough of the object
+    overlaps (``fraction``), and at the phase-encode edges at least as much as in the centre."""
+    return overlap["fraction"] >= OVERLAP_FRACTION and overlap["edge"] >= overlap["centre"]
 
 
 def second_map_set(kspace: np.ndarray, mask: np.ndarray, params: dict, crop: float = SOFT_SENSE_CROP
@@ -166,10 +178,12 @@ def second_map_set(kspace: np.ndarray, mask: np.ndarray, params: dict, crop: flo
 
 
 def second_map_set_and_overlap(kspace: np.ndarray, mask: np.ndarray, params: dict,
-                               crop: float = SOFT_SENSE_CROP) -> Tuple[np.ndarray, float, float]:
+                               crop: float = SOFT_SENSE_CROP) -> Tuple[np.ndarray, float, dict]:
     """:func:`second_map_set` and the fold-over statistic: the fraction of the object (zero-filled RSS
     of the measured k-space above ``OBJECT_LEVEL`` x its 99th percentile) where ESPIRiT's second
-    eigenvalue exceeds ``OVERLAP_EIGENVALUE``. Measured data only (the ACS block for the eigenvalues)."""
+    eigenvalue exceeds ``OVERLAP_EIGENVALUE`` -- over the whole object (``fraction``), in the outer
+    ``OVERLAP_EDGE`` of the phase-encode FOV on each side (``edge``) and between them (``centre``); 0
+    where a region holds no object. Measured data only (the ACS block for the eigenvalues)."""
     k = np.asarray(kspace, np.complex64) * (np.asarray(mask).reshape(1, 1, -1) > 0)
     cs = params.get("calib_shape") or [params["calib_width"]] * 2
     ks = params.get("kernel_shape") or [params["kernel_width"]] * 2
@@ -181,7 +195,15 @@ def second_map_set_and_overlap(kspace: np.ndarray, mask: np.ndarray, params: dic
     rss = np.sqrt((np.abs(np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=ax), norm="ortho"), axes=ax))
                    ** 2).sum(0))
     obj = rss > OBJECT_LEVEL * np.percentile(rss, 99)
-    overlap = float((w2[obj] > OVERLAP_EIGENVALUE).mean()) if obj.any() else 0.0
+    hit = (w2 > OVERLAP_EIGENVALUE) & obj
+    W = k.shape[-1]
+    col = np.arange(W)
+    edge = np.broadcast_to((col < OVERLAP_EDGE * W) | (col >= W - OVERLAP_EDGE * W), obj.shape)
+
+    def share(region):
+        n = int((obj & region).sum())
+        return float(hit[region].sum() / n) if n else 0.0
+    overlap = {"fraction": share(np.ones_like(obj)), "edge": share(edge), "centre": share(~edge)}
     return np.ascontiguousarray(m2, dtype=np.complex64), float(keep.mean()), overlap
 
 
