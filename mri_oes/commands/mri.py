@@ -131,8 +131,9 @@ def register(subparsers) -> None:
     g.add_argument("--espirit-crop", type=_ranged(float, 0, 1, hi_open=True), default=0.0,
                    help="eigenvalue crop (default 0 = maps everywhere: robust with few ACS lines)")
     g.add_argument("--map-sets", type=int, choices=(1, 2), default=None,
-                   help="ESPIRiT map sets of every method (default: two where ESPIRiT's fold-over statistic "
-                        "fires, measured data only, else one; a network then outputs one image per set and "
+                   help="ESPIRiT map sets of every method (default: two where ESPIRiT finds fold-over -- the "
+                        "second eigenvalue near 1 on part of the object, at the phase-encode edges at least as "
+                        "often as in the centre; measured data only -- else one; a network then outputs one image per set and "
                         "the result is their RSS; a network whose output layer comes from --init-from, --pruning-mask "
                         "or --share-pruning-mask keeps that file's sets); recorded as problem.espirit.map_sets")
     g.add_argument("--no-espirit-cache", action="store_true", help="do not cache maps in OUT/.espirit/")
