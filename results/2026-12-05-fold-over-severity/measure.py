@@ -1,8 +1,8 @@
 """How far the classical defaults and ESPIRiT's fold-over statistic hold as the fold-over grows: the shared
 brains folded into 55-90 % of their phase-encode FOV (`mri_oes.mri.problem.fold_over`) and the clean scans,
-at 4x and 8x, seed 0, slice 0:
+at 4x and 8x, seed 0 (``--seeds``), slice 0:
 
-    python results/2026-12-05-fold-over-severity/measure.py OUT.jsonl [--folds 0.6 0.7 0.8] [--scans ...]
+    python results/2026-12-05-fold-over-severity/measure.py OUT.jsonl [--folds 0.6 0.7 0.8] [--scans ...] [--seeds 0]
     python results/2026-12-05-fold-over-severity/measure.py OUT.jsonl --table     # the README's table
 
 One JSON line per case (appended; a case already in OUT is skipped): the rule's record
@@ -92,10 +92,11 @@ def table(rows) -> str:
 def main():
     a = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     a.add_argument("out")
-    a.add_argument("--folds", type=float, nargs="+", default=[0.6, 0.7, 0.8])
+    a.add_argument("--folds", type=float, nargs="*", default=[0.6, 0.7, 0.8])
     a.add_argument("--fold-scans", nargs="+", default=["brain8", "brain8b", "brain4"])
     a.add_argument("--scans", nargs="+", default=["brain8", "brain8b", "brain4", "brain16", "phantom4"])
     a.add_argument("--accels", type=int, nargs="+", default=[4, 8])
+    a.add_argument("--seeds", type=int, nargs="+", default=[0], help="mask seeds (equispaced line offsets)")
     a.add_argument("--table", action="store_true", help="print the markdown table of OUT and stop")
     args = a.parse_args()
     out = Path(args.out)
@@ -103,13 +104,13 @@ def main():
         print(table([json.loads(line) for line in out.read_text().splitlines()]))
         return
     done = {json.loads(line)["case"] for line in out.read_text().splitlines()} if out.is_file() else set()
-    todo = [(s, f, acc) for acc in args.accels for f in args.folds for s in args.fold_scans]
-    todo += [(s, None, acc) for acc in args.accels for s in args.scans]
-    for scan, fold, accel in todo:
-        name = f"{scan}{'-fold%g' % fold if fold else ''}_{accel}x_s0"
+    todo = [(s, f, acc, sd) for sd in args.seeds for acc in args.accels for f in args.folds for s in args.fold_scans]
+    todo += [(s, None, acc, sd) for sd in args.seeds for acc in args.accels for s in args.scans]
+    for scan, fold, accel, seed in todo:
+        name = f"{scan}{'-fold%g' % fold if fold else ''}_{accel}x_s{seed}"
         if name in done:
             continue
-        rec = case(scan, fold, accel)
+        rec = case(scan, fold, accel, seed)
         with out.open("a") as f:
             f.write(json.dumps(rec) + "\n")
         print(json.dumps(rec), flush=True)
