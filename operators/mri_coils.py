@@ -168,6 +168,15 @@ class SpiritCoilImagesMRI(LinearOperator):
         """The image of an operator input: the RSS of its coil images (as :meth:`MultiCoilMRI.combine`)."""
         return CoilImagesMRI.rss(x)
 
+    def from_network(self, out):
+        """A generator's ``2·coils`` output channels → coil images, as :meth:`CoilImagesMRI.from_network`
+        (a network fitted through this operator is held to the data and to SPIRiT's calibration)."""
+        return self.data.from_network(out)
+
+    @property
+    def network_channels(self):
+        return self.data.network_channels
+
     def with_mask(self, mask) -> "SpiritCoilImagesMRI":
         """The same kernels, μ and ℓ2 weight on other sampled lines, on this device."""
         return SpiritCoilImagesMRI(_as_tensor(mask), self.kernels, self.mu, self.l2).to(self.device)
