@@ -5,9 +5,9 @@ at 4x and 8x, seed 0 (``--seeds``), slice 0:
     python results/2026-12-05-fold-over-severity/measure.py OUT.jsonl [--folds 0.6 0.7 0.8] [--scans ...] [--seeds 0]
     python results/2026-12-05-fold-over-severity/measure.py OUT.jsonl --table     # the README's table
 
-One JSON line per case (appended; a case already in OUT is skipped): the rule's record
-(`problem.espirit.soft_sense`: overlap fraction, kept fraction; map sets), where the second eigenvalue
-exceeds 0.9 (object pixels in the outer quarters of the phase-encode FOV vs the central half), SENSE and
+One JSON line per case (OUT rewritten atomically after each; a case already in OUT is skipped): the rule's record
+(`problem.espirit.soft_sense`: the fraction of the object where the second eigenvalue exceeds 0.9 -- all of it,
+its outer quarters of the phase-encode FOV, its central half --, the kept fraction; the map sets), SENSE and
 L1-wavelet at their defaults, CG-SPIRiT (maps-free, `coil_operator(maps_free=True)`), zero-filled (fastMRI
 metric, PSNR dB / SSIM), and the normalised difference between the SENSE and CG-SPIRiT images. Measured with
 the library's own functions; no network is trained."""
@@ -18,31 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from mri_oes.io import atomic_path
 from mri_oes.mri import baselines as B
-from mri_oes.mri import espirit as E
 from mri_oes.mri.data import acs_lines, load_slice
 from mri_oes.mri.problem import build_problem, fold_over
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "mri"
 
 
-def edge_centre(p):
-    """Fraction of object pixels whose second ESPIRiT eigenvalue exceeds OVERLAP_EIGENVALUE, in the outer
-    quarters of the phase-encode FOV and in its central half (as classical_operator's statistic)."""
-    par = p.info["espirit"]
-    k = np.asarray(p.kspace) * (np.asarray(p.mask).reshape(1, 1, -1) > 0)
-    w = np.linalg.eigvalsh(E._kernel_covariance(k, par.get("calib_shape") or [par["calib_width"]] * 2,
-                                                par.get("kernel_shape") or [par["kernel_width"]] * 2, par["thresh"]))
-    w2 = w[..., -2].T
-    ax = (-2, -1)
-    rss = np.sqrt((np.abs(np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=ax), norm="ortho"), axes=ax)) ** 2).sum(0))
-    obj = rss > E.OBJECT_LEVEL * np.percentile(rss, 99)
-    W = k.shape[-1]
-    c = np.arange(W)
-    edge = np.broadcast_to((c < W / 4) | (c >= W - W / 4), obj.shape)
-    hit = (w2 > E.OVERLAP_EIGENVALUE) & obj
-    return (round(float(hit[edge].sum() / max(obj[edge].sum(), 1)), 4),
-            round(float(hit[~edge].sum() / max(obj[~edge].sum(), 1)), 4))
+def case_name(scan, fold, accel, seed) -> str:
+    return f"{scan}{'-fold%g' % fold if fold else ''}_{accel}x_s{seed}"
 
 
 def metrics(p, x):
@@ -56,13 +41,12 @@ def case(scan, fold, accel, seed=0):
         sl = fold_over(sl, fold)
     t0 = time.process_time()
     p = build_problem(sl, accel, "equispaced", seed)
-    rec = {"case": f"{scan}{'-fold%g' % fold if fold else ''}_{accel}x_s{seed}", "scan": scan, "fold": fold,
+    rec = {"case": case_name(scan, fold, accel, seed), "scan": scan, "fold": fold,
            "accel": accel, "seed": seed, "acs_lines": acs_lines(p.mask)[1]}
     sense, l1 = B.run_baseline(p, "sense"), B.run_baseline(p, "l1-wavelet")
     esp = p.info["espirit"]
-    rec.update(overlap_fraction=esp["soft_sense"]["overlap_fraction"], kept_fraction=esp["soft_sense"]["kept_fraction"],
+    rec.update({k: esp["soft_sense"][k] for k in ("overlap_fraction", "kept_fraction", "overlap_edge", "overlap_centre")},
                map_sets=esp["map_sets"])
-    rec["overlap_edge"], rec["overlap_centre"] = edge_centre(p)
     q = build_problem(sl, accel, "equispaced", seed)
     B.coil_operator(q, maps_free=True)
     spirit = B.run_baseline(q, "sense")
@@ -103,17 +87,17 @@ def main():
     if args.table:
         print(table([json.loads(line) for line in out.read_text().splitlines()]))
         return
-    done = {json.loads(line)["case"] for line in out.read_text().splitlines()} if out.is_file() else set()
+    lines = out.read_text().splitlines() if out.is_file() else []
+    done = {json.loads(line)["case"] for line in lines}
     todo = [(s, f, acc, sd) for sd in args.seeds for acc in args.accels for f in args.folds for s in args.fold_scans]
     todo += [(s, None, acc, sd) for sd in args.seeds for acc in args.accels for s in args.scans]
     for scan, fold, accel, seed in todo:
-        name = f"{scan}{'-fold%g' % fold if fold else ''}_{accel}x_s{seed}"
-        if name in done:
+        if case_name(scan, fold, accel, seed) in done:
             continue
-        rec = case(scan, fold, accel, seed)
-        with out.open("a") as f:
-            f.write(json.dumps(rec) + "\n")
-        print(json.dumps(rec), flush=True)
+        lines.append(json.dumps(case(scan, fold, accel, seed)))
+        with atomic_path(out) as tmp:   # the cases so far, never a half-written line
+            tmp.write_text("\n".join(lines) + "\n")
+        print(lines[-1], flush=True)
 
 
 if __name__ == "__main__":
