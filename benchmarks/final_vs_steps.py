@@ -171,7 +171,7 @@ def run_one(scan, accel, net, max_steps, out, work, data_dir, seed=0, log_every=
     rc = net_recipe(net, accel, cfg, seed, log_every, hourglass_density).override(
         steps=int(max_steps), espirit=esp, progress=False)
     op = network_operator(p, rc)   # recon's map sets (two where fold-over is found)
-    # never read by the fit (core.fit); raw here, the running average on the 2nd call
+    # the curve's evaluator is never read by the fit (core.fit): raw here, the running average on the 2nd call
     gp = p.as_problem({"kind": "mri", "task": "mri", "scan": scan_name(scan), "file": str(file), "accel": accel},
                       evaluate=curve_evaluator(p, op), operator=op)
     # rows of a killed run, replaced step by step by the resumed run (same seed: the same values)
